@@ -1,0 +1,1 @@
+"""megatron-agentic: Agentic Continual Pre-training on megatron-core."""
