@@ -75,7 +75,7 @@ class _CudaToCpuMode(TorchFunctionMode):
     """Redirect CUDA placement to the CPU; every other call passes through untouched.
 
     Only factory calls, `.cuda()`, `.to(<cuda>)`, `.type()` (megatron's dtype checks compare it with
-    `torch.cuda.*Tensor`), `.record_stream` and `.pin_memory` are touched: rewriting other calls
+    `torch.cuda.*Tensor`) and `.pin_memory` are touched: rewriting other calls
     (e.g. collectives) would change their meaning.
     """
 
@@ -92,8 +92,6 @@ class _CudaToCpuMode(TorchFunctionMode):
             name = _CUDA_TYPE_NAMES.get(args[0].dtype)
             if name is not None:
                 return name
-        elif func is torch.Tensor.record_stream:
-            return None
         elif func is torch.Tensor.pin_memory:
             return args[0]
         return func(*args, **kwargs)
@@ -192,6 +190,8 @@ def _patch_torch_cuda():
     cuda.stream = lambda stream=None: contextlib.nullcontext(stream)
     cuda.set_stream = lambda stream: None
     cuda.is_current_stream_capturing = lambda: False
+    # Argument parsing rejects the stand-in stream before any TorchFunctionMode sees the call.
+    torch.Tensor.record_stream = lambda self, stream: None
     cuda.get_rng_state = cuda.random.get_rng_state = _get_rng_state
     cuda.set_rng_state = cuda.random.set_rng_state = _set_rng_state
     # One generator serves both "devices": seeding CUDA seeds the CPU generator.
