@@ -31,6 +31,7 @@ setup(
         "sentencepiece",
         "tiktoken",
         "zstandard",
+        "orjson",
         "datasketch",
         "tensorboard",
         "tqdm",

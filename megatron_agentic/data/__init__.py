@@ -1,0 +1,1 @@
+"""Data: JSONL input, Megatron indexed datasets (.bin/.idx), and stage blends over GPTDataset."""
