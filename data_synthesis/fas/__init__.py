@@ -1,0 +1,1 @@
+"""First-order action synthesis: questions, planning actions, reasoning actions."""

@@ -1,0 +1,1 @@
+"""Higher-order action synthesis: multi-decision training texts from trajectories."""

@@ -1,0 +1,35 @@
+"""A local OpenAI-compatible completions endpoint (e.g. `vllm serve MODEL` on the cluster)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from data_synthesis.config import BackendConfig
+from data_synthesis.llm import LLMBackend
+
+
+class OpenAICompatibleBackend(LLMBackend):
+    """POSTs chat completions to `backend.base_url` (no commercial API: a server you run)."""
+
+    def __init__(self, config: BackendConfig):
+        if not config.base_url or not config.model:
+            raise ValueError("backend.base_url and backend.model are required for type=openai")
+        self.config = config
+        self.name = f"openai:{config.model}@{config.base_url}"
+
+    def _complete(self, prompt: str, seed: int) -> str:
+        body = json.dumps({
+            "model": self.config.model, "messages": [{"role": "user", "content": prompt}],
+            "temperature": self.config.temperature, "max_tokens": self.config.max_tokens,
+            "seed": seed,
+        }).encode()  # fmt: skip
+        request = urllib.request.Request(
+            self.config.base_url.rstrip("/") + "/chat/completions", data=body,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.loads(response.read())["choices"][0]["message"]["content"]
+
+    def generate(self, prompts: list[str], seed: int) -> list[str]:
+        return [self._complete(prompt, seed + i) for i, prompt in enumerate(prompts)]
