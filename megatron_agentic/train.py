@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         parallel.validate_layout(config.model, config.parallel, world_size,
                                  config.data.seq_length)  # fmt: skip
-        _check_batch(config, world_size)
+        _check_config(config, world_size)
     except (ConfigError, parallel.LayoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -317,7 +317,7 @@ class _StopSignal:
         self.requested = True
 
 
-def _check_batch(config: TrainConfig, world_size: int) -> None:
+def _check_config(config: TrainConfig, world_size: int) -> None:
     dp = world_size // (config.parallel.tp * config.parallel.pp * config.parallel.cp)
     per_step = config.data.micro_batch_size * dp
     if config.data.global_batch_size % per_step:
@@ -325,6 +325,14 @@ def _check_batch(config: TrainConfig, world_size: int) -> None:
             f"data.global_batch_size={config.data.global_batch_size} is not divisible by "
             f"micro_batch_size*dp={config.data.micro_batch_size}*{dp}"
         )
+    sched = config.schedule
+    if not 0 <= sched.warmup_iters < sched.train_iters:
+        raise ConfigError(f"schedule.warmup_iters={sched.warmup_iters} must be below "
+                          f"schedule.train_iters={sched.train_iters}")  # fmt: skip
+    if sched.decay_style == "WSD" and not 0 < (sched.wsd_decay_iters or 0) <= (
+            sched.train_iters - sched.warmup_iters):
+        raise ConfigError(f"schedule.wsd_decay_iters={sched.wsd_decay_iters} must be in "
+                          f"1..train_iters-warmup_iters={sched.train_iters - sched.warmup_iters}")
     if not config.data.blend:
         raise ConfigError("data.blend: a blend YAML is required (see docs/data.md)")
     if not config.data.tokenizer_model:
