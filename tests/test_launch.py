@@ -1,0 +1,60 @@
+"""launch/pretrain_stage{1,2}.sh run the tiny recipes end to end on CPU, both starting torchrun
+themselves and started by torchrun (`--no-python`), and the full-scale recipes are valid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from megatron_agentic.config import load_config
+from megatron_agentic.parallel import LayoutError, validate_layout
+from tests.distributed import free_port
+from tests.train_fixtures import make_training_data
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("launch")
+    blend, tokenizer = make_training_data(root)
+    return {**os.environ, "CPU": "1", "DATA_BLEND": str(blend), "TOKENIZER": str(tokenizer),
+            "MASTER_PORT": str(free_port()), "PYTHON": sys.executable}  # fmt: skip
+
+
+def test_stage_scripts_start_torchrun_themselves(env, tmp_path):
+    stage1 = {**env, "CKPT_DIR": str(tmp_path / "s1")}
+    subprocess.run(["bash", "launch/pretrain_stage1.sh", "schedule.train_iters=3", "schedule.warmup_iters=1",
+                    "training.eval_interval=0"], env=stage1, check=True)  # fmt: skip
+    stage2 = {**env, "CKPT_DIR": str(tmp_path / "s2"), "LOAD_DIR": str(tmp_path / "s1"),
+              "MASTER_PORT": str(free_port())}  # fmt: skip
+    result = subprocess.run(["bash", "launch/pretrain_stage2.sh", "schedule.train_iters=3",
+                             "schedule.warmup_iters=0", "schedule.wsd_decay_iters=1",
+                             "training.eval_interval=0"], env=stage2, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"loaded {tmp_path / 's1'}" in result.stdout
+    assert (tmp_path / "s2" / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
+
+
+def test_stage_script_under_torchrun_no_python(env, tmp_path):
+    run = {**env, "CKPT_DIR": str(tmp_path / "ckpt")}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                    "--master-port", str(free_port()), "--no-python", "bash",
+                    "launch/pretrain_stage1.sh", "schedule.train_iters=2", "schedule.warmup_iters=1",
+                    "training.eval_interval=0"],
+                   env=run, check=True)  # fmt: skip
+    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
+
+
+@pytest.mark.parametrize("recipe, world_size", [
+    ("examples/recipes/stage1_qwen3_30b_a3b.yaml", 32),
+    ("examples/recipes/stage2_qwen3_30b_a3b_128k.yaml", 64),
+])  # fmt: skip
+def test_full_scale_recipes_are_valid_layouts(recipe, world_size):
+    config = load_config(recipe)
+    assert config.model.num_layers == 48 and config.model.num_experts == 128
+    try:
+        assert validate_layout(config.model, config.parallel, world_size, config.data.seq_length) >= 1
+    except LayoutError as error:  # CP on a CPU machine is refused by design
+        assert config.parallel.cp > 1 and "context parallelism needs TransformerEngine" in str(error)
