@@ -75,9 +75,20 @@ def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
     return loss_sum, num_tokens, {"lm loss": reporting}
 
 
+def context_parallel_slice(batch: dict) -> dict:
+    """This context-parallel rank's part of every sequence (megatron-core's load-balanced zigzag:
+    2*CP chunks, rank r keeps chunks r and 2*CP-1-r); the whole batch when CP is 1."""
+    if parallel_state.get_context_parallel_world_size() == 1:
+        return batch
+    from megatron.core.utils import get_batch_on_this_cp_rank
+
+    return get_batch_on_this_cp_rank(dict(batch), is_hybrid_cp=False,
+                                     cp_group=parallel_state.get_context_parallel_group())  # fmt: skip
+
+
 def forward_step(data_iterator, model):
     """megatron-core's forward_step_func: one micro-batch through this stage's chunk."""
-    batch = next(data_iterator)
+    batch = context_parallel_slice(next(data_iterator))
     output = model(
         batch["tokens"], batch["position_ids"], attention_mask=None, labels=batch["labels"]
     )

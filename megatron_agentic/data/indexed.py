@@ -47,20 +47,35 @@ def dataset_exists(prefix: str | Path) -> bool:
 
 
 def write_index(path: str, dtype, sequence_lengths, document_indices) -> None:
-    """The .idx file: header, version, dtype code, counts, lengths, byte pointers, documents."""
-    lengths = np.asarray(sequence_lengths, dtype=np.int32)
-    pointers = np.zeros(len(lengths), dtype=np.int64)
-    np.cumsum(lengths[:-1].astype(np.int64) * np.dtype(dtype).itemsize, out=pointers[1:])
-    documents = np.asarray(document_indices, dtype=np.int64)
+    """The .idx file: header, version, dtype code, counts, lengths, byte pointers, documents.
+    Written in chunks, without copying the (possibly large) length arrays."""
+    lengths = _as_numpy(sequence_lengths, np.int32)
+    documents = _as_numpy(document_indices, np.int64)
+    itemsize = np.dtype(dtype).itemsize
     with open(path, "wb") as handle:
         handle.write(_HEADER)
         handle.write(struct.pack("<Q", _VERSION))
         handle.write(struct.pack("<B", _DTYPE_CODES[np.dtype(dtype).type]))
         handle.write(struct.pack("<Q", len(lengths)))
         handle.write(struct.pack("<Q", len(documents)))
-        handle.write(lengths.tobytes(order="C"))
-        handle.write(pointers.tobytes(order="C"))
-        handle.write(documents.tobytes(order="C"))
+        handle.write(memoryview(lengths))  # no copy
+        offset = 0
+        for start in range(0, len(lengths), _CHUNK):  # byte offset of each sequence
+            chunk = lengths[start : start + _CHUNK].astype(np.int64) * itemsize
+            pointers = np.cumsum(chunk) - chunk + offset
+            handle.write(pointers.tobytes(order="C"))
+            offset = int(pointers[-1] + chunk[-1])
+        handle.write(memoryview(documents))
+
+
+_CHUNK = 1 << 16  # pointers are computed per chunk: a bounded transient
+
+
+def _as_numpy(values, dtype) -> np.ndarray:
+    """A zero-copy view of an array.array of the right type, else a converted copy."""
+    if isinstance(values, array) and np.dtype(values.typecode) == np.dtype(dtype):
+        return np.frombuffer(values, dtype=dtype)
+    return np.asarray(values, dtype=dtype)
 
 
 def read_index(path: str) -> tuple[type[np.number], np.ndarray, np.ndarray]:
