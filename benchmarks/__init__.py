@@ -1,0 +1,1 @@
+"""Benchmark scripts (importable for their CPU tests)."""
