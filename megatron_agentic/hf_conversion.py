@@ -9,7 +9,8 @@ and grouped-GEMM (TE spec) layouts alike, which share these keys.
 Import (`import_hf_checkpoint`, one process per rank): build this rank's model without
 initialising it, fill each local tensor from the HF tensors it needs (read lazily with
 safetensors, one at a time), and save a `release` dist checkpoint. Export (`export_hf_checkpoint`,
-one process): read the dist checkpoint one layer at a time and write HF safetensors shards.
+two processes, rank 0 writing): read the dist checkpoint one layer at a time and write HF
+safetensors shards.
 Every HF tensor must be used and every Megatron tensor filled; anything left over is an error
 naming it. Outputs are written under temporary names and renamed when complete.
 """
@@ -20,6 +21,7 @@ import dataclasses
 import json
 import os
 import shutil
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -107,11 +109,12 @@ def hf_config_from_model(model: Qwen3MoEConfig, dtype: str) -> dict:
 
 
 class HFWeights:
-    """The tensors of an HF checkpoint directory, opened lazily, with a record of what was read."""
+    """The tensors of an HF checkpoint directory, read lazily, with a record of what was read.
 
-    def __init__(self, directory: str | Path):
-        from safetensors import safe_open
+    Shards are memory-mapped on demand and at most `open_shards` at a time: the pages read stay
+    in the process's RSS while a shard is open."""
 
+    def __init__(self, directory: str | Path, open_shards: int = 2):
         self.directory = Path(directory)
         index = self.directory / "model.safetensors.index.json"
         if index.is_file():
@@ -120,29 +123,41 @@ class HFWeights:
             weight_map = None
         else:
             raise ConversionError(f"{self.directory}: no model.safetensors(.index.json)")
-        self._files = {}
+        self._open: OrderedDict[str, object] = OrderedDict()
+        self._open_shards = open_shards
         self.location: dict[str, str] = {}
         files = sorted(set(weight_map.values())) if weight_map else ["model.safetensors"]
         for name in files:
-            path = self.directory / name
-            if not path.is_file():
-                raise ConversionError(f"{path}: shard listed in the index is missing")
-            try:
-                self._files[name] = safe_open(str(path), framework="pt")
-            except Exception as error:  # noqa: BLE001 - safetensors raises several kinds
-                raise ConversionError(f"{path}: unreadable safetensors file ({error})") from None
-            for key in self._files[name].keys():
+            if not (self.directory / name).is_file():
+                raise ConversionError(f"{self.directory / name}: shard listed in the index is missing")
+            for key in self._shard(name).keys():
                 self.location[key] = name
         if weight_map and set(weight_map) != set(self.location):
             missing = sorted(set(weight_map) - set(self.location))[:5]
             raise ConversionError(f"{index}: tensors listed but not in their shard: {missing}")
         self.used: set[str] = set()
 
+    def _shard(self, name: str):
+        from safetensors import safe_open
+
+        if name in self._open:
+            self._open.move_to_end(name)
+            return self._open[name]
+        path = self.directory / name
+        try:
+            handle = safe_open(str(path), framework="pt")
+        except Exception as error:  # noqa: BLE001 - safetensors raises several kinds
+            raise ConversionError(f"{path}: unreadable safetensors file ({error})") from None
+        self._open[name] = handle
+        if len(self._open) > self._open_shards:
+            self._open.popitem(last=False)  # unmapped once dropped
+        return handle
+
     def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         if name not in self.location:
             raise ConversionError(f"{self.directory}: tensor {name} is missing")
         try:
-            tensor = self._files[self.location[name]].get_tensor(name)
+            tensor = self._shard(self.location[name]).get_tensor(name)
         except Exception as error:  # noqa: BLE001
             raise ConversionError(
                 f"{self.directory / self.location[name]}: cannot read {name} ({error})"
@@ -244,51 +259,62 @@ def hf_from_megatron(key: str, layer: int | None, expert: int | None, tensor: to
 # --- import -----------------------------------------------------------------------------------
 
 
-def _local_sharded_tensors(chunk) -> list:
-    """This rank's ShardedTensors of a model chunk, with megatron's factories (fused SwiGLU fc1
-    halves) expanded; their `.data` are views of the parameters."""
-    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+def _sharded_tensors(state: dict) -> list:
+    """The ShardedTensors of a sharded state dict whose factories were applied (so the fused
+    SwiGLU fc1 appears as its gate and up halves); their `.data` are views of the parameters."""
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
 
-    out, todo = [], list(chunk.sharded_state_dict().values())
-    while todo:
-        item = todo.pop()
-        if isinstance(item, ShardedTensorFactory):
-            built = item.build()
-            todo.extend(built.values() if isinstance(built, dict) else built)
-        elif isinstance(item, ShardedTensor):
-            out.append(item)
-    return out
+    return [value for value in nested_values(state) if isinstance(value, ShardedTensor)]
 
 
-def fill_model_from_hf(chunks, hf: HFWeights, model_cfg: Qwen3MoEConfig) -> int:
+def fill_from_hf(state: dict, hf: HFWeights, model_cfg: Qwen3MoEConfig) -> int:
     """Copy into every local tensor its slice of the HF weights; returns the count filled."""
     filled = 0
     cache: dict[tuple, torch.Tensor] = {}
-    for chunk in chunks:
-        for sharded in _local_sharded_tensors(chunk):
-            prepend = sharded.prepend_axis_num
-            layer = sharded.global_offset[0] if prepend >= 1 else None
-            expert = sharded.global_offset[1] if prepend >= 2 else None
-            source_key = (sharded.key, layer, expert)
-            if source_key not in cache:
-                cache.clear()  # one source tensor at a time (plus the fc1 halves sharing it)
-                cache[source_key] = megatron_from_hf(sharded.key, layer, expert, hf, model_cfg)
-            full = cache[source_key]
-            expected = tuple(sharded.global_shape[prepend:])
-            if tuple(full.shape) != expected:
-                raise ConversionError(f"{sharded.key}: built shape {tuple(full.shape)}, the model "
-                                      f"expects {expected}")  # fmt: skip
-            index = tuple(slice(o, o + n) for o, n in
-                          zip(sharded.global_offset[prepend:], sharded.local_shape))  # fmt: skip
-            with torch.no_grad():
-                sharded.data.copy_(full[index])
-            filled += 1
+    for sharded in _sharded_tensors(state):
+        prepend = sharded.prepend_axis_num
+        layer = sharded.global_offset[0] if prepend >= 1 else None
+        expert = sharded.global_offset[1] if prepend >= 2 else None
+        source_key = (sharded.key, layer, expert)
+        if source_key not in cache:
+            cache.clear()  # one source tensor at a time (plus the fc1 halves sharing it)
+            cache[source_key] = megatron_from_hf(sharded.key, layer, expert, hf, model_cfg)
+        full = cache[source_key]
+        expected = tuple(sharded.global_shape[prepend:])
+        if tuple(full.shape) != expected:
+            raise ConversionError(f"{sharded.key}: built shape {tuple(full.shape)}, the model "
+                                  f"expects {expected}")  # fmt: skip
+        index = tuple(slice(o, o + n) for o, n in
+                      zip(sharded.global_offset[prepend:], sharded.local_shape))  # fmt: skip
+        with torch.no_grad():
+            sharded.data.copy_(full[index])
+        filled += 1
     return filled
+
+
+def _detach_views(state: dict) -> None:
+    """Give each tensor that views part of a parameter (the fused fc1's gate and up halves) its
+    own uninitialised storage and drop the parameter's, before anything is written to it.
+    dist_checkpointing would otherwise clone every such view at once before writing: a second
+    copy of two thirds of the weights."""
+    by_storage: dict[int, list] = {}
+    for sharded in _sharded_tensors(state):
+        by_storage.setdefault(sharded.data.untyped_storage().data_ptr(), []).append(sharded)
+    for group in by_storage.values():
+        storage = group[0].data.untyped_storage()
+        if all(sharded.data.nbytes == storage.nbytes() for sharded in group):
+            continue
+        with torch.no_grad():
+            for sharded in group:
+                sharded.data = torch.empty_like(sharded.data, memory_format=torch.contiguous_format)
+            storage.resize_(0)
 
 
 def import_rank(hf_dir: str, output: str, parallel_cfg, dtype: str) -> list[str]:
     """One rank of the import: returns the HF tensor names this rank used."""
     from megatron.core import dist_checkpointing, parallel_state
+    from megatron.core.dist_checkpointing.mapping import apply_factories
 
     from megatron_agentic import checkpointing, parallel
     from megatron_agentic.model import build_model, transformer_config
@@ -300,15 +326,18 @@ def import_rank(hf_dir: str, output: str, parallel_cfg, dtype: str) -> list[str]
     config.params_dtype = HF_DTYPES[dtype]
     config.perform_initialization = False  # every value is overwritten from HF
     chunks = build_model(model_cfg, config, model_cfg.max_position_embeddings)
+    state = checkpointing.model_sharded_state_dict(chunks)
+    apply_factories(state)
+    _detach_views(state)
     hf = HFWeights(hf_dir)
-    fill_model_from_hf(chunks, hf, model_cfg)
+    fill_from_hf(state, hf, model_cfg)
     staging = Path(output) / f".{checkpointing.RELEASE}.partial"
     rank0 = torch.distributed.get_rank() == 0
     if rank0:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     torch.distributed.barrier()
-    dist_checkpointing.save(checkpointing.model_sharded_state_dict(chunks), str(staging))
+    dist_checkpointing.save(state, str(staging))
     torch.distributed.barrier()
     used = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(used, sorted(hf.used))
