@@ -23,6 +23,7 @@ silently diverges (after loading, every state entry gets its own copy); and the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import random
 import shutil
@@ -110,19 +111,28 @@ def _set_rng_state(sharded: ShardedObject | list) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
 
 
+def _is_rank0() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
 def _barrier() -> None:
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 
 def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler,
-                    consumed_samples: int, run_config, optimizer_format: str) -> Path:  # fmt: skip
-    """Save everything needed to resume exactly; returns the finished directory."""
+                    consumed_samples: int, run_config, optimizer_format: str,
+                    async_queue=None) -> Path:  # fmt: skip
+    """Save everything needed to resume exactly; returns the directory the checkpoint lands in.
+
+    With `async_queue` (megatron-core's AsyncCallsQueue) the tensors are written by a process
+    forked from this one - a snapshot of this step's state, while training goes on - and the
+    directory is renamed and the "latest" marker moved only when the queue finalizes the save
+    (`async_queue.maybe_finalize_async_calls`, on every rank)."""
     root = Path(root)
     final = iteration_dir(root, iteration)
     partial = root / f".{final.name}.partial"
-    rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-    if rank0:
+    if _is_rank0():
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(partial, ignore_errors=True)  # left by a crash
         partial.mkdir()
@@ -139,16 +149,28 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
     state["iteration"] = iteration
     state["consumed_samples"] = consumed_samples
     state["rng_state"] = _rng_state()
-    dist_checkpointing.save(state, str(partial), content_metadata=metadata)
+    publish = functools.partial(_publish, partial, final, iteration, run_config)
+    if async_queue is None:
+        dist_checkpointing.save(state, str(partial), content_metadata=metadata)
+        publish()
+    else:
+        request = dist_checkpointing.save(state, str(partial), content_metadata=metadata,
+                                          async_sharded_save=True, async_strategy="mcore")  # fmt: skip
+        request.add_finalize_fn(publish)
+        async_queue.schedule_async_request(request)
+    return final
+
+
+def _publish(partial: Path, final: Path, iteration: int, run_config) -> None:
+    """Once every rank has written its part: configs, rename into place, move the marker."""
     _barrier()
-    if rank0:
+    if _is_rank0():
         (partial / MODEL_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config.model)))
         (partial / RUN_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config)))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
-        write_latest(root, iteration)
+        write_latest(final.parent, iteration)
     _barrier()
-    return final
 
 
 def load_checkpoint(root: str | Path, model, optimizer, scheduler,

@@ -70,7 +70,7 @@ class CheckpointConfig:
     save: str | None = None
     load: str | None = None
     save_interval: int = 1000
-    async_save: bool = False
+    async_save: bool = False  # write in a background process while training goes on
     # fully_reshardable: loadable under any TP/PP/EP/DP (default); dp_reshardable: faster saves,
     # distributed-optimizer state reloadable only under the same model-parallel layout.
     optimizer_format: str = "fully_reshardable"

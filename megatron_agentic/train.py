@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(config: TrainConfig) -> list[float]:
     """Run the training described by `config`; returns this run's per-step lm losses."""
     from megatron.core import parallel_state
+    from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
     from megatron.core.optimizer import OptimizerConfig
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
@@ -133,14 +134,23 @@ def train(config: TrainConfig) -> list[float]:
     losses, grad_norms = [], []
     flops_per_token = training_flops_per_token(config.model, data.seq_length)
     saved_at = iteration
+    async_saves = AsyncCallsQueue() if ckpt.async_save else None
 
     def save():
         nonlocal saved_at
         if ckpt.save and saved_at != iteration:
+            finish_async_saves(blocking=True)  # at most one save in flight
             checkpointing.save_checkpoint(ckpt.save, iteration, model, optimizer, scheduler,
-                                          consumed, config, ckpt.optimizer_format)  # fmt: skip
+                                          consumed, config, ckpt.optimizer_format,
+                                          async_queue=async_saves)  # fmt: skip
             saved_at = iteration
-            _print0(f"saved checkpoint at iteration {iteration} to {ckpt.save}")
+            _print0(f"{'saving' if async_saves else 'saved'} checkpoint at iteration {iteration} "
+                    f"to {ckpt.save}" + (" (in the background)" if async_saves else ""))
+
+    def finish_async_saves(blocking: bool):
+        """Publish background saves that every rank has finished writing (a collective)."""
+        if async_saves is not None and async_saves.maybe_finalize_async_calls(blocking=blocking):
+            _print0(f"saved checkpoint at iteration {saved_at} to {ckpt.save}")
 
     # The loop.
     while iteration < sched.train_iters:
@@ -156,7 +166,9 @@ def train(config: TrainConfig) -> list[float]:
         elapsed = time.perf_counter() - start
         iteration += 1
         consumed += data.global_batch_size
+        finish_async_saves(blocking=False)
         if not (math.isfinite(result.lm_loss) and math.isfinite(result.grad_norm)):
+            finish_async_saves(blocking=True)
             raise TrainingDiverged(
                 f"iteration {iteration}: lm loss {result.lm_loss}, grad norm {result.grad_norm}; "
                 f"stopped without saving (last good checkpoint: iteration {saved_at})"
@@ -176,10 +188,12 @@ def train(config: TrainConfig) -> list[float]:
                       config.training.eval_iters)  # fmt: skip
         if iteration % ckpt.save_interval == 0:
             save()
-        if stop.requested or iteration == config.training.exit_interval:
-            _print0(f"stopping at iteration {iteration}" + (" (signal)" if stop.requested else ""))
+        signalled = stop.on_any_rank()
+        if signalled or iteration == config.training.exit_interval:
+            _print0(f"stopping at iteration {iteration}" + (" (signal)" if signalled else ""))
             break
     save()
+    finish_async_saves(blocking=True)
     if writer is not None:
         writer.close()
     return losses
@@ -195,7 +209,7 @@ def _micro_batches(dataset, consumed: int, num_micro: int, micro_batch_size: int
     for micro in range(num_micro):
         first = consumed + (micro * dp_size + dp_rank) * micro_batch_size
         samples = [dataset[first + i] for i in range(micro_batch_size)]
-        yield {key: torch.as_tensor(np.stack([s[key] for s in samples]))
+        yield {key: torch.as_tensor(np.stack([s[key] for s in samples])).cuda(non_blocking=True)
                for key in ("tokens", "labels", "loss_mask", "position_ids")}  # fmt: skip
 
 
@@ -315,6 +329,13 @@ class _StopSignal:
 
     def _handle(self, signum, frame):
         self.requested = True
+
+    def on_any_rank(self) -> bool:
+        """Whether any rank got the signal: every rank must stop after the same step, and the
+        signal reaches them at slightly different times."""
+        flag = torch.tensor([int(self.requested)], device="cuda")
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 def _check_config(config: TrainConfig, world_size: int) -> None:

@@ -122,7 +122,7 @@ def train_step(model, optimizer, config: TransformerConfig, data_iterator, num_m
 
 def reduce_lm_loss(outputs) -> tuple[float, float]:
     """(loss sum, token count) over the global batch, known on every rank."""
-    totals = torch.zeros(2, dtype=torch.float64)
+    totals = torch.zeros(2, dtype=torch.float64, device="cuda")  # NCCL reduces GPU tensors
     if parallel_state.is_pipeline_last_stage(ignore_virtual=True):
         for record in outputs:
             totals += record["lm loss"].double()

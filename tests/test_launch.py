@@ -1,11 +1,15 @@
 """launch/pretrain_stage{1,2}.sh run the tiny recipes end to end on CPU, both starting torchrun
-themselves and started by torchrun (`--no-python`), and the full-scale recipes are valid."""
+themselves and started by torchrun (`--no-python`); the SLURM script requeues on preemption and
+resumes; and the full-scale recipes are valid."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -58,3 +62,49 @@ def test_full_scale_recipes_are_valid_layouts(recipe, world_size):
         assert validate_layout(config.model, config.parallel, world_size, config.data.seq_length) >= 1
     except LayoutError as error:  # CP on a CPU machine is refused by design
         assert config.parallel.cp > 1 and "context parallelism needs TransformerEngine" in str(error)
+
+
+def _fake_slurm_commands(bin_dir, requeue_log):
+    """`srun` runs its command here (one node); `scontrol` names this host and records requeues."""
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
+                                  'exec "$@"\n')  # fmt: skip
+    (bin_dir / "scontrol").write_text(
+        '#!/usr/bin/env bash\ncase "$1" in\n  show) echo localhost ;;\n'
+        f'  requeue) echo "$2" >> {requeue_log} ;;\nesac\n')  # fmt: skip
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+
+
+def test_slurm_job_requeues_on_preemption_and_resumes(env, tmp_path):
+    """The sbatch script on one 'node': SIGUSR1 (what --signal=B:USR1 sends) makes the trainer
+    save and exit and the job requeue itself; the requeued job resumes from that checkpoint."""
+    _fake_slurm_commands(tmp_path / "bin", tmp_path / "requeued")
+    job = {**env, "PATH": f"{tmp_path / 'bin'}:{env['PATH']}", "SLURM_JOB_ID": "42",
+           "SLURM_JOB_NODELIST": "localhost", "SLURM_NNODES": "1", "SLURM_NODEID": "0",
+           "SLURM_SUBMIT_DIR": os.getcwd(), "STAGE": "1", "NPROC_PER_NODE": "2",
+           "CKPT_DIR": str(tmp_path / "ckpt")}  # fmt: skip
+    args = ["schedule.train_iters=1000", "schedule.warmup_iters=1", "training.eval_interval=0",
+            "checkpoint.save_interval=1000"]  # fmt: skip
+    log = tmp_path / "job.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(["bash", "launch/slurm/pretrain.sbatch", *args], env=job,
+                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 240
+        while "iteration      3/1000" not in log.read_text():
+            assert first.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        first.send_signal(signal.SIGUSR1)
+        assert first.wait(timeout=240) == 0, log.read_text()[-3000:]
+    output = log.read_text()
+    stopped = int(re.search(r"stopping at iteration (\d+) \(signal\)", output).group(1))
+    assert (tmp_path / "requeued").read_text().split() == ["42"]
+    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == str(stopped)
+
+    job["MASTER_PORT"] = str(free_port())
+    again = subprocess.run(["bash", "launch/slurm/pretrain.sbatch", *args,
+                            f"training.exit_interval={stopped + 2}"],
+                           env=job, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resumed {tmp_path / 'ckpt'} at iteration {stopped}" in again.stdout
+    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == str(stopped + 2)

@@ -73,3 +73,21 @@ def test_resume_under_another_layout_keeps_optimizer_state(data, tmp_path):
                          "training.exit_interval=6")  # fmt: skip
     resumed = train_losses(data, tmp_path / "moved", "parallel.tp=1", "parallel.ep=2", *common)
     assert first + resumed == pytest.approx(straight, rel=2e-5, abs=1e-5)
+
+
+def test_async_save_resumes_exactly(data, tmp_path):
+    """checkpoint.async_save: the iteration-4 checkpoint, written by a background process while
+    iterations 5-6 train, is published on its own and resumes like a run that never stopped."""
+    from megatron_agentic.checkpointing import write_latest
+
+    common = ["parallel.ep=2", "schedule.train_iters=10"]
+    straight = train_losses(data, tmp_path / "straight", *common, "checkpoint.save_interval=100")
+    save = tmp_path / "async"
+    first = train_losses(data, save, *common, "checkpoint.save_interval=4",
+                         "checkpoint.async_save=true", "training.exit_interval=6")  # fmt: skip
+    assert sorted(p.name for p in save.iterdir() if "iter_" in p.name) == [
+        "iter_0000004", "iter_0000006"]  # fmt: skip
+    write_latest(save, 4)
+    resumed = train_losses(data, save, *common, "checkpoint.save_interval=100")
+    assert len(first) == 6 and len(resumed) == 6
+    assert first[:4] + resumed == pytest.approx(straight, rel=1e-5, abs=1e-6)
