@@ -30,6 +30,7 @@ class BackendConfig:
     model: str | None = None  # model directory (transformers/vllm) or served model name (openai)
     base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (a local `vllm serve`)
     tensor_parallel_size: int = 1
+    dtype: str = "auto"  # vllm: weights/activations dtype (auto, bfloat16, float16, float32)
     temperature: float = 0.7
     max_tokens: int = 512
     max_retries: int = 2
