@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from benchmarks.measure import run_measured  # noqa: E402
 
 
 def write_synthetic(directory: Path, layers: int, experts: int, hidden: int, ffn: int,
@@ -72,15 +75,6 @@ def write_synthetic(directory: Path, layers: int, experts: int, hidden: int, ffn
     return total
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS in GB) of a command."""
-    start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
-    return time.perf_counter() - start, int(result.stderr.strip().splitlines()[-1]) / 1024**2
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=8)
@@ -97,14 +91,15 @@ def main(argv=None) -> None:
         shutil.copytree(root / "hf", root / "copy")
         copy_s = time.perf_counter() - start
         tool = [sys.executable, "tools/convert_checkpoint.py"]
-        import_s, import_rss = timed([*tool, "hf-to-megatron", "--hf-model", str(root / "hf"),
-                                      "--output", str(root / "mcore"), "--ep", str(args.ep)])  # fmt: skip
-        export_s, export_rss = timed([*tool, "megatron-to-hf", "--input", str(root / "mcore"),
-                                      "--output", str(root / "back")])  # fmt: skip
+        imported = run_measured([*tool, "hf-to-megatron", "--hf-model", str(root / "hf"),
+                                 "--output", str(root / "mcore"), "--ep", str(args.ep)])  # fmt: skip
+        exported = run_measured([*tool, "megatron-to-hf", "--input", str(root / "mcore"),
+                                 "--output", str(root / "back")])  # fmt: skip
     print(f"synthetic Qwen3-MoE: {gb:.2f} GB bf16 ({args.layers} layers x {args.experts} experts)")
     print(f"plain copy of the files:   {copy_s:7.1f} s  {gb / copy_s:6.2f} GB/s")
-    print(f"hf-to-megatron (EP={args.ep}):     {import_s:7.1f} s  {gb / import_s:6.2f} GB/s  peak RSS {import_rss:.2f} GB")
-    print(f"megatron-to-hf:            {export_s:7.1f} s  {gb / export_s:6.2f} GB/s  peak RSS {export_rss:.2f} GB")
+    for name, run in ((f"hf-to-megatron (EP={args.ep}):", imported), ("megatron-to-hf:", exported)):
+        print(f"{name:26} {run.seconds:7.1f} s  {gb / run.seconds:6.2f} GB/s  "
+              f"peak RSS {run.peak_rss_mb / 1024:.2f} GB")
 
 
 if __name__ == "__main__":

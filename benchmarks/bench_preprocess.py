@@ -16,12 +16,15 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from benchmarks.measure import run_measured  # noqa: E402
+from tests.data_fixtures import qwen3_tokenizer_dir  # noqa: E402
 
 BASELINE = r"""
 import json, os, sys, time
@@ -59,46 +62,36 @@ def write_corpus(path: Path, size_mb: int, seed: int = 0) -> int:
     return written
 
 
-def timed(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB of the child, stdout)."""
-    start = time.perf_counter()
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    seconds = time.perf_counter() - start
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, out
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tokenizer-model", help="HF tokenizer dir (default: the real Qwen3 one)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.data_fixtures import qwen3_tokenizer_dir
-
     tokenizer_dir = Path(args.tokenizer_model or qwen3_tokenizer_dir())
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
         size = write_corpus(corpus, args.size_mb)
         # Warm the page cache so neither run pays the first read.
         subprocess.run(["cat", str(corpus)], stdout=subprocess.DEVNULL, check=True)
-        base_wall, base_rss, base_out = timed(
+        baseline = run_measured(
             [sys.executable, "-c", BASELINE, str(corpus), str(tokenizer_dir / "tokenizer.json"),
              str(args.workers)]  # fmt: skip
         )
-        tool_wall, tool_rss, _ = timed(
+        tool = run_measured(
             [sys.executable, "tools/preprocess_data.py", "--input", str(corpus), "--output-prefix",
              str(Path(tmp) / "out"), "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model",
              str(tokenizer_dir), "--append-eod", "--workers", str(args.workers),
              "--log-interval", "1000000"]  # fmt: skip
         )
-    tokens = int(base_out.split()[1])
+    tokens = int(baseline.stdout.split()[1])
     print(f"corpus: {size / 1e6:.0f} MB, {tokens:,} tokens, tokenizer {tokenizer_dir.name}, "
           f"{args.workers} workers, {os.cpu_count()} cores")  # fmt: skip
-    print(f"bare tokenizers encode_batch (read+parse+encode): {base_wall:7.2f} s  (process wall)")
-    print(f"tools/preprocess_data.py (+ write .bin/.idx):      {tool_wall:7.2f} s  (process wall)")
-    print(f"ratio preprocess/bare: {tool_wall / base_wall:.3f}   (target <= 1.1)")
-    print(f"peak RSS (largest child so far): {max(base_rss, tool_rss):.0f} MB")
+    print(f"bare tokenizers encode_batch (read+parse+encode): {baseline.seconds:7.2f} s  (process wall)"
+          f"  peak RSS {baseline.peak_rss_mb:.0f} MB")
+    print(f"tools/preprocess_data.py (+ write .bin/.idx):      {tool.seconds:7.2f} s  (process wall)"
+          f"  peak RSS {tool.peak_rss_mb:.0f} MB")
+    print(f"ratio preprocess/bare: {tool.seconds / baseline.seconds:.3f}   (target <= 1.1)")
 
 
 if __name__ == "__main__":

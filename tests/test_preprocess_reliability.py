@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.measure import run_measured
 from megatron_agentic.data.indexed import dataset_stats
 from tests.data_fixtures import make_texts, make_tokenizer, write_jsonl
 
@@ -41,21 +42,16 @@ def _big_jsonl(path: Path, megabytes: int) -> Path:
     return path
 
 
-def _peak_rss_mb(command: list[str]) -> float:
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True,
-                            check=True)  # fmt: skip
-    return int(result.stderr.strip().splitlines()[-1]) / 1024
-
-
-@pytest.mark.skipif(not Path("/usr/bin/time").exists(), reason="needs /usr/bin/time for peak RSS")
 def test_peak_memory_is_flat_in_input_size(tokenizer, tmp_path):
     small = _big_jsonl(tmp_path / "small.jsonl", 200)
     big = _big_jsonl(tmp_path / "big.jsonl", 2000)
     common = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(tokenizer),
               "--append-eod", "--workers", "2", "--log-interval", "1000000"]  # fmt: skip
-    rss_small = _peak_rss_mb([*TOOL, "--input", str(small), "--output-prefix", str(tmp_path / "s"), *common])
+    rss_small = run_measured([*TOOL, "--input", str(small), "--output-prefix", str(tmp_path / "s"),
+                              *common]).peak_rss_mb  # fmt: skip
     small.unlink()
-    rss_big = _peak_rss_mb([*TOOL, "--input", str(big), "--output-prefix", str(tmp_path / "b"), *common])
+    rss_big = run_measured([*TOOL, "--input", str(big), "--output-prefix", str(tmp_path / "b"),
+                            *common]).peak_rss_mb  # fmt: skip
     print(f"peak RSS: 200 MB input {rss_small:.0f} MB, 2 GB input {rss_big:.0f} MB")
     assert rss_big <= 1.5 * rss_small
     assert dataset_stats(tmp_path / "b_text_document").documents > 900_000  # all of it went through

@@ -1,0 +1,36 @@
+"""Run a command and measure it: wall time and the peak RSS of its largest process.
+
+The peak comes from `os.wait4` on that one child (what GNU time's %M reports): the largest
+resident set of the child or of any descendant it waited for, not of earlier commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+    stdout: str
+
+
+def run_measured(command: list[str]) -> Measured:
+    """Run `command` to completion; a non-zero exit raises with the tail of its output."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n"
+                           f"{stdout[-2000:]}{stderr[-3000:]}")  # fmt: skip
+    return Measured(seconds, usage.ru_maxrss / 1024, stdout)
