@@ -35,6 +35,8 @@ import yaml
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
+from megatron_agentic import parallel
+
 LATEST = "latest_checkpointed_iteration.txt"
 RELEASE = "release"
 MODEL_CONFIG = "model_config.yaml"
@@ -111,10 +113,6 @@ def _set_rng_state(sharded: ShardedObject | list) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
 
 
-def _is_rank0() -> bool:
-    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-
-
 def _barrier() -> None:
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -132,7 +130,7 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
     root = Path(root)
     final = iteration_dir(root, iteration)
     partial = root / f".{final.name}.partial"
-    if _is_rank0():
+    if parallel.is_rank0():
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(partial, ignore_errors=True)  # left by a crash
         partial.mkdir()
@@ -164,7 +162,7 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
 def _publish(partial: Path, final: Path, iteration: int, run_config) -> None:
     """Once every rank has written its part: configs, rename into place, move the marker."""
     _barrier()
-    if _is_rank0():
+    if parallel.is_rank0():
         (partial / MODEL_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config.model)))
         (partial / RUN_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config)))
         shutil.rmtree(final, ignore_errors=True)

@@ -124,6 +124,11 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def is_rank0() -> bool:
+    """Whether this process is global rank 0 (or the only process)."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
 def destroy() -> None:
     """Tear down megatron-core's groups (torch.distributed itself stays up)."""
     from megatron.core import parallel_state

@@ -368,7 +368,7 @@ def _default_torchrun_env() -> None:
 
 
 def _print0(text: str) -> None:
-    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+    if parallel.is_rank0():
         print(text, flush=True)
 
 
