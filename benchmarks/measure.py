@@ -31,6 +31,8 @@ def run_measured(command: list[str]) -> Measured:
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if process.returncode:
-        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n"
-                           f"{stdout[-2000:]}{stderr[-3000:]}")  # fmt: skip
+        raise RuntimeError(
+            f"{' '.join(command)} exited with {process.returncode}:\n"
+            f"{stdout[-2000:]}{stderr[-3000:]}"
+        )
     return Measured(seconds, usage.ru_maxrss / 1024, stdout)

@@ -49,12 +49,16 @@ def run_stage(name: str, st: Stage, args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_synthesis", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m data_synthesis", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("stage", choices=[*STAGES, "pipeline"])
     parser.add_argument("--output", required=True, help="output directory of the run")
-    parser.add_argument("--input", default=str(BUNDLED_CORPUS),
-                        help="raw documents JSONL (id, text, optional title/url/date); "
-                             "default: the bundled corpus")  # fmt: skip
+    parser.add_argument(
+        "--input",
+        default=str(BUNDLED_CORPUS),
+        help="raw documents JSONL (id, text, optional title/url/date); default: the bundled corpus",
+    )
     parser.add_argument("--config", help="pipeline YAML (default: CPU template generation)")
     parser.add_argument("--trajectories", help="has: user-supplied ReAct trajectories JSONL")
     parser.add_argument("--shard", type=int, default=0)

@@ -9,17 +9,32 @@ from pathlib import Path
 import yaml
 
 DEFAULT_TOOLS = [
-    {"name": "search", "description": "Web search; returns the top-10 results for each query.",
-     "arguments": {"query": "list of search queries"}},
-    {"name": "visit", "description": "Visit web pages and summarise them towards a goal.",
-     "arguments": {"url": "list of URLs", "goal": "what to look for"}},
-    {"name": "python", "description": "Run Python code (inside <code>) and return its output.",
-     "arguments": {"code": "Python source"}},
-    {"name": "google_scholar", "description": "Search scholarly literature.",
-     "arguments": {"query": "list of queries"}},
-    {"name": "parse_file", "description": "Parse user-provided files into text.",
-     "arguments": {"files": "list of file names"}},
-]  # fmt: skip
+    {
+        "name": "search",
+        "description": "Web search; returns the top-10 results for each query.",
+        "arguments": {"query": "list of search queries"},
+    },
+    {
+        "name": "visit",
+        "description": "Visit web pages and summarise them towards a goal.",
+        "arguments": {"url": "list of URLs", "goal": "what to look for"},
+    },
+    {
+        "name": "python",
+        "description": "Run Python code (inside <code>) and return its output.",
+        "arguments": {"code": "Python source"},
+    },
+    {
+        "name": "google_scholar",
+        "description": "Search scholarly literature.",
+        "arguments": {"query": "list of queries"},
+    },
+    {
+        "name": "parse_file",
+        "description": "Parse user-provided files into text.",
+        "arguments": {"files": "list of file names"},
+    },
+]
 
 
 @dataclass
@@ -40,8 +55,9 @@ class BackendConfig:
 @dataclass
 class QuestionConfig:
     per_entity: int = 2
-    styles: list[str] = field(default_factory=lambda: [
-        "factual", "multi_hop", "numeric", "comparison", "obfuscated"])  # fmt: skip
+    styles: list[str] = field(
+        default_factory=lambda: ["factual", "multi_hop", "numeric", "comparison", "obfuscated"]
+    )
     max_hops: int = 3
 
 
@@ -89,8 +105,11 @@ def _fill(cls, raw: dict, where: str):
     values = {}
     for key, value in raw.items():
         kind = fields[key].type
-        nested = {"BackendConfig": BackendConfig, "QuestionConfig": QuestionConfig,
-                  "FilterConfig": FilterConfig}.get(kind if isinstance(kind, str) else "")  # fmt: skip
+        nested = {
+            "BackendConfig": BackendConfig,
+            "QuestionConfig": QuestionConfig,
+            "FilterConfig": FilterConfig,
+        }.get(kind if isinstance(kind, str) else "")
         values[key] = _fill(nested, value, f"{where}.{key}") if nested else value
     for tool in values.get("tools", []):
         if not isinstance(tool, dict) or not {"name", "description"} <= set(tool):

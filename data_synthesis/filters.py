@@ -45,7 +45,9 @@ def deduplicate(documents: list[dict], threshold: float, removed: Counter) -> li
     return kept
 
 
-def decontaminate(documents: list[dict], eval_texts: list[str], n: int, removed: Counter) -> list[dict]:
+def decontaminate(
+    documents: list[dict], eval_texts: list[str], n: int, removed: Counter
+) -> list[dict]:
     """Drop documents sharing any word n-gram with an evaluation text."""
     if not eval_texts:
         return documents

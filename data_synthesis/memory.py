@@ -97,16 +97,28 @@ def extract_document(doc: dict, known_entities: list[str]) -> dict:
     for position, sentence in enumerate(split_sentences(doc["text"])):
         subject = anchor if _is_about(sentence, surface_name(anchor)) else None
         facts = _facts(sentence) if subject else []
-        statements.append({
-            "id": f"{doc['id']}#{position}", "text": sentence, "source": doc["id"],
-            "position": position, "url": doc.get("url"), "time": doc.get("date"),
-            "subject": subject, "mentions": _mentions(sentence, known_entities),
-            "facts": facts,
-        })  # fmt: skip
+        statements.append(
+            {
+                "id": f"{doc['id']}#{position}",
+                "text": sentence,
+                "source": doc["id"],
+                "position": position,
+                "url": doc.get("url"),
+                "time": doc.get("date"),
+                "subject": subject,
+                "mentions": _mentions(sentence, known_entities),
+                "facts": facts,
+            }
+        )
     kind = TYPE_PATTERN.search(doc["text"])
-    return {"stage": "memory_extraction", "id": doc["id"], "entity": anchor,
-            "type": kind.group("t") if kind else None, "statements": statements,
-            "extractor": "rules-v1"}  # fmt: skip
+    return {
+        "stage": "memory_extraction",
+        "id": doc["id"],
+        "entity": anchor,
+        "type": kind.group("t") if kind else None,
+        "statements": statements,
+        "extractor": "rules-v1",
+    }
 
 
 def _is_about(sentence: str, name: str) -> bool:
@@ -114,8 +126,13 @@ def _is_about(sentence: str, name: str) -> bool:
     stripped = (sentence[4:] if sentence.startswith("The ") else sentence).lower()
     if stripped.startswith(name.lower()) or sentence.startswith(_PRONOUNS):
         return True
-    return bool(re.match(rf"^(?:The )?(capital|currency|official language|first ascent) of "
-                         rf"(?:the )?{re.escape(name)}\b", sentence))  # fmt: skip
+    return bool(
+        re.match(
+            rf"^(?:The )?(capital|currency|official language|first ascent) of "
+            rf"(?:the )?{re.escape(name)}\b",
+            sentence,
+        )
+    )
 
 
 def _facts(sentence: str) -> list[dict]:
@@ -132,8 +149,11 @@ def _facts(sentence: str) -> list[dict]:
 
 
 def _mentions(sentence: str, known_entities: list[str]) -> list[str]:
-    return [entity for entity in known_entities
-            if re.search(rf"(?<![\w-]){re.escape(surface_name(entity))}(?![\w-])", sentence)]  # fmt: skip
+    return [
+        entity
+        for entity in known_entities
+        if re.search(rf"(?<![\w-]){re.escape(surface_name(entity))}(?![\w-])", sentence)
+    ]
 
 
 def build_memory(extractions: list[dict]) -> list[dict]:
@@ -141,13 +161,26 @@ def build_memory(extractions: list[dict]) -> list[dict]:
     whose values name another entity and from co-mentions."""
     records: dict[str, dict] = {}
     for doc in extractions:
-        record = records.setdefault(doc["entity"], {
-            "stage": "memory", "entity": doc["entity"], "type": doc["type"], "statements": [],
-            "facts": [], "sources": [], "extractor": doc["extractor"]})  # fmt: skip
+        record = records.setdefault(
+            doc["entity"],
+            {
+                "stage": "memory",
+                "entity": doc["entity"],
+                "type": doc["type"],
+                "statements": [],
+                "facts": [],
+                "sources": [],
+                "extractor": doc["extractor"],
+            },
+        )
         record["sources"].append(doc["id"])
         for statement in doc["statements"]:
-            record["statements"].append({k: statement[k] for k in (
-                "id", "text", "source", "position", "url", "time", "mentions")})  # fmt: skip
+            record["statements"].append(
+                {
+                    k: statement[k]
+                    for k in ("id", "text", "source", "position", "url", "time", "mentions")
+                }
+            )
             for fact in statement["facts"]:
                 record["facts"].append({**fact, "statement": statement["id"]})
     surface: dict[str, list[str]] = defaultdict(list)

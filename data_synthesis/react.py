@@ -31,12 +31,15 @@ def answer(text: str) -> str:
 
 def tools_block(tools: list[dict]) -> str:
     """The tool descriptions given to the model in prompts and written into training texts."""
-    return "\n".join(f"- {t['name']}: {t['description']} Arguments: {json.dumps(t.get('arguments', {}))}"
-                     for t in tools)  # fmt: skip
+    return "\n".join(
+        f"- {t['name']}: {t['description']} Arguments: {json.dumps(t.get('arguments', {}))}"
+        for t in tools
+    )
 
 
 def step_text(step: dict) -> str:
     """One decision: thought plus either a tool call or a final answer."""
-    decision = (tool_call(step["tool"], step["arguments"]) if step.get("tool")
-                else answer(step["answer"]))  # fmt: skip
+    decision = (
+        tool_call(step["tool"], step["arguments"]) if step.get("tool") else answer(step["answer"])
+    )
     return think(step["thought"]) + "\n" + decision

@@ -57,10 +57,17 @@ def shard_path(directory: Path, stage: str, shard: int, num_shards: int) -> Path
     return directory / f"{stage}-{shard:05d}-of-{num_shards:05d}.jsonl"
 
 
-def run_shard(stage: str, items: list[dict],
-              process: Callable[[list[dict], list[random.Random]], list[list[dict]]],
-              directory: Path, shard: int, num_shards: int, seed: int, batch_size: int = 1,
-              id_key: str = "id") -> Path:  # fmt: skip
+def run_shard(
+    stage: str,
+    items: list[dict],
+    process: Callable[[list[dict], list[random.Random]], list[list[dict]]],
+    directory: Path,
+    shard: int,
+    num_shards: int,
+    seed: int,
+    batch_size: int = 1,
+    id_key: str = "id",
+) -> Path:
     """Run one shard of a stage (resuming if interrupted); returns the finished shard file.
 
     `process` maps a batch of items (with their RNGs) to each item's output records; an LLM
@@ -75,16 +82,27 @@ def run_shard(stage: str, items: list[dict],
     partial = final.with_name(final.name + ".partial")
     done = _completed_items(partial)
     todo = [(i, item) for i, item in mine if i not in done]
-    progress = tqdm(desc=f"{stage} shard {shard}/{num_shards}", unit="item", total=len(mine),
-                    initial=len(mine) - len(todo), leave=False)  # fmt: skip
+    progress = tqdm(
+        desc=f"{stage} shard {shard}/{num_shards}",
+        unit="item",
+        total=len(mine),
+        initial=len(mine) - len(todo),
+        leave=False,
+    )
     with open(partial, "a", encoding="utf-8") as handle:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            outputs = process([item for _, item in batch],
-                              [item_rng(seed, stage, str(item[id_key])) for _, item in batch])
+            outputs = process(
+                [item for _, item in batch],
+                [item_rng(seed, stage, str(item[id_key])) for _, item in batch],
+            )
             for (index, _), records in zip(batch, outputs):
-                handle.write(json.dumps({"item": index, "records": records}, ensure_ascii=False,
-                                        sort_keys=True) + "\n")  # fmt: skip
+                handle.write(
+                    json.dumps(
+                        {"item": index, "records": records}, ensure_ascii=False, sort_keys=True
+                    )
+                    + "\n"
+                )
                 done[index] = records
             handle.flush()
             progress.update(len(batch))

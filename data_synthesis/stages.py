@@ -45,8 +45,16 @@ class Stage:
 
     def run(self, stage: str, items, process, directory: str) -> Path:
         batch = self.config.backend.batch_size if self.backend else 1
-        return run_shard(stage, items, process, self.out / directory, self.shard, self.num_shards,
-                         self.config.seed, batch_size=batch)  # fmt: skip
+        return run_shard(
+            stage,
+            items,
+            process,
+            self.out / directory,
+            self.shard,
+            self.num_shards,
+            self.config.seed,
+            batch_size=batch,
+        )
 
     def records(self, directory: str, stage: str) -> list[dict]:
         return read_stage(self.out / directory, stage, self.num_shards)
@@ -55,8 +63,11 @@ class Stage:
         return {r["entity"]: r for r in read_jsonl(self.out / "memory" / "memory.jsonl")}
 
     def statements(self) -> dict[str, dict]:
-        return {s["id"]: {**s, "entity": r["entity"]} for r in self.memory().values()
-                for s in r["statements"]}  # fmt: skip
+        return {
+            s["id"]: {**s, "entity": r["entity"]}
+            for r in self.memory().values()
+            for s in r["statements"]
+        }
 
     def questions(self) -> list[dict]:
         return [q for q in self.records("questions", "questions") if "rejected" not in q]
@@ -107,8 +118,9 @@ def _llm_extract(st: Stage, docs: list[dict], known: list[str]) -> list[list[dic
             require(fact, relation=str, value=str, sentence=int)
 
     rejects: Counter = Counter()
-    parsed = run_json_task(st.backend, prompts, check, st.config.seed,
-                           st.config.backend.max_retries, rejects)  # fmt: skip
+    parsed = run_json_task(
+        st.backend, prompts, check, st.config.seed, st.config.backend.max_retries, rejects
+    )
     out = []
     for extraction, obj in zip(base, parsed):
         if obj is None:  # the rule-based facts stay
@@ -120,7 +132,8 @@ def _llm_extract(st: Stage, docs: list[dict], known: list[str]) -> list[list[dic
             for fact in obj["facts"]:
                 if 0 <= fact["sentence"] < len(extraction["statements"]):
                     extraction["statements"][fact["sentence"]]["facts"].append(
-                        {"relation": fact["relation"], "value": fact["value"], "kind": "text"})
+                        {"relation": fact["relation"], "value": fact["value"], "kind": "text"}
+                    )
         out.append([extraction])
     return out
 
@@ -144,8 +157,15 @@ def run_questions(st: Stage) -> Path:
                     break
                 question = maker.make(style, item["id"], rng)
                 if question is not None:
-                    made.append({"stage": "questions", "id": f"{item['id']}/{style}",
-                                 "anchor": item["id"], "generator": st.generator, **question})  # fmt: skip
+                    made.append(
+                        {
+                            "stage": "questions",
+                            "id": f"{item['id']}/{style}",
+                            "anchor": item["id"],
+                            "generator": st.generator,
+                            **question,
+                        }
+                    )
             batches.append(made)
         if st.backend is not None:
             _llm_rephrase(st, [q for made in batches for q in made])
@@ -158,13 +178,19 @@ def _llm_rephrase(st: Stage, questions: list[dict]) -> None:
     prompt = load_prompt("question_v1")
     rejects: Counter = Counter()
     parsed = run_json_task(
-        st.backend, [prompt.format(question=q["question"], answer=q["answer"]) for q in questions],
-        lambda obj: require(obj, question=str), st.config.seed, st.config.backend.max_retries,
+        st.backend,
+        [prompt.format(question=q["question"], answer=q["answer"]) for q in questions],
+        lambda obj: require(obj, question=str),
+        st.config.seed,
+        st.config.backend.max_retries,
         rejects,
-    )  # fmt: skip
+    )
     for question, obj in zip(questions, parsed):
         if obj is not None:
-            question["template_question"], question["question"] = question["question"], obj["question"]
+            question["template_question"], question["question"] = (
+                question["question"],
+                obj["question"],
+            )
 
 
 def run_planning(st: Stage) -> Path:
@@ -173,7 +199,9 @@ def run_planning(st: Stage) -> Path:
     def process(questions, rngs):
         k = st.config.plans_per_question
         if st.backend is None:
-            plans = [planning.template_plans(q, statements, k, rng) for q, rng in zip(questions, rngs)]
+            plans = [
+                planning.template_plans(q, statements, k, rng) for q, rng in zip(questions, rngs)
+            ]
         else:
             plans = _llm_plans(st, questions, k)
         outputs = []
@@ -183,9 +211,14 @@ def run_planning(st: Stage) -> Path:
                 if plan is None:
                     records.append({"rejected": "malformed output"})
                     continue
-                reason = planning.reaches_knowledge(plan, question, statements, st.config.tool_names)
-                records.append({"rejected": reason} if reason else
-                               planning.plan_document(question, plan, tools, st.generator))  # fmt: skip
+                reason = planning.reaches_knowledge(
+                    plan, question, statements, st.config.tool_names
+                )
+                records.append(
+                    {"rejected": reason}
+                    if reason
+                    else planning.plan_document(question, plan, tools, st.generator)
+                )
             outputs.append(records)
         return outputs
 
@@ -203,14 +236,25 @@ def _llm_plans(st: Stage, questions: list[dict], k: int) -> list[list[dict | Non
     plans: list[list] = [[] for _ in questions]
     for attempt in range(k):  # K samples per question = K distinct plans
         rejects: Counter = Counter()
-        parsed = run_json_task(st.backend, [prompt.format(tools=tools, question=q["question"])
-                                            for q in questions], check,
-                               st.config.seed + 7919 * attempt, st.config.backend.max_retries,
-                               rejects)  # fmt: skip
+        parsed = run_json_task(
+            st.backend,
+            [prompt.format(tools=tools, question=q["question"]) for q in questions],
+            check,
+            st.config.seed + 7919 * attempt,
+            st.config.backend.max_retries,
+            rejects,
+        )
         for index, obj in enumerate(parsed):
-            plans[index].append(None if obj is None else {
-                "style": f"llm-{attempt}", "thought": obj["analysis"],
-                "tool": obj["tool_call"]["name"], "arguments": obj["tool_call"]["arguments"]})  # fmt: skip
+            plans[index].append(
+                None
+                if obj is None
+                else {
+                    "style": f"llm-{attempt}",
+                    "thought": obj["analysis"],
+                    "tool": obj["tool_call"]["name"],
+                    "arguments": obj["tool_call"]["arguments"],
+                }
+            )
     return plans
 
 
@@ -224,10 +268,18 @@ def run_reasoning(st: Stage) -> Path:
             chains = _llm_chains(st, questions, statements)
         outputs = []
         for question, chain in zip(questions, chains):
-            reason = "malformed output" if chain is None else reasoning.reject_reason(
-                chain, question, st.config.max_reasoning_chars)  # fmt: skip
-            outputs.append([{"rejected": reason} if reason else
-                            reasoning.reasoning_document(question, chain, st.generator)])  # fmt: skip
+            reason = (
+                "malformed output"
+                if chain is None
+                else reasoning.reject_reason(chain, question, st.config.max_reasoning_chars)
+            )
+            outputs.append(
+                [
+                    {"rejected": reason}
+                    if reason
+                    else reasoning.reasoning_document(question, chain, st.generator)
+                ]
+            )
         return outputs
 
     return st.run("reasoning", st.questions(), process, "reasoning")
@@ -235,11 +287,24 @@ def run_reasoning(st: Stage) -> Path:
 
 def _llm_chains(st: Stage, questions: list[dict], statements: dict) -> list[dict | None]:
     prompt = load_prompt("reasoning_v1")
-    prompts = [prompt.format(question=q["question"], knowledge="\n".join(
-        f"- {statements[r]['text']}" for r in q["records"] if r in statements)) for q in questions]
+    prompts = [
+        prompt.format(
+            question=q["question"],
+            knowledge="\n".join(
+                f"- {statements[r]['text']}" for r in q["records"] if r in statements
+            ),
+        )
+        for q in questions
+    ]
     rejects: Counter = Counter()
-    parsed = run_json_task(st.backend, prompts, lambda o: require(o, a1=str, a2=str, answer=str),
-                           st.config.seed, st.config.backend.max_retries, rejects)  # fmt: skip
+    parsed = run_json_task(
+        st.backend,
+        prompts,
+        lambda o: require(o, a1=str, a2=str, answer=str),
+        st.config.seed,
+        st.config.backend.max_retries,
+        rejects,
+    )
     return parsed
 
 
@@ -251,7 +316,9 @@ def run_has(st: Stage, trajectories_file: str | None = None) -> Path:
         trajectories = read_jsonl(trajectories_file)
         for number, t in enumerate(trajectories, 1):
             if not isinstance(t.get("steps"), list) or not t.get("question") or "id" not in t:
-                raise ValueError(f"{trajectories_file}:{number}: a trajectory needs id, question, steps")
+                raise ValueError(
+                    f"{trajectories_file}:{number}: a trajectory needs id, question, steps"
+                )
     else:
         statements = st.statements()
         trajectories = [trajectory_from_question(q, statements) for q in st.questions()]
@@ -261,8 +328,10 @@ def run_has(st: Stage, trajectories_file: str | None = None) -> Path:
         outputs = []
         for trajectory, rng in zip(items, rngs):
             if st.backend is None:
-                alternatives = [template_alternatives(step, trajectory, n, rng, st.config.tool_names)
-                                for step in trajectory["steps"]]  # fmt: skip
+                alternatives = [
+                    template_alternatives(step, trajectory, n, rng, st.config.tool_names)
+                    for step in trajectory["steps"]
+                ]
             else:
                 alternatives = _llm_alternatives(st, trajectory, n)
             outputs.append([has_document(trajectory, alternatives, rng, st.generator)])
@@ -276,8 +345,14 @@ def _llm_alternatives(st: Stage, trajectory: dict, n: int) -> list[list[dict]]:
     tools = react.tools_block(st.config.tools)
     prompts, context = [], []
     for step in trajectory["steps"]:
-        prompts.append(prompt.format(tools=tools, question=trajectory["question"], n=n,
-                                     history="\n".join(react.step_text(s) for s in context)))  # fmt: skip
+        prompts.append(
+            prompt.format(
+                tools=tools,
+                question=trajectory["question"],
+                n=n,
+                history="\n".join(react.step_text(s) for s in context),
+            )
+        )
         context.append(step)
 
     def check(obj):
@@ -288,8 +363,9 @@ def _llm_alternatives(st: Stage, trajectory: dict, n: int) -> list[list[dict]]:
                 require(option, tool=str, arguments=dict)
 
     rejects: Counter = Counter()
-    parsed = run_json_task(st.backend, prompts, check, st.config.seed,
-                           st.config.backend.max_retries, rejects)  # fmt: skip
+    parsed = run_json_task(
+        st.backend, prompts, check, st.config.seed, st.config.backend.max_retries, rejects
+    )
     return [(obj or {"alternatives": []})["alternatives"][:n] for obj in parsed]
 
 
@@ -307,7 +383,9 @@ def run_finalize(st: Stage) -> dict:
         documents, removed = [], Counter()
         for stage in stages:
             records = st.records(stage, stage)
-            stats["rejected"][stage] = dict(Counter(r["rejected"] for r in records if "rejected" in r))
+            stats["rejected"][stage] = dict(
+                Counter(r["rejected"] for r in records if "rejected" in r)
+            )
             documents += [r for r in records if "rejected" not in r]
         documents = deduplicate(documents, st.config.filters.near_duplicate_threshold, removed)
         documents = decontaminate(documents, eval_texts, st.config.filters.ngram, removed)
@@ -317,7 +395,9 @@ def run_finalize(st: Stage) -> dict:
             key = f"{document['stage']}/{document['style']}"
             stats["styles"][key] = stats["styles"].get(key, 0) + 1
         stats["documents"][name] = len(documents)
-        stats["mean_chars"][name] = round(sum(len(d["text"]) for d in documents) / max(len(documents), 1))
+        stats["mean_chars"][name] = round(
+            sum(len(d["text"]) for d in documents) / max(len(documents), 1)
+        )
     stats["questions"] = dict(Counter(q["style"] for q in st.questions()))
     stats["memory"] = {"entities": len(st.memory()), "statements": len(st.statements())}
     (st.out / "final" / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))

@@ -93,14 +93,20 @@ def _rng_state() -> ShardedObject:
         "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
         "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
     }
-    pp, tp = (parallel_state.get_pipeline_model_parallel_world_size(),
-              parallel_state.get_tensor_model_parallel_world_size())  # fmt: skip
+    pp, tp = (
+        parallel_state.get_pipeline_model_parallel_world_size(),
+        parallel_state.get_tensor_model_parallel_world_size(),
+    )
     return ShardedObject(
-        "rng_state", [state], (pp, tp),
-        (parallel_state.get_pipeline_model_parallel_rank(),
-         parallel_state.get_tensor_model_parallel_rank()),
+        "rng_state",
+        [state],
+        (pp, tp),
+        (
+            parallel_state.get_pipeline_model_parallel_rank(),
+            parallel_state.get_tensor_model_parallel_rank(),
+        ),
         replica_id=parallel_state.get_data_parallel_rank(with_context_parallel=True),
-    )  # fmt: skip
+    )
 
 
 def _set_rng_state(sharded: ShardedObject | list) -> None:
@@ -118,9 +124,17 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler,
-                    consumed_samples: int, run_config, optimizer_format: str,
-                    async_queue=None) -> Path:  # fmt: skip
+def save_checkpoint(
+    root: str | Path,
+    iteration: int,
+    model,
+    optimizer,
+    scheduler,
+    consumed_samples: int,
+    run_config,
+    optimizer_format: str,
+    async_queue=None,
+) -> Path:
     """Save everything needed to resume exactly; returns the directory the checkpoint lands in.
 
     With `async_queue` (megatron-core's AsyncCallsQueue) the tensors are written by a process
@@ -152,8 +166,13 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
         dist_checkpointing.save(state, str(partial), content_metadata=metadata)
         publish()
     else:
-        request = dist_checkpointing.save(state, str(partial), content_metadata=metadata,
-                                          async_sharded_save=True, async_strategy="mcore")  # fmt: skip
+        request = dist_checkpointing.save(
+            state,
+            str(partial),
+            content_metadata=metadata,
+            async_sharded_save=True,
+            async_strategy="mcore",
+        )
         request.add_finalize_fn(publish)
         async_queue.schedule_async_request(request)
     return final
@@ -171,8 +190,9 @@ def _publish(partial: Path, final: Path, iteration: int, run_config) -> None:
     _barrier()
 
 
-def load_checkpoint(root: str | Path, model, optimizer, scheduler,
-                    load_optimizer: bool = True) -> tuple[int, int]:  # fmt: skip
+def load_checkpoint(
+    root: str | Path, model, optimizer, scheduler, load_optimizer: bool = True
+) -> tuple[int, int]:
     """Load the latest checkpoint under `root`; returns (iteration, consumed samples).
 
     A `release` checkpoint, or `load_optimizer=False`, loads the weights only and starts at

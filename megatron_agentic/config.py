@@ -35,7 +35,9 @@ class DataConfig:
     seq_length: int = 4096
     micro_batch_size: int = 1
     global_batch_size: int = 8
-    cache_dir: str | None = None  # megatron-core's index caches (default: <checkpoint.save>/data_cache)
+    cache_dir: str | None = (
+        None  # megatron-core's index caches (default: <checkpoint.save>/data_cache)
+    )
 
 
 @dataclass
@@ -156,8 +158,10 @@ def _set_dotted(raw: dict, key: str, value) -> None:
 def _build(raw: dict) -> TrainConfig:
     unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)}; known: "
-                          f"{[f.name for f in dataclasses.fields(TrainConfig)]}")  # fmt: skip
+        raise ConfigError(
+            f"unknown section(s) {sorted(unknown)}; known: "
+            f"{[f.name for f in dataclasses.fields(TrainConfig)]}"
+        )
     sections = {}
     for section in dataclasses.fields(TrainConfig):
         values = raw.get(section.name) or {}

@@ -46,12 +46,31 @@ def install() -> bool:
 # --- tensor placement -------------------------------------------------------------------------
 
 _FACTORIES = {
-    torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor, torch.as_tensor,
-    torch.arange, torch.range, torch.linspace, torch.logspace, torch.eye, torch.empty_strided,
-    torch.rand, torch.randn, torch.randint, torch.randperm, torch.normal,
-    torch.empty_like, torch.zeros_like, torch.ones_like, torch.full_like,
-    torch.rand_like, torch.randn_like, torch.randint_like,
-}  # fmt: skip
+    torch.empty,
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.tensor,
+    torch.as_tensor,
+    torch.arange,
+    torch.range,
+    torch.linspace,
+    torch.logspace,
+    torch.eye,
+    torch.empty_strided,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.normal,
+    torch.empty_like,
+    torch.zeros_like,
+    torch.ones_like,
+    torch.full_like,
+    torch.rand_like,
+    torch.randn_like,
+    torch.randint_like,
+}
 
 
 def _is_cuda(device) -> bool:

@@ -30,8 +30,14 @@ import yaml
 from megatron_agentic.model import Qwen3MoEConfig, RopeScaling
 
 HF_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
-                   "special_tokens_map.json", "chat_template.jinja")  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 
 
 class ConversionError(ValueError):
@@ -46,22 +52,26 @@ def model_config_from_hf(config: dict, source: str = "config.json") -> Qwen3MoEC
     if config.get("model_type") != "qwen3_moe":
         raise ConversionError(f"{source}: model_type {config.get('model_type')!r} is not qwen3_moe")
     if config.get("decoder_sparse_step", 1) != 1 or config.get("mlp_only_layers"):
-        raise ConversionError(f"{source}: dense layers (mlp_only_layers/decoder_sparse_step) "
-                              "are not supported: every Qwen3-MoE layer must be MoE")  # fmt: skip
+        raise ConversionError(
+            f"{source}: dense layers (mlp_only_layers/decoder_sparse_step) "
+            "are not supported: every Qwen3-MoE layer must be MoE"
+        )
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
     scaling = None
     if rope.get("rope_type", "default") == "yarn":
-        scaling = RopeScaling(factor=float(rope["factor"]),
-                              original_max_position_embeddings=int(
-                                  rope["original_max_position_embeddings"]))  # fmt: skip
+        scaling = RopeScaling(
+            factor=float(rope["factor"]),
+            original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
+        )
     try:
         return Qwen3MoEConfig(
             num_layers=config["num_hidden_layers"],
             hidden_size=config["hidden_size"],
             num_attention_heads=config["num_attention_heads"],
             num_query_groups=config["num_key_value_heads"],
-            head_dim=config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"],
+            head_dim=config.get("head_dim")
+            or config["hidden_size"] // config["num_attention_heads"],
             ffn_hidden_size=config["intermediate_size"],
             num_experts=config.get("num_experts", config.get("num_local_experts")),
             moe_router_topk=config["num_experts_per_tok"],
@@ -83,26 +93,38 @@ def hf_config_from_model(model: Qwen3MoEConfig, dtype: str) -> dict:
     """A transformers Qwen3MoeForCausalLM config.json for the architecture."""
     rope = {"rope_theta": model.rotary_base, "rope_type": "default"}
     if model.rope_scaling is not None:
-        rope = {"rope_theta": model.rotary_base, "rope_type": "yarn",
-                "factor": model.rope_scaling.factor,
-                "original_max_position_embeddings":
-                    model.rope_scaling.original_max_position_embeddings}  # fmt: skip
+        rope = {
+            "rope_theta": model.rotary_base,
+            "rope_type": "yarn",
+            "factor": model.rope_scaling.factor,
+            "original_max_position_embeddings": model.rope_scaling.original_max_position_embeddings,
+        }
     return {
-        "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
-        "num_hidden_layers": model.num_layers, "hidden_size": model.hidden_size,
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "num_hidden_layers": model.num_layers,
+        "hidden_size": model.hidden_size,
         "num_attention_heads": model.num_attention_heads,
-        "num_key_value_heads": model.num_query_groups, "head_dim": model.head_dim,
-        "intermediate_size": model.ffn_hidden_size, "num_experts": model.num_experts,
+        "num_key_value_heads": model.num_query_groups,
+        "head_dim": model.head_dim,
+        "intermediate_size": model.ffn_hidden_size,
+        "num_experts": model.num_experts,
         "num_experts_per_tok": model.moe_router_topk,
         "moe_intermediate_size": model.moe_ffn_hidden_size,
-        "norm_topk_prob": model.norm_topk_prob, "vocab_size": model.vocab_size,
-        "max_position_embeddings": model.max_position_embeddings, "rope_parameters": rope,
+        "norm_topk_prob": model.norm_topk_prob,
+        "vocab_size": model.vocab_size,
+        "max_position_embeddings": model.max_position_embeddings,
+        "rope_parameters": rope,
         "rms_norm_eps": model.norm_epsilon,
         "tie_word_embeddings": not model.untie_embeddings_and_output_weights,
-        "router_aux_loss_coef": model.moe_aux_loss_coeff, "hidden_act": "silu",
-        "attention_bias": False, "decoder_sparse_step": 1, "mlp_only_layers": [],
-        "initializer_range": model.init_method_std, "dtype": dtype,
-    }  # fmt: skip
+        "router_aux_loss_coef": model.moe_aux_loss_coeff,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "initializer_range": model.init_method_std,
+        "dtype": dtype,
+    }
 
 
 # --- reading HF safetensors lazily ------------------------------------------------------------
@@ -129,7 +151,9 @@ class HFWeights:
         files = sorted(set(weight_map.values())) if weight_map else ["model.safetensors"]
         for name in files:
             if not (self.directory / name).is_file():
-                raise ConversionError(f"{self.directory / name}: shard listed in the index is missing")
+                raise ConversionError(
+                    f"{self.directory / name}: shard listed in the index is missing"
+                )
             for key in self._shard(name).keys():
                 self.location[key] = name
         if weight_map and set(weight_map) != set(self.location):
@@ -163,8 +187,10 @@ class HFWeights:
                 f"{self.directory / self.location[name]}: cannot read {name} ({error})"
             ) from None
         if tuple(tensor.shape) != tuple(shape):
-            raise ConversionError(f"{name}: shape {tuple(tensor.shape)} does not match the config "
-                                  f"(expected {tuple(shape)})")  # fmt: skip
+            raise ConversionError(
+                f"{name}: shape {tuple(tensor.shape)} does not match the config "
+                f"(expected {tuple(shape)})"
+            )
         self.used.add(name)
         return tensor
 
@@ -179,8 +205,9 @@ def _layer(i: int) -> str:
     return f"model.layers.{i}."
 
 
-def megatron_from_hf(key: str, layer: int | None, expert: int | None, hf: HFWeights,
-                     m: Qwen3MoEConfig) -> torch.Tensor:  # fmt: skip
+def megatron_from_hf(
+    key: str, layer: int | None, expert: int | None, hf: HFWeights, m: Qwen3MoEConfig
+) -> torch.Tensor:
     """The full Megatron tensor `key` (of one layer and expert) built from HF tensors."""
     h, d = m.hidden_size, m.head_dim
     if key == "embedding.word_embeddings.weight":
@@ -212,14 +239,17 @@ def megatron_from_hf(key: str, layer: int | None, expert: int | None, hf: HFWeig
         return hf.get(p + "mlp.gate.weight", (m.num_experts, h))
     e, i = f"{p}mlp.experts.{expert}.", m.moe_ffn_hidden_size
     if key == EXPERTS + "linear_fc1.weight":
-        return torch.cat([hf.get(e + "gate_proj.weight", (i, h)), hf.get(e + "up_proj.weight", (i, h))])
+        return torch.cat(
+            [hf.get(e + "gate_proj.weight", (i, h)), hf.get(e + "up_proj.weight", (i, h))]
+        )
     if key == EXPERTS + "linear_fc2.weight":
         return hf.get(e + "down_proj.weight", (h, i))
     raise ConversionError(f"no HF source for Megatron tensor {key}")
 
 
-def hf_from_megatron(key: str, layer: int | None, expert: int | None, tensor: torch.Tensor,
-                     m: Qwen3MoEConfig) -> dict[str, torch.Tensor]:  # fmt: skip
+def hf_from_megatron(
+    key: str, layer: int | None, expert: int | None, tensor: torch.Tensor, m: Qwen3MoEConfig
+) -> dict[str, torch.Tensor]:
     """The HF tensors held in the Megatron tensor `key` (of one layer and expert)."""
     simple = {
         "embedding.word_embeddings.weight": "model.embed_tokens.weight",
@@ -244,9 +274,11 @@ def hf_from_megatron(key: str, layer: int | None, expert: int | None, tensor: to
         per_group = tensor.view(groups, -1, h)
         q_rows = m.num_attention_heads // groups * d
         q, k, v = torch.split(per_group, [q_rows, d, d], dim=1)
-        return {p + "self_attn.q_proj.weight": q.reshape(-1, h),
-                p + "self_attn.k_proj.weight": k.reshape(-1, h),
-                p + "self_attn.v_proj.weight": v.reshape(-1, h)}  # fmt: skip
+        return {
+            p + "self_attn.q_proj.weight": q.reshape(-1, h),
+            p + "self_attn.k_proj.weight": k.reshape(-1, h),
+            p + "self_attn.v_proj.weight": v.reshape(-1, h),
+        }
     e = f"{p}mlp.experts.{expert}."
     if key == EXPERTS + "linear_fc1.weight":
         gate, up = torch.chunk(tensor, 2, dim=0)
@@ -283,10 +315,12 @@ def fill_from_hf(state: dict, hf: HFWeights, model_cfg: Qwen3MoEConfig) -> int:
         full = cache[source_key]
         expected = tuple(sharded.global_shape[prepend:])
         if tuple(full.shape) != expected:
-            raise ConversionError(f"{sharded.key}: built shape {tuple(full.shape)}, the model "
-                                  f"expects {expected}")  # fmt: skip
-        index = tuple(slice(o, o + n) for o, n in
-                      zip(sharded.global_offset[prepend:], sharded.local_shape))  # fmt: skip
+            raise ConversionError(
+                f"{sharded.key}: built shape {tuple(full.shape)}, the model expects {expected}"
+            )
+        index = tuple(
+            slice(o, o + n) for o, n in zip(sharded.global_offset[prepend:], sharded.local_shape)
+        )
         with torch.no_grad():
             sharded.data.copy_(full[index])
         filled += 1
@@ -319,8 +353,9 @@ def import_rank(hf_dir: str, output: str, parallel_cfg, dtype: str) -> list[str]
     from megatron_agentic import checkpointing, parallel
     from megatron_agentic.model import build_model, transformer_config
 
-    model_cfg = model_config_from_hf(json.loads((Path(hf_dir) / "config.json").read_text()),
-                                     f"{hf_dir}/config.json")  # fmt: skip
+    model_cfg = model_config_from_hf(
+        json.loads((Path(hf_dir) / "config.json").read_text()), f"{hf_dir}/config.json"
+    )
     parallel.initialize(parallel_cfg)
     config = transformer_config(model_cfg, parallel_cfg, bf16=dtype == "bfloat16")
     config.params_dtype = HF_DTYPES[dtype]
@@ -345,12 +380,17 @@ def import_rank(hf_dir: str, output: str, parallel_cfg, dtype: str) -> list[str]
         leftover = sorted(set(hf.location) - set().union(*map(set, used)))
         if leftover:
             shutil.rmtree(staging)
-            raise ConversionError(f"{hf_dir}: HF tensors not used by the model: {leftover[:8]}"
-                                  f"{' ...' if len(leftover) > 8 else ''} (does config.json match "
-                                  "the weights?)")  # fmt: skip
+            raise ConversionError(
+                f"{hf_dir}: HF tensors not used by the model: {leftover[:8]}"
+                f"{' ...' if len(leftover) > 8 else ''} (does config.json match "
+                "the weights?)"
+            )
         (staging / checkpointing.MODEL_CONFIG).write_text(
-            yaml.safe_dump(dataclasses.asdict(model_cfg)))  # fmt: skip
-        (staging / "hf_source.json").write_text(json.dumps({"hf_model": str(hf_dir), "dtype": dtype}))
+            yaml.safe_dump(dataclasses.asdict(model_cfg))
+        )
+        (staging / "hf_source.json").write_text(
+            json.dumps({"hf_model": str(hf_dir), "dtype": dtype})
+        )
         for name in TOKENIZER_FILES:
             if (Path(hf_dir) / name).is_file():
                 shutil.copy(Path(hf_dir) / name, staging / name)
@@ -385,13 +425,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return checkpointing.iteration_dir(path, latest)
     if (path / checkpointing.MODEL_CONFIG).is_file():
         return path
-    raise ConversionError(f"{path}: neither a checkpoint root ({checkpointing.LATEST}) nor an "
-                          f"iteration directory ({checkpointing.MODEL_CONFIG})")  # fmt: skip
+    raise ConversionError(
+        f"{path}: neither a checkpoint root ({checkpointing.LATEST}) nor an "
+        f"iteration directory ({checkpointing.MODEL_CONFIG})"
+    )
 
 
-def export_hf_checkpoint(checkpoint: str | Path, output: str | Path, dtype: str | None = None,
-                         tokenizer_dir: str | Path | None = None,
-                         max_shard_bytes: int = 5 * 10**9) -> Path:  # fmt: skip
+def export_hf_checkpoint(
+    checkpoint: str | Path,
+    output: str | Path,
+    dtype: str | None = None,
+    tokenizer_dir: str | Path | None = None,
+    max_shard_bytes: int = 5 * 10**9,
+) -> Path:
     """Write an HF Qwen3MoeForCausalLM directory from a dist checkpoint, a layer at a time."""
     from megatron_agentic.local_ranks import run_on_ranks
 
@@ -410,7 +456,9 @@ def _export_rank(directory: Path, output: Path, dtype, tokenizer_dir, max_shard_
 
     torch.distributed.init_process_group("gloo")
     rank0 = torch.distributed.get_rank() == 0
-    model_cfg = Qwen3MoEConfig(**yaml.safe_load((directory / checkpointing.MODEL_CONFIG).read_text()))
+    model_cfg = Qwen3MoEConfig(
+        **yaml.safe_load((directory / checkpointing.MODEL_CONFIG).read_text())
+    )
     metadata = _tensor_metadata(directory)
     keys = sorted(k for k in metadata if k.startswith(("embedding", "decoder", "output_layer")))
     dtype = dtype or _checkpoint_dtype(directory)
@@ -420,8 +468,9 @@ def _export_rank(directory: Path, output: Path, dtype, tokenizer_dir, max_shard_
         staging.mkdir(parents=True)
     writer = _ShardWriter(staging, max_shard_bytes, save_file)
     groups = [([k for k in keys if not k.startswith(LAYER)], None)]
-    groups += [([k for k in keys if k.startswith(LAYER)], layer)
-               for layer in range(model_cfg.num_layers)]  # fmt: skip
+    groups += [
+        ([k for k in keys if k.startswith(LAYER)], layer) for layer in range(model_cfg.num_layers)
+    ]
     for group_keys, layer in groups:
         tensors = _export_group(directory, metadata, group_keys, layer, model_cfg, dtype)
         if rank0:
@@ -429,9 +478,12 @@ def _export_rank(directory: Path, output: Path, dtype, tokenizer_dir, max_shard_
     if not rank0:
         return
     writer.finish()
-    (staging / "config.json").write_text(json.dumps(hf_config_from_model(model_cfg, dtype), indent=2))
-    (staging / "generation_config.json").write_text(json.dumps(
-        {"do_sample": False, "max_new_tokens": 256}, indent=2))  # fmt: skip
+    (staging / "config.json").write_text(
+        json.dumps(hf_config_from_model(model_cfg, dtype), indent=2)
+    )
+    (staging / "generation_config.json").write_text(
+        json.dumps({"do_sample": False, "max_new_tokens": 256}, indent=2)
+    )
     _copy_tokenizer(directory, tokenizer_dir, staging)
     shutil.rmtree(output, ignore_errors=True)
     os.replace(staging, output)
@@ -445,8 +497,11 @@ def _tensor_metadata(directory: Path) -> dict:
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     metadata = FileSystemReader(str(directory)).read_metadata().state_dict_metadata
-    return {key: _TensorMeta(tuple(value.size), value.properties.dtype)
-            for key, value in metadata.items() if isinstance(value, TensorStorageMetadata)}
+    return {
+        key: _TensorMeta(tuple(value.size), value.properties.dtype)
+        for key, value in metadata.items()
+        if isinstance(value, TensorStorageMetadata)
+    }
 
 
 @dataclasses.dataclass
@@ -477,16 +532,26 @@ def _export_group(directory, metadata, keys, layer, model_cfg, dtype) -> dict[st
         shape = tuple(meta.global_shape)
         if layer is None:
             request[(key, None)] = ShardedTensor.from_rank_offsets(
-                key, torch.empty(shape, dtype=meta.dtype), replica_id=0)  # fmt: skip
+                key, torch.empty(shape, dtype=meta.dtype), replica_id=0
+            )
         elif key.startswith(EXPERTS):
             for expert in range(shape[1]):
                 request[(key, expert)] = ShardedTensor.from_rank_offsets(
-                    key, torch.empty(shape[2:], dtype=meta.dtype), (0, layer, shape[0]),
-                    (1, expert, shape[1]), replica_id=0, prepend_axis_num=2)  # fmt: skip
+                    key,
+                    torch.empty(shape[2:], dtype=meta.dtype),
+                    (0, layer, shape[0]),
+                    (1, expert, shape[1]),
+                    replica_id=0,
+                    prepend_axis_num=2,
+                )
         else:
             request[(key, None)] = ShardedTensor.from_rank_offsets(
-                key, torch.empty(shape[1:], dtype=meta.dtype), (0, layer, shape[0]),
-                replica_id=0, prepend_axis_num=1)  # fmt: skip
+                key,
+                torch.empty(shape[1:], dtype=meta.dtype),
+                (0, layer, shape[0]),
+                replica_id=0,
+                prepend_axis_num=1,
+            )
     flat = {f"{k}|{e}": v for (k, e), v in request.items()}
     # One layer at a time covers only part of each stacked tensor: skip the whole-coverage check.
     loaded = dist_checkpointing.load(flat, str(directory), validate_access_integrity=False)
@@ -533,10 +598,14 @@ class _ShardWriter:
         weight_map = {}
         for number, names in enumerate(self.shards, 1):
             final = f"model-{number:05d}-of-{count:05d}.safetensors"
-            os.replace(self.directory / f"model-{number:05d}.safetensors.partial",
-                       self.directory / final)  # fmt: skip
+            os.replace(
+                self.directory / f"model-{number:05d}.safetensors.partial", self.directory / final
+            )
             weight_map.update({name: final for name in names})
-        index = {"metadata": {"total_size": self.total}, "weight_map": dict(sorted(weight_map.items()))}
+        index = {
+            "metadata": {"total_size": self.total},
+            "weight_map": dict(sorted(weight_map.items())),
+        }
         (self.directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
@@ -546,7 +615,8 @@ def _copy_tokenizer(directory: Path, tokenizer_dir, staging: Path) -> None:
     run_config = directory / "run_config.yaml"
     if run_config.is_file():
         model = ((yaml.safe_load(run_config.read_text()) or {}).get("data") or {}).get(
-            "tokenizer_model")
+            "tokenizer_model"
+        )
         if model:
             candidates.append(Path(model))
     for candidate in candidates:

@@ -44,9 +44,11 @@ def decoder_block_spec(
 ) -> TransformerBlockSubmodules:
     """The decoder layers this pipeline stage (and virtual stage) builds."""
     block = get_gpt_decoder_block_spec(
-        config, use_transformer_engine=use_transformer_engine, normalization="RMSNorm",
+        config,
+        use_transformer_engine=use_transformer_engine,
+        normalization="RMSNorm",
         vp_stage=vp_stage,
-    )  # fmt: skip
+    )
     if use_transformer_engine:
         return block
     return dataclasses.replace(

@@ -23,10 +23,14 @@ def free_port() -> int:
 
 def _rank_main(fn, rank, world_size, port, args, results):
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-        WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
         OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
-    )  # fmt: skip
+    )
     import torch
 
     try:
@@ -38,16 +42,24 @@ def _rank_main(fn, rank, world_size, port, args, results):
             torch.distributed.destroy_process_group()
 
 
-def run_on_ranks(fn, world_size: int, *args, timeout: float = 3600.0,
-                 start_method: str = "spawn", preload: list[str] = ()) -> list:  # fmt: skip
+def run_on_ranks(
+    fn,
+    world_size: int,
+    *args,
+    timeout: float = 3600.0,
+    start_method: str = "spawn",
+    preload: list[str] = (),
+) -> list:
     """Run `fn(*args)` on `world_size` local ranks; return their results in rank order."""
     ctx = mp.get_context(start_method)
     if start_method == "forkserver" and preload:
         ctx.set_forkserver_preload(list(preload))
     results = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=_rank_main, args=(fn, rank, world_size, port, args, results))
-             for rank in range(world_size)]  # fmt: skip
+    procs = [
+        ctx.Process(target=_rank_main, args=(fn, rank, world_size, port, args, results))
+        for rank in range(world_size)
+    ]
     for proc in procs:
         proc.start()
     collected = {}

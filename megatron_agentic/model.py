@@ -45,7 +45,9 @@ class Qwen3MoEConfig:
     num_attention_heads: int = 32
     num_query_groups: int = 4
     head_dim: int = 128
-    ffn_hidden_size: int = 6144  # dense FFN size (HF intermediate_size); unused when all layers are MoE
+    ffn_hidden_size: int = (
+        6144  # dense FFN size (HF intermediate_size); unused when all layers are MoE
+    )
     num_experts: int = 128
     moe_router_topk: int = 8
     moe_ffn_hidden_size: int = 768
@@ -91,17 +93,33 @@ PRESETS: dict[str, Qwen3MoEConfig] = {
     ),
     # Tiny stand-ins of the same shape for CPU tests and the quickstart.
     "tiny": Qwen3MoEConfig(
-        num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2, head_dim=16,
-        ffn_hidden_size=128, num_experts=4, moe_router_topk=2, moe_ffn_hidden_size=32,
-        vocab_size=512, max_position_embeddings=1024,
+        num_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        num_query_groups=2,
+        head_dim=16,
+        ffn_hidden_size=128,
+        num_experts=4,
+        moe_router_topk=2,
+        moe_ffn_hidden_size=32,
+        vocab_size=512,
+        max_position_embeddings=1024,
     ),
     "tiny_128k": Qwen3MoEConfig(
-        num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2, head_dim=16,
-        ffn_hidden_size=128, num_experts=4, moe_router_topk=2, moe_ffn_hidden_size=32,
-        vocab_size=512, max_position_embeddings=4096,
+        num_layers=2,
+        hidden_size=64,
+        num_attention_heads=4,
+        num_query_groups=2,
+        head_dim=16,
+        ffn_hidden_size=128,
+        num_experts=4,
+        moe_router_topk=2,
+        moe_ffn_hidden_size=32,
+        vocab_size=512,
+        max_position_embeddings=4096,
         rope_scaling=RopeScaling(factor=4.0, original_max_position_embeddings=1024),
     ),
-}  # fmt: skip
+}
 
 
 def get_preset(name: str, **overrides) -> Qwen3MoEConfig:
@@ -205,16 +223,22 @@ def build_model(
     chunks = []
     for vp_stage in range(vpp):
         vp = vp_stage if vpp > 1 else None
-        chunks.append(GPTModel(
-            config=config,
-            transformer_layer_spec=decoder_block_spec(config, use_te, vp_stage=vp),
-            vocab_size=model.vocab_size,
-            max_sequence_length=max(seq_length, model.max_position_embeddings),
-            pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp),
-            post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp),
-            share_embeddings_and_output_weights=not model.untie_embeddings_and_output_weights,
-            position_embedding_type="yarn" if model.rope_scaling is not None else "rope",
-            rotary_base=int(model.rotary_base),
-            vp_stage=vp,
-        ))
+        chunks.append(
+            GPTModel(
+                config=config,
+                transformer_layer_spec=decoder_block_spec(config, use_te, vp_stage=vp),
+                vocab_size=model.vocab_size,
+                max_sequence_length=max(seq_length, model.max_position_embeddings),
+                pre_process=parallel_state.is_pipeline_first_stage(
+                    ignore_virtual=False, vp_stage=vp
+                ),
+                post_process=parallel_state.is_pipeline_last_stage(
+                    ignore_virtual=False, vp_stage=vp
+                ),
+                share_embeddings_and_output_weights=not model.untie_embeddings_and_output_weights,
+                position_embedding_type="yarn" if model.rope_scaling is not None else "rope",
+                rotary_base=int(model.rotary_base),
+                vp_stage=vp,
+            )
+        )
     return chunks

@@ -38,7 +38,9 @@ class LayoutError(ValueError):
     """A parallel layout that cannot work for the model or the world size."""
 
 
-def validate_layout(model, parallel: ParallelConfig, world_size: int, seq_length: int | None = None):
+def validate_layout(
+    model, parallel: ParallelConfig, world_size: int, seq_length: int | None = None
+):
     """Raise LayoutError naming the numbers if the layout cannot run. Returns the DP size."""
     errors = []
 
@@ -50,36 +52,61 @@ def validate_layout(model, parallel: ParallelConfig, world_size: int, seq_length
         need(getattr(parallel, name) >= 1, f"{name}={getattr(parallel, name)} must be >= 1")
     if errors:
         raise LayoutError("; ".join(errors))
-    tp, pp, vpp, cp, ep, etp = (parallel.tp, parallel.pp, parallel.vpp, parallel.cp, parallel.ep,
-                                parallel.etp)  # fmt: skip
-    need(model.num_attention_heads % tp == 0,
-         f"num_attention_heads={model.num_attention_heads} is not divisible by tp={tp}")
-    need(model.num_query_groups % tp == 0,
-         f"num_query_groups={model.num_query_groups} is not divisible by tp={tp}")
-    need(model.num_experts % ep == 0,
-         f"num_experts={model.num_experts} is not divisible by ep={ep}")
-    need(model.moe_ffn_hidden_size % etp == 0,
-         f"moe_ffn_hidden_size={model.moe_ffn_hidden_size} is not divisible by etp={etp}")
-    need(model.num_layers % (pp * vpp) == 0,
-         f"num_layers={model.num_layers} is not divisible by pp*vpp={pp}*{vpp}={pp * vpp}")
+    tp, pp, vpp, cp, ep, etp = (
+        parallel.tp,
+        parallel.pp,
+        parallel.vpp,
+        parallel.cp,
+        parallel.ep,
+        parallel.etp,
+    )
+    need(
+        model.num_attention_heads % tp == 0,
+        f"num_attention_heads={model.num_attention_heads} is not divisible by tp={tp}",
+    )
+    need(
+        model.num_query_groups % tp == 0,
+        f"num_query_groups={model.num_query_groups} is not divisible by tp={tp}",
+    )
+    need(
+        model.num_experts % ep == 0, f"num_experts={model.num_experts} is not divisible by ep={ep}"
+    )
+    need(
+        model.moe_ffn_hidden_size % etp == 0,
+        f"moe_ffn_hidden_size={model.moe_ffn_hidden_size} is not divisible by etp={etp}",
+    )
+    need(
+        model.num_layers % (pp * vpp) == 0,
+        f"num_layers={model.num_layers} is not divisible by pp*vpp={pp}*{vpp}={pp * vpp}",
+    )
     need(vpp == 1 or pp > 1, f"vpp={vpp} needs pp > 1 (got pp={pp})")
-    need(parallel.moe_token_dispatcher in ("alltoall", "allgather", "flex"),
-         f"moe_token_dispatcher={parallel.moe_token_dispatcher!r} is not alltoall|allgather|flex")
+    need(
+        parallel.moe_token_dispatcher in ("alltoall", "allgather", "flex"),
+        f"moe_token_dispatcher={parallel.moe_token_dispatcher!r} is not alltoall|allgather|flex",
+    )
     attention_world = tp * cp * pp
-    need(world_size % attention_world == 0,
-         f"world size {world_size} is not divisible by tp*cp*pp={tp}*{cp}*{pp}={attention_world}")
+    need(
+        world_size % attention_world == 0,
+        f"world size {world_size} is not divisible by tp*cp*pp={tp}*{cp}*{pp}={attention_world}",
+    )
     dp = world_size // attention_world if world_size % attention_world == 0 else 0
     expert_world = etp * ep * pp
-    need(world_size % expert_world == 0,
-         f"world size {world_size} is not divisible by etp*ep*pp={etp}*{ep}*{pp}={expert_world}")
+    need(
+        world_size % expert_world == 0,
+        f"world size {world_size} is not divisible by etp*ep*pp={etp}*{ep}*{pp}={expert_world}",
+    )
     if seq_length is not None:
         split = tp * cp * 2 if cp > 1 else tp
-        need(seq_length % split == 0,
-             f"seq_length={seq_length} is not divisible by "
-             + (f"2*cp*tp=2*{cp}*{tp}" if cp > 1 else f"tp={tp}"))
-        need(seq_length <= model.max_position_embeddings,
-             f"seq_length={seq_length} exceeds max_position_embeddings="
-             f"{model.max_position_embeddings}")
+        need(
+            seq_length % split == 0,
+            f"seq_length={seq_length} is not divisible by "
+            + (f"2*cp*tp=2*{cp}*{tp}" if cp > 1 else f"tp={tp}"),
+        )
+        need(
+            seq_length <= model.max_position_embeddings,
+            f"seq_length={seq_length} exceeds max_position_embeddings="
+            f"{model.max_position_embeddings}",
+        )
     if cp > 1 and not torch.cuda.is_available():
         errors.append(
             f"cp={cp}: context parallelism needs TransformerEngine's attention on a GPU; "

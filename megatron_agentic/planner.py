@@ -41,8 +41,10 @@ class Layout:
     recompute: str = "full"  # full | none
 
     def __str__(self) -> str:
-        return (f"TP={self.tp} PP={self.pp} VPP={self.vpp} CP={self.cp} EP={self.ep} "
-                f"ETP={self.etp} recompute={self.recompute}")  # fmt: skip
+        return (
+            f"TP={self.tp} PP={self.pp} VPP={self.vpp} CP={self.cp} EP={self.ep} "
+            f"ETP={self.etp} recompute={self.recompute}"
+        )
 
 
 @dataclass
@@ -59,8 +61,9 @@ class Estimate:
     data_parallel: int
 
 
-def params_per_rank(m: Qwen3MoEConfig, layout: Layout, first_stage: bool,
-                    last_stage: bool) -> tuple[int, int]:  # fmt: skip
+def params_per_rank(
+    m: Qwen3MoEConfig, layout: Layout, first_stage: bool, last_stage: bool
+) -> tuple[int, int]:
     """(dense, expert) parameters held by one rank of the given stage, as megatron-core builds them."""
     h, d, tp = m.hidden_size, m.head_dim, layout.tp
     qkv = h * d * (m.num_attention_heads + 2 * m.num_query_groups) // tp
@@ -75,12 +78,21 @@ def params_per_rank(m: Qwen3MoEConfig, layout: Layout, first_stage: bool,
     if first_stage:
         dense += vocab_shard
     if last_stage:
-        dense += h + (vocab_shard if m.untie_embeddings_and_output_weights or not first_stage else 0)
+        dense += h + (
+            vocab_shard if m.untie_embeddings_and_output_weights or not first_stage else 0
+        )
     return dense, layers * expert_layer
 
 
-def estimate(m: Qwen3MoEConfig, layout: Layout, seq_length: int, micro_batch: int,
-             global_batch: int, world_size: int, gpus_per_node: int = 8) -> Estimate:  # fmt: skip
+def estimate(
+    m: Qwen3MoEConfig,
+    layout: Layout,
+    seq_length: int,
+    micro_batch: int,
+    global_batch: int,
+    world_size: int,
+    gpus_per_node: int = 8,
+) -> Estimate:
     """Memory of the first pipeline stage (the most loaded one) and a relative step time."""
     dense, expert = params_per_rank(m, layout, first_stage=True, last_stage=layout.pp == 1)
     dp_dense = world_size // (layout.tp * layout.cp * layout.pp)
@@ -97,15 +109,25 @@ def estimate(m: Qwen3MoEConfig, layout: Layout, seq_length: int, micro_batch: in
     routed = tokens * layout.tp * m.moe_router_topk  # the dispatch undoes SP within TP
     moe = 2 * routed * (h + 2 * m.moe_ffn_hidden_size)
     total = (weights_grads + optimizer + activations + moe) / GB + FIXED_OVERHEAD_GB
-    return Estimate(layout, dense, expert, weights_grads / GB, optimizer / GB, activations / GB,
-                    moe / GB, total, _relative_time(m, layout, seq_length, global_batch,
-                                                    micro_batch, world_size, gpus_per_node),
-                    dp_dense)  # fmt: skip
+    return Estimate(
+        layout,
+        dense,
+        expert,
+        weights_grads / GB,
+        optimizer / GB,
+        activations / GB,
+        moe / GB,
+        total,
+        _relative_time(m, layout, seq_length, global_batch, micro_batch, world_size, gpus_per_node),
+        dp_dense,
+    )
 
 
 def _relative_time(m, layout, seq_length, global_batch, micro_batch, world_size, gpus_per_node):
     flops = training_flops_per_token(m, seq_length) * seq_length * global_batch / world_size
-    micro_batches = global_batch // (micro_batch * (world_size // (layout.tp * layout.cp * layout.pp)))
+    micro_batches = global_batch // (
+        micro_batch * (world_size // (layout.tp * layout.cp * layout.pp))
+    )
     bubble = (layout.pp - 1) / layout.vpp / max(micro_batches, 1)
     efficiency = 1.0 / (1.0 + bubble)
     if layout.tp * layout.cp > gpus_per_node or layout.tp > gpus_per_node:
@@ -124,19 +146,33 @@ def candidate_layouts(m: Qwen3MoEConfig, world_size: int, seq_length: int) -> li
     powers = [1, 2, 4, 8, 16]
     out = []
     for tp, pp, cp, ep, vpp, recompute in itertools.product(
-            powers, powers, powers, powers, [1, 2], ["full", "none"]):  # fmt: skip
+        powers, powers, powers, powers, [1, 2], ["full", "none"]
+    ):
         layout = Layout(tp=tp, pp=pp, vpp=vpp, cp=cp, ep=ep, etp=1, recompute=recompute)
-        if (m.num_attention_heads % tp or m.num_query_groups % tp or m.num_experts % ep
-                or m.num_layers % (pp * vpp) or (vpp > 1 and pp == 1)
-                or world_size % (tp * cp * pp) or world_size % (ep * pp)
-                or seq_length % (tp * cp * (2 if cp > 1 else 1))):  # fmt: skip
+        if (
+            m.num_attention_heads % tp
+            or m.num_query_groups % tp
+            or m.num_experts % ep
+            or m.num_layers % (pp * vpp)
+            or (vpp > 1 and pp == 1)
+            or world_size % (tp * cp * pp)
+            or world_size % (ep * pp)
+            or seq_length % (tp * cp * (2 if cp > 1 else 1))
+        ):
             continue
         out.append(layout)
     return out
 
 
-def plan(m: Qwen3MoEConfig, seq_length: int, micro_batch: int, global_batch: int,
-         gpu_memory_gb: float, nodes: int, gpus_per_node: int = 8) -> list[Estimate]:  # fmt: skip
+def plan(
+    m: Qwen3MoEConfig,
+    seq_length: int,
+    micro_batch: int,
+    global_batch: int,
+    gpu_memory_gb: float,
+    nodes: int,
+    gpus_per_node: int = 8,
+) -> list[Estimate]:
     """The layouts that fit, fastest (by the relative estimate) first."""
     world = nodes * gpus_per_node
     fits = []

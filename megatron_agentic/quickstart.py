@@ -45,48 +45,123 @@ class Step:
 def plan(out: Path, smoke: bool) -> list[Step]:
     """The commands, in order."""
     py = sys.executable
-    torchrun = [py, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                str(29400 + os.getpid() % 500), "-m", "megatron_agentic.train"]  # fmt: skip
+    torchrun = [
+        py,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(29400 + os.getpid() % 500),
+        "-m",
+        "megatron_agentic.train",
+    ]
     data = out / "data"
     stage1_iters, stage2_iters = (4, 4) if smoke else (40, 10)
     common = [f"data.tokenizer_model={out / 'tokenizer'}", "logging.log_interval=1"]
-    stage1 = [*torchrun, "--config", str(REPO / "examples/recipes/tiny_stage1.yaml"), *common,
-              f"data.blend={data / 'stage1.yaml'}", f"checkpoint.save={out / 'checkpoints/stage1'}",
-              "parallel.ep=2", f"schedule.train_iters={stage1_iters}",
-              f"checkpoint.save_interval={stage1_iters // 2}"]  # fmt: skip
-    steps = [
-        Step("synthesize", [py, "-m", "data_synthesis", "pipeline", "--output", str(out / "synthesis")],
-             out / "synthesis" / "final"),
-        Step("tokenizer", [py, str(REPO / "tools/train_tokenizer.py"), "--input", str(CORPUS),
-                           str(out / "synthesis/final/fas.jsonl"), str(out / "synthesis/final/has.jsonl"),
-                           "--output", str(out / "tokenizer"), "--vocab-size", "512"],
-             out / "tokenizer"),  # fmt: skip
+    stage1 = [
+        *torchrun,
+        "--config",
+        str(REPO / "examples/recipes/tiny_stage1.yaml"),
+        *common,
+        f"data.blend={data / 'stage1.yaml'}",
+        f"checkpoint.save={out / 'checkpoints/stage1'}",
+        "parallel.ep=2",
+        f"schedule.train_iters={stage1_iters}",
+        f"checkpoint.save_interval={stage1_iters // 2}",
     ]
-    sources = {"fas": out / "synthesis/final/fas.jsonl", "has": out / "synthesis/final/has.jsonl",
-               "general": CORPUS}  # fmt: skip
+    steps = [
+        Step(
+            "synthesize",
+            [py, "-m", "data_synthesis", "pipeline", "--output", str(out / "synthesis")],
+            out / "synthesis" / "final",
+        ),
+        Step(
+            "tokenizer",
+            [
+                py,
+                str(REPO / "tools/train_tokenizer.py"),
+                "--input",
+                str(CORPUS),
+                str(out / "synthesis/final/fas.jsonl"),
+                str(out / "synthesis/final/has.jsonl"),
+                "--output",
+                str(out / "tokenizer"),
+                "--vocab-size",
+                "512",
+            ],
+            out / "tokenizer",
+        ),
+    ]
+    sources = {
+        "fas": out / "synthesis/final/fas.jsonl",
+        "has": out / "synthesis/final/has.jsonl",
+        "general": CORPUS,
+    }
     for name, source in sources.items():
-        steps.append(Step(f"preprocess_{name}", [
-            py, str(REPO / "tools/preprocess_data.py"), "--input", str(source), "--output-prefix",
-            str(data / name), "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model",
-            str(out / "tokenizer"), "--append-eod", "--workers", "2"], data / f"{name}_text_document.bin"))  # fmt: skip
+        steps.append(
+            Step(
+                f"preprocess_{name}",
+                [
+                    py,
+                    str(REPO / "tools/preprocess_data.py"),
+                    "--input",
+                    str(source),
+                    "--output-prefix",
+                    str(data / name),
+                    "--tokenizer-type",
+                    "HuggingFaceTokenizer",
+                    "--tokenizer-model",
+                    str(out / "tokenizer"),
+                    "--append-eod",
+                    "--workers",
+                    "2",
+                ],
+                data / f"{name}_text_document.bin",
+            )
+        )
     steps += [
-        Step("train_stage1_first_half", [*stage1, f"training.exit_interval={stage1_iters // 2}"],
-             out / "checkpoints/stage1"),
+        Step(
+            "train_stage1_first_half",
+            [*stage1, f"training.exit_interval={stage1_iters // 2}"],
+            out / "checkpoints/stage1",
+        ),
         Step("train_stage1_resumed", stage1, out / "checkpoints/stage1"),
-        Step("train_stage2", [*torchrun, "--config", str(REPO / "examples/recipes/tiny_stage2.yaml"),
-                              *common, f"data.blend={data / 'stage2.yaml'}",
-                              f"checkpoint.load={out / 'checkpoints/stage1'}",
-                              f"checkpoint.save={out / 'checkpoints/stage2'}",
-                              f"schedule.train_iters={stage2_iters}",
-                              f"schedule.warmup_iters={stage2_iters // 5}",
-                              f"schedule.wsd_decay_iters={stage2_iters // 2}",
-                              f"checkpoint.save_interval={stage2_iters}"],
-             out / "checkpoints/stage2"),  # fmt: skip
-        Step("export_hf", [py, str(REPO / "tools/convert_checkpoint.py"), "megatron-to-hf",
-                           "--input", str(out / "checkpoints/stage2"), "--output", str(out / "hf")],
-             out / "hf"),  # fmt: skip
-        Step("generate", [py, "-m", "megatron_agentic.quickstart", "--generate", str(out / "hf")],
-             out / "hf"),
+        Step(
+            "train_stage2",
+            [
+                *torchrun,
+                "--config",
+                str(REPO / "examples/recipes/tiny_stage2.yaml"),
+                *common,
+                f"data.blend={data / 'stage2.yaml'}",
+                f"checkpoint.load={out / 'checkpoints/stage1'}",
+                f"checkpoint.save={out / 'checkpoints/stage2'}",
+                f"schedule.train_iters={stage2_iters}",
+                f"schedule.warmup_iters={stage2_iters // 5}",
+                f"schedule.wsd_decay_iters={stage2_iters // 2}",
+                f"checkpoint.save_interval={stage2_iters}",
+            ],
+            out / "checkpoints/stage2",
+        ),
+        Step(
+            "export_hf",
+            [
+                py,
+                str(REPO / "tools/convert_checkpoint.py"),
+                "megatron-to-hf",
+                "--input",
+                str(out / "checkpoints/stage2"),
+                "--output",
+                str(out / "hf"),
+            ],
+            out / "hf",
+        ),
+        Step(
+            "generate",
+            [py, "-m", "megatron_agentic.quickstart", "--generate", str(out / "hf")],
+            out / "hf",
+        ),
     ]
     return steps
 
@@ -95,7 +170,8 @@ def write_blends(data: Path) -> None:
     for stage, weights in BLENDS.items():
         lines = ['split: "95,5,0"', "datasets:"] + [
             f"  - {{name: {name}, prefix: {name}_text_document, weight: {w}}}"
-            for name, w in weights.items()]  # fmt: skip
+            for name, w in weights.items()
+        ]
         (data / f"{stage}.yaml").write_text("\n".join(lines) + "\n")
 
 
@@ -110,19 +186,32 @@ def run_step(step: Step, out: Path) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as handle:
-        proc = subprocess.Popen(step.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        proc = subprocess.Popen(
+            step.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         for line in proc.stdout:
             handle.write(line)
-            if re.match(r"(iteration|validation|saved|resumed|loaded|done|exported|imported|"
-                         r"tokenizer|generated|error)", line):  # fmt: skip
+            if re.match(
+                r"(iteration|validation|saved|resumed|loaded|done|exported|imported|"
+                r"tokenizer|generated|error)",
+                line,
+            ):
                 print(f"    {line.rstrip()}", flush=True)
         proc.wait()
     if proc.returncode != 0:
         raise SystemExit(f"[quickstart] {step.name} failed (exit {proc.returncode}); see {log}")
     losses = [float(x) for x in re.findall(r"\| lm loss ([\d.]+) \|", log.read_text())]
-    summary = {"step": step.name, "seconds": round(time.perf_counter() - start, 1),
-               "artifact": str(step.artifact), "losses": losses}  # fmt: skip
+    summary = {
+        "step": step.name,
+        "seconds": round(time.perf_counter() - start, 1),
+        "artifact": str(step.artifact),
+        "losses": losses,
+    }
     done.parent.mkdir(exist_ok=True)
     done.write_text(json.dumps(summary))
     return summary
@@ -138,7 +227,7 @@ def generate(hf_dir: str) -> None:
     prompt = "Question: What is the capital of Austria?"
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     output = model.generate(ids, max_new_tokens=12, do_sample=False)
-    text = tokenizer.decode(output[0, ids.shape[1]:])
+    text = tokenizer.decode(output[0, ids.shape[1] :])
     print(f"generated by {type(model).__name__} from {hf_dir}: {prompt!r} -> {text!r}")
 
 
@@ -148,14 +237,20 @@ def summary_table(out: Path, results: list[dict]) -> str:
     for r in results:
         result = ""
         if r["losses"]:
-            result = f"lm loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} ({len(r['losses'])} steps)"
+            result = (
+                f"lm loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} ({len(r['losses'])} steps)"
+            )
         rows.append((r["step"], f"{r['seconds']:.1f}", result, r["artifact"]))
     docs = ", ".join(f"{k}: {v}" for k, v in stats["documents"].items())
     tokens = _dataset_tokens(out / "data")
     width = [max(len(str(row[i])) for row in rows) for i in range(4)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, width)) for row in rows]
-    lines += ["", f"synthesized documents: {docs}; questions: {stats['questions']}",
-              f"tokens per dataset: {tokens}", f"everything is under {out}"]  # fmt: skip
+    lines += [
+        "",
+        f"synthesized documents: {docs}; questions: {stats['questions']}",
+        f"tokens per dataset: {tokens}",
+        f"everything is under {out}",
+    ]
     return "\n".join(lines)
 
 

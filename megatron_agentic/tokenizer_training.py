@@ -14,13 +14,23 @@ from pathlib import Path
 
 EOD = "<|endoftext|>"
 SPECIAL_TOKENS = [
-    EOD, "<|im_start|>", "<|im_end|>",
-    "<think>", "</think>", "<tool_call>", "</tool_call>",
-    "<tool_response>", "</tool_response>", "<answer>", "</answer>",
-]  # fmt: skip
+    EOD,
+    "<|im_start|>",
+    "<|im_end|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    "<answer>",
+    "</answer>",
+]
 
 
-def train_bpe_tokenizer(texts: Iterable[str], output_dir: str | Path, vocab_size: int = 512) -> Path:
+def train_bpe_tokenizer(
+    texts: Iterable[str], output_dir: str | Path, vocab_size: int = 512
+) -> Path:
     """Train byte-level BPE on `texts` and save tokenizer.json + tokenizer_config.json."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -38,9 +48,12 @@ def train_bpe_tokenizer(texts: Iterable[str], output_dir: str | Path, vocab_size
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token=EOD, pad_token=EOD, bos_token=None,
+        tokenizer_object=tokenizer,
+        eos_token=EOD,
+        pad_token=EOD,
+        bos_token=None,
         additional_special_tokens=SPECIAL_TOKENS[1:],
-    ).save_pretrained(output_dir)  # fmt: skip
+    ).save_pretrained(output_dir)
     return output_dir
 
 
@@ -54,4 +67,6 @@ def jsonl_texts(paths: Iterable[str | Path], key: str = "text") -> Iterator[str]
                 try:
                     yield json.loads(line)[key]
                 except (json.JSONDecodeError, KeyError, TypeError) as error:
-                    raise ValueError(f"{path}:{line_number}: no string field {key!r}: {error}")
+                    raise ValueError(
+                        f"{path}:{line_number}: no string field {key!r}: {error}"
+                    ) from error

@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        parallel.validate_layout(config.model, config.parallel, world_size,
-                                 config.data.seq_length)  # fmt: skip
+        parallel.validate_layout(config.model, config.parallel, world_size, config.data.seq_length)
         _check_config(config, world_size)
     except (ConfigError, parallel.LayoutError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -76,32 +75,49 @@ def train(config: TrainConfig) -> list[float]:
 
     # Model, optimizer, schedule.
     tc = transformer_config(
-        config.model, config.parallel, bf16=opt.bf16,
+        config.model,
+        config.parallel,
+        bf16=opt.bf16,
         recompute_granularity=config.training.recompute_granularity,
         recompute_method=config.training.recompute_method,
         recompute_num_layers=config.training.recompute_num_layers,
         recompute_modules=config.training.recompute_modules,
-    )  # fmt: skip
+    )
     optimizer_config = OptimizerConfig(
-        optimizer="adam", lr=opt.lr, min_lr=opt.min_lr, weight_decay=opt.weight_decay,
-        adam_beta1=opt.adam_beta1, adam_beta2=opt.adam_beta2, adam_eps=opt.adam_eps,
-        clip_grad=opt.clip_grad, bf16=opt.bf16, params_dtype=tc.params_dtype,
+        optimizer="adam",
+        lr=opt.lr,
+        min_lr=opt.min_lr,
+        weight_decay=opt.weight_decay,
+        adam_beta1=opt.adam_beta1,
+        adam_beta2=opt.adam_beta2,
+        adam_eps=opt.adam_eps,
+        clip_grad=opt.clip_grad,
+        bf16=opt.bf16,
+        params_dtype=tc.params_dtype,
         use_distributed_optimizer=config.parallel.use_distributed_optimizer,
-    )  # fmt: skip
+    )
     model, optimizer = setup_model_and_optimizer(
-        config.model, tc, optimizer_config, data.seq_length,
+        config.model,
+        tc,
+        optimizer_config,
+        data.seq_length,
         config.parallel.use_distributed_optimizer,
-    )  # fmt: skip
+    )
     scheduler = OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=opt.lr, min_lr=opt.min_lr,
+        optimizer,
+        init_lr=0.0,
+        max_lr=opt.lr,
+        min_lr=opt.min_lr,
         lr_warmup_steps=sched.warmup_iters * data.global_batch_size,
         lr_decay_steps=sched.train_iters * data.global_batch_size,
         lr_decay_style=sched.decay_style,
-        start_wd=opt.weight_decay, end_wd=opt.weight_decay,
-        wd_incr_steps=sched.train_iters * data.global_batch_size, wd_incr_style="constant",
+        start_wd=opt.weight_decay,
+        end_wd=opt.weight_decay,
+        wd_incr_steps=sched.train_iters * data.global_batch_size,
+        wd_incr_style="constant",
         wsd_decay_steps=(sched.wsd_decay_iters or 0) * data.global_batch_size,
         lr_wsd_decay_style=sched.wsd_decay_style,
-    )  # fmt: skip
+    )
 
     # Where to start: resume this run, or load the previous stage / the imported model.
     iteration, consumed = 0, 0
@@ -117,14 +133,20 @@ def train(config: TrainConfig) -> list[float]:
     # Data: the blend's train/valid GPTDatasets, sampled deterministically from the seed.
     tokenizer = build_tokenizer(data.tokenizer_type, data.tokenizer_model)
     if tokenizer.vocab_size > config.model.vocab_size:
-        raise ConfigError(f"data.tokenizer_model has {tokenizer.vocab_size} tokens, more than "
-                          f"model.vocab_size={config.model.vocab_size}")  # fmt: skip
+        raise ConfigError(
+            f"data.tokenizer_model has {tokenizer.vocab_size} tokens, more than "
+            f"model.vocab_size={config.model.vocab_size}"
+        )
     cache_dir = data.cache_dir or str(Path(ckpt.save or ".") / "data_cache")
     evals = config.training.eval_iters if config.training.eval_interval else 0
     train_ds, valid_ds, _ = build_gpt_datasets(
-        load_blend(data.blend), tokenizer, data.seq_length, config.training.seed,
-        (sched.train_iters * data.global_batch_size, evals * data.global_batch_size, 0), cache_dir,
-    )  # fmt: skip
+        load_blend(data.blend),
+        tokenizer,
+        data.seq_length,
+        config.training.seed,
+        (sched.train_iters * data.global_batch_size, evals * data.global_batch_size, 0),
+        cache_dir,
+    )
 
     dp_rank = parallel_state.get_data_parallel_rank()
     dp_size = parallel_state.get_data_parallel_world_size()
@@ -140,12 +162,22 @@ def train(config: TrainConfig) -> list[float]:
         nonlocal saved_at
         if ckpt.save and saved_at != iteration:
             finish_async_saves(blocking=True)  # at most one save in flight
-            checkpointing.save_checkpoint(ckpt.save, iteration, model, optimizer, scheduler,
-                                          consumed, config, ckpt.optimizer_format,
-                                          async_queue=async_saves)  # fmt: skip
+            checkpointing.save_checkpoint(
+                ckpt.save,
+                iteration,
+                model,
+                optimizer,
+                scheduler,
+                consumed,
+                config,
+                ckpt.optimizer_format,
+                async_queue=async_saves,
+            )
             saved_at = iteration
-            _print0(f"{'saving' if async_saves else 'saved'} checkpoint at iteration {iteration} "
-                    f"to {ckpt.save}" + (" (in the background)" if async_saves else ""))
+            _print0(
+                f"{'saving' if async_saves else 'saved'} checkpoint at iteration {iteration} "
+                f"to {ckpt.save}" + (" (in the background)" if async_saves else "")
+            )
 
     def finish_async_saves(blocking: bool):
         """Publish background saves that every rank has finished writing (a collective)."""
@@ -155,14 +187,22 @@ def train(config: TrainConfig) -> list[float]:
     # The loop.
     while iteration < sched.train_iters:
         if config.training.spike_factor > 0 and grad_norms:
-            optimizer.config.grad_norm_skip_threshold = (
-                config.training.spike_factor * float(np.mean(grad_norms[-20:]))
+            optimizer.config.grad_norm_skip_threshold = config.training.spike_factor * float(
+                np.mean(grad_norms[-20:])
             )
         start = time.perf_counter()
-        batches = _micro_batches(train_ds, consumed, num_micro, data.micro_batch_size,
-                                 dp_rank, dp_size)  # fmt: skip
-        result = train_step(model, optimizer, tc, _per_chunk(batches, len(model)), num_micro,
-                            data.micro_batch_size, data.seq_length)  # fmt: skip
+        batches = _micro_batches(
+            train_ds, consumed, num_micro, data.micro_batch_size, dp_rank, dp_size
+        )
+        result = train_step(
+            model,
+            optimizer,
+            tc,
+            _per_chunk(batches, len(model)),
+            num_micro,
+            data.micro_batch_size,
+            data.seq_length,
+        )
         elapsed = time.perf_counter() - start
         iteration += 1
         consumed += data.global_batch_size
@@ -177,15 +217,27 @@ def train(config: TrainConfig) -> list[float]:
             scheduler.step(increment=data.global_batch_size)
             grad_norms.append(result.grad_norm)
         else:
-            _print0(f"iteration {iteration}: grad norm {result.grad_norm:.3f} is a spike "
-                    f"(> {optimizer.config.grad_norm_skip_threshold:.3f}); update skipped")  # fmt: skip
+            _print0(
+                f"iteration {iteration}: grad norm {result.grad_norm:.3f} is a spike "
+                f"(> {optimizer.config.grad_norm_skip_threshold:.3f}); update skipped"
+            )
         losses.append(result.lm_loss)
         aux = _moe_aux_losses(iteration, num_micro, config, writer)
         if iteration % config.logging.log_interval == 0:
             _log(iteration, result, aux, optimizer, elapsed, data, flops_per_token, config, writer)
         if config.training.eval_interval and iteration % config.training.eval_interval == 0:
-            _evaluate(model, tc, valid_ds, iteration, num_micro, data, dp_rank, dp_size, writer,
-                      config.training.eval_iters)  # fmt: skip
+            _evaluate(
+                model,
+                tc,
+                valid_ds,
+                iteration,
+                num_micro,
+                data,
+                dp_rank,
+                dp_size,
+                writer,
+                config.training.eval_iters,
+            )
         if iteration % ckpt.save_interval == 0:
             save()
         signalled = stop.on_any_rank()
@@ -202,15 +254,18 @@ def train(config: TrainConfig) -> list[float]:
 # --- data -------------------------------------------------------------------------------------
 
 
-def _micro_batches(dataset, consumed: int, num_micro: int, micro_batch_size: int,
-                   dp_rank: int, dp_size: int):  # fmt: skip
+def _micro_batches(
+    dataset, consumed: int, num_micro: int, micro_batch_size: int, dp_rank: int, dp_size: int
+):
     """This rank's micro-batches of the global batch starting at sample `consumed` (Megatron-LM's
     pretraining sampler order: micro-batch m of rank r holds samples m*mbs*dp + r*mbs + [0, mbs))."""
     for micro in range(num_micro):
         first = consumed + (micro * dp_size + dp_rank) * micro_batch_size
         samples = [dataset[first + i] for i in range(micro_batch_size)]
-        yield {key: torch.as_tensor(np.stack([s[key] for s in samples])).cuda(non_blocking=True)
-               for key in ("tokens", "labels", "loss_mask", "position_ids")}  # fmt: skip
+        yield {
+            key: torch.as_tensor(np.stack([s[key] for s in samples])).cuda(non_blocking=True)
+            for key in ("tokens", "labels", "loss_mask", "position_ids")
+        }
 
 
 def _per_chunk(batches, num_chunks: int):
@@ -230,9 +285,12 @@ def _moe_aux_losses(iteration: int, num_micro: int, config: TrainConfig, writer)
 
     losses: dict = {}
     get_moe_metrics_tracker().report(
-        loss_scale=1.0 / num_micro, iteration=iteration, writer=writer, total_loss_dict=losses,
+        loss_scale=1.0 / num_micro,
+        iteration=iteration,
+        writer=writer,
+        total_loss_dict=losses,
         num_layers=config.model.num_layers,
-    )  # fmt: skip
+    )
     return {name: float(value) for name, value in losses.items()}
 
 
@@ -244,17 +302,21 @@ def _log(iteration, result, aux, optimizer, elapsed, data, flops_per_token, conf
     world = torch.distributed.get_world_size()
     tflops = flops_per_token * tokens_per_s / world / 1e12
     mfu = tflops / config.logging.gpu_peak_tflops if torch.cuda.is_available() else float("nan")
-    memory = (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available()
-              else _rss_gib())  # fmt: skip
+    memory = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else _rss_gib()
     # The tracker reports the unscaled load-balancing loss (1.0 = balanced); the objective adds
     # it times moe_aux_loss_coeff.
     balance = sum(aux.values())
     figures = {
         "loss": result.lm_loss + config.model.moe_aux_loss_coeff * balance,
-        "lm loss": result.lm_loss, "load balancing loss": balance,
-        "grad norm": result.grad_norm, "lr": lr, "tokens/s": tokens_per_s,
-        "TFLOP/s/GPU": tflops, "MFU": mfu, "mem GiB": memory,
-    }  # fmt: skip
+        "lm loss": result.lm_loss,
+        "load balancing loss": balance,
+        "grad norm": result.grad_norm,
+        "lr": lr,
+        "tokens/s": tokens_per_s,
+        "TFLOP/s/GPU": tflops,
+        "MFU": mfu,
+        "mem GiB": memory,
+    }
     if torch.distributed.get_rank() == 0:
         text = " | ".join(f"{k} {v:.4g}" for k, v in figures.items())
         print(f"iteration {iteration:6d}/{config.schedule.train_iters} | {text}", flush=True)
@@ -283,19 +345,31 @@ def _evaluate(model, tc, dataset, iteration, num_micro, data, dp_rank, dp_size, 
     totals = np.zeros(2)
     with torch.no_grad():
         for step in range(eval_iters):  # the same validation batches every time: comparable
-            batches = _micro_batches(dataset, step * data.global_batch_size, num_micro,
-                                     data.micro_batch_size, dp_rank, dp_size)  # fmt: skip
+            batches = _micro_batches(
+                dataset,
+                step * data.global_batch_size,
+                num_micro,
+                data.micro_batch_size,
+                dp_rank,
+                dp_size,
+            )
             outputs = get_forward_backward_func()(
-                forward_step_func=forward_step, data_iterator=_per_chunk(batches, len(model)),
-                model=model, num_microbatches=num_micro, seq_length=data.seq_length,
-                micro_batch_size=data.micro_batch_size, forward_only=True,
-            )  # fmt: skip
+                forward_step_func=forward_step,
+                data_iterator=_per_chunk(batches, len(model)),
+                model=model,
+                num_microbatches=num_micro,
+                seq_length=data.seq_length,
+                micro_batch_size=data.micro_batch_size,
+                forward_only=True,
+            )
             totals += reduce_lm_loss(outputs)
     for chunk in model:
         chunk.train()
     loss = totals[0] / max(totals[1], 1)
-    _print0(f"validation at iteration {iteration} | lm loss {loss:.4f} | "
-            f"ppl {math.exp(min(loss, 50)):.2f}")
+    _print0(
+        f"validation at iteration {iteration} | lm loss {loss:.4f} | "
+        f"ppl {math.exp(min(loss, 50)):.2f}"
+    )
     if writer is not None:
         writer.add_scalar("validation_lm_loss", loss, iteration)
 
@@ -311,8 +385,11 @@ def _tensorboard(config: TrainConfig):
     if config.logging.wandb_project:
         import wandb
 
-        wandb.init(project=config.logging.wandb_project, name=config.logging.wandb_run_name,
-                   config=dump_yaml(config))  # fmt: skip
+        wandb.init(
+            project=config.logging.wandb_project,
+            name=config.logging.wandb_run_name,
+            config=dump_yaml(config),
+        )
     return SummaryWriter(log_dir=config.logging.tensorboard_dir)
 
 
@@ -348,12 +425,17 @@ def _check_config(config: TrainConfig, world_size: int) -> None:
         )
     sched = config.schedule
     if not 0 <= sched.warmup_iters < sched.train_iters:
-        raise ConfigError(f"schedule.warmup_iters={sched.warmup_iters} must be below "
-                          f"schedule.train_iters={sched.train_iters}")  # fmt: skip
+        raise ConfigError(
+            f"schedule.warmup_iters={sched.warmup_iters} must be below "
+            f"schedule.train_iters={sched.train_iters}"
+        )
     if sched.decay_style == "WSD" and not 0 < (sched.wsd_decay_iters or 0) <= (
-            sched.train_iters - sched.warmup_iters):
-        raise ConfigError(f"schedule.wsd_decay_iters={sched.wsd_decay_iters} must be in "
-                          f"1..train_iters-warmup_iters={sched.train_iters - sched.warmup_iters}")
+        sched.train_iters - sched.warmup_iters
+    ):
+        raise ConfigError(
+            f"schedule.wsd_decay_iters={sched.wsd_decay_iters} must be in "
+            f"1..train_iters-warmup_iters={sched.train_iters - sched.warmup_iters}"
+        )
     if not config.data.blend:
         raise ConfigError("data.blend: a blend YAML is required (see docs/data.md)")
     if not config.data.tokenizer_model:
@@ -362,8 +444,13 @@ def _check_config(config: TrainConfig, world_size: int) -> None:
 
 def _default_torchrun_env() -> None:
     """Let `python -m megatron_agentic.train` run as a single process without torchrun."""
-    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
-                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):  # fmt: skip
+    for key, value in (
+        ("RANK", "0"),
+        ("WORLD_SIZE", "1"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29500"),
+    ):
         os.environ.setdefault(key, value)
 
 

@@ -82,8 +82,9 @@ def context_parallel_slice(batch: dict) -> dict:
         return batch
     from megatron.core.utils import get_batch_on_this_cp_rank
 
-    return get_batch_on_this_cp_rank(dict(batch), is_hybrid_cp=False,
-                                     cp_group=parallel_state.get_context_parallel_group())  # fmt: skip
+    return get_batch_on_this_cp_rank(
+        dict(batch), is_hybrid_cp=False, cp_group=parallel_state.get_context_parallel_group()
+    )
 
 
 def forward_step(data_iterator, model):
@@ -95,8 +96,15 @@ def forward_step(data_iterator, model):
     return output, partial(loss_func, batch["loss_mask"])
 
 
-def train_step(model, optimizer, config: TransformerConfig, data_iterator, num_microbatches: int,
-               micro_batch_size: int, seq_length: int) -> StepResult:  # fmt: skip
+def train_step(
+    model,
+    optimizer,
+    config: TransformerConfig,
+    data_iterator,
+    num_microbatches: int,
+    micro_batch_size: int,
+    seq_length: int,
+) -> StepResult:
     """Forward/backward over `num_microbatches`, then one optimizer step."""
     for chunk in model:
         chunk.zero_grad_buffer()

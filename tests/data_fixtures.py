@@ -22,7 +22,9 @@ def make_texts(count: int, seed: int = 0, words: int = 60) -> list[str]:
     texts = []
     for i in range(count):
         n = 0 if i % 97 == 13 else rng.randint(1, words)
-        texts.append(" ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + ("." if n else ""))
+        texts.append(
+            " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + ("." if n else "")
+        )
     return texts
 
 

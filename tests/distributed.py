@@ -15,5 +15,6 @@ _PRELOAD = ["torch", "megatron.core", "megatron_agentic.parallel", "megatron_age
 
 def run_distributed(fn, world_size: int = 2, *args, timeout: float = 180.0) -> list:
     """Run `fn(*args)` on `world_size` ranks; return the per-rank results, rank order."""
-    return run_on_ranks(fn, world_size, *args, timeout=timeout, start_method="forkserver",
-                        preload=_PRELOAD)  # fmt: skip
+    return run_on_ranks(
+        fn, world_size, *args, timeout=timeout, start_method="forkserver", preload=_PRELOAD
+    )

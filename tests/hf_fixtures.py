@@ -9,10 +9,22 @@ import torch
 
 from tests.data_fixtures import make_tokenizer
 
-TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4,
-            num_experts_per_tok=2, moe_intermediate_size=32, max_position_embeddings=1024,
-            norm_topk_prob=True, rms_norm_eps=1e-6, rope_theta=1_000_000.0)  # fmt: skip
+TINY = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    num_experts=4,
+    num_experts_per_tok=2,
+    moe_intermediate_size=32,
+    max_position_embeddings=1024,
+    norm_topk_prob=True,
+    rms_norm_eps=1e-6,
+    rope_theta=1_000_000.0,
+)
 
 
 def make_tiny_hf_model(directory: Path, seed: int = 0, **overrides) -> Path:
@@ -21,8 +33,9 @@ def make_tiny_hf_model(directory: Path, seed: int = 0, **overrides) -> Path:
 
     settings = {**TINY, **overrides}
     rope_theta = settings.pop("rope_theta")
-    config = Qwen3MoeConfig(**settings, rope_parameters={"rope_theta": rope_theta,
-                                                         "rope_type": "default"})  # fmt: skip
+    config = Qwen3MoeConfig(
+        **settings, rope_parameters={"rope_theta": rope_theta, "rope_type": "default"}
+    )
     torch.manual_seed(seed)
     model = Qwen3MoeForCausalLM(config)
     with torch.no_grad():  # norms at 1.0 would hide a swapped norm; make them distinct

@@ -18,9 +18,22 @@ def data_dir(tmp_path_factory):
     tokenizer = make_tokenizer(root / "tok")
     for name, seed in (("fas", 1), ("has", 2), ("general", 3)):
         corpus = write_jsonl(root / f"{name}.jsonl", make_texts(200, seed=seed))
-        assert main(["--input", str(corpus), "--output-prefix", str(root / name), "--tokenizer-type",
-                     "HuggingFaceTokenizer", "--tokenizer-model", str(tokenizer),
-                     "--append-eod"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "--input",
+                    str(corpus),
+                    "--output-prefix",
+                    str(root / name),
+                    "--tokenizer-type",
+                    "HuggingFaceTokenizer",
+                    "--tokenizer-model",
+                    str(tokenizer),
+                    "--append-eod",
+                ]
+            )
+            == 0
+        )
     (root / "stage1.yaml").write_text(
         'split: "90,10,0"\n'
         "datasets:\n"
@@ -37,8 +50,14 @@ def test_blend_builds_weighted_deterministic_gpt_datasets(data_dir):
     tokenizer = build_tokenizer("HuggingFaceTokenizer", data_dir / "tok")
 
     def build(cache):
-        return build_gpt_datasets(blend, tokenizer, seq_length=32, seed=7,
-                                  num_samples=(200, 20, 0), cache_dir=data_dir / cache)  # fmt: skip
+        return build_gpt_datasets(
+            blend,
+            tokenizer,
+            seq_length=32,
+            seed=7,
+            num_samples=(200, 20, 0),
+            cache_dir=data_dir / cache,
+        )
 
     train, valid, test = build("cache_a")
     assert len(train) >= 200 and len(valid) >= 20 and test is None

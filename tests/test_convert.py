@@ -36,15 +36,16 @@ def hf_logits(directory: Path) -> torch.Tensor:
 
 
 def _megatron_logits(checkpoint: str, layout: dict) -> torch.Tensor:
+    import yaml
     from megatron.core import tensor_parallel
 
     from megatron_agentic import checkpointing, parallel
     from megatron_agentic.hf_conversion import resolve_checkpoint
     from megatron_agentic.model import Qwen3MoEConfig, build_model, transformer_config
-    import yaml
 
-    model_cfg = Qwen3MoEConfig(**yaml.safe_load(
-        (resolve_checkpoint(checkpoint) / checkpointing.MODEL_CONFIG).read_text()))  # fmt: skip
+    model_cfg = Qwen3MoEConfig(
+        **yaml.safe_load((resolve_checkpoint(checkpoint) / checkpointing.MODEL_CONFIG).read_text())
+    )
     par = parallel.ParallelConfig(**layout)
     parallel.initialize(par)
     chunks = build_model(model_cfg, transformer_config(model_cfg, par), TOKENS.shape[1])
@@ -58,10 +59,15 @@ def _megatron_logits(checkpoint: str, layout: dict) -> torch.Tensor:
     return logits
 
 
-@pytest.mark.parametrize("layout, ranks", [({}, 1), ({"tp": 2, "ep": 2}, 2)], ids=["tp1", "tp2_ep2"])
+@pytest.mark.parametrize(
+    "layout, ranks", [({}, 1), ({"tp": 2, "ep": 2}, 2)], ids=["tp1", "tp2_ep2"]
+)
 def test_imported_logits_match_transformers(hf_model, tmp_path, layout, ranks):
     flags = [f"--{k}={v}" for k, v in layout.items()]
-    assert convert("hf-to-megatron", "--hf-model", hf_model, "--output", tmp_path / "ckpt", *flags) == 0
+    assert (
+        convert("hf-to-megatron", "--hf-model", hf_model, "--output", tmp_path / "ckpt", *flags)
+        == 0
+    )
     expected = hf_logits(hf_model)
     for logits in run_distributed(_megatron_logits, ranks, str(tmp_path / "ckpt"), layout):
         assert logits.shape == expected.shape
@@ -71,9 +77,23 @@ def test_imported_logits_match_transformers(hf_model, tmp_path, layout, ranks):
 def test_round_trip_is_bit_exact_and_loads_in_transformers(hf_model, tmp_path):
     from safetensors.torch import load_file
 
-    assert convert("hf-to-megatron", "--hf-model", hf_model, "--output", tmp_path / "ckpt",
-                   "--tp", "2", "--ep", "2") == 0  # fmt: skip
-    assert convert("megatron-to-hf", "--input", tmp_path / "ckpt", "--output", tmp_path / "back") == 0
+    assert (
+        convert(
+            "hf-to-megatron",
+            "--hf-model",
+            hf_model,
+            "--output",
+            tmp_path / "ckpt",
+            "--tp",
+            "2",
+            "--ep",
+            "2",
+        )
+        == 0
+    )
+    assert (
+        convert("megatron-to-hf", "--input", tmp_path / "ckpt", "--output", tmp_path / "back") == 0
+    )
 
     def tensors(directory):
         out = {}
@@ -99,8 +119,11 @@ def test_wrong_expert_count_is_named(hf_model, tmp_path, capsys):
     (broken / "config.json").write_text(json.dumps(config))
     assert convert("hf-to-megatron", "--hf-model", broken, "--output", tmp_path / "out") == 1
     error = capsys.readouterr().err
-    assert re.search(r"model\.layers\.\d\.mlp\.gate\.weight: shape \(4, 64\) does not match the "
-                     r"config \(expected \(3, 64\)\)", error), error
+    assert re.search(
+        r"model\.layers\.\d\.mlp\.gate\.weight: shape \(4, 64\) does not match the "
+        r"config \(expected \(3, 64\)\)",
+        error,
+    ), error
     assert not (tmp_path / "out" / "latest_checkpointed_iteration.txt").exists()
 
 

@@ -15,12 +15,19 @@ from tests.test_train import data, train_losses  # noqa: F401 - `data` is a fixt
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(torch.cuda.device_count() < 2 or importlib.util.find_spec("transformer_engine") is None,
-                       reason="needs 2 GPUs and TransformerEngine"),
-]  # fmt: skip
+    pytest.mark.skipif(
+        torch.cuda.device_count() < 2 or importlib.util.find_spec("transformer_engine") is None,
+        reason="needs 2 GPUs and TransformerEngine",
+    ),
+]
 
-STAGE2_SHAPED = ["model.preset=tiny_128k", "data.seq_length=512", "optimizer.bf16=true",
-                 "schedule.train_iters=3", "parallel.tp=1"]  # fmt: skip
+STAGE2_SHAPED = [
+    "model.preset=tiny_128k",
+    "data.seq_length=512",
+    "optimizer.bf16=true",
+    "schedule.train_iters=3",
+    "parallel.tp=1",
+]
 
 
 def test_context_parallel_keeps_the_loss(data, tmp_path):  # noqa: F811

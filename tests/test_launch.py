@@ -23,19 +23,48 @@ from tests.train_fixtures import make_training_data
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("launch")
     blend, tokenizer = make_training_data(root)
-    return {**os.environ, "CPU": "1", "DATA_BLEND": str(blend), "TOKENIZER": str(tokenizer),
-            "MASTER_PORT": str(free_port()), "PYTHON": sys.executable}  # fmt: skip
+    return {
+        **os.environ,
+        "CPU": "1",
+        "DATA_BLEND": str(blend),
+        "TOKENIZER": str(tokenizer),
+        "MASTER_PORT": str(free_port()),
+        "PYTHON": sys.executable,
+    }
 
 
 def test_stage_scripts_start_torchrun_themselves(env, tmp_path):
     stage1 = {**env, "CKPT_DIR": str(tmp_path / "s1")}
-    subprocess.run(["bash", "launch/pretrain_stage1.sh", "schedule.train_iters=3", "schedule.warmup_iters=1",
-                    "training.eval_interval=0"], env=stage1, check=True)  # fmt: skip
-    stage2 = {**env, "CKPT_DIR": str(tmp_path / "s2"), "LOAD_DIR": str(tmp_path / "s1"),
-              "MASTER_PORT": str(free_port())}  # fmt: skip
-    result = subprocess.run(["bash", "launch/pretrain_stage2.sh", "schedule.train_iters=3",
-                             "schedule.warmup_iters=0", "schedule.wsd_decay_iters=1",
-                             "training.eval_interval=0"], env=stage2, capture_output=True, text=True)  # fmt: skip
+    subprocess.run(
+        [
+            "bash",
+            "launch/pretrain_stage1.sh",
+            "schedule.train_iters=3",
+            "schedule.warmup_iters=1",
+            "training.eval_interval=0",
+        ],
+        env=stage1,
+        check=True,
+    )
+    stage2 = {
+        **env,
+        "CKPT_DIR": str(tmp_path / "s2"),
+        "LOAD_DIR": str(tmp_path / "s1"),
+        "MASTER_PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [
+            "bash",
+            "launch/pretrain_stage2.sh",
+            "schedule.train_iters=3",
+            "schedule.warmup_iters=0",
+            "schedule.wsd_decay_iters=1",
+            "training.eval_interval=0",
+        ],
+        env=stage2,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"loaded {tmp_path / 's1'}" in result.stdout
     assert (tmp_path / "s2" / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
@@ -43,35 +72,58 @@ def test_stage_scripts_start_torchrun_themselves(env, tmp_path):
 
 def test_stage_script_under_torchrun_no_python(env, tmp_path):
     run = {**env, "CKPT_DIR": str(tmp_path / "ckpt")}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                    "--master-port", str(free_port()), "--no-python", "bash",
-                    "launch/pretrain_stage1.sh", "schedule.train_iters=2", "schedule.warmup_iters=1",
-                    "training.eval_interval=0"],
-                   env=run, check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            "--no-python",
+            "bash",
+            "launch/pretrain_stage1.sh",
+            "schedule.train_iters=2",
+            "schedule.warmup_iters=1",
+            "training.eval_interval=0",
+        ],
+        env=run,
+        check=True,
+    )
     assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
 
 
-@pytest.mark.parametrize("recipe, world_size", [
-    ("examples/recipes/stage1_qwen3_30b_a3b.yaml", 32),
-    ("examples/recipes/stage2_qwen3_30b_a3b_128k.yaml", 64),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "recipe, world_size",
+    [
+        ("examples/recipes/stage1_qwen3_30b_a3b.yaml", 32),
+        ("examples/recipes/stage2_qwen3_30b_a3b_128k.yaml", 64),
+    ],
+)
 def test_full_scale_recipes_are_valid_layouts(recipe, world_size):
     config = load_config(recipe)
     assert config.model.num_layers == 48 and config.model.num_experts == 128
     try:
-        assert validate_layout(config.model, config.parallel, world_size, config.data.seq_length) >= 1
+        assert (
+            validate_layout(config.model, config.parallel, world_size, config.data.seq_length) >= 1
+        )
     except LayoutError as error:  # CP on a CPU machine is refused by design
-        assert config.parallel.cp > 1 and "context parallelism needs TransformerEngine" in str(error)
+        assert config.parallel.cp > 1 and "context parallelism needs TransformerEngine" in str(
+            error
+        )
 
 
 def _fake_slurm_commands(bin_dir, requeue_log):
     """`srun` runs its command here (one node); `scontrol` names this host and records requeues."""
     bin_dir.mkdir()
-    (bin_dir / "srun").write_text('#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
-                                  'exec "$@"\n')  # fmt: skip
+    (bin_dir / "srun").write_text(
+        '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n'
+    )
     (bin_dir / "scontrol").write_text(
         '#!/usr/bin/env bash\ncase "$1" in\n  show) echo localhost ;;\n'
-        f'  requeue) echo "$2" >> {requeue_log} ;;\nesac\n')  # fmt: skip
+        f'  requeue) echo "$2" >> {requeue_log} ;;\nesac\n'
+    )
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
 
@@ -80,16 +132,32 @@ def test_slurm_job_requeues_on_preemption_and_resumes(env, tmp_path):
     """The sbatch script on one 'node': SIGUSR1 (what --signal=B:USR1 sends) makes the trainer
     save and exit and the job requeue itself; the requeued job resumes from that checkpoint."""
     _fake_slurm_commands(tmp_path / "bin", tmp_path / "requeued")
-    job = {**env, "PATH": f"{tmp_path / 'bin'}:{env['PATH']}", "SLURM_JOB_ID": "42",
-           "SLURM_JOB_NODELIST": "localhost", "SLURM_NNODES": "1", "SLURM_NODEID": "0",
-           "SLURM_SUBMIT_DIR": os.getcwd(), "STAGE": "1", "NPROC_PER_NODE": "2",
-           "CKPT_DIR": str(tmp_path / "ckpt")}  # fmt: skip
-    args = ["schedule.train_iters=1000", "schedule.warmup_iters=1", "training.eval_interval=0",
-            "checkpoint.save_interval=1000"]  # fmt: skip
+    job = {
+        **env,
+        "PATH": f"{tmp_path / 'bin'}:{env['PATH']}",
+        "SLURM_JOB_ID": "42",
+        "SLURM_JOB_NODELIST": "localhost",
+        "SLURM_NNODES": "1",
+        "SLURM_NODEID": "0",
+        "SLURM_SUBMIT_DIR": os.getcwd(),
+        "STAGE": "1",
+        "NPROC_PER_NODE": "2",
+        "CKPT_DIR": str(tmp_path / "ckpt"),
+    }
+    args = [
+        "schedule.train_iters=1000",
+        "schedule.warmup_iters=1",
+        "training.eval_interval=0",
+        "checkpoint.save_interval=1000",
+    ]
     log = tmp_path / "job.log"
     with open(log, "w") as out:
-        first = subprocess.Popen(["bash", "launch/slurm/pretrain.sbatch", *args], env=job,
-                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        first = subprocess.Popen(
+            ["bash", "launch/slurm/pretrain.sbatch", *args],
+            env=job,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 240
         while "iteration      3/1000" not in log.read_text():
             assert first.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -99,12 +167,20 @@ def test_slurm_job_requeues_on_preemption_and_resumes(env, tmp_path):
     output = log.read_text()
     stopped = int(re.search(r"stopping at iteration (\d+) \(signal\)", output).group(1))
     assert (tmp_path / "requeued").read_text().split() == ["42"]
-    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == str(stopped)
+    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == str(
+        stopped
+    )
 
     job["MASTER_PORT"] = str(free_port())
-    again = subprocess.run(["bash", "launch/slurm/pretrain.sbatch", *args,
-                            f"training.exit_interval={stopped + 2}"],
-                           env=job, capture_output=True, text=True, timeout=240)  # fmt: skip
+    again = subprocess.run(
+        ["bash", "launch/slurm/pretrain.sbatch", *args, f"training.exit_interval={stopped + 2}"],
+        env=job,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"resumed {tmp_path / 'ckpt'} at iteration {stopped}" in again.stdout
-    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == str(stopped + 2)
+    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == str(
+        stopped + 2
+    )

@@ -28,9 +28,12 @@ def _slice_on_cp_rank():
     parallel_state.initialize_model_parallel(context_parallel_size=2)
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 151936, (1, SEQ + 1), generator=generator)
-    batch = {"tokens": tokens[:, :-1], "labels": tokens[:, 1:],
-             "loss_mask": (torch.rand(1, SEQ, generator=generator) > 0.1).float(),
-             "position_ids": torch.arange(SEQ).unsqueeze(0)}  # fmt: skip
+    batch = {
+        "tokens": tokens[:, :-1],
+        "labels": tokens[:, 1:],
+        "loss_mask": (torch.rand(1, SEQ, generator=generator) > 0.1).float(),
+        "position_ids": torch.arange(SEQ).unsqueeze(0),
+    }
     local = context_parallel_slice(batch)
     rank = parallel_state.get_context_parallel_rank()
     for key, value in batch.items():
@@ -65,11 +68,11 @@ def test_gpt_dataset_yields_128k_samples(tmp_path):
         writer.add_document(document, [len(document)])
     writer.finish()
     blend = DataBlend([BlendDataset("long", str(tmp_path / "long"), 1.0)], split="100,0,0")
-    train, _, _ = build_gpt_datasets(blend, tokenizer, SEQ, seed=1, num_samples=(2, 0, 0),
-                                     cache_dir=tmp_path / "cache")  # fmt: skip
+    train, _, _ = build_gpt_datasets(
+        blend, tokenizer, SEQ, seed=1, num_samples=(2, 0, 0), cache_dir=tmp_path / "cache"
+    )
     sample = train[1]
     assert sample["tokens"].shape == (SEQ,) and sample["labels"].shape == (SEQ,)
     assert np.array_equal(np.asarray(sample["position_ids"]), np.arange(SEQ))
     assert np.asarray(sample["loss_mask"]).all()
     assert (np.asarray(sample["tokens"]) == tokenizer.eod).sum() >= 1
-

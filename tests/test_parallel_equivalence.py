@@ -58,9 +58,12 @@ def _train_two_steps(layout: dict, checkpoint_dir: str, save: bool) -> list[floa
     parallel.initialize(par)
     config = transformer_config(model_cfg, par)
     optimizer_cfg = OptimizerConfig(
-        optimizer="adam", lr=1e-2, weight_decay=0.1, clip_grad=1.0,
+        optimizer="adam",
+        lr=1e-2,
+        weight_decay=0.1,
+        clip_grad=1.0,
         use_distributed_optimizer=par.use_distributed_optimizer,
-    )  # fmt: skip
+    )
     model, optimizer = setup_model_and_optimizer(
         model_cfg, config, optimizer_cfg, SEQ, par.use_distributed_optimizer
     )
@@ -81,9 +84,14 @@ def _train_two_steps(layout: dict, checkpoint_dir: str, save: bool) -> list[floa
     for _ in range(2):
         iterators = [iter(micro_batches) for _ in model]
         result = train_step(
-            model, optimizer, config, iterators if len(model) > 1 else iterators[0],
-            num_microbatches=len(micro_batches), micro_batch_size=1, seq_length=SEQ,
-        )  # fmt: skip
+            model,
+            optimizer,
+            config,
+            iterators if len(model) > 1 else iterators[0],
+            num_microbatches=len(micro_batches),
+            micro_batch_size=1,
+            seq_length=SEQ,
+        )
         figures += [result.lm_loss, result.grad_norm]
     parallel.destroy()
     return figures

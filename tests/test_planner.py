@@ -11,9 +11,17 @@ from tests.distributed import run_distributed
 
 SHAPES = {
     "tiny": {},
-    "wide_gqa": dict(num_layers=4, hidden_size=96, num_attention_heads=6, num_query_groups=2,
-                     head_dim=16, num_experts=8, moe_router_topk=2, moe_ffn_hidden_size=48),
-}  # fmt: skip
+    "wide_gqa": dict(
+        num_layers=4,
+        hidden_size=96,
+        num_attention_heads=6,
+        num_query_groups=2,
+        head_dim=16,
+        num_experts=8,
+        moe_router_topk=2,
+        moe_ffn_hidden_size=48,
+    ),
+}
 
 
 def _megatron_counts(shape: dict, layout: dict) -> tuple[int, int, bool, bool]:
@@ -35,11 +43,16 @@ def _megatron_counts(shape: dict, layout: dict) -> tuple[int, int, bool, bool]:
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("layout, ranks", [({}, 1), ({"tp": 2, "ep": 2}, 2), ({"pp": 2}, 2)],
-                         ids=["tp1", "tp2_ep2", "pp2"])  # fmt: skip
+@pytest.mark.parametrize(
+    "layout, ranks",
+    [({}, 1), ({"tp": 2, "ep": 2}, 2), ({"pp": 2}, 2)],
+    ids=["tp1", "tp2_ep2", "pp2"],
+)
 def test_parameter_counts_match_megatron_core(shape, layout, ranks):
     model_cfg = get_preset("tiny", **SHAPES[shape])
-    for dense, expert, first, last in run_distributed(_megatron_counts, ranks, SHAPES[shape], layout):
+    for dense, expert, first, last in run_distributed(
+        _megatron_counts, ranks, SHAPES[shape], layout
+    ):
         ours = params_per_rank(model_cfg, Layout(**layout), first_stage=first, last_stage=last)
         assert ours == (dense, expert)
 
@@ -56,10 +69,16 @@ def test_memory_estimate_is_monotonic_and_the_recipes_fit():
     stage2 = Layout(tp=2, cp=4, pp=4, ep=8)
     base = estimate(model, stage2, 131072, 1, 16, 64)
     assert base.total_gb < 80
-    assert estimate(model, Layout(tp=2, cp=2, pp=4, ep=8), 131072, 1, 16, 64).activations_gb > \
-        base.activations_gb  # fmt: skip
-    assert estimate(model, Layout(tp=2, cp=4, pp=4, ep=8, recompute="none"), 131072, 1, 16,
-                    64).activations_gb > base.activations_gb  # fmt: skip
+    assert (
+        estimate(model, Layout(tp=2, cp=2, pp=4, ep=8), 131072, 1, 16, 64).activations_gb
+        > base.activations_gb
+    )
+    assert (
+        estimate(
+            model, Layout(tp=2, cp=4, pp=4, ep=8, recompute="none"), 131072, 1, 16, 64
+        ).activations_gb
+        > base.activations_gb
+    )
     fits = plan(get_preset("qwen3_30b_a3b"), 32768, 1, 64, 80, nodes=4)
     assert fits and all(e.total_gb <= 80 for e in fits)
     assert not plan(get_preset("qwen3_30b_a3b_128k"), 131072, 1, 16, 16, nodes=1)
@@ -68,7 +87,22 @@ def test_memory_estimate_is_monotonic_and_the_recipes_fit():
 def test_cli_explains_a_layout(capsys):
     from tools.plan_parallelism import main
 
-    assert main(["--preset", "qwen3_30b_a3b_128k", "--seq-length", "131072", "--global-batch", "16",
-                 "--nodes", "8", "--layout", "tp=2,cp=4,pp=4,ep=8"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--preset",
+                "qwen3_30b_a3b_128k",
+                "--seq-length",
+                "131072",
+                "--global-batch",
+                "16",
+                "--nodes",
+                "8",
+                "--layout",
+                "tp=2,cp=4,pp=4,ep=8",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "TP=2 PP=4 VPP=1 CP=4 EP=8" in out and "fits in 80 GB" in out

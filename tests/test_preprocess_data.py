@@ -58,14 +58,30 @@ def test_bytes_equal_megatron_lm_and_megatron_core_reads_them(tmp_path, tokenize
     texts = make_texts(500)
     corpus = write_jsonl(tmp_path / "in.jsonl", texts)
     subprocess.run(
-        [*TOOL, "--input", corpus, "--output-prefix", tmp_path / "ours", "--tokenizer-type",
-         "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir, "--append-eod",
-         "--workers", "2", "--batch-size", "64"], check=True,
-    )  # fmt: skip
+        [
+            *TOOL,
+            "--input",
+            corpus,
+            "--output-prefix",
+            tmp_path / "ours",
+            "--tokenizer-type",
+            "HuggingFaceTokenizer",
+            "--tokenizer-model",
+            tokenizer_dir,
+            "--append-eod",
+            "--workers",
+            "2",
+            "--batch-size",
+            "64",
+        ],
+        check=True,
+    )
     megatron_lm_reference(texts, tokenizer_dir, tmp_path / "reference")
     ours = tmp_path / "ours_text_document"
     for suffix in (".bin", ".idx"):
-        assert Path(f"{ours}{suffix}").read_bytes() == (tmp_path / f"reference{suffix}").read_bytes()
+        assert (
+            Path(f"{ours}{suffix}").read_bytes() == (tmp_path / f"reference{suffix}").read_bytes()
+        )
 
     dataset = IndexedDataset(str(ours))
     tokenizer = build_tokenizer("HuggingFaceTokenizer", tokenizer_dir)
@@ -79,8 +95,17 @@ def test_bytes_equal_megatron_lm_and_megatron_core_reads_them(tmp_path, tokenize
 def test_qwen3_tokenizer_is_int32_with_endoftext(tmp_path):
     qwen_dir = qwen3_tokenizer_dir()
     corpus = write_jsonl(tmp_path / "in.jsonl", ["Hello world", "Mount Everest is 8,849 metres."])
-    run_tool("--input", corpus, "--output-prefix", tmp_path / "qwen", "--tokenizer-type",
-             "HuggingFaceTokenizer", "--tokenizer-model", qwen_dir, "--append-eod")  # fmt: skip
+    run_tool(
+        "--input",
+        corpus,
+        "--output-prefix",
+        tmp_path / "qwen",
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        qwen_dir,
+        "--append-eod",
+    )
     dataset = IndexedDataset(str(tmp_path / "qwen_text_document"))
     assert dataset.index.dtype == np.int32
     assert dataset[0].tolist() == [9707, 1879, 151643]  # "Hello world" <|endoftext|>
@@ -92,13 +117,28 @@ def test_sentencepiece_and_tiktoken(tmp_path):
     texts = make_texts(200)
     corpus = write_jsonl(tmp_path / "in.jsonl", texts)
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(make_texts(400, seed=3)), model_prefix=str(tmp_path / "sp"),
-        vocab_size=120, model_type="unigram", eos_id=2, minloglevel=2,
-    )  # fmt: skip
-    for kind, model in [("SentencePieceTokenizer", tmp_path / "sp.model"),
-                        ("TikTokenizer", "cl100k_base")]:  # fmt: skip
-        run_tool("--input", corpus, "--output-prefix", tmp_path / kind, "--tokenizer-type", kind,
-                 "--tokenizer-model", model, "--append-eod")  # fmt: skip
+        sentence_iterator=iter(make_texts(400, seed=3)),
+        model_prefix=str(tmp_path / "sp"),
+        vocab_size=120,
+        model_type="unigram",
+        eos_id=2,
+        minloglevel=2,
+    )
+    for kind, model in [
+        ("SentencePieceTokenizer", tmp_path / "sp.model"),
+        ("TikTokenizer", "cl100k_base"),
+    ]:
+        run_tool(
+            "--input",
+            corpus,
+            "--output-prefix",
+            tmp_path / kind,
+            "--tokenizer-type",
+            kind,
+            "--tokenizer-model",
+            model,
+            "--append-eod",
+        )
         tokenizer = build_tokenizer(kind, model)
         dataset = IndexedDataset(str(tmp_path / f"{kind}_text_document"))
         non_empty = [t for t in texts if t]  # an empty document has no sequence
@@ -119,13 +159,30 @@ def test_inputs_dir_glob_gz_zst_keys_and_merge(tmp_path, tokenizer_dir):
         handle.write(write_jsonl(tmp_path / "b.jsonl", parts[1], title="t").read_text())
     data = write_jsonl(tmp_path / "c.jsonl", parts[2], title="t").read_bytes()
     (raw / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
-    common = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir,
-              "--append-eod", "--json-keys", "text", "title"]  # fmt: skip
+    common = [
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        tokenizer_dir,
+        "--append-eod",
+        "--json-keys",
+        "text",
+        "title",
+    ]
     whole = write_jsonl(tmp_path / "whole.jsonl", texts, title="t")
     run_tool("--input", whole, "--output-prefix", tmp_path / "single", *common)
     run_tool("--input", raw, "--output-prefix", tmp_path / "dir", *common)
-    run_tool("--input", str(raw / "*.jsonl*"), "--output-prefix", tmp_path / "parts", *common,
-             "--partitions", "3", "--workers", "2")  # fmt: skip
+    run_tool(
+        "--input",
+        str(raw / "*.jsonl*"),
+        "--output-prefix",
+        tmp_path / "parts",
+        *common,
+        "--partitions",
+        "3",
+        "--workers",
+        "2",
+    )
     shards = []
     for i, part in enumerate(parts):
         shard = write_jsonl(tmp_path / f"shard{i}.jsonl", part, title="t")
@@ -133,28 +190,43 @@ def test_inputs_dir_glob_gz_zst_keys_and_merge(tmp_path, tokenizer_dir):
         shards.append(tmp_path / f"shard{i}_text_document")
     from tools.merge_datasets import main as merge_main
 
-    assert merge_main(["--input", *map(str, shards), "--output-prefix", str(tmp_path / "merged")]) == 0
+    assert (
+        merge_main(["--input", *map(str, shards), "--output-prefix", str(tmp_path / "merged")]) == 0
+    )
     for key in ("text", "title"):
-        reference = {s: Path(f"{tmp_path}/single_{key}_document{s}").read_bytes()
-                     for s in (".bin", ".idx")}  # fmt: skip
+        reference = {
+            s: Path(f"{tmp_path}/single_{key}_document{s}").read_bytes() for s in (".bin", ".idx")
+        }
         for name in ("dir", "parts"):
             for suffix, content in reference.items():
                 assert Path(f"{tmp_path}/{name}_{key}_document{suffix}").read_bytes() == content
     for suffix in (".bin", ".idx"):
         assert (tmp_path / f"merged{suffix}").read_bytes() == Path(
-            f"{tmp_path}/single_text_document{suffix}").read_bytes()  # fmt: skip
+            f"{tmp_path}/single_text_document{suffix}"
+        ).read_bytes()
 
 
 @pytest.mark.parametrize(
     "line, reason",
-    [("{not json", "not valid JSON"), ('{"title": "x"}', "no key 'text'"),
-     ('{"text": 5}', "key 'text' is int, not a string")],
-)  # fmt: skip
+    [
+        ("{not json", "not valid JSON"),
+        ('{"title": "x"}', "no key 'text'"),
+        ('{"text": 5}', "key 'text' is int, not a string"),
+    ],
+)
 def test_bad_line_names_file_and_line(tmp_path, tokenizer_dir, line, reason, capsys):
     corpus = tmp_path / "in.jsonl"
     corpus.write_text('{"text": "good one"}\n' + line + '\n{"text": "good two"}\n')
-    args = ["--input", corpus, "--output-prefix", tmp_path / "out", "--tokenizer-type",
-            "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir]  # fmt: skip
+    args = [
+        "--input",
+        corpus,
+        "--output-prefix",
+        tmp_path / "out",
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        tokenizer_dir,
+    ]
     code, _, err = run_tool(*args, check=False, capsys=capsys)
     assert code == 1
     assert f"{corpus}:2: {reason}" in err

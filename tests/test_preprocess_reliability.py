@@ -32,9 +32,16 @@ def _big_jsonl(path: Path, megabytes: int) -> Path:
     (the whole line is read and parsed; the text is tokenized). A few distinct lines repeated."""
     rng = random.Random(0)
     words = "the river city capital mountain population founded year search answer tool".split()
-    lines = [json.dumps({"text": " ".join(rng.choice(words) for _ in range(40)),
-                         "meta": " ".join(rng.choice(words) for _ in range(280))}) + "\n"
-             for _ in range(64)]  # fmt: skip
+    lines = [
+        json.dumps(
+            {
+                "text": " ".join(rng.choice(words) for _ in range(40)),
+                "meta": " ".join(rng.choice(words) for _ in range(280)),
+            }
+        )
+        + "\n"
+        for _ in range(64)
+    ]
     block = "".join(lines).encode()
     with open(path, "wb") as handle:
         for _ in range(megabytes * 1_000_000 // len(block) + 1):
@@ -45,13 +52,24 @@ def _big_jsonl(path: Path, megabytes: int) -> Path:
 def test_peak_memory_is_flat_in_input_size(tokenizer, tmp_path):
     small = _big_jsonl(tmp_path / "small.jsonl", 200)
     big = _big_jsonl(tmp_path / "big.jsonl", 2000)
-    common = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(tokenizer),
-              "--append-eod", "--workers", "2", "--log-interval", "1000000"]  # fmt: skip
-    rss_small = run_measured([*TOOL, "--input", str(small), "--output-prefix", str(tmp_path / "s"),
-                              *common]).peak_rss_mb  # fmt: skip
+    common = [
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        str(tokenizer),
+        "--append-eod",
+        "--workers",
+        "2",
+        "--log-interval",
+        "1000000",
+    ]
+    rss_small = run_measured(
+        [*TOOL, "--input", str(small), "--output-prefix", str(tmp_path / "s"), *common]
+    ).peak_rss_mb
     small.unlink()
-    rss_big = run_measured([*TOOL, "--input", str(big), "--output-prefix", str(tmp_path / "b"),
-                            *common]).peak_rss_mb  # fmt: skip
+    rss_big = run_measured(
+        [*TOOL, "--input", str(big), "--output-prefix", str(tmp_path / "b"), *common]
+    ).peak_rss_mb
     print(f"peak RSS: 200 MB input {rss_small:.0f} MB, 2 GB input {rss_big:.0f} MB")
     assert rss_big <= 1.5 * rss_small
     assert dataset_stats(tmp_path / "b_text_document").documents > 900_000  # all of it went through
@@ -66,22 +84,68 @@ def test_two_thousand_gzipped_shards_make_one_dataset(tokenizer, tmp_path):
             handle.writelines(json.dumps({"text": t}) + "\n" for t in texts[2 * i : 2 * i + 2])
     from tools.preprocess_data import main
 
-    assert main(["--input", str(shards), "--output-prefix", str(tmp_path / "all"), "--tokenizer-type",
-                 "HuggingFaceTokenizer", "--tokenizer-model", str(tokenizer), "--append-eod",
-                 "--workers", "3", "--partitions", "7", "--log-interval", "1000000"]) == 0  # fmt: skip
-    assert main(["--input", str(write_jsonl(tmp_path / "all.jsonl", texts)), "--output-prefix",
-                 str(tmp_path / "one"), "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model",
-                 str(tokenizer), "--append-eod", "--log-interval", "1000000"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--input",
+                str(shards),
+                "--output-prefix",
+                str(tmp_path / "all"),
+                "--tokenizer-type",
+                "HuggingFaceTokenizer",
+                "--tokenizer-model",
+                str(tokenizer),
+                "--append-eod",
+                "--workers",
+                "3",
+                "--partitions",
+                "7",
+                "--log-interval",
+                "1000000",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--input",
+                str(write_jsonl(tmp_path / "all.jsonl", texts)),
+                "--output-prefix",
+                str(tmp_path / "one"),
+                "--tokenizer-type",
+                "HuggingFaceTokenizer",
+                "--tokenizer-model",
+                str(tokenizer),
+                "--append-eod",
+                "--log-interval",
+                "1000000",
+            ]
+        )
+        == 0
+    )
     for suffix in (".bin", ".idx"):
-        assert (tmp_path / f"all_text_document{suffix}").read_bytes() == \
-            (tmp_path / f"one_text_document{suffix}").read_bytes()
+        assert (tmp_path / f"all_text_document{suffix}").read_bytes() == (
+            tmp_path / f"one_text_document{suffix}"
+        ).read_bytes()
 
 
 def test_kill_9_mid_run_leaves_nothing_complete_and_rerun_matches(tokenizer, tmp_path):
     corpus = _big_jsonl(tmp_path / "in.jsonl", 60)
-    command = [*TOOL, "--input", str(corpus), "--output-prefix", str(tmp_path / "out"),
-               "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(tokenizer),
-               "--append-eod", "--log-interval", "1000000"]  # fmt: skip
+    command = [
+        *TOOL,
+        "--input",
+        str(corpus),
+        "--output-prefix",
+        str(tmp_path / "out"),
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        str(tokenizer),
+        "--append-eod",
+        "--log-interval",
+        "1000000",
+    ]
     reference = tmp_path / "ref"
     subprocess.run([*command[:5], str(reference), *command[6:]], check=True)
     proc = subprocess.Popen(command)
@@ -93,6 +157,7 @@ def test_kill_9_mid_run_leaves_nothing_complete_and_rerun_matches(tokenizer, tmp
     assert not (tmp_path / "out_text_document.idx").exists()
     subprocess.run(command, check=True)
     for suffix in (".bin", ".idx"):
-        assert (tmp_path / f"out_text_document{suffix}").read_bytes() == \
-            (tmp_path / f"ref_text_document{suffix}").read_bytes()
+        assert (tmp_path / f"out_text_document{suffix}").read_bytes() == (
+            tmp_path / f"ref_text_document{suffix}"
+        ).read_bytes()
     assert not list(tmp_path.glob("*.partial"))

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -36,7 +35,13 @@ def test_pipeline_outputs_every_stage_and_style(run):
     assert {"Danube", "Austria"} <= set(vienna["neighbours"])
     assert all(s["source"] and s["url"] for s in vienna["statements"])
     stats = json.loads((run / "final" / "stats.json").read_text())
-    assert set(stats["questions"]) == {"factual", "multi_hop", "numeric", "comparison", "obfuscated"}
+    assert set(stats["questions"]) == {
+        "factual",
+        "multi_hop",
+        "numeric",
+        "comparison",
+        "obfuscated",
+    }
     for name, stages in STAGE_OF.items():
         docs = read_jsonl(run / "final" / f"{name}.jsonl")
         assert docs and {d["stage"] for d in docs} == stages
@@ -45,8 +50,11 @@ def test_pipeline_outputs_every_stage_and_style(run):
 
 
 def test_questions_have_gold_answers_their_records_support(run):
-    statements = {s["id"]: s["text"] for r in read_jsonl(run / "memory" / "memory.jsonl")
-                  for s in r["statements"]}  # fmt: skip
+    statements = {
+        s["id"]: s["text"]
+        for r in read_jsonl(run / "memory" / "memory.jsonl")
+        for s in r["statements"]
+    }
     questions = [q for q in read_jsonl(next((run / "questions").glob("*.jsonl")))]
     for question in questions:
         assert question["records"] and all(r in statements for r in question["records"])
@@ -63,7 +71,7 @@ def test_questions_have_gold_answers_their_records_support(run):
 def test_has_texts_choose_the_original_step(run):
     for document in read_jsonl(run / "final" / "has.jsonl")[:50]:
         text = document["text"]
-        for k, position in enumerate(document["chosen_positions"], 1):
+        for position in document["chosen_positions"]:
             assert f"Decision: option {position} is taken." in text
         assert text.rstrip().endswith("Outcome: the final decision was correct.")
         assert text.count("<tool_response>") == len(document["chosen_positions"]) - 1
@@ -92,7 +100,9 @@ def test_sharded_run_produces_the_same_documents(run, tmp_path):
     out = tmp_path / "sharded"
     for stage in ("memory", "questions", "planning", "reasoning", "has"):
         for shard in (1, 0):
-            assert main([stage, "--output", str(out), "--shard", str(shard), "--num-shards", "2"]) == 0
+            assert (
+                main([stage, "--output", str(out), "--shard", str(shard), "--num-shards", "2"]) == 0
+            )
     assert main(["finalize", "--output", str(out), "--num-shards", "2"]) == 0
     for name in ("fas", "has"):
         texts = Counter(d["text"] for d in read_jsonl(out / "final" / f"{name}.jsonl"))
@@ -124,8 +134,16 @@ def test_bad_input_is_named_and_paths_ignore_content(tmp_path, capsys):
     assert main(["memory", "--input", str(bad), "--output", str(tmp_path / "o")]) == 1
     assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
     hostile = tmp_path / "hostile.jsonl"
-    hostile.write_text(json.dumps({"id": "../../escape", "title": "../../escape",
-                                   "text": "The Rhine flows into the North Sea."}) + "\n")  # fmt: skip
+    hostile.write_text(
+        json.dumps(
+            {
+                "id": "../../escape",
+                "title": "../../escape",
+                "text": "The Rhine flows into the North Sea.",
+            }
+        )
+        + "\n"
+    )
     assert main(["pipeline", "--input", str(hostile), "--output", str(tmp_path / "safe")]) == 0
     written = {p.resolve() for p in tmp_path.rglob("*")}
     assert all(str(p).startswith(str(tmp_path.resolve())) for p in written)

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from transformers import AutoTokenizer
 
 from megatron_agentic.tokenizer_training import EOD, jsonl_texts, train_bpe_tokenizer
@@ -30,10 +29,18 @@ def test_cli_and_bad_line(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
     subprocess.run(
-        [sys.executable, "tools/train_tokenizer.py", "--input", str(corpus), "--output",
-         str(tmp_path / "tok"), "--vocab-size", "280"],
+        [
+            sys.executable,
+            "tools/train_tokenizer.py",
+            "--input",
+            str(corpus),
+            "--output",
+            str(tmp_path / "tok"),
+            "--vocab-size",
+            "280",
+        ],
         check=True,
-    )  # fmt: skip
+    )
     assert (tmp_path / "tok" / "tokenizer.json").exists()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"title": "no text"}\n')

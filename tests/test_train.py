@@ -22,8 +22,11 @@ RECIPE = "examples/recipes/tiny_stage1.yaml"
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_data")
     blend, tokenizer = make_training_data(root)
-    return [f"data.blend={blend}", f"data.tokenizer_model={tokenizer}",
-            f"data.cache_dir={root / 'cache'}"]  # fmt: skip
+    return [
+        f"data.blend={blend}",
+        f"data.tokenizer_model={tokenizer}",
+        f"data.cache_dir={root / 'cache'}",
+    ]
 
 
 def _train(argv: list[str]) -> list[float]:
@@ -69,8 +72,9 @@ def test_resume_under_another_layout_keeps_optimizer_state(data, tmp_path):
     experts split over 2): every tensor, and the distributed-optimizer state, is resharded."""
     common = ["schedule.train_iters=12", "checkpoint.save_interval=100"]
     straight = train_losses(data, tmp_path / "straight", "parallel.tp=2", *common)
-    first = train_losses(data, tmp_path / "moved", "parallel.tp=2", *common,
-                         "training.exit_interval=6")  # fmt: skip
+    first = train_losses(
+        data, tmp_path / "moved", "parallel.tp=2", *common, "training.exit_interval=6"
+    )
     resumed = train_losses(data, tmp_path / "moved", "parallel.tp=1", "parallel.ep=2", *common)
     assert first + resumed == pytest.approx(straight, rel=2e-5, abs=1e-5)
 
@@ -83,10 +87,18 @@ def test_async_save_resumes_exactly(data, tmp_path):
     common = ["parallel.ep=2", "schedule.train_iters=10"]
     straight = train_losses(data, tmp_path / "straight", *common, "checkpoint.save_interval=100")
     save = tmp_path / "async"
-    first = train_losses(data, save, *common, "checkpoint.save_interval=4",
-                         "checkpoint.async_save=true", "training.exit_interval=6")  # fmt: skip
+    first = train_losses(
+        data,
+        save,
+        *common,
+        "checkpoint.save_interval=4",
+        "checkpoint.async_save=true",
+        "training.exit_interval=6",
+    )
     assert sorted(p.name for p in save.iterdir() if "iter_" in p.name) == [
-        "iter_0000004", "iter_0000006"]  # fmt: skip
+        "iter_0000004",
+        "iter_0000006",
+    ]
     write_latest(save, 4)
     resumed = train_losses(data, save, *common, "checkpoint.save_interval=100")
     assert len(first) == 6 and len(resumed) == 6

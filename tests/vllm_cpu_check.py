@@ -12,12 +12,18 @@ if __name__ == "__main__":  # vLLM starts its engine in a spawned process
     from data_synthesis.llm.vllm_backend import VLLMBackend
 
     model, token_ids, prompts = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-    backend = VLLMBackend(BackendConfig(type="vllm", model=model, dtype="float32",
-                                          temperature=1.0, max_tokens=8))
-    greedy = backend.llm.generate([{"prompt_token_ids": token_ids}],
-                                  SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
-    result = {"greedy": list(greedy[0].outputs[0].token_ids),
-              "chat_template": bool(backend.llm.get_tokenizer().chat_template),
-              "replies": backend.generate(prompts, seed=0),
-              "replies_again": backend.generate(prompts, seed=0)}
+    backend = VLLMBackend(
+        BackendConfig(type="vllm", model=model, dtype="float32", temperature=1.0, max_tokens=8)
+    )
+    greedy = backend.llm.generate(
+        [{"prompt_token_ids": token_ids}],
+        SamplingParams(temperature=0, max_tokens=8),
+        use_tqdm=False,
+    )
+    result = {
+        "greedy": list(greedy[0].outputs[0].token_ids),
+        "chat_template": bool(backend.llm.get_tokenizer().chat_template),
+        "replies": backend.generate(prompts, seed=0),
+        "replies_again": backend.generate(prompts, seed=0),
+    }
     print("RESULT " + json.dumps(result), flush=True)

@@ -27,21 +27,28 @@ from megatron_agentic.parallel import ParallelConfig
 
 
 def hf_to_megatron(args) -> None:
-    layout = ParallelConfig(tp=args.tp, pp=args.pp, ep=args.ep, etp=args.etp,
-                            use_distributed_optimizer=False)  # fmt: skip
+    layout = ParallelConfig(
+        tp=args.tp, pp=args.pp, ep=args.ep, etp=args.etp, use_distributed_optimizer=False
+    )
     world_size = math.lcm(args.tp * args.pp, args.ep * args.etp * args.pp)
     dtype = args.dtype or hf_dtype(args.hf_model)
     start = time.perf_counter()
     run_on_ranks(import_rank, world_size, args.hf_model, args.output, layout, dtype)
-    print(f"imported {args.hf_model} -> {args.output}/release ({dtype}, tp={args.tp} pp={args.pp} "
-          f"ep={args.ep} etp={args.etp}, {world_size} ranks) in {time.perf_counter() - start:.1f} s")
+    print(
+        f"imported {args.hf_model} -> {args.output}/release ({dtype}, tp={args.tp} pp={args.pp} "
+        f"ep={args.ep} etp={args.etp}, {world_size} ranks) in {time.perf_counter() - start:.1f} s"
+    )
 
 
 def megatron_to_hf(args) -> None:
     start = time.perf_counter()
-    out = export_hf_checkpoint(args.input, args.output, dtype=args.dtype,
-                               tokenizer_dir=args.tokenizer,
-                               max_shard_bytes=int(args.max_shard_size_gb * 1e9))  # fmt: skip
+    out = export_hf_checkpoint(
+        args.input,
+        args.output,
+        dtype=args.dtype,
+        tokenizer_dir=args.tokenizer,
+        max_shard_bytes=int(args.max_shard_size_gb * 1e9),
+    )
     print(f"exported {args.input} -> {out} in {time.perf_counter() - start:.1f} s")
 
 
@@ -49,12 +56,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
     imp = verbs.add_parser("hf-to-megatron", help="HF safetensors -> megatron dist checkpoint")
-    imp.add_argument("--hf-model", required=True, help="HF model directory (config.json + safetensors)")
+    imp.add_argument(
+        "--hf-model", required=True, help="HF model directory (config.json + safetensors)"
+    )
     imp.add_argument("--output", required=True, help="checkpoint root to write (release/)")
     for name in ("tp", "pp", "ep", "etp"):
         imp.add_argument(f"--{name}", type=int, default=1)
-    imp.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                     help="default: the HF config's dtype")
+    imp.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="default: the HF config's dtype"
+    )
     exp = verbs.add_parser("megatron-to-hf", help="megatron dist checkpoint -> HF safetensors")
     exp.add_argument("--input", required=True, help="checkpoint root or iteration directory")
     exp.add_argument("--output", required=True, help="HF model directory to write")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Print documents, tokens and document-length percentiles of indexed datasets or a blend YAML.
 
-    python tools/dataset_stats.py data/fas_text_document data/has_text_document
-    python tools/dataset_stats.py --blend examples/blends/stage1.yaml
+python tools/dataset_stats.py data/fas_text_document data/has_text_document
+python tools/dataset_stats.py --blend examples/blends/stage1.yaml
 """
 
 import argparse

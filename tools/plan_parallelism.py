@@ -15,11 +15,13 @@ from megatron_agentic.planner import Layout, estimate, plan
 
 
 def explain(e) -> str:
-    return (f"{e.layout} DP={e.data_parallel}: ~{e.total_gb:.1f} GB per GPU = weights+grads "
-            f"{e.weights_and_grads_gb:.1f} + optimizer {e.optimizer_gb:.1f} + activations "
-            f"{e.activations_gb:.1f} + MoE buffers {e.moe_buffers_gb:.1f} + 6 fixed; "
-            f"{(e.dense_params + e.expert_params) / 1e9:.2f}B parameters per GPU "
-            f"({e.expert_params / 1e9:.2f}B expert); relative step time {e.relative_step_time:.2f}")
+    return (
+        f"{e.layout} DP={e.data_parallel}: ~{e.total_gb:.1f} GB per GPU = weights+grads "
+        f"{e.weights_and_grads_gb:.1f} + optimizer {e.optimizer_gb:.1f} + activations "
+        f"{e.activations_gb:.1f} + MoE buffers {e.moe_buffers_gb:.1f} + 6 fixed; "
+        f"{(e.dense_params + e.expert_params) / 1e9:.2f}B parameters per GPU "
+        f"({e.expert_params / 1e9:.2f}B expert); relative step time {e.relative_step_time:.2f}"
+    )
 
 
 def main(argv=None) -> int:
@@ -32,23 +34,41 @@ def main(argv=None) -> int:
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--top", type=int, default=10)
-    parser.add_argument("--layout", help="explain one layout, e.g. tp=2,pp=4,ep=8,cp=1,recompute=full")
+    parser.add_argument(
+        "--layout", help="explain one layout, e.g. tp=2,pp=4,ep=8,cp=1,recompute=full"
+    )
     args = parser.parse_args(argv)
     model = get_preset(args.preset)
     world = args.nodes * args.gpus_per_node
     if args.layout:
         fields = dict(item.split("=") for item in args.layout.split(","))
         layout = Layout(**{k: (v if k == "recompute" else int(v)) for k, v in fields.items()})
-        result = estimate(model, layout, args.seq_length, args.micro_batch, args.global_batch,
-                          world, args.gpus_per_node)  # fmt: skip
+        result = estimate(
+            model,
+            layout,
+            args.seq_length,
+            args.micro_batch,
+            args.global_batch,
+            world,
+            args.gpus_per_node,
+        )
         verdict = "fits" if result.total_gb <= args.gpu_memory_gb else "does NOT fit"
         print(f"{explain(result)} -> {verdict} in {args.gpu_memory_gb:g} GB")
         return 0
-    results = plan(model, args.seq_length, args.micro_batch, args.global_batch,
-                   args.gpu_memory_gb, args.nodes, args.gpus_per_node)  # fmt: skip
-    print(f"{args.preset}, seq {args.seq_length}, batch {args.global_batch}x{args.micro_batch}, "
-          f"{args.nodes} nodes x {args.gpus_per_node} GPUs of {args.gpu_memory_gb:g} GB: "
-          f"{len(results)} layouts fit")  # fmt: skip
+    results = plan(
+        model,
+        args.seq_length,
+        args.micro_batch,
+        args.global_batch,
+        args.gpu_memory_gb,
+        args.nodes,
+        args.gpus_per_node,
+    )
+    print(
+        f"{args.preset}, seq {args.seq_length}, batch {args.global_batch}x{args.micro_batch}, "
+        f"{args.nodes} nodes x {args.gpus_per_node} GPUs of {args.gpu_memory_gb:g} GB: "
+        f"{len(results)} layouts fit"
+    )
     for result in results[: args.top]:
         print("  " + explain(result))
     return 0 if results else 1

@@ -19,24 +19,42 @@ from megatron_agentic.tokenizer import TOKENIZER_TYPES
 def parse_args(argv=None) -> PreprocessConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_argument_group("input")
-    group.add_argument("--input", required=True, nargs="+",
-                       help="JSONL file(s), glob(s) or directories (.jsonl, .jsonl.gz, .jsonl.zst)")
-    group.add_argument("--json-keys", nargs="+", default=["text"],
-                       help="keys to extract; one dataset per key (default: text)")
-    group.add_argument("--skip-bad-lines", action="store_true",
-                       help="skip (and count) lines that are not JSON, lack a key or hold a non-string")
+    group.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        help="JSONL file(s), glob(s) or directories (.jsonl, .jsonl.gz, .jsonl.zst)",
+    )
+    group.add_argument(
+        "--json-keys",
+        nargs="+",
+        default=["text"],
+        help="keys to extract; one dataset per key (default: text)",
+    )
+    group.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="skip (and count) lines that are not JSON, lack a key or hold a non-string",
+    )
     group = parser.add_argument_group("tokenizer")
     group.add_argument("--tokenizer-type", required=True, choices=TOKENIZER_TYPES)
-    group.add_argument("--tokenizer-model", required=True,
-                       help="HF tokenizer dir / SentencePiece .model / .tiktoken file or name")
+    group.add_argument(
+        "--tokenizer-model",
+        required=True,
+        help="HF tokenizer dir / SentencePiece .model / .tiktoken file or name",
+    )
     group.add_argument("--append-eod", action="store_true", help="end every document with EOD")
     group = parser.add_argument_group("output")
     group.add_argument("--output-prefix", required=True, help="writes {prefix}_{key}_document.*")
     group = parser.add_argument_group("runtime")
     group.add_argument("--workers", type=int, default=1, help="tokenizer threads in all")
-    group.add_argument("--partitions", type=int, default=1,
-                       help="split the input files into this many groups processed in parallel "
-                            "processes, then merged in order (same bytes as one run)")
+    group.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        help="split the input files into this many groups processed in parallel "
+        "processes, then merged in order (same bytes as one run)",
+    )
     group.add_argument("--log-interval", type=int, default=10000, help="progress every N documents")
     group.add_argument("--batch-size", type=int, default=1024, help="documents per encoder batch")
     args = parser.parse_args(argv)

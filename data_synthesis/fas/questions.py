@@ -55,8 +55,22 @@ RELATIONS = {
     "invention_year": ("year of invention", "the year of invention of {s}", None),
 }
 # Relations that can describe an entity in an obfuscated question: "whose <noun> is <value>".
-DESCRIBING = ("capital", "currency", "language", "river", "continent", "height", "length", "birthplace",
-              "birth_year", "founded_year", "atomic_number", "author", "winner", "host_city")
+DESCRIBING = (
+    "capital",
+    "currency",
+    "language",
+    "river",
+    "continent",
+    "height",
+    "length",
+    "birthplace",
+    "birth_year",
+    "founded_year",
+    "atomic_number",
+    "author",
+    "winner",
+    "host_city",
+)
 NUMERIC_KINDS = ("number", "year")
 
 
@@ -87,9 +101,13 @@ class QuestionMaker:
     def peers(self, anchor: str, relation: str) -> list[tuple[str, dict]]:
         """Other entities of the anchor's type with a numeric fact of the same relation."""
         kind = self.memory[anchor].get("type")
-        return [(e, f) for e in sorted(self.memory) if e != anchor
-                and self.memory[e].get("type") == kind for f in self.facts(e)
-                if f["relation"] == relation and parse_number(f["value"]) is not None]  # fmt: skip
+        return [
+            (e, f)
+            for e in sorted(self.memory)
+            if e != anchor and self.memory[e].get("type") == kind
+            for f in self.facts(e)
+            if f["relation"] == relation and parse_number(f["value"]) is not None
+        ]
 
     def make(self, style: str, anchor: str, rng: random.Random) -> dict | None:
         return getattr(self, f"_{style}")(anchor, rng)
@@ -102,15 +120,22 @@ class QuestionMaker:
         if not facts:
             return None
         fact = rng.choice(facts)
-        return _question("factual", f"What is {_np(fact['relation'], anchor)}{_unit(fact)}?",
-                         fact["value"], [fact["statement"]])  # fmt: skip
+        return _question(
+            "factual",
+            f"What is {_np(fact['relation'], anchor)}{_unit(fact)}?",
+            fact["value"],
+            [fact["statement"]],
+        )
 
     def _multi_hop(self, anchor, rng):
         chain, entity, visited = [], anchor, {anchor}
         hops = rng.randint(2, self.max_hops)
         for _ in range(hops - 1):
-            links = [f for f in self.facts(entity) if f.get("target") in self.memory
-                     and f["target"] not in visited]  # fmt: skip
+            links = [
+                f
+                for f in self.facts(entity)
+                if f.get("target") in self.memory and f["target"] not in visited
+            ]
             if not links:
                 break
             link = rng.choice(links)
@@ -131,8 +156,11 @@ class QuestionMaker:
         return _question("multi_hop", question, last["value"], records, hops=len(chain) + 1)
 
     def _numeric(self, anchor, rng):
-        numeric = [f for f in self.facts(anchor) if parse_number(f["value"]) is not None
-                   and f["kind"] in NUMERIC_KINDS]  # fmt: skip
+        numeric = [
+            f
+            for f in self.facts(anchor)
+            if parse_number(f["value"]) is not None and f["kind"] in NUMERIC_KINDS
+        ]
         if not numeric:
             return None
         fact = rng.choice(numeric)
@@ -143,22 +171,36 @@ class QuestionMaker:
         a, b = parse_number(fact["value"]), parse_number(other_fact["value"])
         noun = RELATIONS[fact["relation"]][0]
         if fact["kind"] == "year":
-            question = (f"How many years lie between {_np(fact['relation'], anchor)} and "
-                        f"{_np(fact['relation'], other)}?")  # fmt: skip
+            question = (
+                f"How many years lie between {_np(fact['relation'], anchor)} and "
+                f"{_np(fact['relation'], other)}?"
+            )
             answer = abs(a - b)
         elif rng.random() < 0.5:
-            question = (f"What is the difference between the {noun} of {anchor} and the {noun} "
-                        f"of {other}{_unit(fact)}?")  # fmt: skip
+            question = (
+                f"What is the difference between the {noun} of {anchor} and the {noun} "
+                f"of {other}{_unit(fact)}?"
+            )
             answer = abs(a - b)
         else:
-            question = f"What is the sum of the {noun} of {anchor} and the {noun} of {other}{_unit(fact)}?"
+            question = (
+                f"What is the sum of the {noun} of {anchor} and the {noun} of {other}{_unit(fact)}?"
+            )
             answer = a + b
-        return _question("numeric", question, format_number(answer),
-                         [fact["statement"], other_fact["statement"]], operands=[a, b])  # fmt: skip
+        return _question(
+            "numeric",
+            question,
+            format_number(answer),
+            [fact["statement"], other_fact["statement"]],
+            operands=[a, b],
+        )
 
     def _comparison(self, anchor, rng):
-        numeric = [f for f in self.facts(anchor) if f["kind"] == "number"
-                   and parse_number(f["value"]) is not None]  # fmt: skip
+        numeric = [
+            f
+            for f in self.facts(anchor)
+            if f["kind"] == "number" and parse_number(f["value"]) is not None
+        ]
         if not numeric:
             return None
         fact = rng.choice(numeric)
@@ -174,8 +216,10 @@ class QuestionMaker:
         pick = max if largest else min
         winner = pick(group, key=lambda ef: parse_number(ef[1]["value"]))[0]
         names = [e for e, _ in group]
-        question = (f"Which of {', '.join(names[:-1])} and {names[-1]} has the "
-                    f"{'largest' if largest else 'smallest'} {RELATIONS[fact['relation']][0]}?")
+        question = (
+            f"Which of {', '.join(names[:-1])} and {names[-1]} has the "
+            f"{'largest' if largest else 'smallest'} {RELATIONS[fact['relation']][0]}?"
+        )
         return _question("comparison", question, winner, [f["statement"] for _, f in group])
 
     def _obfuscated(self, anchor, rng):
@@ -190,12 +234,17 @@ class QuestionMaker:
         target = rng.choice(targets)
         kind = self.memory[anchor].get("type") or "entity"
         description = f"the {kind} whose " + " and whose ".join(
-            f"{RELATIONS[c['relation']][0]} is {c['value']}" for c in clues)
+            f"{RELATIONS[c['relation']][0]} is {c['value']}" for c in clues
+        )
         question = f"What is {_np(target['relation'], description)}{_unit(target)}?"
         if anchor.lower() in question.lower():
             return None
-        return _question("obfuscated", question, target["value"],
-                         [c["statement"] for c in clues] + [target["statement"]])  # fmt: skip
+        return _question(
+            "obfuscated",
+            question,
+            target["value"],
+            [c["statement"] for c in clues] + [target["statement"]],
+        )
 
 
 def _np(relation: str, subject: str) -> str:

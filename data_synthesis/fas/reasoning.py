@@ -33,15 +33,19 @@ def answers_match(predicted: str, gold: str) -> bool:
 def template_chain(question: dict, statements: dict[str, dict]) -> dict:
     """Sub-questions answered from the question's statements, then the checked final answer."""
     needed = [statements[r] for r in question["records"] if r in statements]
-    first = [f"Sub-question {i}: what do we know about {s['entity']}? "
-             f"Answer: {s['text']}" for i, s in enumerate(needed, 1)]  # fmt: skip
+    first = [
+        f"Sub-question {i}: what do we know about {s['entity']}? Answer: {s['text']}"
+        for i, s in enumerate(needed, 1)
+    ]
     check = ["Checking each step against the knowledge: every fact above is stated in the sources."]
     if question["style"] == "numeric":
         a, b = question["operands"]
         op = "+" if "sum" in question["question"] else "-"
         value = a + b if op == "+" else abs(a - b)
-        check.append(f"Computation: {format_number(a)} {op} {format_number(b)} = "
-                     f"{format_number(value)}" + (" (absolute difference)" if op == "-" else ""))  # fmt: skip
+        check.append(
+            f"Computation: {format_number(a)} {op} {format_number(b)} = "
+            f"{format_number(value)}" + (" (absolute difference)" if op == "-" else "")
+        )
     return {"a1": "\n".join(first), "a2": "\n".join(check), "answer": question["answer"]}
 
 
@@ -57,9 +61,20 @@ def reject_reason(chain: dict, question: dict, max_chars: int) -> str | None:
 
 
 def reasoning_document(question: dict, chain: dict, generator: str) -> dict:
-    text = (f"Question: {question['question']}\n\n"
-            + react.think(f"Step 1 - sub-questions and initial answers:\n{chain['a1']}\n\n"
-                          f"Step 2 - checking and correcting:\n{chain['a2']}")
-            + "\n" + react.answer(str(chain["answer"])))  # fmt: skip
-    return {"stage": "reasoning", "style": question["style"], "question_id": question["id"],
-            "source_ids": question["records"], "generator": generator, "text": text}  # fmt: skip
+    text = (
+        f"Question: {question['question']}\n\n"
+        + react.think(
+            f"Step 1 - sub-questions and initial answers:\n{chain['a1']}\n\n"
+            f"Step 2 - checking and correcting:\n{chain['a2']}"
+        )
+        + "\n"
+        + react.answer(str(chain["answer"]))
+    )
+    return {
+        "stage": "reasoning",
+        "style": question["style"],
+        "question_id": question["id"],
+        "source_ids": question["records"],
+        "generator": generator,
+        "text": text,
+    }

@@ -27,40 +27,71 @@ def trajectory_from_question(question: dict, statements: dict[str, dict]) -> dic
         statement = statements.get(record)
         if statement is None:
             continue
-        steps.append({
-            "thought": f"I need the facts about {statement['entity']}.", "tool": "search",
-            "arguments": {"query": [statement["entity"]]},
-            "response": f"[1] {statement['entity']} - {statement['url']}\n{statement['text']}",
-        })  # fmt: skip
-    steps.append({"thought": "The gathered facts answer the question.", "answer": question["answer"]})
+        steps.append(
+            {
+                "thought": f"I need the facts about {statement['entity']}.",
+                "tool": "search",
+                "arguments": {"query": [statement["entity"]]},
+                "response": f"[1] {statement['entity']} - {statement['url']}\n{statement['text']}",
+            }
+        )
+    steps.append(
+        {"thought": "The gathered facts answer the question.", "answer": question["answer"]}
+    )
     return {"id": question["id"], "question": question["question"], "steps": steps, "correct": True}
 
 
-def template_alternatives(step: dict, trajectory: dict, n: int, rng: random.Random,
-                          tool_names: list[str]) -> list[dict]:  # fmt: skip
+def template_alternatives(
+    step: dict, trajectory: dict, n: int, rng: random.Random, tool_names: list[str]
+) -> list[dict]:
     """N plausible alternative decisions for one step."""
     options = []
-    query = " ".join(map(str, (step.get("arguments") or {}).get("query") or [trajectory["question"]]))
+    query = " ".join(
+        map(str, (step.get("arguments") or {}).get("query") or [trajectory["question"]])
+    )
     if "search" in tool_names:
-        options.append({"thought": "A broader search may surface more sources.", "tool": "search",
-                        "arguments": {"query": [trajectory["question"]]}})  # fmt: skip
+        options.append(
+            {
+                "thought": "A broader search may surface more sources.",
+                "tool": "search",
+                "arguments": {"query": [trajectory["question"]]},
+            }
+        )
     if "visit" in tool_names:
-        options.append({"thought": "An encyclopedia page on this topic should contain it.",
-                        "tool": "visit", "arguments": {"url": [f"https://example.org/search?q={query}"],
-                                                       "goal": trajectory["question"]}})  # fmt: skip
+        options.append(
+            {
+                "thought": "An encyclopedia page on this topic should contain it.",
+                "tool": "visit",
+                "arguments": {
+                    "url": [f"https://example.org/search?q={query}"],
+                    "goal": trajectory["question"],
+                },
+            }
+        )
     if "python" in tool_names:
-        options.append({"thought": "I could estimate the value by computation.", "tool": "python",
-                        "arguments": {"code": f"<code>print({query!r})</code>"}})  # fmt: skip
+        options.append(
+            {
+                "thought": "I could estimate the value by computation.",
+                "tool": "python",
+                "arguments": {"code": f"<code>print({query!r})</code>"},
+            }
+        )
     options.append({"thought": "I may already know enough to answer.", "answer": "I am not sure"})
     if "google_scholar" in tool_names:
-        options.append({"thought": "Scholarly sources might discuss this.", "tool": "google_scholar",
-                        "arguments": {"query": [query]}})  # fmt: skip
+        options.append(
+            {
+                "thought": "Scholarly sources might discuss this.",
+                "tool": "google_scholar",
+                "arguments": {"query": [query]},
+            }
+        )
     options = [o for o in options if o != {k: step.get(k) for k in o}]
     return rng.sample(options, min(n, len(options)))
 
 
-def has_document(trajectory: dict, alternatives: list[list[dict]], rng: random.Random,
-                 generator: str) -> dict:  # fmt: skip
+def has_document(
+    trajectory: dict, alternatives: list[list[dict]], rng: random.Random, generator: str
+) -> dict:
     """The multi-decision text: per step, shuffled options, the choice, the real response."""
     parts = [f"Question: {trajectory['question']}"]
     chosen_positions = []
@@ -70,11 +101,19 @@ def has_document(trajectory: dict, alternatives: list[list[dict]], rng: random.R
         position = next(i for i, o in enumerate(options, 1) if o is step)
         chosen_positions.append(position)
         listing = "\n".join(f"Option {i}:\n{react.step_text(o)}" for i, o in enumerate(options, 1))
-        parts.append(f"Step {k}. Candidate decisions:\n{listing}\nDecision: option {position} is taken.")
+        parts.append(
+            f"Step {k}. Candidate decisions:\n{listing}\nDecision: option {position} is taken."
+        )
         if step.get("tool"):
             parts.append(react.tool_response(step.get("response", "")))
     verdict = "correct" if trajectory.get("correct", True) else "incorrect"
     parts.append(f"Outcome: the final decision was {verdict}.")
-    return {"stage": "has", "style": "has", "trajectory_id": trajectory["id"],
-            "chosen_positions": chosen_positions, "generator": generator,
-            "source_ids": trajectory.get("records", []), "text": "\n\n".join(parts)}  # fmt: skip
+    return {
+        "stage": "has",
+        "style": "has",
+        "trajectory_id": trajectory["id"],
+        "chosen_positions": chosen_positions,
+        "generator": generator,
+        "source_ids": trajectory.get("records", []),
+        "text": "\n\n".join(parts),
+    }

@@ -51,8 +51,14 @@ def require(obj: dict, **types) -> None:
             raise SchemaError(f"key {key!r} is not a non-empty {kind.__name__}")
 
 
-def run_json_task(backend, prompts: list[str], check: Callable[[dict], None], seed: int,
-                  max_retries: int, rejects: Counter) -> list[dict | None]:  # fmt: skip
+def run_json_task(
+    backend,
+    prompts: list[str],
+    check: Callable[[dict], None],
+    seed: int,
+    max_retries: int,
+    rejects: Counter,
+) -> list[dict | None]:
     """One parsed object per prompt, or None (counted in `rejects` by reason) after retries."""
     results: list[dict | None] = [None] * len(prompts)
     pending = list(range(len(prompts)))

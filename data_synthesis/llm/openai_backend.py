@@ -23,12 +23,18 @@ class OpenAICompatibleBackend(LLMBackend):
         self.url = config.base_url.rstrip("/") + "/chat/completions"
 
     def _complete(self, prompt: str, seed: int) -> str:
-        body = json.dumps({
-            "model": self.config.model, "messages": [{"role": "user", "content": prompt}],
-            "temperature": self.config.temperature, "max_tokens": self.config.max_tokens,
-            "seed": seed,
-        }).encode()  # fmt: skip
-        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "model": self.config.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": self.config.temperature,
+                "max_tokens": self.config.max_tokens,
+                "seed": seed,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=600) as response:
                 return json.loads(response.read())["choices"][0]["message"]["content"]

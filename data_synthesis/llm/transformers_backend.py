@@ -36,8 +36,11 @@ class TransformersBackend(LLMBackend):
         batch = self.tokenizer([self._wrap(p) for p in prompts], return_tensors="pt", padding=True)
         with torch.no_grad():
             output = self.model.generate(
-                **batch, max_new_tokens=self.config.max_tokens, do_sample=self.config.temperature > 0,
-                temperature=self.config.temperature or None, pad_token_id=self.tokenizer.pad_token_id,
-            )  # fmt: skip
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
+                **batch,
+                max_new_tokens=self.config.max_tokens,
+                do_sample=self.config.temperature > 0,
+                temperature=self.config.temperature or None,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

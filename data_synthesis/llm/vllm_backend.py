@@ -21,20 +21,27 @@ class VLLMBackend(LLMBackend):
             raise ValueError("backend.model: the vllm backend needs a model directory")
         self.config = config
         self.name = f"vllm:{config.model}"
-        self.llm = LLM(model=config.model, tensor_parallel_size=config.tensor_parallel_size,
-                       dtype=config.dtype)
+        self.llm = LLM(
+            model=config.model, tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype
+        )
 
     def generate(self, prompts: list[str], seed: int) -> list[str]:
         """Prompts in the model's chat template when it has one (as the transformers backend);
         request i is sampled with seed + i, so repeated prompts in a batch still differ."""
         from vllm import SamplingParams
 
-        params = [SamplingParams(temperature=self.config.temperature,
-                                 max_tokens=self.config.max_tokens, seed=seed + i)
-                  for i in range(len(prompts))]  # fmt: skip
+        params = [
+            SamplingParams(
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+                seed=seed + i,
+            )
+            for i in range(len(prompts))
+        ]
         if self.llm.get_tokenizer().chat_template:
-            outputs = self.llm.chat([[{"role": "user", "content": p}] for p in prompts], params,
-                                    use_tqdm=False)  # fmt: skip
+            outputs = self.llm.chat(
+                [[{"role": "user", "content": p}] for p in prompts], params, use_tqdm=False
+            )
         else:
             outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [output.outputs[0].text for output in outputs]

@@ -60,7 +60,11 @@ def load_blend(path: str | Path) -> DataBlend:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise BlendError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), list) or not raw["datasets"]:
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("datasets"), list)
+        or not raw["datasets"]
+    ):
         raise BlendError(f"{path}: needs a non-empty list under 'datasets'")
     unknown = set(raw) - {"datasets", "split"}
     if unknown:
@@ -92,8 +96,9 @@ def _blend_dataset(path: Path, index: int, entry) -> BlendDataset:
         prefix = path.parent / prefix
     if not dataset_exists(prefix):
         raise BlendError(f"{where}.prefix: no dataset {prefix}.bin/.idx (run preprocess_data.py)")
-    return BlendDataset(name=str(entry.get("name", prefix.name)), prefix=str(prefix),
-                        weight=float(weight))  # fmt: skip
+    return BlendDataset(
+        name=str(entry.get("name", prefix.name)), prefix=str(prefix), weight=float(weight)
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -104,8 +109,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def build_gpt_datasets(blend: DataBlend, tokenizer, seq_length: int, seed: int,
-                       num_samples: tuple[int, int, int], cache_dir: str | Path):  # fmt: skip
+def build_gpt_datasets(
+    blend: DataBlend,
+    tokenizer,
+    seq_length: int,
+    seed: int,
+    num_samples: tuple[int, int, int],
+    cache_dir: str | Path,
+):
     """(train, valid, test) megatron-core datasets; None where a split has no samples."""
     import torch
     from megatron.core.datasets.blended_megatron_dataset_builder import (

@@ -23,8 +23,16 @@ PARTIAL = ".partial"
 _HEADER = b"MMIDIDX\x00\x00"
 _VERSION = 1
 # megatron.core.datasets.indexed_dataset.DType codes
-_DTYPE_CODES = {np.uint8: 1, np.int8: 2, np.int16: 3, np.int32: 4, np.int64: 5, np.float64: 6,
-                np.float32: 7, np.uint16: 8}  # fmt: skip
+_DTYPE_CODES = {
+    np.uint8: 1,
+    np.int8: 2,
+    np.int16: 3,
+    np.int32: 4,
+    np.int64: 5,
+    np.float64: 6,
+    np.float32: 7,
+    np.uint16: 8,
+}
 _CODE_DTYPES = {code: dtype for dtype, code in _DTYPE_CODES.items()}
 
 
@@ -190,7 +198,9 @@ def dataset_stats(prefix: str | Path) -> DatasetStats:
     lengths = lengths.astype(np.int64)
     doc_lengths = np.add.reduceat(lengths, bounds[:-1]) if len(lengths) else np.zeros(0)
     # Documents with no sequences have reduceat artefacts; their length is zero.
-    doc_lengths = np.where(bounds[1:] > bounds[:-1], doc_lengths, 0) if len(lengths) else doc_lengths
+    doc_lengths = (
+        np.where(bounds[1:] > bounds[:-1], doc_lengths, 0) if len(lengths) else doc_lengths
+    )
     quantiles = (50, 90, 99, 100)
     values = np.percentile(doc_lengths, quantiles) if len(doc_lengths) else [0] * len(quantiles)
     return DatasetStats(

@@ -86,8 +86,10 @@ def preprocess(config: PreprocessConfig) -> PreprocessSummary:
 def _preprocess_partitions(config, files, partitions) -> PreprocessSummary:
     from multiprocessing import get_context
 
-    groups = [files[i * len(files) // partitions : (i + 1) * len(files) // partitions]
-              for i in range(partitions)]  # fmt: skip
+    groups = [
+        files[i * len(files) // partitions : (i + 1) * len(files) // partitions]
+        for i in range(partitions)
+    ]
     part_prefixes = [f"{config.output_prefix}.part{i:05d}" for i in range(partitions)]
     workers = max(1, config.workers // partitions)
     start = time.perf_counter()
@@ -114,8 +116,9 @@ def _preprocess_partitions(config, files, partitions) -> PreprocessSummary:
     return summary
 
 
-def _preprocess_files(config: PreprocessConfig, files: list[Path], prefix: str,
-                      workers: int) -> PreprocessSummary:  # fmt: skip
+def _preprocess_files(
+    config: PreprocessConfig, files: list[Path], prefix: str, workers: int
+) -> PreprocessSummary:
     from megatron_agentic.tokenizer import build_tokenizer
 
     _set_tokenizer_threads(workers)
