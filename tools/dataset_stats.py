@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Print documents, tokens and document-length percentiles of indexed datasets or a blend YAML.
 
+Each dataset's .bin/.idx pair is validated first (data/checks.py); a bad one is named.
+
 python tools/dataset_stats.py data/fas_text_document data/has_text_document
 python tools/dataset_stats.py --blend examples/blends/stage1.yaml
 """
@@ -8,7 +10,8 @@ python tools/dataset_stats.py --blend examples/blends/stage1.yaml
 import argparse
 import sys
 
-from megatron_agentic.data.blend import load_blend
+from megatron_agentic.data.blend import BlendError, load_blend
+from megatron_agentic.data.checks import DatasetError, validate_pair
 from megatron_agentic.data.indexed import dataset_stats
 
 
@@ -19,13 +22,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = [(None, p) for p in args.prefixes]
     if args.blend:
-        rows += [(d.weight, d.prefix) for d in load_blend(args.blend).datasets]
+        try:
+            rows += [(d.weight, d.prefix) for d in load_blend(args.blend).datasets]
+        except BlendError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if not rows:
         parser.error("give dataset prefixes or --blend")
     for weight, prefix in rows:
         try:
+            validate_pair(prefix)
             stats = dataset_stats(prefix)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, DatasetError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(stats.row() + (f"  weight={weight:g}" if weight is not None else ""))

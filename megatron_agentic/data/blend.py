@@ -13,7 +13,10 @@ train/valid/test split applied inside each dataset:
 Weights are relative (normalised by megatron-core); relative prefixes are resolved against the
 blend file's directory. `build_gpt_datasets` hands the blend to megatron-core's
 BlendedMegatronDatasetBuilder, which samples deterministically from the seed and caches its
-indices under `cache_dir` (built by one rank first, then read by the others).
+indices under `cache_dir` (built by one rank first, then read by the others). Before that, every
+rank checks each dataset (data/checks.py: the .bin/.idx pair, its tokenizer record and largest
+token id against the trainer's tokenizer, splits that would get no tokens), so bad data fails at
+start on all ranks with the file named; rank 0 also removes torn or stale index caches.
 """
 
 from __future__ import annotations
@@ -124,6 +127,14 @@ def build_gpt_datasets(
     )
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
+    from megatron_agentic.data.checks import (
+        check_splits,
+        check_vocabulary,
+        record_cache,
+        repair_cache,
+        validate_pair,
+    )
+
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_length,
@@ -138,6 +149,11 @@ def build_gpt_datasets(
     )
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank = torch.distributed.get_rank() if distributed else 0
+    prefixes = [d.prefix for d in blend.datasets]
+    for prefix in prefixes:  # on every rank: all of them stop with the same message
+        validate_pair(prefix)
+        check_vocabulary(prefix, tokenizer)
+        check_splits(prefix, blend.split, num_samples)
 
     def build():
         return BlendedMegatronDatasetBuilder(
@@ -146,7 +162,9 @@ def build_gpt_datasets(
 
     # One rank writes the index caches; the others then read them.
     if rank == 0:
+        repair_cache(cache_dir, prefixes)
         datasets = build()
+        record_cache(cache_dir, prefixes)
     if distributed:
         torch.distributed.barrier()
     if rank != 0:

@@ -117,6 +117,7 @@ class IndexedDatasetWriter:
         self.sequence_lengths = array("i")
         self.document_indices = array("q", [0])
         self.num_tokens = 0
+        self.max_id = -1  # the largest token id written (-1: none yet)
 
     def add_document(self, tokens, sentence_lengths) -> None:
         """One document: its tokens, and the length of each of its sequences (sentences)."""
@@ -125,6 +126,8 @@ class IndexedDatasetWriter:
         self.sequence_lengths.extend(sentence_lengths)
         self.document_indices.append(len(self.sequence_lengths))
         self.num_tokens += data.size
+        if data.size:
+            self.max_id = max(self.max_id, int(data.max()))
 
     def add_dataset(self, prefix: str | Path) -> None:
         """Append a whole finished dataset (documents keep their order)."""
@@ -135,6 +138,7 @@ class IndexedDatasetWriter:
         self.sequence_lengths.extend(lengths.tolist())
         self.document_indices.extend((documents[1:] + offset).tolist())
         self.num_tokens += int(lengths.sum())
+        self.max_id = max(self.max_id, max_token_id(prefix))
         with open(bin_path(prefix), "rb") as source:
             shutil.copyfileobj(source, self._bin, 16 << 20)
 
@@ -154,13 +158,18 @@ class IndexedDatasetWriter:
 
 
 def merge_datasets(prefixes: list[str | Path], output_prefix: str | Path) -> int:
-    """Concatenate finished datasets in order into one; returns its document count."""
+    """Concatenate finished datasets in order into one; returns its document count. The merged
+    dataset records the inputs' tokenizer when they all record the same one."""
+    from megatron_agentic.data.checks import merged_tokenizer, remove_meta, write_meta
+
     if not prefixes:
         raise ValueError("nothing to merge")
     for prefix in prefixes:
         if not dataset_exists(prefix):
             raise FileNotFoundError(f"{prefix}: no finished dataset (.bin and .idx) there")
     dtype, _, _ = read_index(idx_path(prefixes[0]))
+    tokenizer = merged_tokenizer(prefixes)
+    remove_meta(output_prefix)
     writer = IndexedDatasetWriter(output_prefix, dtype)
     try:
         for prefix in prefixes:
@@ -169,7 +178,52 @@ def merge_datasets(prefixes: list[str | Path], output_prefix: str | Path) -> int
     except BaseException:
         writer.abort()
         raise
+    if tokenizer is not None:
+        write_meta(writer, tokenizer)
     return len(writer.document_indices) - 1
+
+
+def datasets_in_directory(directory: str | Path) -> list[str]:
+    """Megatron-LM's `merge_datasets.py --input DIR`: every .bin/.idx pair directly in DIR, in name
+    order; a lone .bin or .idx is an error naming it."""
+    directory = Path(directory)
+    names = {}
+    for path in directory.iterdir():
+        if path.is_file() and path.suffix in (".bin", ".idx") and not path.name.endswith(PARTIAL):
+            names.setdefault(path.with_suffix(""), set()).add(path.suffix)
+    lone = sorted(
+        f"{p}{'.idx' if s == {'.bin'} else '.bin'}" for p, s in names.items() if len(s) < 2
+    )
+    if lone:
+        raise FileNotFoundError(
+            f"{directory}: missing {', '.join(lone)} (every .bin needs its .idx)"
+        )
+    if not names:
+        raise FileNotFoundError(f"{directory}: no .bin/.idx datasets in this directory")
+    return [str(p) for p in sorted(names, key=lambda p: p.name)]
+
+
+def max_token_id(prefix: str | Path) -> int:
+    """The largest token id of a dataset: its recorded value when the record matches the files,
+    else a chunked scan of the .bin (-1 for an empty dataset)."""
+    from megatron_agentic.data.checks import read_meta
+
+    meta = read_meta(prefix)
+    if meta is not None and meta.get("bin_bytes") == os.path.getsize(bin_path(prefix)):
+        return int(meta["max_id"])
+    dtype, _, _ = read_index(idx_path(prefix))
+    tokens = (
+        np.memmap(bin_path(prefix), dtype=dtype, mode="r")
+        if os.path.getsize(bin_path(prefix))
+        else []
+    )
+    largest = -1
+    for start in range(0, len(tokens), _SCAN):
+        largest = max(largest, int(tokens[start : start + _SCAN].max()))
+    return largest
+
+
+_SCAN = 1 << 24  # tokens per chunk of the max-id scan
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import gzip
 import io
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,50 +44,83 @@ def expand_inputs(spec: str | list[str]) -> list[Path]:
     return files
 
 
-def open_text(path: Path) -> io.BufferedIOBase:
-    """A binary stream of the decompressed file (gzip and zstandard by suffix)."""
+def _open_decompressed(path: Path, raw: io.BufferedIOBase) -> io.BufferedIOBase:
+    """A binary stream of the decompressed file (gzip and zstandard by suffix) over `raw`."""
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     if path.name.endswith(".zst"):
         import zstandard
 
-        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
-        return io.BufferedReader(raw, 1 << 20)
-    return open(path, "rb", buffering=1 << 20)
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw), 1 << 20)
+    return raw
 
 
 @dataclass
 class Line:
-    """One raw line and where it came from."""
+    """One raw non-blank line: where it came from, its position among all non-blank lines of the
+    input (`index`), and how many on-disk input bytes were read up to it (`done_bytes`)."""
 
     path: Path
     number: int
     raw: bytes
+    index: int = 0
+    done_bytes: int = 0
 
 
 def read_lines(files: list[Path]) -> Iterator[Line]:
     """Every non-blank line of every file, in order."""
+    index = before = 0
     for path in files:
-        with open_text(path) as handle:
-            for number, raw in enumerate(handle, 1):
-                if raw.strip():
-                    yield Line(path, number, raw)
+        with open(path, "rb", buffering=1 << 20) as raw:
+            handle = _open_decompressed(path, raw)
+            position = 0
+            for number, line in enumerate(handle, 1):
+                position += len(line)
+                if line.strip():
+                    done = position if handle is raw else raw.tell()
+                    yield Line(path, number, line, index, before + done)
+                    index += 1
+            if handle is not raw:
+                handle.close()
+        before += path.stat().st_size
 
 
-def field_texts(line: Line, keys: list[str]) -> list[str]:
-    """The string value of each key in the line's JSON object; BadLineError otherwise."""
+def count_lines(files: list[Path]) -> int:
+    """The number of non-blank lines (documents) of the input."""
+    return sum(1 for _ in read_lines(files))
+
+
+def parse_record(line: Line) -> dict:
+    """The line's JSON object. orjson first (fast); Python's json for what only it reads (NaN,
+    Infinity: what json.dumps writes by default, and what Megatron-LM's json.loads accepts)."""
     try:
         record = orjson.loads(line.raw)
     except orjson.JSONDecodeError as error:
-        raise BadLineError(f"{line.path}:{line.number}: not valid JSON ({error})") from None
+        try:
+            record = json.loads(line.raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadLineError(f"{line.path}:{line.number}: not valid JSON ({error})") from None
     if not isinstance(record, dict):
         raise BadLineError(f"{line.path}:{line.number}: not a JSON object")
-    texts = []
+    return record
+
+
+def field_sentences(line: Line, keys: list[str]) -> list[list[str]]:
+    """Per key, the texts to encode: `[text]` for a string, the list itself for Megatron-LM's
+    pre-split form `"text": ["sentence", ...]`; BadLineError otherwise."""
+    record = parse_record(line)
+    fields = []
     for key in keys:
         if key not in record:
             raise BadLineError(f"{line.path}:{line.number}: no key {key!r}")
-        if not isinstance(record[key], str):
-            kind = type(record[key]).__name__
-            raise BadLineError(f"{line.path}:{line.number}: key {key!r} is {kind}, not a string")
-        texts.append(record[key])
-    return texts
+        value = record[key]
+        if isinstance(value, str):
+            fields.append([value])
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            fields.append(value)
+        else:
+            kind = type(value).__name__
+            raise BadLineError(
+                f"{line.path}:{line.number}: key {key!r} is {kind}, not a string or a list of strings"
+            )
+    return fields

@@ -1,22 +1,35 @@
 """JSONL -> Megatron indexed datasets, streaming, at the tokenizer's own speed.
 
-Documents are tokenized exactly as Megatron-LM's tools/preprocess_data.py does (one sequence per
-document; with `append_eod`, the EOD token ends every non-empty document), so the output is
-byte-identical to its output. The hot path is the tokenizer library's own multi-threaded batch
-encoder, run in a background thread (it releases the GIL) while the main thread reads and parses
-the next batch. Input is streamed and outputs are written under temporary names, so memory stays
-flat in the input size and an interrupted run leaves nothing that looks complete.
+Documents are tokenized as Megatron-LM's tools/preprocess_data.py does, flag for flag, so the
+output is byte-identical to its output (tests/test_upstream_compat.py compares against files its
+own script wrote): every text (or every sentence, with `--split-sentences` or the pre-split
+`"text": [sentences]` form) is one sequence, empty ones are dropped, and with `append_eod` the
+tokenizer's EOD ends every non-empty document. `--partitions N` deals the input's lines
+round-robin to N processes (or in N contiguous runs with `--keep-sequential-samples`) and merges
+the parts in partition order, which is upstream's document order.
+
+The hot path is the tokenizer library's own multi-threaded batch encoder, run in a background
+thread (it releases the GIL) while the main thread reads and parses the next batch. Input is
+streamed and outputs are written under temporary names (partition parts in a `.partial-parts`
+folder), so memory stays flat in the input size and a failed or killed run leaves nothing that
+looks complete. Beside each finished dataset a small `{prefix}.meta/info.json` records the
+tokenizer, the counts and the largest token id, which the trainer checks (data/checks.py);
+Megatron's .bin/.idx files themselves are unchanged.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from megatron_agentic.data.checks import remove_meta, write_meta
 from megatron_agentic.data.indexed import (
     IndexedDatasetWriter,
     bin_path,
@@ -24,24 +37,64 @@ from megatron_agentic.data.indexed import (
     merge_datasets,
     token_dtype,
 )
-from megatron_agentic.data.jsonl import BadLineError, expand_inputs, field_texts, read_lines
+from megatron_agentic.data.jsonl import (
+    BadLineError,
+    count_lines,
+    expand_inputs,
+    field_sentences,
+    read_lines,
+)
+
+
+class OutputError(OSError):
+    """The output prefix cannot be written (named, with the reason)."""
 
 
 @dataclass
 class PreprocessConfig:
-    """The options of tools/preprocess_data.py (Megatron-LM's names)."""
+    """The options of tools/preprocess_data.py (Megatron-LM's names and meanings)."""
 
     input: list[str]
     output_prefix: str
     tokenizer_type: str
-    tokenizer_model: str
+    tokenizer_model: str | None = None
     json_keys: list[str] = field(default_factory=lambda: ["text"])
+    split_sentences: bool = False
+    keep_newlines: bool = False
+    lang: str = "english"
+    nltk_data: str | None = None
     append_eod: bool = False
+    eod_token: str | None = None
+    vocab_file: str | None = None
+    merge_file: str | None = None
+    vocab_size: int | None = None
+    tiktoken_pattern: str | None = None
+    tiktoken_num_special_tokens: int = 1000
     workers: int = 1
     partitions: int = 1
+    keep_sequential_samples: bool = False
     log_interval: int = 10000
     skip_bad_lines: bool = False
     batch_size: int = 1024
+
+    @property
+    def level(self) -> str:
+        """Upstream's output name part: `sentence` with --split-sentences, else `document`."""
+        return "sentence" if self.split_sentences else "document"
+
+    def build_tokenizer(self):
+        from megatron_agentic.tokenizer import build_tokenizer
+
+        return build_tokenizer(
+            self.tokenizer_type,
+            self.tokenizer_model,
+            vocab_file=self.vocab_file,
+            merge_file=self.merge_file,
+            vocab_size=self.vocab_size,
+            eod_token=self.eod_token,
+            tiktoken_pattern=self.tiktoken_pattern,
+            tiktoken_num_special_tokens=self.tiktoken_num_special_tokens,
+        )
 
 
 @dataclass
@@ -63,75 +116,137 @@ class PreprocessSummary:
             f"skipped, {self.seconds:.1f} s ({rate:.1f} MB/s); wrote {', '.join(self.outputs)}"
         )
 
+    def add(self, part: PreprocessSummary) -> None:
+        self.documents += part.documents
+        self.skipped_lines += part.skipped_lines
+        self.input_bytes += part.input_bytes
+        for key, count in part.tokens.items():
+            self.tokens[key] = self.tokens.get(key, 0) + count
 
-def output_prefix(prefix: str, key: str) -> str:
-    """Megatron-LM's output naming: `{prefix}_{key}_document`."""
-    return f"{prefix}_{key}_document"
+
+def output_prefix(prefix: str, key: str, level: str = "document") -> str:
+    """Megatron-LM's output naming: `{prefix}_{key}_{document|sentence}`."""
+    return f"{prefix}_{key}_{level}"
+
+
+def check_output_prefix(prefix: str) -> None:
+    """Create the prefix's folder and prove it writable, or one OutputError saying why."""
+    parent = Path(prefix).parent
+    for folder in (parent, *parent.parents):
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"--output-prefix {prefix}: {folder} is a file, not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        raise OutputError(
+            f"--output-prefix {prefix}: cannot write in {parent}: {error.strerror or error}"
+        ) from None
 
 
 def preprocess(config: PreprocessConfig) -> PreprocessSummary:
     """Run the whole conversion; with several partitions, one process per partition, then merge."""
     files = expand_inputs(config.input)
-    prefixes = [output_prefix(config.output_prefix, key) for key in config.json_keys]
-    for prefix in prefixes:  # a stale pair must never mix with a new half-written one
+    check_output_prefix(config.output_prefix)
+    for key in config.json_keys:  # a stale pair must never mix with a new half-written one
+        prefix = output_prefix(config.output_prefix, key, config.level)
         for path in (bin_path(prefix), idx_path(prefix)):
             if os.path.exists(path):
                 os.remove(path)
-    partitions = max(1, min(config.partitions, len(files)))
-    if partitions == 1:
+        remove_meta(prefix)
+    if config.partitions == 1:
         return _preprocess_files(config, files, config.output_prefix, config.workers)
-    return _preprocess_partitions(config, files, partitions)
+    return _preprocess_partitions(config, files)
 
 
-def _preprocess_partitions(config, files, partitions) -> PreprocessSummary:
+@dataclass
+class Selection:
+    """Which input lines (by index among non-blank lines) one partition takes: every
+    `partitions`-th from `part` (round-robin), or the contiguous run [start, stop)."""
+
+    part: int = 0
+    partitions: int = 1
+    start: int = 0
+    stop: int | None = None
+
+    def __contains__(self, index: int) -> bool:
+        if self.stop is not None:
+            return self.start <= index < self.stop
+        return index % self.partitions == self.part
+
+    def label(self) -> str:
+        return f"[part {self.part + 1}/{self.partitions}] " if self.partitions > 1 else ""
+
+
+def _selections(config: PreprocessConfig, files: list[Path]) -> list[Selection]:
+    n = config.partitions
+    if not config.keep_sequential_samples:
+        return [Selection(p, n) for p in range(n)]
+    size = math.ceil(count_lines(files) / n)
+    return [Selection(p, n, p * size, (p + 1) * size) for p in range(n)]
+
+
+def _preprocess_partitions(config: PreprocessConfig, files: list[Path]) -> PreprocessSummary:
     from multiprocessing import get_context
 
-    groups = [
-        files[i * len(files) // partitions : (i + 1) * len(files) // partitions]
-        for i in range(partitions)
-    ]
-    part_prefixes = [f"{config.output_prefix}.part{i:05d}" for i in range(partitions)]
-    workers = max(1, config.workers // partitions)
+    parts_dir = Path(f"{config.output_prefix}.partial-parts")
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True)
+    part_prefixes = [str(parts_dir / f"part{i:05d}") for i in range(config.partitions)]
+    workers = max(1, config.workers // config.partitions)
     start = time.perf_counter()
-    with get_context("spawn").Pool(partitions) as pool:
-        parts = pool.starmap(
-            _preprocess_files, [(config, g, p, workers) for g, p in zip(groups, part_prefixes)]
-        )
-    summary = PreprocessSummary(tokens={key: 0 for key in config.json_keys})
-    for part in parts:
-        summary.documents += part.documents
-        summary.skipped_lines += part.skipped_lines
-        summary.input_bytes += part.input_bytes
-        for key, count in part.tokens.items():
-            summary.tokens[key] += count
-    for key in config.json_keys:
-        pieces = [output_prefix(p, key) for p in part_prefixes]
-        final = output_prefix(config.output_prefix, key)
-        merge_datasets(pieces, final)
-        for piece in pieces:
-            os.remove(bin_path(piece))
-            os.remove(idx_path(piece))
-        summary.outputs.append(final)
+    try:
+        with get_context("spawn").Pool(config.partitions) as pool:
+            parts = pool.starmap(
+                _preprocess_files,
+                [
+                    (config, files, prefix, workers, selection)
+                    for prefix, selection in zip(part_prefixes, _selections(config, files))
+                ],
+            )
+        summary = PreprocessSummary(tokens={key: 0 for key in config.json_keys})
+        for part in parts:
+            summary.add(part)
+        for key in config.json_keys:
+            final = output_prefix(config.output_prefix, key, config.level)
+            merge_datasets([output_prefix(p, key, config.level) for p in part_prefixes], final)
+            summary.outputs.append(final)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _preprocess_files(
-    config: PreprocessConfig, files: list[Path], prefix: str, workers: int
+    config: PreprocessConfig,
+    files: list[Path],
+    prefix: str,
+    workers: int,
+    selection: Selection | None = None,
 ) -> PreprocessSummary:
-    from megatron_agentic.tokenizer import build_tokenizer
-
     _set_tokenizer_threads(workers)
-    tokenizer = build_tokenizer(config.tokenizer_type, config.tokenizer_model)
+    tokenizer = config.build_tokenizer()
+    splitter = None
+    if config.split_sentences:
+        from megatron_agentic.data.sentences import load_splitter
+
+        splitter = load_splitter(config.lang, config.keep_newlines, config.nltk_data)
     dtype = token_dtype(tokenizer.vocab_size)
-    writers = {k: IndexedDatasetWriter(output_prefix(prefix, k), dtype) for k in config.json_keys}
+    writers = {
+        k: IndexedDatasetWriter(output_prefix(prefix, k, config.level), dtype)
+        for k in config.json_keys
+    }
     summary = PreprocessSummary(tokens={key: 0 for key in config.json_keys})
-    progress = _Progress(config.log_interval)
+    progress = _Progress(config.log_interval, files, (selection or Selection()).label())
+    lines = read_lines(files)
+    if selection is not None:
+        lines = (line for line in lines if line.index in selection)
     try:
         with ThreadPoolExecutor(1) as encoder:
             pending = None
-            for batch in _batches(read_lines(files), config, summary):
-                future = encoder.submit(_encode_batch, tokenizer, batch, len(config.json_keys))
+            for batch in _batches(lines, config, splitter, summary, progress):
+                future = encoder.submit(_encode_batch, tokenizer, batch)
                 if pending is not None:
                     _write(pending.result(), writers, tokenizer.eod, config, summary, progress)
                 pending = future
@@ -143,6 +258,8 @@ def _preprocess_files(
         for writer in writers.values():
             writer.abort()
         raise
+    for writer in writers.values():
+        write_meta(writer, tokenizer.record())
     summary.seconds = progress.elapsed()
     summary.outputs = [w.prefix for w in writers.values()]
     return summary
@@ -154,48 +271,74 @@ def _set_tokenizer_threads(workers: int) -> None:
     os.environ["RAYON_NUM_THREADS"] = str(max(1, workers))
 
 
-def _batches(lines, config: PreprocessConfig, summary: PreprocessSummary):
-    """Lists of texts (all keys of each document, flattened), `batch_size` documents each."""
-    batch: list[str] = []
+@dataclass
+class _Batch:
+    """Documents' texts flattened for one encoder call, and how to regroup them."""
+
+    texts: list[str] = field(default_factory=list)
+    shapes: list[list[int]] = field(default_factory=list)  # per document, sentences per key
+
+
+def _batches(lines, config: PreprocessConfig, splitter, summary, progress):
+    """`batch_size` documents at a time."""
+    batch = _Batch()
     for line in lines:
         summary.input_bytes += len(line.raw)
+        progress.done_bytes = line.done_bytes
         try:
-            batch.extend(field_texts(line, config.json_keys))
+            fields = field_sentences(line, config.json_keys)
         except BadLineError as error:
             if not config.skip_bad_lines:
                 raise
             summary.skipped_lines += 1
             print(f"skipping {error}", file=sys.stderr)
             continue
-        if len(batch) >= config.batch_size * len(config.json_keys):
+        if splitter is not None:
+            fields = [[s for text in texts for s in splitter(text)] for texts in fields]
+        batch.shapes.append([len(texts) for texts in fields])
+        for texts in fields:
+            batch.texts.extend(texts)
+        if len(batch.shapes) >= config.batch_size:
             yield batch
-            batch = []
-    if batch:
+            batch = _Batch()
+    if batch.shapes:
         yield batch
 
 
-def _encode_batch(tokenizer, texts: list[str], num_keys: int) -> list[list[list[int]]]:
-    ids = tokenizer.tokenize_batch(texts)
-    return [ids[i : i + num_keys] for i in range(0, len(ids), num_keys)]
+def _encode_batch(tokenizer, batch: _Batch) -> list[list[list[list[int]]]]:
+    """Per document, per key, the token ids of each sentence."""
+    ids = iter(tokenizer.tokenize_batch(batch.texts) if batch.texts else [])
+    return [[[next(ids) for _ in range(n)] for n in shape] for shape in batch.shapes]
 
 
 def _write(documents, writers, eod: int, config: PreprocessConfig, summary, progress) -> None:
     for per_key in documents:
-        for key, ids in zip(config.json_keys, per_key):
-            if config.append_eod and ids:
-                ids = [*ids, eod]
-            writers[key].add_document(ids, [len(ids)] if ids else [])
-            summary.tokens[key] += len(ids)
+        for key, sentences in zip(config.json_keys, per_key):
+            tokens: list[int] = []
+            lengths: list[int] = []
+            for ids in sentences:
+                if len(ids):
+                    tokens.extend(ids)
+                    lengths.append(len(ids))
+            if tokens and config.append_eod:
+                tokens.append(eod)
+                lengths[-1] += 1
+            writers[key].add_document(tokens, lengths)
+            summary.tokens[key] += len(tokens)
         summary.documents += 1
         progress.update(summary)
 
 
 class _Progress:
-    """Documents, MB/s and tokens/s on stderr every `interval` documents."""
+    """Documents, percent of the input read, MB/s, tokens/s and ETA on stderr every `interval`
+    documents (the percentage counts on-disk bytes, so compressed input is measured too)."""
 
-    def __init__(self, interval: int):
+    def __init__(self, interval: int, files: list[Path], label: str = ""):
         self.interval = max(1, interval)
         self.start = time.perf_counter()
+        self.total_bytes = sum(f.stat().st_size for f in files)
+        self.done_bytes = 0
+        self.label = label
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -205,9 +348,19 @@ class _Progress:
             return
         seconds = max(self.elapsed(), 1e-9)
         tokens = sum(summary.tokens.values())
+        fraction = min(1.0, self.done_bytes / max(self.total_bytes, 1))
+        eta = seconds * (1 - fraction) / fraction if fraction > 0 else float("nan")
         print(
-            f"{summary.documents:,} documents | {summary.input_bytes / 1e6 / seconds:.1f} MB/s | "
-            f"{tokens / seconds:,.0f} tokens/s",
+            f"{self.label}{summary.documents:,} documents | {100 * fraction:.1f}% | "
+            f"{summary.input_bytes / 1e6 / seconds:.1f} MB/s | {tokens / seconds:,.0f} tokens/s | "
+            f"elapsed {_clock(seconds)} | ETA {_clock(eta)}",
             file=sys.stderr,
             flush=True,
         )
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # nan
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
