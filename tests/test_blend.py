@@ -97,3 +97,34 @@ def test_stats_command(data_dir, capsys):
     assert main(["--blend", str(data_dir / "stage1.yaml")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 and "docs=200" in out[0] and "weight=40" in out[0] and "p99=" in out[0]
+
+
+def test_data_mixture_example_runs_as_documented(tmp_path, capsys):
+    """examples/data_mixture: the README's CPU commands, on a copy of the folder; both blends name
+    only datasets those commands make (no `has_long`); a missing dataset is one error line."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from tools.dataset_stats import main as stats
+    from tools.preprocess_data import main as preprocess
+
+    example = Path("examples/data_mixture")
+    readme = (example / "README.md").read_text()
+    folder = tmp_path / "data_mixture"
+    shutil.copytree(example, folder, ignore=shutil.ignore_patterns("tok"))
+    assert stats(["--blend", str(folder / "stage1.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tok/fas_text_document.bin/.idx" in err
+    cpu_block = readme.split("```bash")[2].split("```")[0]
+    args = re.search(r"preprocess_data\.py (.*?)\ndone", cpu_block, re.S).group(1).split()
+    for name in ("fas", "has", "general"):
+        argv = [a.replace("\\", "") for a in args if a != "\\"]
+        argv = [
+            a.replace("examples/data_mixture", str(folder)).replace("$name", name) for a in argv
+        ]
+        assert preprocess(argv) == 0
+    for stage in ("stage1", "stage2"):
+        assert f"dataset_stats.py --blend examples/data_mixture/{stage}.yaml" in cpu_block
+        assert stats(["--blend", str(folder / f"{stage}.yaml")]) == 0
+        assert capsys.readouterr().out.count("docs=9") == 3

@@ -161,3 +161,58 @@ def test_kill_9_mid_run_leaves_nothing_complete_and_rerun_matches(tokenizer, tmp
             tmp_path / f"ref_text_document{suffix}"
         ).read_bytes()
     assert not list(tmp_path.glob("*.partial"))
+
+
+def _tool_in_process(capsys, *args) -> tuple[int, str]:
+    from tools.preprocess_data import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def test_unwritable_output_is_one_error_line(tokenizer, tmp_path, capsys):
+    corpus = write_jsonl(tmp_path / "in.jsonl", make_texts(5))
+    common = ["--input", corpus, "--tokenizer-type", "HuggingFaceTokenizer"]
+    common += ["--tokenizer-model", tokenizer]
+    (tmp_path / "afile").write_text("x")
+    code, err = _tool_in_process(capsys, *common, "--output-prefix", tmp_path / "afile" / "out")
+    assert code == 1 and "Traceback" not in err
+    assert (
+        err.strip()
+        == f"error: --output-prefix {tmp_path}/afile/out: {tmp_path}/afile is a file, not a directory"
+    )
+    if os.geteuid() != 0:  # root writes into read-only folders
+        readonly = tmp_path / "ro"
+        readonly.mkdir(mode=0o555)
+        code, err = _tool_in_process(capsys, *common, "--output-prefix", readonly / "out")
+        assert code == 1 and err.startswith(f"error: --output-prefix {readonly}/out: cannot write")
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_failed_partition_leaves_no_finished_looking_part(tokenizer, tmp_path, capsys):
+    """--partitions 2, a bad line in the 2nd file: exit 1 naming it, and no .bin/.idx anywhere."""
+    write_jsonl(tmp_path / "in" / "a.jsonl", make_texts(40))
+    bad = tmp_path / "in" / "b.jsonl"
+    bad.write_text('{"text": "fine"}\n{broken\n{"text": "fine too"}\n')
+    code, err = _tool_in_process(
+        capsys, "--input", tmp_path / "in", "--output-prefix", tmp_path / "out" / "o",
+        "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer,
+        "--partitions", "2", "--workers", "2",
+    )  # fmt: skip
+    assert code == 1 and f"{bad}:2: not valid JSON" in err
+    leftovers = [p for p in (tmp_path / "out").rglob("*") if p.suffix in (".bin", ".idx")]
+    assert leftovers == [] and list((tmp_path / "out").iterdir()) == []
+
+
+def test_progress_shows_percent_and_eta(tokenizer, tmp_path, capsys):
+    corpus = write_jsonl(tmp_path / "in.jsonl", make_texts(400))
+    code, err = _tool_in_process(
+        capsys, "--input", corpus, "--output-prefix", tmp_path / "o", "--log-interval", "100",
+        "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer,
+        "--batch-size", "50",
+    )  # fmt: skip
+    lines = [line for line in err.splitlines() if " documents | " in line]
+    assert code == 0 and len(lines) == 4
+    percents = [float(line.split(" | ")[1].rstrip("%")) for line in lines]
+    assert percents == sorted(percents) and 0 < percents[0] < 50 and percents[-1] == 100.0
+    assert all(" | ETA " in line for line in lines) and lines[-1].endswith("ETA 0:00:00")

@@ -153,7 +153,7 @@ def build_gpt_datasets(
     for prefix in prefixes:  # on every rank: all of them stop with the same message
         validate_pair(prefix)
         check_vocabulary(prefix, tokenizer)
-        check_splits(prefix, blend.split, num_samples)
+        check_splits(prefix, blend.split)
 
     def build():
         return BlendedMegatronDatasetBuilder(

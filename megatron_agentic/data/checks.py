@@ -9,8 +9,8 @@
   dataset is refused, naming both files.
 - **Vocabulary**: the recorded tokenizer against the trainer's, and the largest token id (recorded,
   or a chunked scan of the .bin) against the trainer's vocabulary.
-- **Splits**: a train/valid/test split that gets no tokens of a dataset while samples are requested
-  from it (megatron-core would loop forever in GPTDataset._get_num_epochs).
+- **Splits**: a train/valid/test split with a non-zero share that gets no tokens of a dataset
+  (megatron-core would loop forever in GPTDataset._get_num_epochs building it).
 - **Index caches** (megatron-core's `data_cache/<hash>-<Class>-<split>-*.npy`): a file torn by a
   kill during its write (length against its .npy header), or built from data that was regenerated
   since (size and mtime of each dataset's files recorded in `datasets.json` beside the caches), is
@@ -194,8 +194,9 @@ def check_vocabulary(prefix: str | Path, tokenizer) -> None:
 # ---- splits --------------------------------------------------------------------------------
 
 
-def check_splits(prefix: str | Path, split: str, num_samples) -> None:
-    """Refuse a split that gets no tokens of this dataset while samples are requested from it."""
+def check_splits(prefix: str | Path, split: str) -> None:
+    """Refuse a split that gets no tokens of this dataset: megatron-core builds every split with
+    a non-zero share (even when no samples are asked of it) and loops forever on an empty one."""
     from megatron.core.datasets.blended_megatron_dataset_config import (
         convert_split_vector_to_split_matrix,
         parse_and_normalize_split,
@@ -204,8 +205,8 @@ def check_splits(prefix: str | Path, split: str, num_samples) -> None:
     _, lengths, bounds = _index_arrays(prefix)
     documents = len(bounds) - 1
     matrix = convert_split_vector_to_split_matrix(parse_and_normalize_split(split))
-    for name, bookends, wanted in zip(("train", "valid", "test"), matrix, num_samples):
-        if bookends is None or not wanted:
+    for name, bookends in zip(("train", "valid", "test"), matrix):
+        if bookends is None:
             continue
         begin = int(round(bookends[0] * float(documents)))
         end = int(round(bookends[1] * float(documents)))
@@ -213,8 +214,8 @@ def check_splits(prefix: str | Path, split: str, num_samples) -> None:
         if tokens == 0:
             raise DatasetError(
                 f"{prefix}: split {split!r} gives the {name} split {end - begin} of its "
-                f"{documents:,} documents and 0 tokens, but {wanted:,} {name} samples are "
-                f"requested; use a larger dataset or another split (or no {name} samples)"
+                f"{documents:,} documents and 0 tokens (megatron-core would loop forever building "
+                f"it); give {name} a share of 0 or a larger one, or use more documents"
             )
 
 
@@ -235,6 +236,8 @@ def repair_cache(cache_dir: str | Path, prefixes) -> list[str]:
         return []
     removed = []
     for npy in sorted(cache_dir.glob("*.npy")):
+        if not npy.exists():  # its group was removed already
+            continue
         problem = _torn(npy)
         if problem:
             removed += _remove_group(npy, f"{npy} is torn ({problem})")
@@ -245,6 +248,8 @@ def repair_cache(cache_dir: str | Path, prefixes) -> list[str]:
         if manifest.get(key, signature) == signature:
             continue
         for description in sorted(cache_dir.glob("*-description.txt")):
+            if not description.exists():
+                continue
             text = description.read_text(encoding="utf-8", errors="replace")
             if key in text or str(prefix) in text:
                 removed += _remove_group(
@@ -283,7 +288,12 @@ def _torn(npy: Path) -> str | None:
     try:
         with open(npy, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            shape, _, dtype = np.lib.format._read_array_header(handle, version)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
             header = handle.tell()
     except (ValueError, OSError, EOFError, SyntaxError) as error:
         return f"unreadable header: {error}"

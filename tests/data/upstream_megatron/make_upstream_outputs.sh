@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the .bin/.idx files in this folder with Megatron-LM's OWN tools (not ours).
 # Usage: make_upstream_outputs.sh MEGATRON_LM_CHECKOUT PYTHON SCRATCH_DIR
+# A rerun on the same SCRATCH_DIR resumes: cases whose output is there are not run again.
 # PYTHON needs torch, transformers, tiktoken, nltk (the project's .venv has them); the checkout's
 # own megatron/ package is put first on PYTHONPATH. Nothing is downloaded (HF_HUB_OFFLINE=1);
 # the punkt parameters come from tests/data/nltk_data via HOME/nltk_data (upstream reads
@@ -9,8 +10,8 @@ set -euo pipefail
 MLM=$(realpath "$1"); PY=$2; SCRATCH=$(realpath -m "$3")
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../../.." && pwd)
 QWEN=$(cd "$REPO" && PYTHONPATH=$REPO "$PY" -c 'from tests.data_fixtures import qwen3_tokenizer_dir; print(qwen3_tokenizer_dir())')
-rm -rf "$SCRATCH"; mkdir -p "$SCRATCH/home" "$SCRATCH/hf/hub"
-ln -s "$REPO/tests/data/nltk_data" "$SCRATCH/home/nltk_data"
+mkdir -p "$SCRATCH/home" "$SCRATCH/hf/hub"
+ln -sfn "$REPO/tests/data/nltk_data" "$SCRATCH/home/nltk_data"
 # GPT2BPETokenizer makes transformers look up the hub model "gpt2" (for its config) even when
 # --vocab-file/--merge-file are given: an offline cache entry with only a config.json serves it.
 SNAP="$SCRATCH/hf/hub/models--gpt2/snapshots/0000000000000000000000000000000000000000"
@@ -23,7 +24,8 @@ unset NLTK_DATA
 
 pre() {  # pre CASE INPUT ARGS... : upstream preprocess_data.py on a fresh copy of INPUT
   local case=$1 input=$2; shift 2
-  mkdir -p "$SCRATCH/$case"; cp "$HERE/inputs/$input" "$SCRATCH/$case/"
+  ls "$SCRATCH/$case"/out_text_*.idx > /dev/null 2>&1 && return 0  # made by an earlier run
+  mkdir -p "$SCRATCH/$case"; cp -n "$HERE/inputs/$input" "$SCRATCH/$case/"
   (cd "$MLM" && "$PY" tools/preprocess_data.py --input "$SCRATCH/$case/$input" \
       --output-prefix "$SCRATCH/$case/out" "$@" > "$SCRATCH/$case/log" 2>&1)
 }
@@ -47,7 +49,7 @@ pre tiktoken docs.jsonl --tokenizer-type TikTokenizer --tokenizer-model "$SCRATC
 pre gpt2 docs.jsonl --tokenizer-type GPT2BPETokenizer --vocab-file "$HERE/../gpt2_tiny/vocab.json" \
   --merge-file "$HERE/../gpt2_tiny/merges.txt" --workers 1 --append-eod
 # merge_datasets.py --input DIR: three datasets in one directory, merged in name order
-mkdir -p "$SCRATCH/merge_dir/in"
+rm -rf "$SCRATCH/merge_dir"; mkdir -p "$SCRATCH/merge_dir/in"
 for case in nan presplit qwen_eod; do
   cp "$SCRATCH/$case/out_text_document.bin" "$SCRATCH/merge_dir/in/$case.bin"
   cp "$SCRATCH/$case/out_text_document.idx" "$SCRATCH/merge_dir/in/$case.idx"
