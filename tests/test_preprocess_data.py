@@ -106,7 +106,8 @@ def test_qwen3_tokenizer_is_int32_eod_is_config_eos_or_chosen_token(tmp_path):
     dataset = IndexedDataset(str(tmp_path / "qwen_text_document"))
     assert dataset.index.dtype == np.int32
     assert dataset[0].tolist() == [9707, 1879, 151645]  # "Hello world" <|im_end|>
-    assert IndexedDataset(str(tmp_path / "eot_text_document"))[0].tolist() == [9707, 1879, 151643]
+    chosen = IndexedDataset(str(tmp_path / "eot_text_document"))  # kept: its arrays view its mmap
+    assert chosen[0].tolist() == [9707, 1879, 151643]
 
 
 def test_sentencepiece_and_tiktoken(tmp_path):
