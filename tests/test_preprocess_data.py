@@ -235,3 +235,34 @@ def test_bad_line_names_file_and_line(tmp_path, tokenizer_dir, line, reason, cap
     code, out, _ = run_tool(*args, "--skip-bad-lines", capsys=capsys)
     assert "1 bad lines skipped" in out
     assert len(IndexedDataset(str(tmp_path / "out_text_document")).document_indices) == 3
+
+
+def test_missing_punkt_data_is_one_clear_error(tmp_path, tokenizer_dir, capsys):
+    """Offline, --split-sentences without punkt data for --lang says where it looked and how to
+    install it (nothing is downloaded); no traceback."""
+    corpus = write_jsonl(tmp_path / "in.jsonl", ["One. Two."])
+    code, _, err = run_tool(
+        "--input", corpus, "--output-prefix", tmp_path / "o", "--split-sentences",
+        "--lang", "nolanguage", "--nltk-data", tmp_path,
+        "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir,
+        check=False, capsys=capsys,
+    )  # fmt: skip
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "no punkt data for --lang 'nolanguage' (tokenizers/punkt_tab/nolanguage/)" in err
+    assert str(tmp_path) in err and "nltk.downloader" in err and "nothing is downloaded" in err
+
+
+def test_nan_lines_are_read_not_skipped_and_merge_dir_needs_pairs(tmp_path, tokenizer_dir, capsys):
+    from tools.merge_datasets import main as merge
+
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text('{"text": "a", "s": NaN}\n{"text": "b", "s": -Infinity}\n{"text": "c"}\n')
+    common = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir]
+    _, out, _ = run_tool(
+        "--input", corpus, "--output-prefix", tmp_path / "d" / "x", *common, "--skip-bad-lines",
+        capsys=capsys,
+    )  # fmt: skip
+    assert "done: 3 documents" in out and "0 bad lines skipped" in out
+    Path(f"{tmp_path}/d/x_text_document.idx").unlink()
+    assert merge(["--input", str(tmp_path / "d"), "--output-prefix", str(tmp_path / "m")]) == 1
+    assert f"missing {tmp_path}/d/x_text_document.idx" in capsys.readouterr().err

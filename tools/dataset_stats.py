@@ -4,7 +4,7 @@
 Each dataset's .bin/.idx pair is validated first (data/checks.py); a bad one is named.
 
 python tools/dataset_stats.py data/fas_text_document data/has_text_document
-python tools/dataset_stats.py --blend examples/blends/stage1.yaml
+python tools/dataset_stats.py --blend examples/data_mixture/stage1.yaml
 """
 
 import argparse

@@ -3,12 +3,12 @@
 A blend file names datasets (prefixes written by tools/preprocess_data.py) with weights, and the
 train/valid/test split applied inside each dataset:
 
-    # examples/blends/stage1.yaml
-    split: "98,2,0"
+    # examples/data_mixture/stage1.yaml
+    split: "99,1,0"
     datasets:
-      - {name: fas,     prefix: data/fas_text_document,     weight: 40}
-      - {name: has,     prefix: data/has_text_document,     weight: 30}
-      - {name: general, prefix: data/general_text_document, weight: 30}
+      - {name: fas,     prefix: tok/fas_text_document,     weight: 40}
+      - {name: has,     prefix: tok/has_text_document,     weight: 30}
+      - {name: general, prefix: tok/general_text_document, weight: 30}
 
 Weights are relative (normalised by megatron-core); relative prefixes are resolved against the
 blend file's directory. `build_gpt_datasets` hands the blend to megatron-core's
