@@ -100,6 +100,7 @@ def test_two_thousand_gzipped_shards_make_one_dataset(tokenizer, tmp_path):
                 "3",
                 "--partitions",
                 "7",
+                "--keep-sequential-samples",  # contiguous parts: one run's order
                 "--log-interval",
                 "1000000",
             ]
