@@ -5,6 +5,7 @@
                                                iteration, consumed samples
     CKPT/iter_0000100/model_config.yaml        the architecture (Qwen3MoEConfig)
     CKPT/iter_0000100/run_config.yaml          the resolved training config
+    CKPT/iter_0000100/checksums.json           size and sha256 of every other file in it
     CKPT/release/                              an imported model (weights only)
 
 A save goes to a hidden `.iter_*.partial` directory, renamed when every rank has finished, and the
@@ -12,6 +13,14 @@ A save goes to a hidden `.iter_*.partial` directory, renamed when every rank has
 that a resume would take for a checkpoint. Model tensors are saved under global keys, so any
 TP/PP/EP layout loads them; the distributed optimizer's state is saved `fully_reshardable` by
 default for the same reason.
+
+Integrity: every published checkpoint records the size and sha256 of each of its files (hashed
+in parallel, file i by rank i % world) and a load verifies them first, so a corrupt, truncated or
+empty shard is an error naming the file (`CheckpointCorrupt`) instead of a silently different
+run; `newest_intact_iteration` finds the newest iteration that still verifies. A save that fails
+because the disk is full says "no space left on <path>" (`CheckpointSaveError`) and removes its
+partial directory; the previous checkpoint stays the latest. Retention (`apply_retention`) deletes
+older checkpoints only after a newer one is published.
 
 Loading works around two megatron-core 0.19 bugs with torch's Adam (no apex/TE fused Adam):
 DistributedOptimizer.load_state_dict gives every parameter's Adam state one shared `step` tensor,
@@ -23,10 +32,16 @@ silently diverges (after loading, every state entry gets its own copy); and the
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
+import hashlib
+import json
+import logging
 import os
 import random
+import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +56,42 @@ LATEST = "latest_checkpointed_iteration.txt"
 RELEASE = "release"
 MODEL_CONFIG = "model_config.yaml"
 RUN_CONFIG = "run_config.yaml"
+CHECKSUMS = "checksums.json"
+
+
+class CheckpointCorrupt(RuntimeError):
+    """A checkpoint file differs from what was saved (changed, truncated, empty or missing)."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """A save failed (e.g. the disk is full); the previous checkpoint stays the latest."""
+
+
+@dataclasses.dataclass
+class Trainable:
+    """What a checkpoint holds besides the position: this rank's model chunks (DDP-wrapped or
+    bare), the megatron-core optimizer and the learning-rate scheduler (None: weights only)."""
+
+    model: list
+    optimizer: object = None
+    scheduler: object = None
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands: optimizer steps taken and samples consumed."""
+
+    iteration: int = 0
+    consumed_samples: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SaveOptions:
+    """How to save: the optimizer-state format, and which older checkpoints to keep."""
+
+    optimizer_format: str = "fully_reshardable"
+    keep_last_n: int | None = None  # None: keep every checkpoint
+    keep_every_m: int | None = None  # also keep iterations divisible by M
 
 
 def iteration_dir(root: str | Path, iteration: int | str) -> Path:
@@ -126,13 +177,10 @@ def _barrier() -> None:
 
 def save_checkpoint(
     root: str | Path,
-    iteration: int,
-    model,
-    optimizer,
-    scheduler,
-    consumed_samples: int,
+    trainable: Trainable,
+    progress: Progress,
     run_config,
-    optimizer_format: str,
+    options: SaveOptions = SaveOptions(),
     async_queue=None,
 ) -> Path:
     """Save everything needed to resume exactly; returns the directory the checkpoint lands in.
@@ -140,31 +188,20 @@ def save_checkpoint(
     With `async_queue` (megatron-core's AsyncCallsQueue) the tensors are written by a process
     forked from this one - a snapshot of this step's state, while training goes on - and the
     directory is renamed and the "latest" marker moved only when the queue finalizes the save
-    (`async_queue.maybe_finalize_async_calls`, on every rank)."""
+    (`async_queue.maybe_finalize_async_calls`, on every rank). Raises `CheckpointSaveError` on
+    every rank when any rank fails (e.g. "no space left on <path>")."""
     root = Path(root)
-    final = iteration_dir(root, iteration)
+    final = iteration_dir(root, progress.iteration)
     partial = root / f".{final.name}.partial"
-    if parallel.is_rank0():
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(partial, ignore_errors=True)  # left by a crash
-        partial.mkdir()
-    _barrier()
-    state = model_sharded_state_dict(model)
-    metadata = {
-        "distrib_optim_sharding_type": optimizer_format,
-        # Tensor keys independent of how the optimizer is split into dense/expert parts.
-        "chained_optim_avoid_prefix": True,
-        "num_optimizers": len(_inner_optimizers(optimizer)),
-    }
-    state["optimizer"] = optimizer.sharded_state_dict(_flatten_model(state), metadata=metadata)
-    state["opt_param_scheduler"] = scheduler.state_dict()
-    state["iteration"] = iteration
-    state["consumed_samples"] = consumed_samples
-    state["rng_state"] = _rng_state()
-    publish = functools.partial(_publish, partial, final, iteration, run_config)
+    explained = functools.partial(_explain_failures, root, partial, progress.iteration)
+    explained(_on_all_ranks, _make_partial_dir, root, partial, rank0_only=True)
+    state, metadata = _state_to_save(trainable, progress, options)
+    publish = functools.partial(_publish, partial, final, progress.iteration, run_config, options)
     if async_queue is None:
-        dist_checkpointing.save(state, str(partial), content_metadata=metadata)
-        publish()
+        with _without_async_notice():
+            save = functools.partial(dist_checkpointing.save, content_metadata=metadata)
+            explained(_on_all_ranks, save, state, str(partial))
+        explained(publish)
     else:
         request = dist_checkpointing.save(
             state,
@@ -173,36 +210,313 @@ def save_checkpoint(
             async_sharded_save=True,
             async_strategy="mcore",
         )
-        request.add_finalize_fn(publish)
+        request.add_finalize_fn(functools.partial(explained, publish))
         async_queue.schedule_async_request(request)
     return final
 
 
-def _publish(partial: Path, final: Path, iteration: int, run_config) -> None:
-    """Once every rank has written its part: configs, rename into place, move the marker."""
+def _make_partial_dir(root: Path, partial: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(partial, ignore_errors=True)  # left by a crash
+    partial.mkdir()
+
+
+def _state_to_save(trainable: Trainable, progress: Progress, options: SaveOptions):
+    state = model_sharded_state_dict(trainable.model)
+    metadata = {
+        "distrib_optim_sharding_type": options.optimizer_format,
+        # Tensor keys independent of how the optimizer is split into dense/expert parts.
+        "chained_optim_avoid_prefix": True,
+        "num_optimizers": len(_inner_optimizers(trainable.optimizer)),
+    }
+    state["optimizer"] = trainable.optimizer.sharded_state_dict(
+        _flatten_model(state), metadata=metadata
+    )
+    state["opt_param_scheduler"] = trainable.scheduler.state_dict()
+    state["iteration"] = progress.iteration
+    state["consumed_samples"] = progress.consumed_samples
+    state["rng_state"] = _rng_state()
+    return state, metadata
+
+
+def _publish(partial: Path, final: Path, iteration: int, run_config, options: SaveOptions) -> None:
+    """Once every rank has written its part: configs, checksums, rename into place, move the
+    marker, and only then delete what retention no longer keeps."""
     _barrier()
-    if parallel.is_rank0():
-        (partial / MODEL_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config.model)))
-        (partial / RUN_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config)))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-        write_latest(final.parent, iteration)
-    _barrier()
+    _on_all_ranks(_write_configs, partial, run_config, rank0_only=True)
+    names = _listed_files(partial)
+    checksums = dict(zip(names, _share_out(_hash_file, [partial / name for name in names])))
+    _on_all_ranks(_move_into_place, partial, final, iteration, checksums, rank0_only=True)
+    _on_all_ranks(
+        apply_retention,
+        final.parent,
+        iteration,
+        options.keep_last_n,
+        options.keep_every_m,
+        rank0_only=True,
+    )
+
+
+def _write_configs(partial: Path, run_config) -> None:
+    (partial / MODEL_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config.model)))
+    (partial / RUN_CONFIG).write_text(yaml.safe_dump(dataclasses.asdict(run_config)))
+
+
+def _move_into_place(partial: Path, final: Path, iteration: int, checksums: dict) -> None:
+    (partial / CHECKSUMS).write_text(json.dumps({"sha256": checksums}, indent=1, sort_keys=True))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    write_latest(final.parent, iteration)
+
+
+# --- failures during a save ---------------------------------------------------------------------
+
+
+class _RankFailures(Exception):
+    """Some ranks failed a step of the save: {rank: "Type: message"}, and this rank's error."""
+
+    def __init__(self, failures: dict[int, str], error: BaseException | None):
+        super().__init__(failures)
+        self.failures, self.error = failures, error
+
+
+def _on_all_ranks(fn, *args, rank0_only: bool = False):
+    """Run `fn` (on every rank, or on rank 0 only) and make every rank agree on the outcome: if
+    any rank failed, every rank raises `_RankFailures` (no rank waits at a later barrier for a
+    rank that is gone)."""
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+
+    error = None
+    if not rank0_only or parallel.is_rank0():
+        try:
+            fn(*args)
+        except (Exception, CheckpointException) as caught:  # noqa: BLE001 - every rank must learn of any rank's failure
+            error = caught
+    texts = _all_gather(None if error is None else f"{type(error).__name__}: {error}")
+    failures = {rank: text for rank, text in enumerate(texts) if text}
+    if failures:
+        raise _RankFailures(failures, error)
+
+
+def _explain_failures(root: Path, partial: Path, iteration: int, step, *args, **kwargs) -> None:
+    """Run one step of a save; turn a failure into `CheckpointSaveError` (on every rank), say
+    "no space left on <root>" when the disk is full, and remove the partial directory."""
+    try:
+        step(*args, **kwargs)
+    except _RankFailures as failure:
+        full = any(_all_gather(_no_space(root, failure.error)))
+        _barrier()
+        if parallel.is_rank0():
+            shutil.rmtree(partial, ignore_errors=True)
+        _barrier()
+        latest = read_latest(root) if root.is_dir() else None
+        kept = f"iteration {latest} stays the latest checkpoint" if latest else "no checkpoint kept"
+        if full:
+            message = f"no space left on {root} while saving iteration {iteration}; {kept}"
+        else:
+            first = min(failure.failures)
+            message = (
+                f"saving iteration {iteration} to {root} failed on rank(s) "
+                f"{sorted(failure.failures)}; {kept}; rank {first}: {failure.failures[first]}"
+            )
+        raise CheckpointSaveError(message) from failure.error
+
+
+def _no_space(root: Path, error: BaseException | None) -> bool:
+    """Whether `error` (or anything that caused it) is ENOSPC/EDQUOT, or `root`'s filesystem has
+    no room left: torch's zip writer reports a full disk as "unexpected pos 704 vs 598"."""
+    full = {errno.ENOSPC, errno.EDQUOT}
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in full:
+            return True
+        error = error.__cause__ or error.__context__
+    probe = root / f".space_probe_{os.getpid()}"
+    try:
+        with open(probe, "wb") as file:
+            file.write(bytes(2**20))
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as caught:
+        return caught.errno in full
+    finally:
+        probe.unlink(missing_ok=True)
+    return False
+
+
+@contextmanager
+def _without_async_notice():
+    """megatron-core routes synchronous saves through its async writer, which then logs "MCore's
+    async save is deprecated" although nothing is asynchronous: drop that one record."""
+    torch_strategy = logging.getLogger("megatron.core.dist_checkpointing.strategies.torch")
+
+    def not_the_notice(record: logging.LogRecord) -> bool:
+        return "async save is deprecated" not in record.getMessage()
+
+    torch_strategy.addFilter(not_the_notice)
+    try:
+        yield
+    finally:
+        torch_strategy.removeFilter(not_the_notice)
+
+
+def _all_gather(item) -> list:
+    if not torch.distributed.is_initialized():
+        return [item]
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, item)
+    return gathered
+
+
+# --- checksums ----------------------------------------------------------------------------------
+
+
+def _listed_files(directory: Path) -> list[str]:
+    """Every file of a checkpoint directory but the checksum list, relative, sorted."""
+    return sorted(
+        str(path.relative_to(directory))
+        for path in directory.rglob("*")
+        if path.is_file() and path.name != CHECKSUMS
+    )
+
+
+def _hash_file(path: Path) -> dict:
+    with open(path, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"size": path.stat().st_size, "sha256": digest}
+
+
+def _share_out(fn, items: list) -> list:
+    """[fn(item) for item in items] computed in parallel: item i on rank i % world; every rank
+    gets every result."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    results = [None] * len(items)
+    for part in _all_gather({i: fn(items[i]) for i in range(rank, len(items), world)}):
+        for i, result in part.items():
+            results[i] = result
+    return results
+
+
+def _check_file(item: tuple[Path, dict]) -> str | None:
+    """What is wrong with one file against its recorded size and sha256, or None."""
+    path, expected = item
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != expected["size"]:
+        kind = "empty" if size == 0 else "truncated" if size < expected["size"] else "longer"
+        return f"{kind}: {size} bytes, {expected['size']} were saved"
+    if _hash_file(path)["sha256"] != expected["sha256"]:
+        return "contents changed since the save (sha256 differs)"
+    return None
+
+
+def checkpoint_problems(directory: str | Path) -> list[str] | None:
+    """Each damaged file of a checkpoint as "<path>: <what>", [] if intact, None if it records no
+    checksums (saved before they existed, or an imported model). Collective when torch.distributed
+    is initialized: the files are checked in parallel, every rank gets the same answer."""
+    directory = Path(directory)
+    listing = directory / CHECKSUMS
+    if not listing.is_file():
+        return None
+    try:
+        recorded = json.loads(listing.read_text())["sha256"]
+    except (ValueError, KeyError) as error:
+        return [f"{listing}: unreadable checksum list ({error})"]
+    items = [(directory / name, entry) for name, entry in sorted(recorded.items())]
+    checked = _share_out(_check_file, items)
+    return [f"{path}: {what}" for (path, _), what in zip(items, checked) if what]
+
+
+def verify_checkpoint(directory: str | Path) -> None:
+    """Raise `CheckpointCorrupt` naming every damaged file of the checkpoint in `directory`."""
+    problems = checkpoint_problems(directory)
+    if problems:
+        raise CheckpointCorrupt(
+            f"{directory}: {len(problems)} file(s) differ from what was saved: "
+            + "; ".join(problems)
+        )
+
+
+def published_iterations(root: str | Path) -> list[int]:
+    """The iterations of the finished checkpoints under `root`, oldest first."""
+    found = []
+    for path in Path(root).glob("iter_*"):
+        match = re.fullmatch(r"iter_(\d+)", path.name)
+        if match and path.is_dir():
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+def newest_intact_iteration(root: str | Path, below: int | None = None) -> int | None:
+    """The newest iteration under `root` (below `below`, if given) whose files all verify."""
+    for iteration in reversed(published_iterations(root)):
+        if below is not None and iteration >= below:
+            continue
+        if not checkpoint_problems(iteration_dir(root, iteration)):
+            return iteration
+    return None
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+
+def apply_retention(
+    root: str | Path, newest: int, keep_last_n: int | None, keep_every_m: int | None
+) -> list[int]:
+    """Delete the checkpoints under `root` that are neither among the `keep_last_n` newest up to
+    `newest` (the one just published) nor at an iteration divisible by `keep_every_m`; returns
+    the deleted iterations. Checkpoints above `newest` (left by a run that resumed from an older
+    one) are not counted or touched: the run overwrites them when it gets there. Each is renamed
+    to a hidden `.iter_*.deleting` first, so an interrupted deletion never leaves a half-deleted
+    directory that looks like a checkpoint."""
+    root = Path(root)
+    for leftover in root.glob(".iter_*.deleting"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if keep_last_n is None:
+        return []
+    candidates = [i for i in published_iterations(root) if i <= newest]
+    keep = set(candidates[-keep_last_n:]) | {newest}
+    if keep_every_m:
+        keep |= {i for i in candidates if i % keep_every_m == 0}
+    deleted = []
+    for iteration in candidates:
+        if iteration in keep:
+            continue
+        directory = iteration_dir(root, iteration)
+        doomed = root / f".{directory.name}.deleting"
+        os.replace(directory, doomed)
+        shutil.rmtree(doomed)
+        deleted.append(iteration)
+    return deleted
+
+
+# --- load ---------------------------------------------------------------------------------------
 
 
 def load_checkpoint(
-    root: str | Path, model, optimizer, scheduler, load_optimizer: bool = True
+    root: str | Path,
+    model,
+    optimizer,
+    scheduler,
+    load_optimizer: bool = True,
+    iteration: int | str | None = None,
+    verify: bool = True,
 ) -> tuple[int, int]:
-    """Load the latest checkpoint under `root`; returns (iteration, consumed samples).
+    """Load the latest checkpoint under `root` (or `iteration`); returns (iteration, consumed
+    samples). Its files are verified against their checksums first (`CheckpointCorrupt`) unless
+    `verify` is False (the caller has just verified them).
 
     A `release` checkpoint, or `load_optimizer=False`, loads the weights only and starts at
     iteration 0 with the fresh optimizer and schedule."""
-    latest = read_latest(root)
+    latest = read_latest(root) if iteration is None else iteration
     if latest is None:
         raise FileNotFoundError(f"{root}: no {LATEST} (nothing to load)")
     directory = iteration_dir(root, latest)
     if not directory.is_dir():
         raise FileNotFoundError(f"{root}/{LATEST} names {latest}, but {directory} does not exist")
+    if verify:
+        verify_checkpoint(directory)
     state = model_sharded_state_dict(model)
     resume = load_optimizer and latest != RELEASE
     if resume:

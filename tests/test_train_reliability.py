@@ -24,7 +24,7 @@ from tests.test_train import RECIPE, _train, data  # noqa: F401  (module-scoped 
         ("optimizer.lrr=1", "unknown key optimizer.lrr"),
         ("parallel.tp=two", "parallel.tp: expected an integer, got 'two'"),
         ("optimizer.bf16=maybe", "optimizer.bf16: expected true/false"),
-        ("trainer.steps=3", "unknown section(s) ['trainer']"),
+        ("trainer.steps=3", "unknown key trainer; known: checkpoint, data"),
         ("model.preset=llama", "model.preset: unknown model preset 'llama'"),
         ("parallel.ep=3", "num_experts=4 is not divisible by ep=3"),
         ("justtext", "override 'justtext' is not key.sub=value"),
