@@ -140,7 +140,15 @@ class Checkpointer:
         self._finalize(blocking=True)
 
     def _finalize(self, blocking: bool) -> None:
-        if self.async_queue is not None and self.async_queue.maybe_finalize_async_calls(
-            blocking=blocking
-        ):
+        from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+
+        if self.async_queue is None:
+            return
+        try:
+            finished = self.async_queue.maybe_finalize_async_calls(blocking=blocking)
+        except CheckpointException as error:  # the background writing failed (e.g. disk full)
+            raise checkpointing.async_save_failed(self.section.save, self.saved_at, error) from (
+                error
+            )
+        if finished:
             self.log(f"saved checkpoint at iteration {self.saved_at} to {self.section.save}")

@@ -304,22 +304,40 @@ def _explain_failures(root: Path, partial: Path, iteration: int, step, *args, **
     try:
         step(*args, **kwargs)
     except _RankFailures as failure:
-        full = any(_all_gather(_no_space(root, failure.error)))
-        _barrier()
-        if parallel.is_rank0():
-            shutil.rmtree(partial, ignore_errors=True)
-        _barrier()
-        latest = read_latest(root) if root.is_dir() else None
-        kept = f"iteration {latest} stays the latest checkpoint" if latest else "no checkpoint kept"
-        if full:
-            message = f"no space left on {root} while saving iteration {iteration}; {kept}"
-        else:
-            first = min(failure.failures)
-            message = (
-                f"saving iteration {iteration} to {root} failed on rank(s) "
-                f"{sorted(failure.failures)}; {kept}; rank {first}: {failure.failures[first]}"
-            )
-        raise CheckpointSaveError(message) from failure.error
+        raise _save_error(root, partial, iteration, failure.failures, failure.error) from (
+            failure.error
+        )
+
+
+def async_save_failed(root: str | Path, iteration: int, error: BaseException):
+    """The `CheckpointSaveError` for a background save whose writing failed (megatron-core
+    raises that on every rank when it finalizes the save); removes its partial directory."""
+    root = Path(root)
+    partial = root / f".{iteration_dir(root, iteration).name}.partial"
+    failures = {
+        rank: text for rank, text in enumerate(_all_gather(f"{type(error).__name__}: {error}"))
+    }
+    return _save_error(root, partial, iteration, failures, error)
+
+
+def _save_error(root: Path, partial: Path, iteration: int, failures: dict, error) -> Exception:
+    """A collective: every rank gets the same message."""
+    full = any(_all_gather(_no_space(root, error)))
+    _barrier()
+    if parallel.is_rank0():
+        shutil.rmtree(partial, ignore_errors=True)
+    _barrier()
+    latest = read_latest(root) if root.is_dir() else None
+    kept = f"iteration {latest} stays the latest checkpoint" if latest else "no checkpoint kept"
+    if full:
+        return CheckpointSaveError(
+            f"no space left on {root} while saving iteration {iteration}; {kept}"
+        )
+    first = min(failures)
+    return CheckpointSaveError(
+        f"saving iteration {iteration} to {root} failed on rank(s) {sorted(failures)}; {kept}; "
+        f"rank {first}: {failures[first]}"
+    )
 
 
 def _no_space(root: Path, error: BaseException | None) -> bool:

@@ -248,6 +248,11 @@ def _print0(text: str) -> None:
 
 
 def _parse_args(argv):
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (argparse only: nothing heavy is imported to show --help)."""
     parser = argparse.ArgumentParser(
         prog="python -m megatron_agentic.train",
         description="Agentic continual pre-training of Qwen3-MoE on megatron-core. Run one "
@@ -269,7 +274,7 @@ def _parse_args(argv):
         help="overrides of recipe values, YAML-typed, e.g. optimizer.lr=1e-4 parallel.tp=2 "
         "checkpoint.save=/ckpt/run",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 if __name__ == "__main__":
