@@ -183,6 +183,7 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "data.tokenizer_model=/models/Qwen3-30B-A3B-Base checkpoint.save=/ckpt/stage1 "
     "checkpoint.load=/ckpt/base [key.sub=value ...]": GPU,
     "srun": PROSE,
+    "python -m megatron_agentic.train --help": Run("help"),
     "sbatch": PROSE,
     "torchrun --nproc-per-node 8 launch/pretrain_stage2.sh": Covered(
         "tests/test_launch.py::test_torchrun_runs_the_stage_script_itself"
