@@ -78,7 +78,8 @@ class ExpertLoad:
         ]
 
     def _count(self, router, inputs, output) -> None:
-        if router.training and torch.is_grad_enabled():
+        # (multi-token-prediction layers, numbered after the decoder's, are not counted)
+        if router.training and torch.is_grad_enabled() and router.layer_number <= len(self.counts):
             routing_map = output[1]
             self.counts[router.layer_number - 1] += routing_map.sum(dim=0).to(torch.int64)
 
