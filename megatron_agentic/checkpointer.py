@@ -14,16 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from megatron_agentic import checkpointing
-from megatron_agentic.checkpointing import (
-    RELEASE,
-    CheckpointCorrupt,
-    Progress,
-    SaveOptions,
-    Trainable,
-    iteration_dir,
-    read_latest,
-)
+from megatron_agentic import checkpoint_files, checkpointing
+from megatron_agentic.checkpoint_files import RELEASE, CheckpointCorrupt, iteration_dir, read_latest
+from megatron_agentic.checkpointing import Progress, SaveOptions, Trainable
 
 
 class Checkpointer:
@@ -82,12 +75,12 @@ class Checkpointer:
         `fallback_to_intact` is set; else `CheckpointCorrupt` naming the damaged files."""
         latest = read_latest(root)
         if latest is None:
-            raise FileNotFoundError(f"{root}: no {checkpointing.LATEST} (nothing to load)")
+            raise FileNotFoundError(f"{root}: no {checkpoint_files.LATEST} (nothing to load)")
         directory = iteration_dir(root, latest)
         if directory.is_dir():
-            problems = checkpointing.checkpoint_problems(directory)
+            problems = checkpoint_files.checkpoint_problems(directory)
         else:
-            problems = [f"{directory}: missing (named by {checkpointing.LATEST})"]
+            problems = [f"{directory}: missing (named by {checkpoint_files.LATEST})"]
         if not problems:
             return latest
         error = f"{directory}: {len(problems)} file(s) differ from what was saved: " + "; ".join(
@@ -97,7 +90,7 @@ class Checkpointer:
             raise CheckpointCorrupt(
                 error + " (checkpoint.fallback_to_intact=true resumes from the newest intact one)"
             )
-        intact = checkpointing.newest_intact_iteration(root, below=latest)
+        intact = checkpoint_files.newest_intact_iteration(root, below=latest)
         if intact is None:
             raise CheckpointCorrupt(error + f"; no intact older checkpoint under {root}")
         self.log(f"warning: {error}; resuming from iteration {intact}, the newest intact one")

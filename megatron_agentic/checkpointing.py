@@ -14,13 +14,13 @@ that a resume would take for a checkpoint. Model tensors are saved under global 
 TP/PP/EP layout loads them; the distributed optimizer's state is saved `fully_reshardable` by
 default for the same reason.
 
-Integrity: every published checkpoint records the size and sha256 of each of its files (hashed
-in parallel, file i by rank i % world) and a load verifies them first, so a corrupt, truncated or
-empty shard is an error naming the file (`CheckpointCorrupt`) instead of a silently different
-run; `newest_intact_iteration` finds the newest iteration that still verifies. A save that fails
-because the disk is full says "no space left on <path>" (`CheckpointSaveError`) and removes its
-partial directory; the previous checkpoint stays the latest. Retention (`apply_retention`) deletes
-older checkpoints only after a newer one is published.
+Integrity: publishing a save records the size and sha256 of each of its files and a load
+verifies them first, so a corrupt, truncated or empty shard is an error naming the file
+(`CheckpointCorrupt`) instead of a silently different run; retention deletes older checkpoints
+only after the newer one is published (both file-level rules live in `checkpoint_files`). Every
+step of a save agrees across ranks on failure: a save that fails because the disk is full says
+"no space left on <path>" (`CheckpointSaveError`) on every rank and removes its partial
+directory; the previous checkpoint stays the latest.
 
 Loading works around two megatron-core 0.19 bugs with torch's Adam (no apex/TE fused Adam):
 DistributedOptimizer.load_state_dict gives every parameter's Adam state one shared `step` tensor,
@@ -34,12 +34,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
-import hashlib
-import json
 import logging
 import os
 import random
-import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,16 +48,25 @@ from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 from megatron_agentic import parallel
+from megatron_agentic.checkpoint_files import (  # noqa: F401 - the layout is re-exported
+    LATEST,
+    RELEASE,
+    CheckpointCorrupt,
+    all_gather,
+    apply_retention,
+    checkpoint_problems,
+    file_checksums,
+    iteration_dir,
+    newest_intact_iteration,
+    published_iterations,
+    read_latest,
+    verify_checkpoint,
+    write_checksums,
+    write_latest,
+)
 
-LATEST = "latest_checkpointed_iteration.txt"
-RELEASE = "release"
 MODEL_CONFIG = "model_config.yaml"
 RUN_CONFIG = "run_config.yaml"
-CHECKSUMS = "checksums.json"
-
-
-class CheckpointCorrupt(RuntimeError):
-    """A checkpoint file differs from what was saved (changed, truncated, empty or missing)."""
 
 
 class CheckpointSaveError(RuntimeError):
@@ -92,33 +98,6 @@ class SaveOptions:
     optimizer_format: str = "fully_reshardable"
     keep_last_n: int | None = None  # None: keep every checkpoint
     keep_every_m: int | None = None  # also keep iterations divisible by M
-
-
-def iteration_dir(root: str | Path, iteration: int | str) -> Path:
-    """`root/iter_0000042`, or `root/release`."""
-    name = RELEASE if iteration == RELEASE else f"iter_{int(iteration):07d}"
-    return Path(root) / name
-
-
-def read_latest(root: str | Path) -> int | str | None:
-    """The iteration the latest marker names (an int or "release"), or None if there is none."""
-    marker = Path(root) / LATEST
-    if not marker.is_file():
-        return None
-    text = marker.read_text().strip()
-    if text == RELEASE:
-        return RELEASE
-    if not text.isdigit():
-        raise ValueError(f"{marker}: expected an iteration number or 'release', got {text!r}")
-    return int(text)
-
-
-def write_latest(root: str | Path, iteration: int | str) -> None:
-    """Point the marker at a finished checkpoint (temp file + rename: never half-written)."""
-    marker = Path(root) / LATEST
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(f"{iteration}\n")
-    os.replace(tmp, marker)
 
 
 def model_sharded_state_dict(model) -> dict:
@@ -244,8 +223,7 @@ def _publish(partial: Path, final: Path, iteration: int, run_config, options: Sa
     marker, and only then delete what retention no longer keeps."""
     _barrier()
     _on_all_ranks(_write_configs, partial, run_config, rank0_only=True)
-    names = _listed_files(partial)
-    checksums = dict(zip(names, _share_out(_hash_file, [partial / name for name in names])))
+    checksums = file_checksums(partial)
     _on_all_ranks(_move_into_place, partial, final, iteration, checksums, rank0_only=True)
     _on_all_ranks(
         apply_retention,
@@ -263,7 +241,7 @@ def _write_configs(partial: Path, run_config) -> None:
 
 
 def _move_into_place(partial: Path, final: Path, iteration: int, checksums: dict) -> None:
-    (partial / CHECKSUMS).write_text(json.dumps({"sha256": checksums}, indent=1, sort_keys=True))
+    write_checksums(partial, checksums)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     write_latest(final.parent, iteration)
@@ -292,7 +270,7 @@ def _on_all_ranks(fn, *args, rank0_only: bool = False):
             fn(*args)
         except (Exception, CheckpointException) as caught:  # noqa: BLE001 - every rank must learn of any rank's failure
             error = caught
-    texts = _all_gather(None if error is None else f"{type(error).__name__}: {error}")
+    texts = all_gather(None if error is None else f"{type(error).__name__}: {error}")
     failures = {rank: text for rank, text in enumerate(texts) if text}
     if failures:
         raise _RankFailures(failures, error)
@@ -315,14 +293,14 @@ def async_save_failed(root: str | Path, iteration: int, error: BaseException):
     root = Path(root)
     partial = root / f".{iteration_dir(root, iteration).name}.partial"
     failures = {
-        rank: text for rank, text in enumerate(_all_gather(f"{type(error).__name__}: {error}"))
+        rank: text for rank, text in enumerate(all_gather(f"{type(error).__name__}: {error}"))
     }
     return _save_error(root, partial, iteration, failures, error)
 
 
 def _save_error(root: Path, partial: Path, iteration: int, failures: dict, error) -> Exception:
     """A collective: every rank gets the same message."""
-    full = any(_all_gather(_no_space(root, error)))
+    full = any(all_gather(_no_space(root, error)))
     _barrier()
     if parallel.is_rank0():
         shutil.rmtree(partial, ignore_errors=True)
@@ -375,138 +353,6 @@ def _without_async_notice():
         yield
     finally:
         torch_strategy.removeFilter(not_the_notice)
-
-
-def _all_gather(item) -> list:
-    if not torch.distributed.is_initialized():
-        return [item]
-    gathered = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, item)
-    return gathered
-
-
-# --- checksums ----------------------------------------------------------------------------------
-
-
-def _listed_files(directory: Path) -> list[str]:
-    """Every file of a checkpoint directory but the checksum list, relative, sorted."""
-    return sorted(
-        str(path.relative_to(directory))
-        for path in directory.rglob("*")
-        if path.is_file() and path.name != CHECKSUMS
-    )
-
-
-def _hash_file(path: Path) -> dict:
-    with open(path, "rb") as file:
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    return {"size": path.stat().st_size, "sha256": digest}
-
-
-def _share_out(fn, items: list) -> list:
-    """[fn(item) for item in items] computed in parallel: item i on rank i % world; every rank
-    gets every result."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    results = [None] * len(items)
-    for part in _all_gather({i: fn(items[i]) for i in range(rank, len(items), world)}):
-        for i, result in part.items():
-            results[i] = result
-    return results
-
-
-def _check_file(item: tuple[Path, dict]) -> str | None:
-    """What is wrong with one file against its recorded size and sha256, or None."""
-    path, expected = item
-    if not path.is_file():
-        return "missing"
-    size = path.stat().st_size
-    if size != expected["size"]:
-        kind = "empty" if size == 0 else "truncated" if size < expected["size"] else "longer"
-        return f"{kind}: {size} bytes, {expected['size']} were saved"
-    if _hash_file(path)["sha256"] != expected["sha256"]:
-        return "contents changed since the save (sha256 differs)"
-    return None
-
-
-def checkpoint_problems(directory: str | Path) -> list[str] | None:
-    """Each damaged file of a checkpoint as "<path>: <what>", [] if intact, None if it records no
-    checksums (saved before they existed, or an imported model). Collective when torch.distributed
-    is initialized: the files are checked in parallel, every rank gets the same answer."""
-    directory = Path(directory)
-    listing = directory / CHECKSUMS
-    if not listing.is_file():
-        return None
-    try:
-        recorded = json.loads(listing.read_text())["sha256"]
-    except (ValueError, KeyError) as error:
-        return [f"{listing}: unreadable checksum list ({error})"]
-    items = [(directory / name, entry) for name, entry in sorted(recorded.items())]
-    checked = _share_out(_check_file, items)
-    return [f"{path}: {what}" for (path, _), what in zip(items, checked) if what]
-
-
-def verify_checkpoint(directory: str | Path) -> None:
-    """Raise `CheckpointCorrupt` naming every damaged file of the checkpoint in `directory`."""
-    problems = checkpoint_problems(directory)
-    if problems:
-        raise CheckpointCorrupt(
-            f"{directory}: {len(problems)} file(s) differ from what was saved: "
-            + "; ".join(problems)
-        )
-
-
-def published_iterations(root: str | Path) -> list[int]:
-    """The iterations of the finished checkpoints under `root`, oldest first."""
-    found = []
-    for path in Path(root).glob("iter_*"):
-        match = re.fullmatch(r"iter_(\d+)", path.name)
-        if match and path.is_dir():
-            found.append(int(match.group(1)))
-    return sorted(found)
-
-
-def newest_intact_iteration(root: str | Path, below: int | None = None) -> int | None:
-    """The newest iteration under `root` (below `below`, if given) whose files all verify."""
-    for iteration in reversed(published_iterations(root)):
-        if below is not None and iteration >= below:
-            continue
-        if not checkpoint_problems(iteration_dir(root, iteration)):
-            return iteration
-    return None
-
-
-# --- retention ----------------------------------------------------------------------------------
-
-
-def apply_retention(
-    root: str | Path, newest: int, keep_last_n: int | None, keep_every_m: int | None
-) -> list[int]:
-    """Delete the checkpoints under `root` that are neither among the `keep_last_n` newest up to
-    `newest` (the one just published) nor at an iteration divisible by `keep_every_m`; returns
-    the deleted iterations. Checkpoints above `newest` (left by a run that resumed from an older
-    one) are not counted or touched: the run overwrites them when it gets there. Each is renamed
-    to a hidden `.iter_*.deleting` first, so an interrupted deletion never leaves a half-deleted
-    directory that looks like a checkpoint."""
-    root = Path(root)
-    for leftover in root.glob(".iter_*.deleting"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    if keep_last_n is None:
-        return []
-    candidates = [i for i in published_iterations(root) if i <= newest]
-    keep = set(candidates[-keep_last_n:]) | {newest}
-    if keep_every_m:
-        keep |= {i for i in candidates if i % keep_every_m == 0}
-    deleted = []
-    for iteration in candidates:
-        if iteration in keep:
-            continue
-        directory = iteration_dir(root, iteration)
-        doomed = root / f".{directory.name}.deleting"
-        os.replace(directory, doomed)
-        shutil.rmtree(doomed)
-        deleted.append(iteration)
-    return deleted
 
 
 # --- load ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from megatron_agentic.checkpointing import (
+from megatron_agentic.checkpoint_files import (
     checkpoint_problems,
     iteration_dir,
     published_iterations,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from megatron_agentic.checkpointing import LATEST, iteration_dir, read_latest
+from megatron_agentic.checkpoint_files import LATEST, iteration_dir, read_latest
 from tests.distributed import free_port, run_distributed
 from tests.train_fixtures import RECIPE, data_overrides
 from tests.train_fixtures import train_in_process as _train

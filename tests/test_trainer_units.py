@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from megatron_agentic.checkpointing import (
+from megatron_agentic.checkpoint_files import (
     LATEST,
     apply_retention,
     iteration_dir,
