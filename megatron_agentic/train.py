@@ -91,6 +91,7 @@ def train(config) -> list[float]:
             data.micro_batch_size,
             data.seq_length,
         )
+        seconds = time.perf_counter() - start
         progress.iteration += 1
         progress.consumed_samples += data.global_batch_size
         checkpointer.poll()
@@ -103,7 +104,7 @@ def train(config) -> list[float]:
             lm_loss=result.lm_loss,
             grad_norm=result.grad_norm,
             lr=trainable.optimizer.param_groups[0]["lr"],
-            seconds=time.perf_counter() - start,
+            seconds=seconds,
             consumed_samples=progress.consumed_samples,
             moe=moe.collect(progress.iteration, batches.num_micro, with_load=logged),
         )
