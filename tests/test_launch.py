@@ -167,7 +167,8 @@ def _processes(launcher: subprocess.Popen, target: str) -> list[psutil.Process]:
     if target == "launcher":
         return [root]
     if target == "torchrun":
-        return [p for p in root.children() if "torch.distributed.run" in " ".join(p.cmdline())]
+        candidates = [root, *root.children()]  # a launch script may also exec torchrun
+        return [p for p in candidates if "torch.distributed.run" in " ".join(p.cmdline())]
     return [root, *root.children(recursive=True)]
 
 
