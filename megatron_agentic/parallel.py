@@ -12,6 +12,7 @@ import datetime
 import os
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ class ParallelConfig:
     cp: int = 1  # context parallel (long sequences; needs TransformerEngine attention)
     ep: int = 1  # expert parallel
     etp: int = 1  # expert tensor parallel
-    moe_token_dispatcher: str = "alltoall"  # alltoall | allgather | flex (DeepEP/HybridEP)
+    # alltoall | allgather | flex (DeepEP/HybridEP); a recipe's typo is refused when it is loaded.
+    moe_token_dispatcher: Literal["alltoall", "allgather", "flex"] = "alltoall"
     use_distributed_optimizer: bool = True
     distributed_timeout_minutes: float = 30.0
 

@@ -13,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from megatron_agentic.checkpointing import LATEST, iteration_dir, read_latest
+from megatron_agentic.checkpoint_files import LATEST, iteration_dir, read_latest
 from tests.distributed import free_port, run_distributed
-from tests.test_train import RECIPE, _train, data  # noqa: F401  (module-scoped fixture)
+from tests.train_fixtures import RECIPE, data_overrides
+from tests.train_fixtures import train_in_process as _train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return data_overrides(tmp_path_factory.mktemp("train_data"))
 
 
 @pytest.mark.parametrize(
@@ -24,7 +30,7 @@ from tests.test_train import RECIPE, _train, data  # noqa: F401  (module-scoped 
         ("optimizer.lrr=1", "unknown key optimizer.lrr"),
         ("parallel.tp=two", "parallel.tp: expected an integer, got 'two'"),
         ("optimizer.bf16=maybe", "optimizer.bf16: expected true/false"),
-        ("trainer.steps=3", "unknown section(s) ['trainer']"),
+        ("trainer.steps=3", "unknown key trainer; known: checkpoint, data"),
         ("model.preset=llama", "model.preset: unknown model preset 'llama'"),
         ("parallel.ep=3", "num_experts=4 is not divisible by ep=3"),
         ("justtext", "override 'justtext' is not key.sub=value"),
@@ -49,7 +55,7 @@ def test_bad_yaml_is_named(tmp_path, capsys):
     assert f"{recipe}: not valid YAML" in capsys.readouterr().err
 
 
-def test_divergence_stops_with_step_named_and_keeps_last_good_checkpoint(data, tmp_path):  # noqa: F811
+def test_divergence_stops_with_step_named_and_keeps_last_good_checkpoint(data, tmp_path):
     save = tmp_path / "ckpt"
     argv = [
         *data,
@@ -98,7 +104,7 @@ def test_lost_rank_fails_the_job_within_the_timeout(mode):
     assert seconds < 6.0, f"rank 0 waited {seconds:.1f} s with a timeout of 3 s"
 
 
-def _launch(data_args, save: Path, *extra: str) -> subprocess.Popen:  # noqa: F811
+def _launch(data_args, save: Path, *extra: str) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -153,7 +159,7 @@ def _lm_losses(output: str) -> dict[int, float]:
     }
 
 
-def test_kill_9_during_checkpoint_save_then_rerun_equals_uninterrupted(data, tmp_path):  # noqa: F811
+def test_kill_9_during_checkpoint_save_then_rerun_equals_uninterrupted(data, tmp_path):
     straight = _launch(data, tmp_path / "straight", "checkpoint.save_interval=100")
     output = straight.communicate(timeout=300)[0]
     expected = _lm_losses(output)
