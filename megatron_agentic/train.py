@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from megatron_agentic import checkpointing, parallel
+from megatron_agentic import checkpointing, document_masking, parallel
 from megatron_agentic.config import ConfigError, TrainConfig, dump_yaml, load_config
 from megatron_agentic.flops import training_flops_per_token
 
@@ -146,7 +146,9 @@ def train(config: TrainConfig) -> list[float]:
         config.training.seed,
         (sched.train_iters * data.global_batch_size, evals * data.global_batch_size, 0),
         cache_dir,
+        document_masking.dataset_options(data, torch.cuda.is_available()),
     )
+    packed = document_masking.uses_packed_sequences(data, torch.cuda.is_available())
 
     dp_rank = parallel_state.get_data_parallel_rank()
     dp_size = parallel_state.get_data_parallel_world_size()
@@ -192,7 +194,7 @@ def train(config: TrainConfig) -> list[float]:
             )
         start = time.perf_counter()
         batches = _micro_batches(
-            train_ds, consumed, num_micro, data.micro_batch_size, dp_rank, dp_size
+            train_ds, consumed, num_micro, data.micro_batch_size, dp_rank, dp_size, packed
         )
         result = train_step(
             model,
@@ -255,17 +257,22 @@ def train(config: TrainConfig) -> list[float]:
 
 
 def _micro_batches(
-    dataset, consumed: int, num_micro: int, micro_batch_size: int, dp_rank: int, dp_size: int
+    dataset,
+    consumed: int,
+    num_micro: int,
+    micro_batch_size: int,
+    dp_rank: int,
+    dp_size: int,
+    packed: bool = False,
 ):
     """This rank's micro-batches of the global batch starting at sample `consumed` (Megatron-LM's
-    pretraining sampler order: micro-batch m of rank r holds samples m*mbs*dp + r*mbs + [0, mbs))."""
+    pretraining sampler order: micro-batch m of rank r holds samples m*mbs*dp + r*mbs + [0, mbs)).
+    `packed`: document masking through TE's THD path (see megatron_agentic.document_masking)."""
     for micro in range(num_micro):
         first = consumed + (micro * dp_size + dp_rank) * micro_batch_size
         samples = [dataset[first + i] for i in range(micro_batch_size)]
-        yield {
-            key: torch.as_tensor(np.stack([s[key] for s in samples])).cuda(non_blocking=True)
-            for key in ("tokens", "labels", "loss_mask", "position_ids")
-        }
+        batch = document_masking.collate(samples, packed)
+        yield {key: value.cuda(non_blocking=True) for key, value in batch.items()}
 
 
 def _per_chunk(batches, num_chunks: int):
@@ -352,6 +359,7 @@ def _evaluate(model, tc, dataset, iteration, num_micro, data, dp_rank, dp_size, 
                 data.micro_batch_size,
                 dp_rank,
                 dp_size,
+                document_masking.uses_packed_sequences(data, torch.cuda.is_available()),
             )
             outputs = get_forward_backward_func()(
                 forward_step_func=forward_step,
@@ -416,6 +424,10 @@ class _StopSignal:
 
 
 def _check_config(config: TrainConfig, world_size: int) -> None:
+    try:
+        document_masking.check(config.data, config.parallel, torch.cuda.is_available())
+    except document_masking.DocumentMaskingError as error:
+        raise ConfigError(str(error)) from None
     dp = world_size // (config.parallel.tp * config.parallel.pp * config.parallel.cp)
     per_step = config.data.micro_batch_size * dp
     if config.data.global_batch_size % per_step:
