@@ -87,6 +87,22 @@ class Estimate:
     data_parallel: int
 
 
+def layout_of(parallel, training) -> Layout:
+    """The planner's Layout of a training configuration's `parallel` and `training` sections."""
+    granularity = training.recompute_granularity
+    modules = tuple(training.recompute_modules or ("core_attn",))  # megatron-core's default
+    return Layout(
+        tp=parallel.tp,
+        pp=parallel.pp,
+        vpp=parallel.vpp,
+        cp=parallel.cp,
+        ep=parallel.ep,
+        etp=parallel.etp,
+        recompute=granularity or "none",
+        recompute_modules=modules if granularity == "selective" else (),
+    )
+
+
 def params_per_rank(
     m: Qwen3MoEConfig, layout: Layout, first_stage: bool, last_stage: bool
 ) -> tuple[int, int]:
@@ -175,8 +191,13 @@ def activation_items(
         "activation outputs": (per_copy * m.moe_ffn_hidden_size, "moe_act"),
         "fc2 outputs": (per_copy * h, "moe"),
     }
-    if not flash:
+    if not flash:  # megatron-core's local (non-TE) layers, as on CPU
         items["attention probabilities (unfused)"] = (heads * keys_per_query, "core_attn")
+        items["GQA-expanded k, v (unfused)"] = (2 * heads * d, "core_attn")
+        items["SwiGLU halves and silu output (unfused)"] = (
+            per_copy * 2 * m.moe_ffn_hidden_size,
+            "moe",
+        )
     return items
 
 
