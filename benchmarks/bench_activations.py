@@ -4,10 +4,11 @@
 A tiny-but-wide Qwen3-MoE (2 layers, hidden 256, 4 heads of 64, 2 query groups, 8 experts top-2,
 expert FFN 256) runs one forward and backward at 2K-8K tokens, CP=1 or 2 (gloo ranks), with no,
 full or selective recompute. Two figures per run, on rank 0:
-- kept: bytes autograd saves for the backward inside the decoder layers (torch's
-  saved_tensors_hooks; storages counted once, parameters excluded), per layer - against the
-  planner's `activation_elements_per_token` x tokens x 4 bytes (float32 here; unfused attention,
-  which keeps its probabilities, as the planner's flash=False);
+- kept: bytes autograd saves for the backward inside the decoder (torch's saved_tensors_hooks;
+  storages counted once, parameters excluded; the layers and the final norm), per layer - against
+  the planner's `activation_elements_per_token` x tokens x 4 bytes (float32 here; unfused
+  attention, which keeps its probabilities, as the planner's flash=False) plus the final norm's
+  input and output;
 - peak: the rise of the process's peak RSS (Linux VmHWM, reset before the step) over the RSS
   before it - against the planner's activation total for that layout (layers x kept + one layer's
   working set). RSS also holds gradients of the weights and allocator slack, so it is an upper bound.
@@ -122,7 +123,8 @@ def _planner(tokens: int, cp: int, recompute: str) -> tuple[float, float]:
             model_cfg, Layout(cp=cp, recompute="none"), tokens, flash=False
         )
     )
-    return per_layer, per_layer * SHAPE["num_layers"] + working
+    final_norm = 4 * local * 2 * SHAPE["hidden_size"]  # the decoder's final norm: input, output
+    return per_layer + final_norm / SHAPE["num_layers"], per_layer * SHAPE["num_layers"] + working
 
 
 def main(argv=None) -> int:
