@@ -45,8 +45,16 @@ def uses_packed_sequences(data, on_gpu: bool) -> bool:
     return bool(data.reset_attention_mask) and on_gpu
 
 
+DENSE_MASK_MAX_SEQ = 16384  # a dense boolean mask is seq_length^2 bytes per sample (256 MiB here)
+
+
 def check(data, parallel, on_gpu: bool) -> None:
     """Raise DocumentMaskingError naming the keys if the options cannot run on this machine."""
+    if data.reset_attention_mask and not on_gpu and data.seq_length > DENSE_MASK_MAX_SEQ:
+        raise DocumentMaskingError(
+            f"data.reset_attention_mask=true without TransformerEngine builds a dense "
+            f"seq_length^2 mask: data.seq_length={data.seq_length} is above {DENSE_MASK_MAX_SEQ}"
+        )
     if not uses_packed_sequences(data, on_gpu):
         return
     problems = []

@@ -136,3 +136,6 @@ def test_gpu_path_refuses_what_it_cannot_run():
     for key in ("data.reset_position_ids", "data.micro_batch_size", "parallel.cp=2"):
         assert key in str(error.value)
     document_masking.check(data, ParallelConfig(cp=2), on_gpu=False)  # dense mask on CPU: fine
+    long = DataConfig(reset_attention_mask=True, seq_length=131072)
+    with pytest.raises(document_masking.DocumentMaskingError, match="data.seq_length=131072"):
+        document_masking.check(long, ParallelConfig(), on_gpu=False)
