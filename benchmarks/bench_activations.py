@@ -6,9 +6,9 @@ expert FFN 256) runs one forward and backward at 2K-8K tokens, CP=1 or 2 (gloo r
 full or selective recompute. Two figures per run, on rank 0:
 - kept: bytes autograd saves for the backward inside the decoder (torch's saved_tensors_hooks;
   storages counted once, parameters excluded; the layers and the final norm), per layer - against
-  the planner's `activation_elements_per_token` x tokens x 4 bytes (float32 here; unfused
-  attention, which keeps its probabilities, as the planner's flash=False) plus the final norm's
-  input and output;
+  the planner's `activation_elements_per_token` x tokens x 4 bytes (float32 here; at CP=1
+  megatron-core's unfused attention keeps its probabilities: the planner's flash=False; at CP>1
+  cp_attention's SDPA keeps none: flash=True) plus the final norm's input and output;
 - peak: the rise of the process's peak RSS (Linux VmHWM, reset before the step) over the RSS
   before it - against the planner's activation total for that layout (layers x kept + one layer's
   working set). RSS also holds gradients of the weights and allocator slack, so it is an upper bound.
@@ -115,14 +115,12 @@ def _planner(tokens: int, cp: int, recompute: str) -> tuple[float, float]:
     else:
         layout = Layout(cp=cp, recompute=recompute)
     local = tokens // cp
-    per_layer = 4 * local * activation_elements_per_token(model_cfg, layout, tokens, flash=False)
-    working = (
-        4
-        * local
-        * activation_elements_per_token(
-            model_cfg, Layout(cp=cp, recompute="none"), tokens, flash=False
-        )
-    )
+    # CP=1 runs megatron-core's unfused DotProductAttention (keeps [heads, s, s] probabilities);
+    # CP>1 runs megatron_agentic.cp_attention, whose torch SDPA kernel keeps none (flash-like).
+    flash = cp > 1
+    none = Layout(cp=cp, recompute="none")
+    per_layer = 4 * local * activation_elements_per_token(model_cfg, layout, tokens, flash=flash)
+    working = 4 * local * activation_elements_per_token(model_cfg, none, tokens, flash=flash)
     final_norm = 4 * local * 2 * SHAPE["hidden_size"]  # the decoder's final norm: input, output
     return per_layer + final_norm / SHAPE["num_layers"], per_layer * SHAPE["num_layers"] + working
 
