@@ -40,3 +40,26 @@ def test_recipe_layout_is_within_5_percent_of_the_planners_best(recipe, nodes):
         f"{recipe}: {ours.layout} scores {ours.relative_step_time:.2f}, the planner's best "
         f"{best.layout} {best.relative_step_time:.2f}"
     )
+
+
+def test_selective_recompute_sits_between_none_and_full():
+    from megatron_agentic.model import get_preset
+    from megatron_agentic.planner import Layout
+
+    model = get_preset("qwen3_30b_a3b")
+    base = dict(tp=1, cp=8, pp=2, vpp=2, ep=8)
+
+    def figures(**recompute):
+        e = estimate(model, Layout(**base, **recompute), 32768, 1, 64, 32)
+        return e.activations_gb, e.relative_step_time
+
+    none, full = figures(recompute="none"), figures(recompute="full")
+    act = figures(recompute="selective", recompute_modules=("moe_act",))
+    moe = figures(recompute="selective", recompute_modules=("moe",))
+    # memory falls and time rises from none through moe_act and moe to full
+    assert none[0] > act[0] > moe[0] > full[0]
+    assert none[1] < act[1] < moe[1] < full[1]
+    with pytest.raises(ValueError, match="recompute_modules"):
+        Layout(recompute="selective")
+    with pytest.raises(ValueError, match="recompute_modules"):
+        Layout(recompute="selective", recompute_modules=("mlp",))
