@@ -6,9 +6,9 @@ expert FFN 256) runs one forward and backward at 2K-8K tokens, CP=1 or 2 (gloo r
 full or selective recompute. Two figures per run, on rank 0:
 - kept: bytes autograd saves for the backward inside the decoder (torch's saved_tensors_hooks;
   storages counted once, parameters excluded; the layers and the final norm), per layer - against
-  the planner's `activation_elements_per_token` x tokens x 4 bytes (float32 here; at CP=1
-  megatron-core's unfused attention keeps its probabilities: the planner's flash=False; at CP>1
-  cp_attention's SDPA keeps none: flash=True) plus the final norm's input and output;
+  the planner's `activation_elements_per_token(flash=False)` x tokens x 4 bytes (float32 here;
+  megatron-core's local layers: unfused attention and SwiGLU; at CP>1 the attention is
+  cp_attention's SDPA, see `kept` in `_planner`) plus the final norm's input and output;
 - peak: the rise of the process's peak RSS (Linux VmHWM, reset before the step) over the RSS
   before it - against the planner's activation total for that layout (layers x kept + one layer's
   working set). RSS also holds gradients of the weights and allocator slack, so it is an upper bound.
@@ -106,7 +106,7 @@ def _measure(tokens: int, cp: int, recompute: str) -> dict:
 
 def _planner(tokens: int, cp: int, recompute: str) -> tuple[float, float]:
     from megatron_agentic.model import get_preset
-    from megatron_agentic.planner import Layout, activation_elements_per_token
+    from megatron_agentic.planner import Layout, activation_elements_per_token, activation_items
 
     model_cfg = get_preset("tiny", **SHAPE)
     if recompute.startswith("selective"):
@@ -115,12 +115,22 @@ def _planner(tokens: int, cp: int, recompute: str) -> tuple[float, float]:
     else:
         layout = Layout(cp=cp, recompute=recompute)
     local = tokens // cp
-    # CP=1 runs megatron-core's unfused DotProductAttention (keeps [heads, s, s] probabilities);
-    # CP>1 runs megatron_agentic.cp_attention, whose torch SDPA kernel keeps none (flash-like).
-    flash = cp > 1
     none = Layout(cp=cp, recompute="none")
-    per_layer = 4 * local * activation_elements_per_token(model_cfg, layout, tokens, flash=flash)
-    working = 4 * local * activation_elements_per_token(model_cfg, none, tokens, flash=flash)
+
+    def kept(layout) -> float:
+        """Bytes per layer: the planner's local-layer (flash=False) items, where CP>1 runs
+        megatron_agentic.cp_attention instead of megatron-core's unfused attention: its SDPA kernel
+        keeps no probabilities and no GQA-expanded K/V, but keeps its float [s_local, s] mask."""
+        elements = activation_elements_per_token(model_cfg, layout, tokens, flash=False)
+        if cp > 1 and layout.recompute != "full":
+            items = activation_items(model_cfg, tokens, flash=False)
+            if "core_attn" not in layout.recompute_modules:
+                elements -= items["attention probabilities (unfused)"][0]
+                elements -= items["GQA-expanded k, v (unfused)"][0]
+            elements += tokens  # the mask row of each local query, float32
+        return 4 * local * elements
+
+    per_layer, working = kept(layout), kept(none)
     final_norm = 4 * local * 2 * SHAPE["hidden_size"]  # the decoder's final norm: input, output
     return per_layer + final_norm / SHAPE["num_layers"], per_layer * SHAPE["num_layers"] + working
 

@@ -126,6 +126,8 @@ def step_train(work: Path, dry_run: bool) -> None:
         f"checkpoint.save={work / TRAINED}",
         "checkpoint.save_interval=20",
         f"schedule.train_iters={2 if dry_run else 20}",
+        "schedule.warmup_iters=1",
+        "schedule.decay_style=cosine",
         "training.eval_interval=0",
         f"optimizer.bf16={'false' if dry_run else 'true'}",
     ]
