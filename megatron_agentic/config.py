@@ -72,6 +72,10 @@ class DataSection:
     micro_batch_size: int = 1
     global_batch_size: int = 8
     cache_dir: str | None = None  # megatron-core's index caches (default: <save>/data_cache)
+    # Document masking of packed sequences (Megatron-LM's meanings; megatron_agentic.document_masking)
+    reset_attention_mask: bool = False  # attend only within the document (EOD-delimited)
+    reset_position_ids: bool = False  # position ids restart after each EOD
+    eod_mask_loss: bool = False  # no loss where the input token is EOD
 
 
 @dataclass

@@ -103,6 +103,8 @@ class _CudaToCpuMode(TorchFunctionMode):
         if func in _FACTORIES:
             if _is_cuda(kwargs.get("device")):
                 kwargs = {**kwargs, "device": CPU}
+            if kwargs.get("pin_memory"):  # pinning needs a CUDA driver (e.g. rope_utils under CP)
+                kwargs = {**kwargs, "pin_memory": False}
         elif func is torch.Tensor.cuda:
             return args[0]
         elif func is torch.Tensor.to:

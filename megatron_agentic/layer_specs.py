@@ -5,6 +5,10 @@ with one substitution: its torch norm refuses sequence parallelism, which megatr
 for MoE with TP > 1. `RMSNorm` below accepts it and tags its weight `sequence_parallel`, so that
 megatron-core's `finalize_model_grads` all-reduces its gradients across the TP group as it does
 for TE's norms.
+
+With context parallelism (CP > 1) the local spec also swaps megatron-core's `DotProductAttention`
+(which refuses CP) for `megatron_agentic.cp_attention.ContextParallelAttention`; TE's attention
+does CP itself on GPUs.
 """
 
 from __future__ import annotations
@@ -51,11 +55,25 @@ def decoder_block_spec(
     )
     if use_transformer_engine:
         return block
-    return dataclasses.replace(
-        block,
-        layer_specs=[_with_rmsnorm(spec) for spec in block.layer_specs],
-        layer_norm=RMSNorm,
+    layer_specs = [_with_rmsnorm(spec) for spec in block.layer_specs]
+    if config.context_parallel_size > 1:
+        layer_specs = [_with_cp_attention(spec) for spec in layer_specs]
+    return dataclasses.replace(block, layer_specs=layer_specs, layer_norm=RMSNorm)
+
+
+def _with_cp_attention(layer_spec):
+    """The layer with `ContextParallelAttention` as its core attention (local spec, CP > 1)."""
+    from megatron_agentic.cp_attention import ContextParallelAttention
+
+    sub = layer_spec.submodules
+    attention = sub.self_attention
+    attention_sub = dataclasses.replace(
+        attention.submodules, core_attention=ContextParallelAttention
     )
+    sub = dataclasses.replace(
+        sub, self_attention=dataclasses.replace(attention, submodules=attention_sub)
+    )
+    return dataclasses.replace(layer_spec, submodules=sub)
 
 
 def _with_rmsnorm(layer_spec):

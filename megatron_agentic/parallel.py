@@ -27,7 +27,7 @@ class ParallelConfig:
     tp: int = 1  # tensor parallel (with sequence parallel when > 1)
     pp: int = 1  # pipeline parallel
     vpp: int = 1  # virtual pipeline stages per pipeline rank (interleaved schedule when > 1)
-    cp: int = 1  # context parallel (long sequences; needs TransformerEngine attention)
+    cp: int = 1  # context parallel (TE's attention on GPUs; cp_attention.py without TE)
     ep: int = 1  # expert parallel
     etp: int = 1  # expert tensor parallel
     # alltoall | allgather | flex (DeepEP/HybridEP); a recipe's typo is refused when it is loaded.
@@ -108,11 +108,6 @@ def validate_layout(
             seq_length <= model.max_position_embeddings,
             f"seq_length={seq_length} exceeds max_position_embeddings="
             f"{model.max_position_embeddings}",
-        )
-    if cp > 1 and not torch.cuda.is_available():
-        errors.append(
-            f"cp={cp}: context parallelism needs TransformerEngine's attention on a GPU; "
-            "it cannot run on CPU (use cp=1 here)"
         )
     if errors:
         raise LayoutError("impossible parallel layout: " + "; ".join(errors))

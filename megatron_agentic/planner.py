@@ -6,10 +6,15 @@ Memory per GPU (bytes), for the most loaded pipeline stage:
 - bf16 weights (2 B) + fp32 gradient buffers (4 B) per parameter;
 - distributed optimizer: fp32 master weights + two Adam moments (12 B) per parameter, sharded
   over the data-parallel group of each kind (dense: world/(TP*CP*PP); experts: world/(EP*ETP*PP));
-- activations, per layer and micro-batch, for the s/(TP*CP) tokens of a rank (SP splits by TP):
-  full recompute keeps each layer's input (2*s*h B); no recompute keeps ~34*s*h B per layer
-  (Korthikanti et al. without the attention-score term, which flash attention does not store);
-  the first stage holds PP micro-batches in flight (interleaving adds (PP-1)/VPP more);
+- activations, per layer and micro-batch, for the s/(TP*CP) tokens of a rank (SP splits by TP),
+  itemised by `activation_elements` (what autograd keeps for the backward: norm inputs and outputs,
+  Q/K/V and their q/k-norm copies, the attention output, router logits, and per routed copy the
+  expert input, fc1 and activation outputs and fc2 output; flash attention keeps no score matrix).
+  Full recompute keeps each layer's input; selective recompute (megatron-core's recompute_modules:
+  layernorm, core_attn, moe_act, moe) drops its modules' items; the first stage holds PP
+  micro-batches in flight (interleaving adds (PP-1)/VPP more), plus one layer's working set. The
+  itemisation is checked against autograd's saved tensors on CPU by benchmarks/bench_activations.py;
+  its error is in docs/training.md;
 - MoE dispatch: top-k copies of the rank's tokens, for the permuted input and the fc1 output
   (2*moe_ffn per token-expert), plus the working set of one recomputed layer;
 - a fixed allowance for the CUDA context, NCCL buffers and fragmentation.
@@ -23,11 +28,18 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from megatron_agentic.flops import training_flops_per_token
+from megatron_agentic.flops import forward_flops_per_token, training_flops_per_token
 from megatron_agentic.model import Qwen3MoEConfig
 
 GB = 1024**3
 FIXED_OVERHEAD_GB = 6.0  # CUDA context, NCCL, allocator fragmentation (rule of thumb)
+DEFAULT_SAFETY_MARGIN = 0.10  # plan() leaves this fraction of GPU memory unused
+
+# megatron-core's selective-recompute modules that apply to Qwen3-MoE (TransformerConfig
+# recompute_modules), and the share of a layer's forward time each adds back when recomputed
+# (elementwise modules: memory-bound, ~1%; core_attn and moe from their FLOPs, see _recompute_cost).
+RECOMPUTE_MODULES = ("layernorm", "core_attn", "moe_act", "moe")
+SELECTIVE_CHOICES = (("moe_act",), ("layernorm", "moe_act"), ("core_attn",), ("moe",))
 
 
 @dataclass(frozen=True)
@@ -38,12 +50,26 @@ class Layout:
     cp: int = 1
     ep: int = 1
     etp: int = 1
-    recompute: str = "full"  # full | none
+    recompute: str = "full"  # full | none | selective
+    recompute_modules: tuple[str, ...] = ()  # selective: a subset of RECOMPUTE_MODULES
+
+    def __post_init__(self):
+        if self.recompute not in ("full", "none", "selective"):
+            raise ValueError(f"recompute={self.recompute!r}: expected full | none | selective")
+        unknown = set(self.recompute_modules) - set(RECOMPUTE_MODULES)
+        if unknown or (self.recompute == "selective") != bool(self.recompute_modules):
+            raise ValueError(
+                f"recompute_modules={self.recompute_modules}: selective recompute takes a "
+                f"non-empty subset of {RECOMPUTE_MODULES} (and only selective does)"
+            )
 
     def __str__(self) -> str:
+        recompute = self.recompute
+        if self.recompute_modules:
+            recompute += "[" + ",".join(self.recompute_modules) + "]"
         return (
             f"TP={self.tp} PP={self.pp} VPP={self.vpp} CP={self.cp} EP={self.ep} "
-            f"ETP={self.etp} recompute={self.recompute}"
+            f"ETP={self.etp} recompute={recompute}"
         )
 
 
@@ -59,6 +85,22 @@ class Estimate:
     total_gb: float
     relative_step_time: float
     data_parallel: int
+
+
+def layout_of(parallel, training) -> Layout:
+    """The planner's Layout of a training configuration's `parallel` and `training` sections."""
+    granularity = training.recompute_granularity
+    modules = tuple(training.recompute_modules or ("core_attn",))  # megatron-core's default
+    return Layout(
+        tp=parallel.tp,
+        pp=parallel.pp,
+        vpp=parallel.vpp,
+        cp=parallel.cp,
+        ep=parallel.ep,
+        etp=parallel.etp,
+        recompute=granularity or "none",
+        recompute_modules=modules if granularity == "selective" else (),
+    )
 
 
 def params_per_rank(
@@ -103,8 +145,14 @@ def estimate(
     h = m.hidden_size
     layers = m.num_layers // layout.pp
     in_flight = layout.pp + ((layout.pp - 1) // layout.vpp if layout.vpp > 1 else 0)
-    per_layer = 2 * tokens * h if layout.recompute == "full" else 34 * tokens * h
-    working_layer = 34 * tokens * h  # the layer being (re)computed
+    per_layer = 2 * tokens * activation_elements_per_token(m, layout, seq_length // layout.cp)
+    working_layer = (
+        2
+        * tokens
+        * activation_elements_per_token(
+            m, Layout(tp=layout.tp, cp=layout.cp, recompute="none"), seq_length // layout.cp
+        )
+    )  # the layer being (re)computed
     activations = per_layer * layers * min(in_flight, global_batch // micro_batch) + working_layer
     routed = tokens * layout.tp * m.moe_router_topk  # the dispatch undoes SP within TP
     moe = 2 * routed * (h + 2 * m.moe_ffn_hidden_size)
@@ -123,6 +171,68 @@ def estimate(
     )
 
 
+def activation_items(
+    m: Qwen3MoEConfig, keys_per_query: int, flash: bool = True
+) -> dict[str, tuple[float, str | None]]:
+    """Elements autograd keeps per token and layer, without recompute: name -> (elements, the
+    recompute module that drops it, or None). `keys_per_query`: the keys a query attends over
+    (the sequence on one CP rank's gathered K/V); only unfused attention keeps its score matrix."""
+    h, d, heads, groups = m.hidden_size, m.head_dim, m.num_attention_heads, m.num_query_groups
+    per_copy = m.moe_router_topk
+    items = {
+        "norm inputs (residual stream)": (2 * h, None),
+        "norm outputs": (2 * h, "layernorm"),
+        "q, k, v": ((heads + 2 * groups) * d, None),
+        "q/k norm and rotary copies": (2 * (heads + groups) * d if m.qk_layernorm else 0, None),
+        "attention output": (heads * d, None),
+        "router logits and probabilities (fp32)": (4 * m.num_experts, None),
+        "expert inputs (top-k copies)": (per_copy * h, "moe"),
+        "fc1 outputs (gate and up)": (per_copy * 2 * m.moe_ffn_hidden_size, "moe"),
+        "activation outputs": (per_copy * m.moe_ffn_hidden_size, "moe_act"),
+        "fc2 outputs": (per_copy * h, "moe"),
+    }
+    if not flash:  # megatron-core's local (non-TE) layers, as on CPU
+        items["attention probabilities (unfused)"] = (heads * keys_per_query, "core_attn")
+        items["GQA-expanded k, v (unfused)"] = (2 * heads * d, "core_attn")
+        items["SwiGLU halves and silu output (unfused)"] = (
+            per_copy * 2 * m.moe_ffn_hidden_size,
+            "moe",
+        )
+    return items
+
+
+def activation_elements_per_token(
+    m: Qwen3MoEConfig, layout: Layout, keys_per_query: int, flash: bool = True
+) -> float:
+    """Elements one layer keeps per token of a rank under the layout's recompute setting."""
+    if layout.recompute == "full":
+        return m.hidden_size  # the layer's input only
+    dropped = set(layout.recompute_modules)
+    if "moe" in dropped:
+        dropped.add("moe_act")
+    return sum(
+        elements
+        for elements, module in activation_items(m, keys_per_query, flash).values()
+        if module not in dropped
+    )
+
+
+def _recompute_cost(m: Qwen3MoEConfig, layout: Layout, seq_length: int) -> float:
+    """Extra forward work of the recompute setting, as a fraction of a training step."""
+    if layout.recompute == "full":
+        return 1 / 3  # one more forward per step (forward = 1/3 of forward + backward)
+    if layout.recompute == "none":
+        return 0.0
+    per_layer = (forward_flops_per_token(m, seq_length) - 2 * m.hidden_size * m.vocab_size) / (
+        m.num_layers
+    )
+    attention = 2 * seq_length * m.num_attention_heads * m.head_dim
+    experts = m.moe_router_topk * 6 * m.hidden_size * m.moe_ffn_hidden_size
+    share = {"layernorm": 0.01, "moe_act": 0.01, "core_attn": attention / per_layer}
+    share["moe"] = experts / per_layer + 0.05  # + the dispatch all-to-all, repeated
+    return sum(share[module] for module in layout.recompute_modules) / 3
+
+
 def _relative_time(m, layout, seq_length, global_batch, micro_batch, world_size, gpus_per_node):
     flops = training_flops_per_token(m, seq_length) * seq_length * global_batch / world_size
     micro_batches = global_batch // (
@@ -136,8 +246,7 @@ def _relative_time(m, layout, seq_length, global_batch, micro_batch, world_size,
     efficiency *= 1.0 - 0.05 * (layout.cp - 1) / layout.cp  # ring exchange of K/V
     if layout.ep * layout.etp > gpus_per_node:
         efficiency *= 0.8  # all-to-all over the inter-node network
-    if layout.recompute == "full":
-        efficiency *= 3 / 4  # one more forward per step
+    efficiency /= 1.0 + _recompute_cost(m, layout, seq_length)
     return flops / efficiency / 1e15
 
 
@@ -145,10 +254,20 @@ def candidate_layouts(m: Qwen3MoEConfig, world_size: int, seq_length: int) -> li
     """Layouts megatron-core accepts for the model and world size."""
     powers = [1, 2, 4, 8, 16]
     out = []
-    for tp, pp, cp, ep, vpp, recompute in itertools.product(
-        powers, powers, powers, powers, [1, 2], ["full", "none"]
+    recomputes = [("full", ()), ("none", ())] + [("selective", c) for c in SELECTIVE_CHOICES]
+    for tp, pp, cp, ep, vpp, (recompute, modules) in itertools.product(
+        powers, powers, powers, powers, [1, 2], recomputes
     ):
-        layout = Layout(tp=tp, pp=pp, vpp=vpp, cp=cp, ep=ep, etp=1, recompute=recompute)
+        layout = Layout(
+            tp=tp,
+            pp=pp,
+            vpp=vpp,
+            cp=cp,
+            ep=ep,
+            etp=1,
+            recompute=recompute,
+            recompute_modules=modules,
+        )
         if (
             m.num_attention_heads % tp
             or m.num_query_groups % tp
@@ -172,8 +291,10 @@ def plan(
     gpu_memory_gb: float,
     nodes: int,
     gpus_per_node: int = 8,
+    safety_margin: float = DEFAULT_SAFETY_MARGIN,
 ) -> list[Estimate]:
-    """The layouts that fit, fastest (by the relative estimate) first."""
+    """The layouts whose estimate fits in (1 - safety_margin) of the GPU memory, fastest (by the
+    relative estimate) first."""
     world = nodes * gpus_per_node
     fits = []
     for layout in candidate_layouts(m, world, seq_length):
@@ -181,6 +302,6 @@ def plan(
         if global_batch % (micro_batch * dp):
             continue
         result = estimate(m, layout, seq_length, micro_batch, global_batch, world, gpus_per_node)
-        if result.total_gb <= gpu_memory_gb:
+        if result.total_gb <= gpu_memory_gb * (1 - safety_margin):
             fits.append(result)
     return sorted(fits, key=lambda e: (e.relative_step_time, e.total_gb))

@@ -2,7 +2,8 @@
 
 These are the pieces the training loop (`megatron_agentic.train`) composes; the parallel-equivalence
 tests use them directly. A batch is a dict of [micro_batch, seq] tensors: `tokens`, `labels`,
-`loss_mask`, `position_ids` (as megatron-core's GPTDataset yields them).
+`loss_mask`, `position_ids` (as megatron-core's GPTDataset yields them), with document masking
+also `attention_mask` (CPU) or `cu_seqlens` (GPU); see `megatron_agentic.document_masking`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer import TransformerConfig
 
+from megatron_agentic import document_masking
 from megatron_agentic.model import Qwen3MoEConfig, build_model
 
 
@@ -91,7 +93,10 @@ def forward_step(data_iterator, model):
     """megatron-core's forward_step_func: one micro-batch through this stage's chunk."""
     batch = context_parallel_slice(next(data_iterator))
     output = model(
-        batch["tokens"], batch["position_ids"], attention_mask=None, labels=batch["labels"]
+        batch["tokens"],
+        batch["position_ids"],
+        labels=batch["labels"],
+        **document_masking.model_kwargs(batch),  # dense mask (CPU) or THD (GPU), if any
     )
     return output, partial(loss_func, batch["loss_mask"])
 

@@ -35,13 +35,11 @@ def test_sequence_length_checks():
         validate_layout(model, ParallelConfig(), 1, seq_length=2048)
 
 
-def test_context_parallel_refused_on_cpu():
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("CPU-only check")
-    with pytest.raises(LayoutError, match="cp=2: context parallelism needs TransformerEngine"):
-        validate_layout(get_preset("tiny"), ParallelConfig(cp=2), 2, seq_length=64)
+def test_context_parallel_layout_checks():
+    # CP runs on CPU too (megatron_agentic.cp_attention); the sequence must split into 2*CP*TP.
+    assert validate_layout(get_preset("tiny"), ParallelConfig(cp=2), 2, seq_length=64) == 1
+    with pytest.raises(LayoutError, match="seq_length=60 is not divisible by 2\\*cp\\*tp"):
+        validate_layout(get_preset("tiny"), ParallelConfig(cp=2, tp=2), 4, seq_length=60)
 
 
 def test_valid_layout_returns_data_parallel_size():

@@ -111,6 +111,10 @@ LAYOUTS = {
     "pp2": dict(pp=2),
     "pp2_vpp2": dict(pp=2, vpp=2),
     "dp2_distributed_optimizer": dict(use_distributed_optimizer=True),
+    # context parallelism on gloo: megatron_agentic.cp_attention against megatron-core's own
+    # DotProductAttention on one rank
+    "cp2": dict(cp=2),
+    "cp2_ep2": dict(cp=2, ep=2),
 }
 
 
@@ -125,3 +129,15 @@ def test_layout_matches_one_rank(name, reference):
         )
     # The update must have done something, or the step-2 comparison proves nothing.
     assert abs(expected[2] - expected[0]) > 1e-3
+
+
+def test_cp2_tp2_on_four_ranks_matches_one_rank(reference):
+    """CP=2 x TP=2 (sequence parallel inside each CP rank's half of the sequence)."""
+    checkpoint_dir, expected = reference
+    results = run_distributed(
+        _train_two_steps, 4, dict(cp=2, tp=2), checkpoint_dir, False, timeout=600
+    )
+    for rank, figures in enumerate(results):
+        assert figures == pytest.approx(expected, rel=RTOL), (
+            f"cp2_tp2 rank {rank}: {figures}, one rank gave {expected}"
+        )

@@ -29,11 +29,11 @@ def data(tmp_path_factory):
     ]
 
 
-def _train(argv: list[str]) -> list[float]:
+def _train(argv: list[str], recipe: str = RECIPE) -> list[float]:
     from megatron_agentic.config import load_config
     from megatron_agentic.train import train
 
-    config = load_config(RECIPE, argv)
+    config = load_config(recipe, argv)
     try:
         return train(config)
     finally:
@@ -42,10 +42,10 @@ def _train(argv: list[str]) -> list[float]:
         torch.distributed.destroy_process_group()
 
 
-def train_losses(data, tmp: Path, *overrides: str) -> list[float]:
+def train_losses(data, tmp: Path, *overrides: str, recipe: str = RECIPE) -> list[float]:
     """Rank 0's per-step losses of one 2-rank run (every rank computes the same figures)."""
     argv = [*data, f"checkpoint.save={tmp}", "training.eval_interval=0", *overrides]
-    results = run_distributed(_train, 2, argv, timeout=300)
+    results = run_distributed(_train, 2, argv, recipe, timeout=300)
     assert results[0] == pytest.approx(results[1], rel=1e-6)
     return results[0]
 

@@ -4,6 +4,8 @@
     python tools/plan_parallelism.py --preset qwen3_30b_a3b_128k --seq-length 131072 \\
         --micro-batch 1 --global-batch 16 --gpu-memory-gb 80 --nodes 8
     python tools/plan_parallelism.py ... --layout tp=2,cp=4,pp=4,ep=8   # explain one layout
+    python tools/plan_parallelism.py ... --layout tp=1,cp=8,pp=2,vpp=2,ep=8,recompute=selective,modules=moe
+    (plan() keeps layouts within 90% of --gpu-memory-gb: --safety-margin, default 0.10)
 
 The assumptions behind the estimate are in megatron_agentic/planner.py and docs/parallelism.md.
 """
@@ -11,7 +13,7 @@ The assumptions behind the estimate are in megatron_agentic/planner.py and docs/
 import argparse
 
 from megatron_agentic.model import PRESETS, get_preset
-from megatron_agentic.planner import Layout, estimate, plan
+from megatron_agentic.planner import DEFAULT_SAFETY_MARGIN, Layout, estimate, plan
 
 
 def explain(e) -> str:
@@ -34,15 +36,22 @@ def main(argv=None) -> int:
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--safety-margin", type=float, default=DEFAULT_SAFETY_MARGIN)
     parser.add_argument(
-        "--layout", help="explain one layout, e.g. tp=2,pp=4,ep=8,cp=1,recompute=full"
+        "--layout",
+        help="explain one layout, e.g. tp=2,pp=4,ep=8,cp=1,recompute=full or "
+        "tp=1,cp=8,pp=2,vpp=2,ep=8,recompute=selective,modules=layernorm+moe_act",
     )
     args = parser.parse_args(argv)
     model = get_preset(args.preset)
     world = args.nodes * args.gpus_per_node
     if args.layout:
         fields = dict(item.split("=") for item in args.layout.split(","))
-        layout = Layout(**{k: (v if k == "recompute" else int(v)) for k, v in fields.items()})
+        modules = tuple(m for m in fields.pop("modules", "").split("+") if m)
+        layout = Layout(
+            **{k: (v if k == "recompute" else int(v)) for k, v in fields.items()},
+            recompute_modules=modules,
+        )
         result = estimate(
             model,
             layout,
@@ -63,11 +72,12 @@ def main(argv=None) -> int:
         args.gpu_memory_gb,
         args.nodes,
         args.gpus_per_node,
+        args.safety_margin,
     )
     print(
         f"{args.preset}, seq {args.seq_length}, batch {args.global_batch}x{args.micro_batch}, "
         f"{args.nodes} nodes x {args.gpus_per_node} GPUs of {args.gpu_memory_gb:g} GB: "
-        f"{len(results)} layouts fit"
+        f"{len(results)} layouts fit in {1 - args.safety_margin:.0%} of it"
     )
     for result in results[: args.top]:
         print("  " + explain(result))

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
-BATCH_KEYS = ("tokens", "labels", "loss_mask", "position_ids")
+from megatron_agentic import document_masking
 
 
 @dataclass(frozen=True)
@@ -26,6 +23,9 @@ class GlobalBatches:
     dp_rank: int
     dp_size: int
     num_chunks: int = 1  # model chunks (virtual pipeline stages)
+    packed: bool = (
+        False  # document masking through TE's THD path (megatron_agentic.document_masking)
+    )
 
     @property
     def global_batch_size(self) -> int:
@@ -36,10 +36,8 @@ class GlobalBatches:
         for micro in range(self.num_micro):
             first = consumed + (micro * self.dp_size + self.dp_rank) * self.micro_batch_size
             samples = [self.dataset[first + i] for i in range(self.micro_batch_size)]
-            yield {
-                key: torch.as_tensor(np.stack([s[key] for s in samples])).cuda(non_blocking=True)
-                for key in BATCH_KEYS
-            }
+            batch = document_masking.collate(samples, self.packed)
+            yield {key: value.cuda(non_blocking=True) for key, value in batch.items()}
 
     def data_iterator(self, consumed: int):
         """What megatron-core's schedules take: the micro-batch iterator, or one per model chunk

@@ -119,8 +119,10 @@ def build_gpt_datasets(
     seed: int,
     num_samples: tuple[int, int, int],
     cache_dir: str | Path,
+    masking: dict | None = None,
 ):
-    """(train, valid, test) megatron-core datasets; None where a split has no samples."""
+    """(train, valid, test) megatron-core datasets; None where a split has no samples.
+    `masking`: GPTDatasetConfig's document-masking fields (`document_masking.dataset_options`)."""
     import torch
     from megatron.core.datasets.blended_megatron_dataset_builder import (
         BlendedMegatronDatasetBuilder,
@@ -142,10 +144,15 @@ def build_gpt_datasets(
         split=blend.split,
         path_to_cache=str(cache_dir),
         tokenizer=tokenizer,
-        reset_position_ids=False,
-        reset_attention_mask=False,
-        eod_mask_loss=False,
-        create_attention_mask=False,
+        **(
+            masking
+            or dict(
+                reset_position_ids=False,
+                reset_attention_mask=False,
+                eod_mask_loss=False,
+                create_attention_mask=False,
+            )
+        ),
     )
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank = torch.distributed.get_rank() if distributed else 0

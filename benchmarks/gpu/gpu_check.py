@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""The GPU path end to end on one H100/H200, one step per call (benchmarks/gpu/run_all.sh runs them
+in order, each in its own process, and prints PASS/FAIL with its seconds).
+
+WRITTEN BUT NEVER RUN: no GPU has been lent to this project yet. Every step that can run on a CPU
+has (the CPU parts: `--cpu-dry-run`); the GPU parts are as correct as reading megatron-core 0.19.2
+and TransformerEngine's interfaces could make them.
+
+Steps (WORK is a scratch directory):
+  build    tiny and proxy (4-layer, full-width Qwen3-30B-A3B) models with the TE spec: bf16,
+           grouped GEMM, TE attention; one forward+backward of each; asserts the TE modules.
+  import   a random tiny HF Qwen3-MoE (tests/hf_fixtures.py) -> megatron checkpoint (TE keys).
+  train    20 steps of the tiny recipe from that checkpoint, bf16, TE spec; saves.
+  export   hides the GPU: reloads the trained checkpoint with the LOCAL spec on CPU and exports HF.
+  parity   logits of the exported HF model (transformers, fp32, CPU) against the trained checkpoint
+           loaded (a) on CPU with the local spec (fp32) and (b) on the GPU with the TE spec.
+  thd      document masking through TE's packed THD path: packed loss == token-weighted mean of
+           the documents' own losses (bf16 tolerance).
+Throughput/MFU and peak memory against the planner: benchmarks/bench_train.py (run_all.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+TINY_HF = "hf"
+IMPORTED = "imported"
+TRAINED = "trained"
+EXPORTED = "exported"
+
+
+def _single_process_env() -> None:
+    for key, value in (
+        ("RANK", "0"),
+        ("WORLD_SIZE", "1"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29531"),
+    ):
+        os.environ.setdefault(key, value)
+
+
+def _run(command: list[str], env: dict | None = None) -> None:
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, **(env or {})})
+
+
+def step_build(work: Path, dry_run: bool) -> None:
+    from megatron_agentic import parallel
+    from megatron_agentic.layer_specs import transformer_engine_available
+    from megatron_agentic.model import build_model, get_preset, transformer_config
+
+    if not dry_run:
+        assert transformer_engine_available(), "TransformerEngine or the GPU is missing"
+    _single_process_env()
+    par = parallel.ParallelConfig()
+    parallel.initialize(par)
+    for name, model_cfg, seq in (
+        ("tiny", get_preset("tiny"), 256),
+        ("proxy", get_preset("qwen3_30b_a3b", num_layers=4 if not dry_run else 1), 4096),
+    ):
+        if dry_run:
+            model_cfg = dataclasses.replace(model_cfg, num_experts=8, vocab_size=1024)
+            seq = 64
+        config = transformer_config(model_cfg, par, bf16=not dry_run)
+        (model,) = build_model(model_cfg, config, seq)
+        kinds = {type(module).__name__ for module in model.modules()}
+        if not dry_run:
+            assert config.moe_grouped_gemm, "grouped GEMM is off"
+            for kind in (
+                "TEDotProductAttention",
+                "TEGroupedMLP",
+                "TELayerNormColumnParallelLinear",
+            ):
+                assert kind in kinds, f"{name}: no {kind} in the model ({sorted(kinds)})"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        tokens = torch.randint(0, model_cfg.vocab_size, (1, seq), device=device)
+        positions = torch.arange(seq, device=device).unsqueeze(0)
+        loss = model(tokens, positions, None, labels=tokens).float().mean()
+        loss.backward()
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name}: {params / 1e6:.1f}M parameters, loss {loss.item():.3f}, modules ok")
+    parallel.destroy()
+
+
+def step_import(work: Path, dry_run: bool) -> None:
+    from tests.hf_fixtures import make_tiny_hf_model
+
+    make_tiny_hf_model(work / TINY_HF)
+    _run(
+        [sys.executable, "tools/convert_checkpoint.py", "hf-to-megatron"]
+        + ["--hf-model", str(work / TINY_HF), "--output", str(work / IMPORTED)]
+        + ["--dtype", "float32" if dry_run else "bfloat16"]
+    )
+
+
+def step_train(work: Path, dry_run: bool) -> None:
+    import json
+
+    from megatron_agentic.hf_conversion import model_config_from_hf
+    from tests.train_fixtures import make_training_data
+
+    blend, _ = make_training_data(work / "data")
+    model_cfg = model_config_from_hf(json.loads((work / TINY_HF / "config.json").read_text()))
+    overrides = [
+        f"model.{key}={json.dumps(value)}"
+        for key, value in dataclasses.asdict(model_cfg).items()
+        if value is not None and not isinstance(value, dict)
+    ]
+    overrides += [
+        f"data.blend={blend}",
+        f"data.tokenizer_model={work / TINY_HF}",
+        f"data.cache_dir={work / 'data_cache'}",
+        f"checkpoint.load={work / IMPORTED}",
+        "checkpoint.load_optimizer=false",
+        f"checkpoint.save={work / TRAINED}",
+        "checkpoint.save_interval=20",
+        f"schedule.train_iters={2 if dry_run else 20}",
+        "schedule.warmup_iters=1",
+        "schedule.decay_style=cosine",
+        "training.eval_interval=0",
+        f"optimizer.bf16={'false' if dry_run else 'true'}",
+    ]
+    _run(
+        [sys.executable, "-m", "megatron_agentic.train"]
+        + ["--config", "examples/recipes/tiny_stage1.yaml", *overrides]
+    )
+
+
+def step_export(work: Path, dry_run: bool) -> None:
+    _run(
+        [sys.executable, "tools/convert_checkpoint.py", "megatron-to-hf"]
+        + ["--input", str(work / TRAINED), "--output", str(work / EXPORTED), "--dtype", "float32"],
+        env={"CUDA_VISIBLE_DEVICES": ""},  # the local spec on CPU reads the GPU's checkpoint
+    )
+
+
+def _logits_on_this_device(work: Path) -> torch.Tensor:
+    from tests.distributed import run_distributed
+    from tests.test_convert import _megatron_logits
+
+    (logits,) = run_distributed(_megatron_logits, 1, str(work / TRAINED), {})
+    return logits.float().cpu()
+
+
+def step_parity(work: Path, dry_run: bool) -> None:
+    from tests.test_convert import hf_logits
+
+    expected = hf_logits(work / EXPORTED)
+    if not dry_run:  # (b) TE spec, bf16 weights, on the GPU
+        gpu = _logits_on_this_device(work)
+        error = (gpu - expected).abs().max() / expected.abs().max()
+        print(f"TE spec on GPU vs HF: max relative error {error:.2e}")
+        assert error < 3e-2, "TE-spec logits differ from the exported HF model's"
+    # (a) local spec on CPU, in a process that cannot see the GPU
+    _run(
+        [sys.executable, __file__, "parity-cpu", "--work", str(work)],
+        env={"CUDA_VISIBLE_DEVICES": ""},
+    )
+
+
+def step_parity_cpu(work: Path, dry_run: bool) -> None:
+    from tests.test_convert import hf_logits
+
+    expected = hf_logits(work / EXPORTED)
+    cpu = _logits_on_this_device(work)
+    error = (cpu - expected).abs().max() / expected.abs().max()
+    print(f"local spec on CPU vs HF: max relative error {error:.2e}")
+    # the checkpoint holds bf16 weights; HF got the same values exported to fp32
+    assert error < 1e-3, "local-spec logits differ from the exported HF model's"
+
+
+def step_thd(work: Path, dry_run: bool) -> None:
+    from tests.distributed import run_distributed
+
+    (result,) = run_distributed(_thd_losses, 1, str(work / "thd"), dry_run, timeout=600)
+    packed, per_document, documents = result
+    print(f"THD packed loss {packed:.5f} vs per-document {per_document:.5f} ({documents} docs)")
+    assert documents >= 3
+    assert abs(packed - per_document) <= 2e-2 * abs(per_document), "document masking broken"
+
+
+def _thd_losses(root: str, dry_run: bool):
+    from megatron_agentic import document_masking, parallel
+    from megatron_agentic.model import build_model, get_preset, transformer_config
+    from tests.test_document_masking import SEQ, _dataset
+
+    on_gpu = torch.cuda.is_available() and not dry_run
+    par = parallel.ParallelConfig()
+    parallel.initialize(par)
+    model_cfg = get_preset("tiny", vocab_size=512)
+    (model,) = build_model(model_cfg, transformer_config(model_cfg, par, bf16=on_gpu), SEQ)
+    model.eval()
+    options = dict(
+        reset_position_ids=True,
+        reset_attention_mask=True,
+        eod_mask_loss=True,
+        create_attention_mask=not on_gpu,
+    )
+    Path(root).mkdir(parents=True, exist_ok=True)
+    dataset, eod = _dataset(Path(root), options)
+    batch = document_masking.collate([dataset[2]], packed=on_gpu)
+    batch = {key: value.cuda() for key, value in batch.items()}
+    with torch.no_grad():
+        losses = model(
+            batch["tokens"],
+            batch["position_ids"],
+            labels=batch["labels"],
+            **document_masking.model_kwargs(batch),
+        ).float()
+        packed = float((losses * batch["loss_mask"]).sum() / batch["loss_mask"].sum())
+        tokens = batch["tokens"][0]
+        ends = (torch.nonzero(tokens == eod).flatten() + 1).tolist()
+        bounds = [0] + [e for e in ends if e < SEQ] + [SEQ]
+        total = count = 0.0
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            doc = tokens[start:end].unsqueeze(0)
+            alone = model(
+                doc,
+                torch.arange(end - start, device=doc.device).unsqueeze(0),
+                None,
+                labels=batch["labels"][:, start:end],
+            ).float()
+            mask = (doc != eod).float()
+            total += float((alone * mask).sum())
+            count += float(mask.sum())
+    parallel.destroy()
+    return packed, total / count, len(bounds) - 1
+
+
+STEPS = {
+    "build": step_build,
+    "import": step_import,
+    "train": step_train,
+    "export": step_export,
+    "parity": step_parity,
+    "parity-cpu": step_parity_cpu,
+    "thd": step_thd,
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=STEPS)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument(
+        "--cpu-dry-run", action="store_true", help="run the step's CPU-capable parts (no TE)"
+    )
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    STEPS[args.step](args.work, args.cpu_dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
