@@ -127,15 +127,15 @@ def test_thd_boundaries_from_reset_position_ids():
 
 def test_gpu_path_refuses_what_it_cannot_run():
     from megatron_agentic import document_masking
-    from megatron_agentic.config import DataConfig
+    from megatron_agentic.config import DataSection
     from megatron_agentic.parallel import ParallelConfig
 
-    data = DataConfig(reset_attention_mask=True, reset_position_ids=False, micro_batch_size=2)
+    data = DataSection(reset_attention_mask=True, reset_position_ids=False, micro_batch_size=2)
     with pytest.raises(document_masking.DocumentMaskingError) as error:
         document_masking.check(data, ParallelConfig(cp=2), on_gpu=True)
     for key in ("data.reset_position_ids", "data.micro_batch_size", "parallel.cp=2"):
         assert key in str(error.value)
     document_masking.check(data, ParallelConfig(cp=2), on_gpu=False)  # dense mask on CPU: fine
-    long = DataConfig(reset_attention_mask=True, seq_length=131072)
+    long = DataSection(reset_attention_mask=True, seq_length=131072)
     with pytest.raises(document_masking.DocumentMaskingError, match="data.seq_length=131072"):
         document_masking.check(long, ParallelConfig(), on_gpu=False)
