@@ -36,6 +36,7 @@ from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 from megatron_agentic import parallel
+from megatron_agentic.checkpoint_keys import rename_legacy_keys
 
 LATEST = "latest_checkpointed_iteration.txt"
 RELEASE = "release"
@@ -214,6 +215,7 @@ def load_checkpoint(
         )
         if _same_layout(directory):
             state["rng_state"] = _rng_state()
+    rename_legacy_keys(state, directory)  # checkpoints saved before the TE key change
     loaded = dist_checkpointing.load(state, str(directory))
     chunks = [getattr(chunk, "module", chunk) for chunk in model]
     keys = ["model"] if len(chunks) == 1 else [f"model{i}" for i in range(len(chunks))]
