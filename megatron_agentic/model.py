@@ -169,7 +169,7 @@ def transformer_config(
         init_method_std=model.init_method_std,
         num_moe_experts=model.num_experts or None,
         moe_router_topk=model.moe_router_topk,
-        moe_ffn_hidden_size=model.moe_ffn_hidden_size,
+        moe_ffn_hidden_size=model.moe_ffn_hidden_size if model.num_experts else None,
         # softmax over the top-k logits == softmax over all, top-k, renormalised (norm_topk_prob).
         moe_router_pre_softmax=not model.norm_topk_prob,
         moe_router_score_function="softmax",
