@@ -35,7 +35,7 @@ import yaml
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
-from megatron_agentic import parallel
+from megatron_agentic import megatron_lm_compat, parallel
 from megatron_agentic.checkpoint_keys import rename_legacy_keys
 
 LATEST = "latest_checkpointed_iteration.txt"
@@ -87,12 +87,12 @@ def _flatten_model(state: dict) -> dict:
 
 
 def _rng_state() -> ShardedObject:
-    state = {
-        "random": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-        "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
+    state = {  # Megatron-LM's names (megatron_lm_compat)
+        "random_rng_state": random.getstate(),
+        "np_rng_state": np.random.get_state(),
+        "torch_rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        "rng_tracker_states": tensor_parallel.get_cuda_rng_tracker().get_states(),
     }
     pp, tp = (
         parallel_state.get_pipeline_model_parallel_world_size(),
@@ -112,12 +112,13 @@ def _rng_state() -> ShardedObject:
 
 def _set_rng_state(sharded: ShardedObject | list) -> None:
     (state,) = sharded.data if isinstance(sharded, ShardedObject) else sharded
-    random.setstate(state["random"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
+    state = megatron_lm_compat.rng_with_current_names(state)  # also read our older names
+    random.setstate(state["random_rng_state"])
+    np.random.set_state(state["np_rng_state"])
+    torch.set_rng_state(state["torch_rng_state"])
+    if state["cuda_rng_state"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng_state"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["rng_tracker_states"])
 
 
 def _barrier() -> None:
@@ -162,6 +163,7 @@ def save_checkpoint(
     state["iteration"] = iteration
     state["consumed_samples"] = consumed_samples
     state["rng_state"] = _rng_state()
+    state.update(megatron_lm_compat.common_state(run_config.model, iteration, consumed_samples))
     publish = functools.partial(_publish, partial, final, iteration, run_config)
     if async_queue is None:
         dist_checkpointing.save(state, str(partial), content_metadata=metadata)

@@ -30,9 +30,11 @@ TINY = dict(
 MOE_ONLY = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob")
 
 
-def make_tiny_hf_model(directory: Path, seed: int = 0, dense: bool = False, **overrides) -> Path:
+def make_tiny_hf_model(
+    directory: Path, seed: int = 0, dense: bool = False, rope: dict | None = None, **overrides
+) -> Path:
     """Save a random tiny Qwen3-MoE (or, with `dense`, Qwen3) in float32 with a locally trained
-    tokenizer and a generation_config.json with the tokenizer's ids to `directory`."""
+    tokenizer to `directory`. `rope`: rope_parameters other than the theta (default: plain)."""
     from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     settings = {**TINY, **overrides}
@@ -44,7 +46,7 @@ def make_tiny_hf_model(directory: Path, seed: int = 0, dense: bool = False, **ov
     )
     config = config_class(
         **settings,
-        rope_parameters={"rope_theta": rope_theta, "rope_type": "default"},
+        rope_parameters={"rope_theta": rope_theta, **(rope or {"rope_type": "default"})},
         bos_token_id=1,
         eos_token_id=2,
     )

@@ -53,7 +53,7 @@ def hf_logits(directory: Path) -> torch.Tensor:
         return model(TOKENS).logits
 
 
-def _megatron_logits(checkpoint: str, layout: dict) -> torch.Tensor:
+def _megatron_logits(checkpoint: str, layout: dict) -> list:
     import yaml
     from megatron.core import tensor_parallel
 
@@ -74,7 +74,7 @@ def _megatron_logits(checkpoint: str, layout: dict) -> torch.Tensor:
         logits = model(TOKENS, positions, None)
         logits = tensor_parallel.gather_from_tensor_model_parallel_region(logits)
     parallel.destroy()
-    return logits
+    return logits.tolist()  # by value: a shared-memory tensor dies with the rank process
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,7 @@ def test_imported_logits_match_transformers(hf_models, tmp_path, family, layout,
     )
     expected = hf_logits(hf_model)
     for logits in run_distributed(_megatron_logits, ranks, str(tmp_path / "ckpt"), layout):
+        logits = torch.tensor(logits)
         assert logits.shape == expected.shape
         assert (logits - expected).abs().max().item() < 1e-4
 

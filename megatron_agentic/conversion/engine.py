@@ -186,7 +186,7 @@ def import_rank(hf_dir: str, output: str, parallel_cfg, dtype: str) -> list[str]
     from megatron.core import dist_checkpointing, parallel_state
     from megatron.core.dist_checkpointing.mapping import apply_factories
 
-    from megatron_agentic import checkpointing, parallel
+    from megatron_agentic import checkpointing, megatron_lm_compat, parallel
     from megatron_agentic.model import build_model, transformer_config
 
     family, model_cfg = read_hf_config(hf_dir)
@@ -208,6 +208,7 @@ def import_rank(hf_dir: str, output: str, parallel_cfg, dtype: str) -> list[str]
     _detach_views(state)
     progress = Progress("import rank 0", _source_count(state), enabled=rank0)
     fill_from_hf(state, hf, family.TABLE, model_cfg, progress)
+    state.update(megatron_lm_compat.common_state(model_cfg, iteration=0, consumed_samples=0))
     staging = Path(output) / f".{checkpointing.RELEASE}.partial"
     if rank0:
         shutil.rmtree(staging, ignore_errors=True)
@@ -412,7 +413,8 @@ def _export_group(directory, keys, layer, table, model_cfg, dtype) -> dict[str, 
     # One layer at a time covers only part of each stacked tensor: skip the whole-coverage check.
     loaded = dist_checkpointing.load(request, str(directory), validate_access_integrity=False)
     tensors = {}
-    for flat, tensor in loaded.items():
+    for flat in request:  # `loaded` also holds the checkpoint's common state
+        tensor = loaded[flat]
         key, expert = flat.split("|")
         rule = table[key]
         expert = None if expert == "None" else int(expert)
