@@ -47,7 +47,7 @@ import yaml
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
-from megatron_agentic import parallel
+from megatron_agentic import megatron_lm_compat, parallel
 from megatron_agentic.checkpoint_files import (  # noqa: F401 - the layout is re-exported
     LATEST,
     RELEASE,
@@ -64,6 +64,7 @@ from megatron_agentic.checkpoint_files import (  # noqa: F401 - the layout is re
     write_checksums,
     write_latest,
 )
+from megatron_agentic.checkpoint_keys import rename_legacy_keys
 
 MODEL_CONFIG = "model_config.yaml"
 RUN_CONFIG = "run_config.yaml"
@@ -116,12 +117,12 @@ def _flatten_model(state: dict) -> dict:
 
 
 def _rng_state() -> ShardedObject:
-    state = {
-        "random": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-        "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
+    state = {  # Megatron-LM's names (megatron_lm_compat)
+        "random_rng_state": random.getstate(),
+        "np_rng_state": np.random.get_state(),
+        "torch_rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        "rng_tracker_states": tensor_parallel.get_cuda_rng_tracker().get_states(),
     }
     pp, tp = (
         parallel_state.get_pipeline_model_parallel_world_size(),
@@ -141,12 +142,13 @@ def _rng_state() -> ShardedObject:
 
 def _set_rng_state(sharded: ShardedObject | list) -> None:
     (state,) = sharded.data if isinstance(sharded, ShardedObject) else sharded
-    random.setstate(state["random"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
+    state = megatron_lm_compat.rng_with_current_names(state)  # also read our older names
+    random.setstate(state["random_rng_state"])
+    np.random.set_state(state["np_rng_state"])
+    torch.set_rng_state(state["torch_rng_state"])
+    if state["cuda_rng_state"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng_state"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["rng_tracker_states"])
 
 
 def _barrier() -> None:
@@ -174,7 +176,7 @@ def save_checkpoint(
     partial = root / f".{final.name}.partial"
     explained = functools.partial(_explain_failures, root, partial, progress.iteration)
     explained(_on_all_ranks, _make_partial_dir, root, partial, rank0_only=True)
-    state, metadata = _state_to_save(trainable, progress, options)
+    state, metadata = _state_to_save(trainable, progress, run_config, options)
     publish = functools.partial(_publish, partial, final, progress.iteration, run_config, options)
     if async_queue is None:
         with _without_async_notice():
@@ -200,7 +202,7 @@ def _make_partial_dir(root: Path, partial: Path) -> None:
     partial.mkdir()
 
 
-def _state_to_save(trainable: Trainable, progress: Progress, options: SaveOptions):
+def _state_to_save(trainable: Trainable, progress: Progress, run_config, options: SaveOptions):
     state = model_sharded_state_dict(trainable.model)
     metadata = {
         "distrib_optim_sharding_type": options.optimizer_format,
@@ -215,6 +217,11 @@ def _state_to_save(trainable: Trainable, progress: Progress, options: SaveOption
     state["iteration"] = progress.iteration
     state["consumed_samples"] = progress.consumed_samples
     state["rng_state"] = _rng_state()
+    state.update(
+        megatron_lm_compat.common_state(
+            run_config.model, progress.iteration, progress.consumed_samples
+        )
+    )
     return state, metadata
 
 
@@ -392,6 +399,7 @@ def load_checkpoint(
         )
         if _same_layout(directory):
             state["rng_state"] = _rng_state()
+    rename_legacy_keys(state, directory)  # checkpoints saved before the TE key change
     loaded = dist_checkpointing.load(state, str(directory))
     chunks = [getattr(chunk, "module", chunk) for chunk in model]
     keys = ["model"] if len(chunks) == 1 else [f"model{i}" for i in range(len(chunks))]

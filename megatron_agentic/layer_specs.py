@@ -1,10 +1,12 @@
 """Layer specs for the Qwen3-MoE decoder: TransformerEngine's on a GPU, megatron-core's local spec elsewhere.
 
 The local spec is megatron-core's own (`get_gpt_decoder_block_spec(use_transformer_engine=False)`)
-with one substitution: its torch norm refuses sequence parallelism, which megatron-core requires
+with two substitutions: its torch norm refuses sequence parallelism, which megatron-core requires
 for MoE with TP > 1. `RMSNorm` below accepts it and tags its weight `sequence_parallel`, so that
 megatron-core's `finalize_model_grads` all-reduces its gradients across the TP group as it does
-for TE's norms.
+for TE's norms. And its checkpoint keys are TransformerEngine's (`_te_keys_map`): an MoE layer's
+pre-MLP norm is saved as `pre_mlp_layernorm.weight` (TE keeps it as its own module), not folded
+into `mlp.linear_fc1.layer_norm_weight`, so checkpoints move between CPU and GPU runs unchanged.
 
 With context parallelism (CP > 1) the local spec also swaps megatron-core's `DotProductAttention`
 (which refuses CP) for `megatron_agentic.cp_attention.ContextParallelAttention`; TE's attention
@@ -14,11 +16,13 @@ does CP itself on GPUs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 
 import torch
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
 from megatron.core.transformer import TransformerConfig
+from megatron.core.transformer.moe.moe_layer import MoELayer
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
 
 
@@ -87,5 +91,18 @@ def _with_rmsnorm(layer_spec):
         input_layernorm=RMSNorm,
         pre_mlp_layernorm=RMSNorm,
         self_attention=dataclasses.replace(attention, submodules=attention_sub),
+        sharded_state_dict_keys_map=_te_keys_map(sub),
     )
     return dataclasses.replace(layer_spec, submodules=sub)
+
+
+def _te_keys_map(sub) -> dict[str, str]:
+    """The local spec's key map, minus the pre-MLP norm's entry in an MoE layer: TE's MoE layer
+    saves it under its own name (megatron-core gpt_layer_specs.py, TE branch:
+    `pre_mlp_layernorm=backend.layer_norm(...) if num_experts`). A dense layer keeps the entry:
+    TE fuses that norm into linear_fc1, whose key the map produces."""
+    keys_map = dict(sub.sharded_state_dict_keys_map)
+    mlp = sub.mlp
+    if isinstance(mlp, functools.partial) and mlp.func is MoELayer:
+        keys_map.pop("pre_mlp_layernorm.", None)
+    return keys_map

@@ -10,6 +10,10 @@ attention layer and an MoE layer. Qwen3-MoE is a plain decoder (each layer = att
 GPTModel maps one-to-one onto the Hugging Face layers (conversion, pipeline layouts), and it has a
 local spec that runs without TE (CPU tests, clusters without TE). Moving to HybridModel later is a
 change confined to `build_model` and the converter's key map.
+
+`num_experts=0` builds dense Qwen3 instead (every layer attention + a SwiGLU MLP of
+`ffn_hidden_size`): the same GPTModel with megatron-core's plain MLP spec, used by the converter's
+dense Qwen3 family.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ class RopeScaling:
 
 @dataclass
 class Qwen3MoEConfig:
-    """The Qwen3-MoE architecture (decoder-only; every layer has attention and a routed MoE)."""
+    """The Qwen3-MoE architecture (decoder-only; every layer has attention and a routed MoE).
+    With num_experts=0, dense Qwen3 (every layer has attention and a SwiGLU MLP)."""
 
     num_layers: int = 48
     hidden_size: int = 2048
@@ -48,7 +53,7 @@ class Qwen3MoEConfig:
     ffn_hidden_size: int = (
         6144  # dense FFN size (HF intermediate_size); unused when all layers are MoE
     )
-    num_experts: int = 128
+    num_experts: int = 128  # 0: dense Qwen3
     moe_router_topk: int = 8
     moe_ffn_hidden_size: int = 768
     norm_topk_prob: bool = True
@@ -79,8 +84,12 @@ class Qwen3MoEConfig:
         expert = 3 * h * self.moe_ffn_hidden_size
         per_layer_fixed = attention + h * self.num_experts + 2 * h  # + router + two norms
         embeddings = self.vocab_size * h * (2 if self.untie_embeddings_and_output_weights else 1)
-        total = layers * (per_layer_fixed + self.num_experts * expert) + embeddings + h
-        active = layers * (per_layer_fixed + self.moe_router_topk * expert) + embeddings + h
+        if self.num_experts:
+            total_mlp, active_mlp = self.num_experts * expert, self.moe_router_topk * expert
+        else:  # dense: one MLP of ffn_hidden_size, always active
+            total_mlp = active_mlp = 3 * h * self.ffn_hidden_size
+        total = layers * (per_layer_fixed + total_mlp) + embeddings + h
+        active = layers * (per_layer_fixed + active_mlp) + embeddings + h
         return total, active
 
 
@@ -158,9 +167,9 @@ def transformer_config(
         hidden_dropout=0.0,
         attention_dropout=0.0,
         init_method_std=model.init_method_std,
-        num_moe_experts=model.num_experts,
+        num_moe_experts=model.num_experts or None,
         moe_router_topk=model.moe_router_topk,
-        moe_ffn_hidden_size=model.moe_ffn_hidden_size,
+        moe_ffn_hidden_size=model.moe_ffn_hidden_size if model.num_experts else None,
         # softmax over the top-k logits == softmax over all, top-k, renormalised (norm_topk_prob).
         moe_router_pre_softmax=not model.norm_topk_prob,
         moe_router_score_function="softmax",

@@ -57,5 +57,13 @@ constraints="$VENV/torch-constraints.txt"
 echo "[setup] installing megatron-agentic[$EXTRAS] (torch pinned: $(cat "$constraints"))"
 # compat mode: a path entry to the checkout, so new packages and modules need no reinstall
 "${PIP[@]}" install -c "$constraints" --config-settings editable_mode=compat -e ".[$EXTRAS]"
+if [[ ",$EXTRAS," == *",dev,"* ]]; then
+    # transformers 4.x apart from the venv, for tests/test_convert_transformers4.py (exports must
+    # load the same under 4.x, which reads rope_theta/rope_scaling, and 5.x): put on PYTHONPATH
+    # first by that test only. --no-deps: the venv supplies the rest.
+    echo "[setup] installing transformers 4.57 into $VENV/transformers4 (export compatibility test)"
+    "${PIP[@]}" install --no-deps --upgrade --target "$VENV/transformers4" \
+        "transformers==4.57.*" "huggingface_hub>=0.34,<1.0" "tokenizers>=0.22,<0.23"
+fi
 echo "$want" > "$stamp"
 echo "[setup] ready: $VENV ($("$VENV/bin/python" --version), $(cat "$constraints"))"

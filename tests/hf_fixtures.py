@@ -1,5 +1,5 @@
-"""A tiny random Qwen3MoeForCausalLM saved like the hub's checkpoints (sharded safetensors +
-index + tokenizer), built locally with transformers: no download."""
+"""Tiny random Qwen3MoeForCausalLM / Qwen3ForCausalLM models saved like the hub's checkpoints
+(sharded safetensors + index + tokenizer), built locally with transformers: no download."""
 
 from __future__ import annotations
 
@@ -27,17 +27,31 @@ TINY = dict(
 )
 
 
-def make_tiny_hf_model(directory: Path, seed: int = 0, **overrides) -> Path:
-    """Save a random tiny Qwen3-MoE (float32) with a locally trained tokenizer to `directory`."""
-    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+MOE_ONLY = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob")
+
+
+def make_tiny_hf_model(
+    directory: Path, seed: int = 0, dense: bool = False, rope: dict | None = None, **overrides
+) -> Path:
+    """Save a random tiny Qwen3-MoE (or, with `dense`, Qwen3) in float32 with a locally trained
+    tokenizer to `directory`. `rope`: rope_parameters other than the theta (default: plain)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     settings = {**TINY, **overrides}
+    if dense:
+        settings = {k: v for k, v in settings.items() if k not in MOE_ONLY}
     rope_theta = settings.pop("rope_theta")
-    config = Qwen3MoeConfig(
-        **settings, rope_parameters={"rope_theta": rope_theta, "rope_type": "default"}
+    config_class, model_class = (
+        (Qwen3Config, Qwen3ForCausalLM) if dense else (Qwen3MoeConfig, Qwen3MoeForCausalLM)
+    )
+    config = config_class(
+        **settings,
+        rope_parameters={"rope_theta": rope_theta, **(rope or {"rope_type": "default"})},
+        bos_token_id=1,
+        eos_token_id=2,
     )
     torch.manual_seed(seed)
-    model = Qwen3MoeForCausalLM(config)
+    model = model_class(config)
     with torch.no_grad():  # norms at 1.0 would hide a swapped norm; make them distinct
         for name, param in model.named_parameters():
             if name.endswith("norm.weight"):
