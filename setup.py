@@ -39,6 +39,8 @@ setup(
         "datatrove>=0.10",
         "bm25s",
         "pyahocorasick",
+        # Tool-call validation against each tool's JSON schema (data_synthesis/environment).
+        "jsonschema",
         # Megatron-LM-compatible sentence splitting (--split-sentences).
         "nltk",
     ],
