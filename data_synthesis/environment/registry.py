@@ -153,13 +153,16 @@ class ToolRegistry:
     # --- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, tools_cfg=None, where: str = "tools") -> ToolRegistry:
+    def from_config(
+        cls, tools_cfg=None, where: str = "tools", base_dir: str | Path | None = None
+    ) -> ToolRegistry:
         """Built-ins plus custom tools. `tools_cfg`: None (defaults), a list of tool dicts, a
-        mapping with a `tools` key, or a path to such a YAML file."""
+        mapping with a `tools` key, or a path to such a YAML file. Relative paths in a tool's
+        `run` are looked up as given, then under `base_dir` (the YAML file's folder)."""
         if tools_cfg is None:
             tools_cfg = [{"name": n} for n in DEFAULT_TOOL_NAMES]
         if isinstance(tools_cfg, (str, Path)):
-            where = str(tools_cfg)
+            where, base_dir = str(tools_cfg), Path(tools_cfg).resolve().parent
             tools_cfg = yaml.safe_load(Path(tools_cfg).read_text(encoding="utf-8")) or {}
         if isinstance(tools_cfg, dict):
             if "tools" not in tools_cfg:
@@ -167,7 +170,8 @@ class ToolRegistry:
             tools_cfg = tools_cfg["tools"]
         if not isinstance(tools_cfg, list) or not tools_cfg:
             raise ValueError(f"{where}: expected a non-empty list of tools, got {tools_cfg!r}")
-        return cls([_spec(t, f"{where}[{i}]") for i, t in enumerate(tools_cfg)])
+        base = str(base_dir) if base_dir else ""
+        return cls([_spec(t, f"{where}[{i}]", base) for i, t in enumerate(tools_cfg)])
 
     # --- what prompts and the executor read -------------------------------------------------
 
@@ -228,7 +232,7 @@ class ToolRegistry:
         }
 
 
-def _spec(raw, where: str) -> ToolSpec:
+def _spec(raw, where: str, base_dir: str = "") -> ToolSpec:
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
@@ -255,7 +259,8 @@ def _spec(raw, where: str) -> ToolSpec:
         ) from None
     run = raw.get("run") or {}
     kind = _run_kind(run, bool(builtin), f"{where} ({name}).run")
-    return ToolSpec(name, description.strip(), parameters, kind, dict(run))
+    run = dict(run, base_dir=base_dir) if run and base_dir else dict(run)
+    return ToolSpec(name, description.strip(), parameters, kind, run)
 
 
 def _schema_from_arguments(arguments, where: str) -> dict:
