@@ -72,6 +72,9 @@ class EnvironmentConfig:
     python_memory_mb: int = 1024
     tool_timeout_s: float = 30.0  # custom tools
     max_output_chars: int = 6000
+    # documents no tool may return (ids or urls, one per line): the held-out documents of the
+    # evaluation split, hidden from the rollouts that make training data
+    exclude_docs_file: str | None = None
 
     @classmethod
     def from_dict(cls, raw: dict | None, where: str = "environment") -> EnvironmentConfig:
@@ -104,6 +107,10 @@ class Environment:
         self.llm, self.log = llm, log
         self._indexes: dict[tuple[str, ...], CorpusIndex] = {}
         self._pool = ThreadPoolExecutor(max_workers=4)
+        self.hidden: set[str] = set()
+        if self.config.exclude_docs_file:
+            lines = Path(self.config.exclude_docs_file).read_text(encoding="utf-8").splitlines()
+            self.hidden = {line.strip() for line in lines if line.strip()}
 
     # --- entry point --------------------------------------------------------------------------
 
@@ -141,8 +148,18 @@ class Environment:
 
     def search(self, queries: list[str], corpora: list[str] | None = None) -> ToolResult:
         index = self.index(corpora or self.config.corpora)
-        blocks = [self._format_hits(q, index.search(q, self.config.top_k)) for q in queries]
+        blocks = [self._format_hits(q, self._hits(index, q)) for q in queries]
         return ToolResult(self._truncate("\n=======\n".join(blocks)))
+
+    def _hits(self, index: CorpusIndex, query: str) -> list[Hit]:
+        k = self.config.top_k
+        if not self.hidden:
+            return index.search(query, k)
+        hits = index.search(query, k + 4 * k)
+        kept = [h for h in hits if h.doc_id not in self.hidden and h.url not in self.hidden][:k]
+        for rank, hit in enumerate(kept, 1):
+            hit.rank = rank
+        return kept
 
     def _format_hits(self, query: str, hits: list[Hit]) -> str:
         if not hits:
@@ -166,7 +183,9 @@ class Environment:
         index = self.index(self.config.corpora)
         parts, found = [], 0
         for url in arguments["url"]:
-            page = index.page(url)
+            page = None if url in self.hidden else index.page(url)
+            if page is not None and str(page.get("id")) in self.hidden:
+                page = None
             if page is None:
                 parts.append(f"The useful information in {url}: the page could not be found.")
                 continue
@@ -274,3 +293,14 @@ def _load_entry_point(spec: ToolSpec):
     if not hasattr(module, function):
         raise AttributeError(f"tool {spec.name}: {target} has no function {function!r}")
     return getattr(module, function)
+
+
+def environment_for(config, llm=None, exclude_docs_file: str | None = None) -> Environment:
+    """The environment of a pipeline config: its `tools` list (built-ins + custom tools) and its
+    `environment:` section (when the config has one)."""
+    registry = ToolRegistry.from_config(getattr(config, "tools", None))
+    raw = getattr(config, "environment", None)
+    env_config = raw if isinstance(raw, EnvironmentConfig) else EnvironmentConfig.from_dict(raw)
+    if exclude_docs_file:
+        env_config.exclude_docs_file = exclude_docs_file
+    return Environment(registry, env_config, llm)
