@@ -46,7 +46,15 @@ def judge_answers(items: list[dict], judge=None, seed: int = 0) -> list[dict]:
     if judge is None or not ask:
         return verdicts
     prompts = [
-        judge_prompt(items[i]["question"], items[i]["gold"], items[i]["prediction"]) for i in ask
+        [
+            {
+                "role": "user",
+                "content": judge_prompt(
+                    items[i]["question"], items[i]["gold"], items[i]["prediction"]
+                ),
+            }
+        ]
+        for i in ask
     ]
     try:
         replies = judge.generate(prompts, seed=seed)

@@ -14,7 +14,7 @@ error observation and counted (`malformed`, `invalid_calls`); after `max_malform
 replies in a row the trajectory fails. The same call repeated `loop_repeats` times in a row is a
 loop.
 
-Policies: `LLMPolicy` (any data_synthesis.llm backend; the conversation is one prompt in our FAS
+Policies: `LLMPolicy` (any data_synthesis.llm backend; the conversation is chat in our FAS
 document format) and the scripted `HeuristicPolicy` (agent/heuristic.py, no LLM).
 """
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from data_synthesis import react
 
-AGENT_PROMPT = """You are a research agent. Answer the question by using the tools, one step per reply.
+SYSTEM_PROMPT = """You are a research agent. Answer the user's question by using the tools, one step per reply.
 
 Tools:
 {tools}
@@ -39,10 +39,22 @@ Each reply is one step: first your reasoning in <think>...</think>, then EITHER 
 OR, when you know the answer, <answer>short final answer</answer>.
 Tool results come back in <tool_response>...</tool_response>. Example step:
 <think>I need the capital of Austria; a search will tell me.</think>
-<tool_call>{{"name": "search", "arguments": {{"query": ["capital of Austria"]}}}}</tool_call>
+<tool_call>{{"name": "search", "arguments": {{"query": ["capital of Austria"]}}}}</tool_call>"""
 
-Question: {question}
-{history}"""
+
+def conversation(system: str, question: str, steps: list[dict], response_chars: int) -> list[dict]:
+    """Chat messages of a rollout so far: each step is an assistant turn, each real tool
+    response a user turn in <tool_response> tags (our FAS document format, turn by turn)."""
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Question: {question}"},
+    ]
+    for step in steps:
+        messages.append({"role": "assistant", "content": react.step_text(step)})
+        if step.get("tool"):
+            response = str(step.get("response", ""))[:response_chars]
+            messages.append({"role": "user", "content": react.tool_response(response)})
+    return messages
 
 
 @dataclass
@@ -101,14 +113,18 @@ class PolicyError(Exception):
 def classify_error(error: BaseException) -> str:
     """A failure reason for an exception raised by a backend call."""
     text = str(error).lower()
-    if isinstance(error, (FutureTimeout, TimeoutError, socket.timeout)) or "timed out" in text:
+    if isinstance(error, (FutureTimeout, TimeoutError, socket.timeout)) or (
+        "timed out" in text or "no answer within" in text
+    ):
         return "timeout"
-    if isinstance(error, (ConnectionError, urllib.error.URLError)) or "connection refused" in text:
-        return "model unreachable"
     if "context" in text and ("length" in text or "maximum" in text or "exceed" in text):
         return "context exceeded"
     if "maximum" in text and "token" in text:
         return "context exceeded"
+    if isinstance(error, (ConnectionError, urllib.error.URLError)) or any(
+        cue in text for cue in ("connection refused", "gave up after", "unreachable", "urlerror")
+    ):
+        return "model unreachable"
     return "backend error"
 
 
@@ -119,29 +135,31 @@ class LLMPolicy:
         self.backend, self.registry, self.config, self.seed = backend, registry, config, seed
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.concurrency))
 
-    def prompt(self, state: AgentState) -> str:
-        history = react.transcript(
-            [
-                dict(s, response=str(s.get("response", ""))[: self.config.response_chars])
-                for s in state.steps
-            ]
-        )
-        return AGENT_PROMPT.format(
-            tools=self.registry.prompt_block(), question=state.question, history=history
-        )
+    def prompt(self, state: AgentState) -> list[dict]:
+        system = SYSTEM_PROMPT.format(tools=self.registry.prompt_block())
+        return conversation(system, state.question, state.steps, self.config.response_chars)
 
     def replies(self, states: list[AgentState], turn: int) -> list[str | PolicyError]:
         """One reply (or PolicyError) per state; a failing request fails only its state."""
         prompts, results = [], [None] * len(states)
         for i, state in enumerate(states):
             prompt = self.prompt(state)
-            if len(prompt) > self.config.max_prompt_chars:
-                results[i] = PolicyError("context exceeded", f"{len(prompt)} characters")
+            size = sum(len(m["content"]) for m in prompt)
+            if size > self.config.max_prompt_chars:
+                results[i] = PolicyError("context exceeded", f"{size} characters")
             prompts.append(prompt)
         pending = [i for i, r in enumerate(results) if r is None]
+        seeds = {i: self.seed + 7919 * turn + i for i in pending}
+        if pending and not hasattr(self.backend, "url"):  # local model: one batched call
+            try:
+                replies = self.backend.generate([prompts[i] for i in pending], seeds[pending[0]])
+                for i, reply in zip(pending, replies):
+                    results[i] = reply
+                return results
+            except Exception:  # noqa: BLE001 - retried item by item below, to isolate the failure
+                pass
         futures = {
-            i: self._pool.submit(self.backend.generate, [prompts[i]], self.seed + 7919 * turn + i)
-            for i in pending
+            i: self._pool.submit(self.backend.generate, [prompts[i]], seeds[i]) for i in pending
         }
         for i, future in futures.items():
             try:

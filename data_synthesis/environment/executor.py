@@ -200,7 +200,7 @@ class Environment:
         if self.llm is None or self.config.visit_summary == "off":
             return f"The content of {url} ({title}):\n{text}"
         prompt = VISIT_SUMMARY_PROMPT.format(goal=goal, url=url, page=text)
-        summary = self.llm.generate([prompt], seed=0)[0].strip()
+        summary = self.llm.generate([[{"role": "user", "content": prompt}]], seed=0)[0].strip()
         return f"The useful information in {url} ({title}) for the goal '{goal}':\n{summary}"
 
     def _builtin_python(self, arguments: dict) -> ToolResult:

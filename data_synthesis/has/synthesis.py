@@ -229,7 +229,13 @@ class LLMHAS:
             if not pending:
                 break
             prompts = [
-                _alternatives_prompt(trajectories[t], k, n, env.registry) for t, k in pending
+                [
+                    {
+                        "role": "user",
+                        "content": _alternatives_prompt(trajectories[t], k, n, env.registry),
+                    }
+                ]
+                for t, k in pending
             ]
             try:
                 replies = ctx.llm.generate(prompts, seed=ctx.seed + 104729 * attempt)
