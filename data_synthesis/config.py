@@ -118,6 +118,9 @@ class PipelineConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     tools: list[dict] = field(default_factory=lambda: [dict(t) for t in DEFAULT_TOOLS])
     engine: EngineConfig = field(default_factory=EngineConfig)
+    environment: dict = field(default_factory=dict)  # EnvironmentConfig (environment/executor.py)
+    agent: dict = field(default_factory=dict)  # AgentConfig (data_synthesis/agent)
+    heldout_share: float = 0.1  # documents (and their questions) kept out for evaluation
 
     @property
     def tool_names(self) -> list[str]:

@@ -35,9 +35,12 @@ def file_identity(path: Path) -> dict:
 
 
 def run_identity(config, files: list[Path], map_tasks: int, extra: dict | None = None) -> dict:
-    """What the outputs of a run depend on."""
+    """What the outputs of a run depend on (not how many tasks run at once, nor the executor)."""
+    settings = dataclasses.asdict(config)
+    for key in ("workers", "executor", "slurm"):
+        settings["engine"].pop(key, None)
     return {
-        "config": dataclasses.asdict(config),
+        "config": settings,
         "inputs": [file_identity(p) for p in files],
         "map_tasks": map_tasks,
         **(extra or {}),

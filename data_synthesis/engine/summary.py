@@ -91,6 +91,28 @@ def _write_split(root: Path) -> tuple[Counter, Counter]:
     return kinds, tokens
 
 
+def _concat(parts: list[Path], target: Path) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(target.with_name(target.name + ".tmp"), "w", encoding="utf-8") as handle:
+        for part in parts:
+            for record in iter_jsonl(part):
+                handle.write(dumps(record) + "\n")
+                count += 1
+    os.replace(target.with_name(target.name + ".tmp"), target)
+    return count
+
+
+def _optional(module: str, function: str, counts: dict):
+    """A statistic a stage module computes from its counters (None when it has none)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), function)(dict(counts))
+    except (ImportError, AttributeError, KeyError, ZeroDivisionError, TypeError):
+        return None
+
+
 def build_summary(plan, kinds: Counter, tokens: Counter) -> dict:
     root = plan.root
     counters = Counters()
@@ -103,6 +125,10 @@ def build_summary(plan, kinds: Counter, tokens: Counter) -> dict:
     for path in sorted((root / "memory" / "entities").glob("p*.jsonl")):
         multi_source += sum(1 for r in iter_jsonl(path) if len(r.get("sources", [])) >= 2)
     counts = counters.counts
+    heldout = _concat(
+        sorted((root / "eval" / "heldout_questions").glob("p*.jsonl")),
+        root / "eval" / "heldout_questions.jsonl",
+    )
     rejects = {stage: dict(sorted(c.items())) for stage, c in sorted(counters.rejects.items())}
     rejects["dedup"] = removal_counts(root)
     return {
@@ -113,6 +139,15 @@ def build_summary(plan, kinds: Counter, tokens: Counter) -> dict:
         "entities": counts.get("memory", {}).get("entities", 0),
         "entities_with_2plus_sources": multi_source,
         "questions": dict(sorted(styles.items())),
+        "heldout_questions": heldout,
+        "heldout_documents": counts.get("input", {}).get("heldout documents", 0),
+        "has_incorrect_share": _optional(
+            "data_synthesis.has.synthesis", "incorrect_share", counts.get("has", {})
+        ),
+        "planning_grounding": _optional(
+            "data_synthesis.environment.grounding", "agreement", counts.get("planning", {})
+        ),
+        "counts": {stage: dict(sorted(c.items())) for stage, c in sorted(counts.items())},
         "documents_by_kind": dict(sorted(kinds.items())),
         "output_tokens_by_kind": dict(sorted(tokens.items())),
         "rejects": rejects,

@@ -9,6 +9,7 @@ identical files. Each task prints progress with an ETA (tqdm on stderr).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -79,6 +80,36 @@ def _progress(stage: str, rank: int, world: int, total: int, unit: str) -> tqdm:
     )
 
 
+def heldout_docs_file(plan: RunPlan) -> Path:
+    return plan.root / "eval" / "heldout_docs.txt"
+
+
+def base_doc_id(doc_id: str) -> str:
+    """The input document of a chunk id ("<id>#c3" -> "<id>")."""
+    return re.sub(r"#c\d+$", "", str(doc_id))
+
+
+def is_heldout_question(plan: RunPlan, question: dict) -> bool:
+    from data_synthesis.eval.heldout import heldout_doc, question_docs
+
+    share = plan.config.heldout_share
+    return share > 0 and any(
+        heldout_doc(base_doc_id(d), share, plan.config.seed) for d in question_docs(question)
+    )
+
+
+def _environment(plan: RunPlan, stage: str, llm):
+    """The tool environment of planning/has tasks: search over this run's input unless the
+    config names other corpora; held-out documents hidden from the has rollouts."""
+    from data_synthesis.environment.executor import environment_for
+
+    raw = dict(plan.config.environment)
+    raw.setdefault("corpora", list(plan.inputs))
+    config = dataclasses.replace(plan.config, environment=raw)
+    exclude = heldout_docs_file(plan) if stage == "has" and plan.config.heldout_share else None
+    return environment_for(config, llm, exclude_docs_file=str(exclude) if exclude else None)
+
+
 def _context(plan: RunPlan, stage: str, rank: int, counters: Counters) -> StageContext:
     from data_synthesis.llm import build_backend
 
@@ -86,17 +117,18 @@ def _context(plan: RunPlan, stage: str, rank: int, counters: Counters) -> StageC
     backend = build_backend(config.backend)
     if backend is not None:
         backend = RequestCache(backend, plan.root / "requests" / stage / f"t{rank:05d}.jsonl")
-    tools = None
-    try:
+    env = _environment(plan, stage, backend) if stage in ("planning", "has") else None
+    if env is not None:
+        tools = env.registry
+    else:
         from data_synthesis.environment.registry import ToolRegistry
 
         tools = ToolRegistry.from_config(config.tools)
-    except (ImportError, AttributeError):
-        pass
     return StageContext(
         config=config,
         llm=backend,
         tools=tools,
+        env=env,
         memory=PartitionedMemory(plan.root, plan.partitions),
         counters=counters,
         seed=config.seed,
@@ -167,7 +199,15 @@ def _split_long(doc: dict, limit: int) -> list[dict]:
     return chunks
 
 
-def _documents(plan: RunPlan, rank: int, world: int, counters: Counters) -> Iterator[dict]:
+def is_heldout_doc(plan: RunPlan, doc_id: str) -> bool:
+    from data_synthesis.eval.heldout import heldout_doc
+
+    return heldout_doc(str(doc_id), plan.config.heldout_share, plan.config.seed)
+
+
+def _documents(
+    plan: RunPlan, rank: int, world: int, counters: Counters, heldout: list
+) -> Iterator[dict]:
     limit = plan.config.engine.max_document_chars
     for byte_range in task_ranges([Path(p) for p in plan.inputs], rank, world):
         for offset, line in read_lines(byte_range):
@@ -175,6 +215,9 @@ def _documents(plan: RunPlan, rank: int, world: int, counters: Counters) -> Iter
             if doc is None:
                 continue
             counters.add("input", "documents")
+            if plan.config.heldout_share and is_heldout_doc(plan, doc["id"]):
+                counters.add("input", "heldout documents")
+                heldout.append(doc["id"])
             counters.add("input", "tokens", len(doc["text"].split()))
             counters.add("input", "bytes", len(line))
             chunks = _split_long(doc, limit)
@@ -223,7 +266,7 @@ def _add_mentions(statements: list[dict]) -> None:
 
 
 def run_extract(plan: RunPlan, rank: int, world: int) -> None:
-    input_counters = Counters()
+    input_counters, heldout = Counters(), []
     ranges = task_ranges([Path(p) for p in plan.inputs], rank, world)
     total = sum(r.end - r.start for r in ranges)
     checkpoint = _run_batches(
@@ -231,7 +274,7 @@ def run_extract(plan: RunPlan, rank: int, world: int) -> None:
         "extract",
         rank,
         world,
-        _documents(plan, rank, world, input_counters),
+        _documents(plan, rank, world, input_counters, heldout),
         total,
         "B",
         lambda doc: doc.pop("_bytes", 0),
@@ -255,6 +298,10 @@ def run_extract(plan: RunPlan, rank: int, world: int) -> None:
             tmp.replace(path)
         else:
             path.unlink(missing_ok=True)
+    held = plan.root / "eval" / "heldout_docs" / f"t{rank:05d}.txt"
+    held.parent.mkdir(parents=True, exist_ok=True)
+    held.with_suffix(".tmp").write_text("".join(f"{d}\n" for d in heldout), encoding="utf-8")
+    held.with_suffix(".tmp").replace(held)
     counters = checkpoint.counters()
     counters.merge(input_counters)
     _finish(plan, "extract", rank, counters, checkpoint)
@@ -270,6 +317,12 @@ def _finish(plan: RunPlan, stage: str, rank: int, counters: Counters, checkpoint
 
 def run_memory(plan: RunPlan, rank: int, world: int) -> None:
     counts = reduce_partition(plan.root, rank, plan.partitions)
+    if rank == 0:
+        parts = sorted((plan.root / "eval" / "heldout_docs").glob("t*.txt"))
+        ids = sorted({line for p in parts for line in p.read_text(encoding="utf-8").split()})
+        target = heldout_docs_file(plan)
+        target.with_suffix(".tmp").write_text("".join(f"{d}\n" for d in ids), encoding="utf-8")
+        target.with_suffix(".tmp").replace(target)
     counters = Counters()
     for key, n in counts.items():
         counters.add("memory", key, n)
@@ -316,5 +369,13 @@ def _trajectories(path: str, rank: int, world: int) -> Iterator[dict]:
 def run_partition_stage(plan: RunPlan, stage: str, rank: int, world: int) -> None:
     items, total = _partition_items(plan, stage, rank, world)
     checkpoint = _run_batches(plan, stage, rank, world, items, total, "item", lambda _: 1)
-    write_jsonl(stage_output(plan, stage, rank), checkpoint.records())
-    _finish(plan, stage, rank, checkpoint.counters(), checkpoint)
+    counters = checkpoint.counters()
+    if stage == "questions":
+        held = plan.root / "eval" / "heldout_questions" / f"p{rank:05d}.jsonl"
+        write_jsonl(held, (q for q in checkpoint.records() if is_heldout_question(plan, q)))
+        records = (q for q in checkpoint.records() if not is_heldout_question(plan, q))
+        counters.add("questions", "heldout", sum(1 for _ in iter_jsonl(held)))
+    else:
+        records = checkpoint.records()
+    write_jsonl(stage_output(plan, stage, rank), records)
+    _finish(plan, stage, rank, counters, checkpoint)
