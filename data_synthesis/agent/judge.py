@@ -1,6 +1,8 @@
 """Judging a final answer against the gold: normalised matching first (data_synthesis.answers:
 number formats, units, dates, case, articles), then - when it does not match and a judge
-backend is given - an LLM judge that sees the question, the gold and the prediction.
+backend is given - the LLM judge of the reasoning stage (prompt `answer_judge_v1`, JSON
+{"equivalent": bool} under constrained decoding where the backend has it), which sees the
+question, the gold and the prediction.
 
 The record keeps both signals: {"match": bool, "llm": bool | None, "correct": bool,
 "judge_error": str | None}; `correct` is match OR llm. A judge reply that cannot be read is
@@ -9,29 +11,10 @@ counted as not correct, with the reason, never raised.
 
 from __future__ import annotations
 
-import re
-
 from data_synthesis.answers import answers_match
-
-JUDGE_PROMPT = """Judge whether a predicted answer to a question is correct.
-Question: {question}
-Gold answer: {gold}
-Predicted answer: {prediction}
-The prediction is correct if it states the gold answer (paraphrases, other units or formats of the
-same value are fine); it is incorrect if it is a different value, only partly right, or a refusal.
-Reply with one word: CORRECT or INCORRECT."""
-
-_VERDICT = re.compile(r"\b(INCORRECT|CORRECT)\b", re.IGNORECASE)
-
-
-def judge_prompt(question: str, gold: str, prediction: str) -> str:
-    return JUDGE_PROMPT.format(question=question, gold=gold, prediction=prediction)
-
-
-def read_verdict(reply: str) -> bool | None:
-    """True/False from a judge reply, None when it says neither."""
-    found = _VERDICT.search(reply or "")
-    return None if not found else found.group(1).upper() == "CORRECT"
+from data_synthesis.fas.reasoning import JUDGE_SCHEMA
+from data_synthesis.llm.json_task import load_prompt, require, run_json_task
+from data_synthesis.stage_api import Counters
 
 
 def judge_answers(items: list[dict], judge=None, seed: int = 0) -> list[dict]:
@@ -45,27 +28,33 @@ def judge_answers(items: list[dict], judge=None, seed: int = 0) -> list[dict]:
     ask = [i for i, v in enumerate(verdicts) if not v["match"] and items[i].get("prediction")]
     if judge is None or not ask:
         return verdicts
+    prompt = load_prompt("answer_judge_v1")
     prompts = [
-        [
-            {
-                "role": "user",
-                "content": judge_prompt(
-                    items[i]["question"], items[i]["gold"], items[i]["prediction"]
-                ),
-            }
-        ]
+        prompt.messages(
+            question=items[i]["question"], gold=items[i]["gold"], answer=items[i]["prediction"]
+        )
         for i in ask
     ]
+    counters = Counters()
     try:
-        replies = judge.generate(prompts, seed=seed)
+        replies = run_json_task(
+            judge,
+            prompts,
+            JUDGE_SCHEMA,
+            lambda obj: require(obj, equivalent=bool),
+            seed=seed,
+            retries=1,
+            counters=counters,
+            stage="judge",
+        )
     except Exception as error:  # noqa: BLE001 - a judge outage leaves the matching verdicts
         for i in ask:
             verdicts[i]["judge_error"] = f"judge call failed: {str(error)[:200]}"
         return verdicts
     for i, reply in zip(ask, replies):
-        verdict = read_verdict(reply)
-        if verdict is None:
-            verdicts[i]["judge_error"] = "judge reply without CORRECT/INCORRECT"
-        verdicts[i]["llm"] = verdict
-        verdicts[i]["correct"] = bool(verdict)
+        if reply is None:
+            verdicts[i]["judge_error"] = "judge reply unusable"
+            continue
+        verdicts[i]["llm"] = reply["equivalent"]
+        verdicts[i]["correct"] = reply["equivalent"]
     return verdicts

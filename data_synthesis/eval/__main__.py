@@ -111,7 +111,7 @@ def run(args) -> int:
     if not args.no_llm_judge:
         judge_url = args.judge_base_url or args.base_url
         if args.judge_model or args.judge_base_url:
-            judge = _backend(args, args.judge_model or args.model, judge_url, 16, 0.0)
+            judge = _backend(args, args.judge_model or args.model, judge_url, 128, 0.0)
         else:
             judge = model  # the served model judges itself by default (as the issue asks)
     config = EnvironmentConfig(cache_dir=args.cache_dir)
