@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from data_synthesis.environment.index import CorpusIndex, Hit, IndexConfig
+from data_synthesis.environment.index import DEFAULT_CACHE, CorpusIndex, Hit, IndexConfig
 from data_synthesis.environment.registry import ToolRegistry, ToolSpec
 from data_synthesis.environment.sandbox import run_python
 
@@ -61,7 +61,7 @@ class EnvironmentConfig:
     corpora: list[str] = field(default_factory=lambda: [BUNDLED_CORPUS])
     scholar_corpora: list[str] = field(default_factory=list)  # google_scholar; empty: corpora
     files_dir: str | None = None  # parse_file reads files under it
-    cache_dir: str = ".cache/environment"
+    cache_dir: str = DEFAULT_CACHE
     passage_words: int = 120
     passage_stride: int = 100
     top_k: int = 10

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ import numpy as np
 from bm25s.tokenization import _infer_stopwords
 
 INDEX_VERSION = "bm25s-passages-v1"
+# Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
+DEFAULT_CACHE = os.environ.get(
+    "MEGATRON_AGENTIC_INDEX_CACHE",
+    os.path.join(os.path.expanduser("~"), ".cache", "megatron-agentic", "environment"),
+)
 _WORD = re.compile(r"\S+")
 _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 
@@ -35,7 +41,7 @@ _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default s
 class IndexConfig:
     """How corpora are cut into passages and where indexes are cached."""
 
-    cache_dir: str = ".cache/environment"
+    cache_dir: str = DEFAULT_CACHE
     passage_words: int = 120
     passage_stride: int = 100
     stem: bool = True
