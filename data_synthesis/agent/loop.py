@@ -89,12 +89,12 @@ class AgentState:
         return self.failure is not None or self.prediction is not None
 
     def record(self) -> dict:
-        tools = [s for s in self.steps if s.get("tool")]
+        tools = [s for s in self.steps if s.get("tool") and s["tool"] != "invalid"]
         return {
             "question": self.question,
             "steps": self.steps,
             "prediction": self.prediction,
-            "turns": len(self.steps),
+            "turns": len(self.steps),  # model replies, malformed ones included
             "tool_calls": len(tools),
             "malformed": self.malformed,
             "invalid_calls": self.invalid_calls,
