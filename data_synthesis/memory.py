@@ -40,7 +40,7 @@ from data_synthesis.answers import (
 from data_synthesis.answers import answer_in_text as value_in_text
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
 
-STAGE = "memory"
+STAGE = "extract"  # the engine's name of the memory map stage
 CHUNK_CHARS = 1500
 MAX_SENTENCE_CHARS = 400
 
@@ -56,7 +56,7 @@ def entity_key(name: str) -> str:
     return " ".join(words)
 
 
-def _alias_key(key: str) -> str:
+def alias_key(key: str) -> str:
     """A key without generic type words, for merging "danube river" into "danube"."""
     words = [w for w in key.split() if w not in GENERIC]
     return " ".join(words) if words else key
@@ -232,7 +232,7 @@ def typed_value(text: str) -> dict:
         and not re.search(r"\d,\d", text)
     ):
         year = re.search(r"\d{3,4}", text).group(0)
-        if date or 1000 <= int(year) <= 2100:
+        if date or 1000 <= int(year) <= 2100 or re.search(r"\b(?:BC|AD)$", text):
             return {"type": "date", "text": text, "number": float(date[0] if date else year),
                     "unit": "year", "entity": None}  # fmt: skip
     words = bare_number.split()
@@ -275,7 +275,7 @@ def _statement(entity, relation, value_text, sentence, span, doc, time, extracto
         return None
     return {
         "entity": entity_key(name or entity),
-        "entity_name": re.sub(r"^(?:the|The)\s+", "", _clean(name or entity)),
+        "entity_name": re.sub(r"^The\s+", "the ", _clean(name or entity)),
         "relation": relation,
         "value": value,
         "time": time if time and value["type"] != "date" else None,
@@ -473,7 +473,7 @@ def build_records(statements: list[dict]) -> list[dict]:
         by_key[statement["entity"]].append(statement)
     alias: dict[str, list[str]] = defaultdict(list)
     for key in by_key:
-        alias[_alias_key(key)].append(key)
+        alias[alias_key(key)].append(key)
     canonical = {}
     for keys in alias.values():
         best = max(keys, key=lambda k: (len(by_key[k]), -len(k), k))
@@ -487,8 +487,8 @@ def build_records(statements: list[dict]) -> list[dict]:
         for statement in group:
             statement["entity"] = key
             target = statement["value"].get("entity")
-            if target and _alias_key(target) in alias:
-                statement["value"]["entity"] = canonical[alias[_alias_key(target)][0]]
+            if target and alias_key(target) in alias:
+                statement["value"]["entity"] = canonical[alias[alias_key(target)][0]]
         names = Counter(s["entity_name"] for s in group)
         types = Counter(s["value"]["text"].split()[-1] for s in group if s["relation"] == "is a")
         links = sorted(
@@ -746,3 +746,5 @@ __all__ = [
     "heuristic_statements",
     "value_index",
 ]
+
+_alias_key = alias_key  # the engine's partitioner name

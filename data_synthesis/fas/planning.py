@@ -88,6 +88,7 @@ def plan_document(question: dict, plan: dict, tools, generator: str, index: int)
         "analysis": plan["analysis"],
         "call": call,
         "judge": plan.get("judge"),
+        "grounding": plan.get("grounding"),
         "source_docs": question["source_docs"],
         "generator": generator,
         "text": text,
@@ -100,6 +101,17 @@ def _keep(question, candidates, ctx, generator) -> list[dict]:
         out.append(plan_document(question, plan, ctx.tools, generator, index))
         ctx.counters.add(STAGE, f"kept {question['style']}")
     return out
+
+
+def ground(plan: dict, question: dict, judge_kept: bool, ctx) -> None:
+    """The grounded check beside the judge (when the run has an environment): execute the
+    call, record whether its results hold a supporting statement, count judge/env agreement."""
+    if ctx.env is None:
+        return
+    from data_synthesis.environment.grounding import ground_plan, grounding_key
+
+    plan["grounding"] = ground_plan(plan["call"], question, ctx.env)
+    ctx.counters.add(STAGE, grounding_key(judge_kept, plan["grounding"]["grounded"]))
 
 
 # --- heuristic baseline -----------------------------------------------------------------------
@@ -188,7 +200,12 @@ class HeuristicPlanning:
                 ctx.counters.reject(STAGE, "no search tool in the tool list")
             kept = []
             for plan in plans:
-                reason = validate(plan, question, ctx.tools) or heuristic_judge(plan, question)
+                reason = validate(plan, question, ctx.tools)
+                if reason:
+                    ctx.counters.reject(STAGE, reason)
+                    continue
+                reason = heuristic_judge(plan, question)
+                ground(plan, question, reason is None, ctx)
                 if reason:
                     ctx.counters.reject(STAGE, reason)
                 else:
@@ -271,6 +288,7 @@ class LLMPlanning:
         for (question, plan), verdict in zip(candidates, verdicts):
             if verdict is None:
                 continue
+            ground(plan, question, verdict["verdict"] == "progress", ctx)
             if verdict["verdict"] != "progress":
                 ctx.counters.reject(STAGE, f"judge: {verdict['verdict']}")
                 continue

@@ -123,6 +123,9 @@ def describe_value(statement: dict, memory) -> str:
         return f"the {relation} of {_subject(statement)}"
     target = memory.get(statement["value"].get("entity") or "") if memory else None
     noun = (target or {}).get("type") or "one"
+    inverse = re.fullmatch(r"(?:is|was) (?:the|a|an) (.+) of", relation)
+    if inverse:  # (Vienna, "is the capital of", Austria) -> "the one whose capital is Vienna"
+        return f"the {noun} whose {inverse.group(1)} is {_subject(statement)}"
     return f"the {noun} that {_subject(statement)} {relation}"
 
 

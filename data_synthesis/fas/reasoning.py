@@ -59,20 +59,25 @@ def _too_long(a1: str, a2: str, ctx) -> bool:
 def heuristic_chain(question: dict, memory) -> tuple[str, str, str]:
     steps = sub_questions(question, memory)
     a1 = "\n".join(f"{i}. {s} - not known without looking it up." for i, s in enumerate(steps, 1))
-    lines = [f"{i}. {s['sentence']}" for i, s in enumerate(question["supporting"], 1)]
+    supporting = question["supporting"]
+    lines = [f"{i}. {s['sentence']}" for i, s in enumerate(supporting, 1)]
     style = question["style"]
+    answer = supporting[-1]["value"]["text"]  # factual, multi-hop, obfuscated: the last look-up
     if style in ("numeric", "temporal"):
-        a, b = (s["value"]["number"] for s in question["supporting"])
-        lines.append(f"|{a:g} - {b:g}| = {abs(a - b):g}")
+        a, b = (s["value"]["number"] for s in supporting)
+        diff = abs(a - b)
+        lines.append(f"|{a:g} - {b:g}| = {diff:g}")
+        unit = "years" if style == "temporal" else supporting[0]["value"].get("unit")
+        answer = f"{diff:,.0f}" if diff == int(diff) else f"{diff:,.2f}"
+        answer += f" {unit}" if unit else ""
     if style == "comparison":
-        values = ", ".join(
-            f"{s['entity_name']}: {s['value']['text']}" for s in question["supporting"]
-        )
-        lines.append(
-            f"Comparing {values}: the {question.get('operation')} is {question['answer']}."
-        )
-    lines.append(f"So the answer is {question['answer']}.")
-    return a1, "\n".join(lines), question["answer"]
+        pick = max if question.get("operation") == "largest" else min
+        best = pick(supporting, key=lambda s: s["value"]["number"])
+        values = ", ".join(f"{s['entity_name']}: {s['value']['text']}" for s in supporting)
+        answer = best["entity_name"]
+        lines.append(f"Comparing {values}: the {question.get('operation')} is {answer}.")
+    lines.append(f"So the answer is {answer}.")
+    return a1, "\n".join(lines), answer
 
 
 class HeuristicReasoning:

@@ -30,8 +30,25 @@ class Backend:
     name = "llm"
     constrained = False  # whether `schema` is enforced while decoding
 
-    def generate(self, prompts: list[Messages], seed: int, schema: dict | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: list[Messages],
+        seed: int,
+        schema: dict | None = None,
+        stop: list[str] | None = None,
+    ) -> list[str]:
+        """One reply per prompt. `schema`: a JSON schema the reply must follow; `stop`: strings
+        that end a reply (not included in it). Request i of a batch is sampled with seed + i."""
         raise NotImplementedError
+
+
+def cut_at_stop(text: str, stop: list[str] | None) -> str:
+    """The text up to the first stop string (stop strings are not part of replies)."""
+    for marker in stop or []:
+        at = text.find(marker)
+        if at >= 0:
+            text = text[:at]
+    return text
 
 
 LLMBackend = Backend  # the old name

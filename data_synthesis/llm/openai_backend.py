@@ -42,7 +42,7 @@ class OpenAICompatibleBackend(Backend):
         self.retries = int(option(config, "request_retries", 4))
         self.backoff = float(option(config, "retry_backoff_s", 1.0))
 
-    def _body(self, messages: Messages, seed: int, schema: dict | None) -> bytes:
+    def _body(self, messages: Messages, seed: int, schema: dict | None, stop=None) -> bytes:
         body = {
             "model": self.config.model,
             "messages": messages,
@@ -51,6 +51,8 @@ class OpenAICompatibleBackend(Backend):
             "seed": seed,
             "chat_template_kwargs": chat_template_kwargs(self.config),
         }
+        if stop:
+            body["stop"] = stop
         if schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -71,9 +73,9 @@ class OpenAICompatibleBackend(Backend):
                 f"{self.url}: unexpected reply (no choices[0].message.content): {str(payload)[:500]}"
             ) from None
 
-    def complete(self, messages: Messages, seed: int, schema: dict | None = None) -> str:
+    def complete(self, messages: Messages, seed: int, schema: dict | None = None, stop=None) -> str:
         """One chat completion, retried with backoff; BackendUnavailable after the last try."""
-        body = self._body(messages, seed, schema)
+        body = self._body(messages, seed, schema, stop)
         started, last = time.monotonic(), ""
         for attempt in range(self.retries + 1):
             try:
@@ -100,11 +102,19 @@ class OpenAICompatibleBackend(Backend):
             "(backend.base_url), and does it serve backend.model?"
         )
 
-    def generate(self, prompts: list[Messages], seed: int, schema: dict | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: list[Messages],
+        seed: int,
+        schema: dict | None = None,
+        stop: list[str] | None = None,
+    ) -> list[str]:
         if not prompts:
             return []
         workers = max(1, min(len(prompts), self.config.batch_size))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(
-                pool.map(lambda i: self.complete(prompts[i], seed + i, schema), range(len(prompts)))
+                pool.map(
+                    lambda i: self.complete(prompts[i], seed + i, schema, stop), range(len(prompts))
+                )
             )

@@ -13,7 +13,7 @@ import json
 import torch
 
 from data_synthesis.config import BackendConfig
-from data_synthesis.llm import Backend, Messages, chat_template_kwargs
+from data_synthesis.llm import Backend, Messages, chat_template_kwargs, cut_at_stop
 
 
 class TransformersBackend(Backend):
@@ -54,7 +54,13 @@ class TransformersBackend(Backend):
             )
         return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
-    def generate(self, prompts: list[Messages], seed: int, schema: dict | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: list[Messages],
+        seed: int,
+        schema: dict | None = None,
+        stop: list[str] | None = None,
+    ) -> list[str]:
         if not prompts:
             return []
         torch.manual_seed(seed)
@@ -74,6 +80,9 @@ class TransformersBackend(Backend):
                 temperature=self.config.temperature or None,
                 pad_token_id=self.tokenizer.pad_token_id,
                 logits_processor=processors or None,
+                stop_strings=stop or None,
+                tokenizer=self.tokenizer if stop else None,
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [cut_at_stop(text, stop) for text in texts]

@@ -49,7 +49,13 @@ class VLLMBackend(Backend):
             **extra,
         )
 
-    def generate(self, prompts: list[Messages], seed: int, schema: dict | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: list[Messages],
+        seed: int,
+        schema: dict | None = None,
+        stop: list[str] | None = None,
+    ) -> list[str]:
         """Request i is sampled with seed + i, so repeated prompts in a batch still differ."""
         from vllm import SamplingParams
 
@@ -61,6 +67,7 @@ class VLLMBackend(Backend):
                 temperature=self.config.temperature,
                 max_tokens=self.config.max_tokens,
                 seed=seed + i,
+                stop=stop or None,
                 **structured,
             )
             for i in range(len(prompts))
