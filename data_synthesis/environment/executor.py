@@ -295,10 +295,14 @@ def _load_entry_point(spec: ToolSpec):
     return getattr(module, function)
 
 
-def environment_for(config, llm=None, exclude_docs_file: str | None = None) -> Environment:
-    """The environment of a pipeline config: its `tools` list (built-ins + custom tools) and its
-    `environment:` section (when the config has one)."""
-    registry = ToolRegistry.from_config(getattr(config, "tools", None))
+def environment_for(
+    config, llm=None, exclude_docs_file: str | None = None, base_dir: str | Path | None = None
+) -> Environment:
+    """The environment of a pipeline config: its `tools` list (built-ins + custom tools; paths in
+    a tool's `run` relative to `base_dir`, the config file's folder) and its `environment:`
+    section (when the config has one)."""
+    base_dir = base_dir or getattr(config, "config_dir", None)
+    registry = ToolRegistry.from_config(getattr(config, "tools", None), base_dir=base_dir)
     raw = getattr(config, "environment", None)
     env_config = raw if isinstance(raw, EnvironmentConfig) else EnvironmentConfig.from_dict(raw)
     if exclude_docs_file:
