@@ -15,6 +15,7 @@ guess), which is what HAS needs: both Correct and Incorrect outcomes from real t
 from __future__ import annotations
 
 import re
+import zlib
 
 _WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
 _RESULT = re.compile(r"^\d+\. \[(?P<title>[^\]]*)\]\((?P<url>[^)]*)\)", re.MULTILINE)
@@ -122,7 +123,11 @@ def candidate_steps(question: str, steps: list[dict], final: bool = False) -> li
         words = keywords(question)
         queries = [" ".join(words)] + [" ".join(words[:i] + words[i + 1 :]) for i in range(2)]
         queries += [f"{t} {' '.join(words[:3])}" for t, _ in results[:2]]
-        candidates += [search_step(question, q) for q in dict.fromkeys(queries) if q.strip()]
+        queries = [q for q in dict.fromkeys(queries) if q.strip()]
+        if not steps and queries:  # which wording comes first depends on the question, so the
+            turn = zlib.crc32(question.encode()) % len(queries)  # taken one is not always longest
+            queries = queries[turn:] + queries[:turn]
+        candidates += [search_step(question, q) for q in queries]
     snippets = " ".join(s["response"] for s in steps if s.get("tool") == "search")
     if snippets:
         candidates += [answer_step(s, c) for s, c in answer_candidates(question, snippets, 2)]
