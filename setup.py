@@ -43,6 +43,10 @@ setup(
         "jsonschema",
         # Megatron-LM-compatible sentence splitting (--split-sentences).
         "nltk",
+        # Synthesis method: English verb lemmas/inflections for the heuristic extractor and
+        # question grammar; JSON-schema constrained decoding under transformers (vLLM's engine).
+        "lemminflect",
+        "xgrammar",
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]"],

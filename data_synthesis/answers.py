@@ -294,3 +294,13 @@ def sentence_in_text(
 
 def _grams(words: list[str], n: int) -> set[tuple]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def judge_may_decide(predicted: str, gold: str) -> bool:
+    """Whether an LLM judge may still accept a predicted answer that `answers_match` rejected:
+    never for numbers and dates (the typed comparison is final), and for text only when the
+    prediction shares a content word with the gold ("Black Sea (Europe)" for "the Black Sea";
+    not "I cannot answer that")."""
+    if parse_quantity(str(gold)) or parse_date(str(gold)):
+        return False
+    return bool(set(core_words(str(gold))) & set(tokens(str(predicted))))

@@ -37,8 +37,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(documents: list[dict], config, backend) -> dict:
-    """All FAS stages on `documents`; returns outputs, counters and timings."""
+def baseline_inputs(documents: list[dict], config) -> dict:
+    """The heuristic baseline's memory records and questions: inputs for an LLM stage whose
+    previous LLM stage produced nothing (a weak model), so that every stage still runs."""
+    out = run(documents, config, None)
+    return {"records": out["records"], "questions": out["questions"]}
+
+
+def run(documents: list[dict], config, backend, fallback: dict | None = None) -> dict:
+    """All FAS stages on `documents`; returns outputs, counters and timings. With `fallback`
+    (baseline_inputs), a stage whose input came out empty gets the baseline's instead, and the
+    counters say so ("input from the heuristic baseline")."""
     llm = backend is not None
     counters = Counters()
     tools = ToolRegistry.from_config(None)
@@ -52,6 +61,9 @@ def run(documents: list[dict], config, backend) -> dict:
     statements = (LLMExtractor() if llm else HeuristicExtractor()).run(documents, ctx("memory"))
     timings["memory"] = (time.perf_counter() - start, cpu_seconds() - cpu)
     records = build_records(statements)
+    if not records and fallback:
+        counters.add("questions", "input from the heuristic baseline")
+        records = fallback["records"]
     view = InMemoryView(records)
     out = {"statements": statements, "records": records}
     stages = [
@@ -61,7 +73,12 @@ def run(documents: list[dict], config, backend) -> dict:
     ]
     for name, method, items in stages:
         start, cpu = time.perf_counter(), cpu_seconds()
-        out[name] = method().run(items if items is not None else out["questions"], ctx(name, view))
+        if items is None:
+            items = out["questions"]
+            if not items and fallback:
+                counters.add(name, "input from the heuristic baseline")
+                items = fallback["questions"]
+        out[name] = method().run(items, ctx(name, view))
         timings[name] = (time.perf_counter() - start, cpu_seconds() - cpu)
     for name in ("statements", "questions", "planning", "reasoning"):
         if not out[name]:
@@ -77,11 +94,25 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--fallback",
+        help="'baseline' (compute it here) or a JSON file of baseline_inputs(): inputs for an "
+        "LLM stage whose previous stage produced nothing",
+    )
+    parser.add_argument("--write-baseline", help="write baseline_inputs() to this file and exit")
     args = parser.parse_args(argv)
     config = load_pipeline_config(args.config)
     documents = [json.loads(line) for line in Path(args.input).read_text().splitlines() if line]
     documents = documents[: args.limit] if args.limit else documents
-    out = run(documents, config, build_backend(config.backend))
+    if args.write_baseline:
+        Path(args.write_baseline).write_text(json.dumps(baseline_inputs(documents, config)))
+        return 0
+    fallback = None
+    if args.fallback == "baseline":
+        fallback = baseline_inputs(documents, config)
+    elif args.fallback:
+        fallback = json.loads(Path(args.fallback).read_text())
+    out = run(documents, config, build_backend(config.backend), fallback)
     wall, cpu = out["timings"]["memory"]
     summary = {
         "documents": len(documents),
@@ -123,7 +154,7 @@ def main(argv=None) -> int:
             print(show(item), "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
-    return 0 if out["reasoning"] and out["planning"] else 1
+    return 0 if out["reasoning"] and out["planning"] or fallback is not None else 1
 
 
 def _count(values) -> dict:

@@ -459,6 +459,8 @@ def reasoning_reply(final, equivalent=False):
         ("the Black Sea", False, True, None),  # exact after normalisation
         ("Black Sea (Europe)", True, True, None),  # a paraphrase the judge accepts
         ("the North Sea", False, False, "wrong final answer"),
+        # a judge that accepts anything is not asked when nothing of the gold is in the answer
+        ("I cannot answer that.", True, False, "wrong final answer"),
     ],
 )
 def test_llm_reasoning_two_calls_and_judge(memory, final, equivalent, kept, reason):
@@ -476,8 +478,10 @@ def test_llm_reasoning_two_calls_and_judge(memory, final, equivalent, kept, reas
     assert flows["sentence"] in model.prompts[1][-1]["content"]  # A2 gets the knowledge
     if kept:
         assert out[0]["kind"] == "fas_reasoning" and "<answer>" in out[0]["text"]
-    if equivalent:
+    if equivalent and kept:
         assert ctx.counters.counts["reasoning"]["paraphrase accepted by the judge"] == 1
+    if final == "I cannot answer that.":
+        assert len(model.prompts) == 2  # A1, A2 - no judge call
 
 
 def test_paraphrased_number_needs_no_judge(memory):

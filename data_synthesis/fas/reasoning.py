@@ -5,8 +5,9 @@
 2. A2 - given the question, A1 and the knowledge the question was built from: check A1 step by
    step, correct it, and state the final answer.
 A2's final answer is judged against the gold: first by typed matching (data_synthesis.answers:
-units, number formats, case, articles), then - for the LLM method, when that fails - by an LLM
-judge (`answer_judge_v1`) that accepts a correct paraphrase. A wrong answer, an empty or
+units, number formats, case, articles), then - for the LLM method, when that fails on a text
+answer sharing a content word with the gold - by an LLM judge (`answer_judge_v1`) that accepts a
+correct paraphrase. Numbers and dates are decided by the typed comparison alone. A wrong answer, an empty or
 over-long chain is rejected with its reason counted.
 
 `HeuristicReasoning` (the baseline) writes A1 as the sub-questions with no knowledge ("not known
@@ -17,7 +18,7 @@ temporal and comparison questions).
 from __future__ import annotations
 
 from data_synthesis import react
-from data_synthesis.answers import answers_match
+from data_synthesis.answers import answers_match, judge_may_decide
 from data_synthesis.fas.questions import sub_questions
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
 
@@ -171,7 +172,14 @@ class LLMReasoning:
         return self._judged(chains, judge_prompt, task, ctx)
 
     def _judged(self, chains, judge_prompt, task, ctx) -> list[dict]:
-        unmatched = [c for c in chains if not answers_match(c[3], c[0]["answer"])]
+        unmatched, wrong = [], set()
+        for chain in chains:
+            if answers_match(chain[3], chain[0]["answer"]):
+                continue
+            if judge_may_decide(chain[3], chain[0]["answer"]):
+                unmatched.append(chain)
+            else:
+                wrong.add(id(chain))
         verdicts = run_json_task(
             ctx.llm,
             [judge_prompt.messages(question=q["question"], gold=q["answer"], answer=ans)
@@ -182,6 +190,9 @@ class LLMReasoning:
         out = []
         for chain in chains:
             question, a1, a2, answer = chain
+            if id(chain) in wrong:
+                ctx.counters.reject(STAGE, "wrong final answer")
+                continue
             if id(chain) in judged:
                 verdict = judged[id(chain)]
                 if verdict is None:
