@@ -40,7 +40,7 @@ class ScriptedModel:
         self.garbage_alternatives = garbage_alternatives
         self.calls = 0
 
-    def generate(self, prompts, seed, schema=None):
+    def generate(self, prompts, seed, schema=None, stop=None):
         self.calls += 1
         return [self._reply(messages) for messages in prompts]
 

@@ -57,6 +57,11 @@ def conversation(system: str, question: str, steps: list[dict], response_chars: 
     return messages
 
 
+# A reply ends with its decision (the backend cuts there; parse_step reads unclosed tags), so a
+# model never spends tokens inventing the tool's response.
+STOP = ["</tool_call>", "</answer>"]
+
+
 @dataclass
 class AgentConfig:
     """Limits of one rollout."""
@@ -152,14 +157,17 @@ class LLMPolicy:
         seeds = {i: self.seed + 7919 * turn + i for i in pending}
         if pending and not hasattr(self.backend, "url"):  # local model: one batched call
             try:
-                replies = self.backend.generate([prompts[i] for i in pending], seeds[pending[0]])
+                replies = self.backend.generate(
+                    [prompts[i] for i in pending], seeds[pending[0]], stop=STOP
+                )
                 for i, reply in zip(pending, replies):
                     results[i] = reply
                 return results
             except Exception:  # noqa: BLE001 - retried item by item below, to isolate the failure
                 pass
         futures = {
-            i: self._pool.submit(self.backend.generate, [prompts[i]], seeds[i]) for i in pending
+            i: self._pool.submit(self.backend.generate, [prompts[i]], seeds[i], stop=STOP)
+            for i in pending
         }
         for i, future in futures.items():
             try:
