@@ -55,17 +55,23 @@ def rollout(
     policy_name: str = "",
 ) -> list[dict]:
     """Roll out and judge `questions` ({"id", "question", "answer"}) in memory."""
-    items = [
-        {"key": f"{q['id']}#{s}", "id": q["id"], "sample": s, "question": q["question"]}
-        for q in questions
-        for s in range(samples)
-    ]
+    items = _items(questions, samples, set())
     gold = {q["id"]: q["answer"] for q in questions}
     out = []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         out += _judged(batch, gold, policy, env, config, judge, seed + start, policy_name)
     return out
+
+
+def _items(questions: list[dict], samples: int, skip: set[str]) -> list[dict]:
+    """One work item per (question, sample) not in `skip`; key "<id>#<sample>"."""
+    return [
+        {"key": f"{q['id']}#{s}", "id": q["id"], "sample": s, "question": q["question"]}
+        for q in questions
+        for s in range(samples)
+        if f"{q['id']}#{s}" not in skip
+    ]
 
 
 def _judged(batch, gold, policy, env, config, judge, seed, policy_name) -> list[dict]:
@@ -97,12 +103,7 @@ def rollout_to_file(
     _repair_tail(path)
     skip = done_keys(path)
     gold = {q["id"]: q["answer"] for q in questions}
-    todo = [
-        {"key": f"{q['id']}#{s}", "id": q["id"], "sample": s, "question": q["question"]}
-        for q in questions
-        for s in range(samples)
-        if f"{q['id']}#{s}" not in skip
-    ]
+    todo = _items(questions, samples, skip)
     total, started = len(todo), time.perf_counter()
     if skip:
         log(f"rollouts: {len(skip)} already in {path}, {total} to go")
