@@ -108,9 +108,12 @@ ADVERBS = {
     "officially", "currently", "mainly", "largely", "widely", "commonly", "generally", "not",
     "never", "always", "already", "once", "formerly", "primarily", "typically", "only",
 }  # fmt: skip
+SUBORDINATORS = {"until", "unless", "since", "once", "whether", "both", "either", "neither",
+                 "also", "however", "thus", "therefore", "please", "do", "don't", "let", "note"}  # fmt: skip
 INNER_STOP = {"if", "you", "we", "i", "that", "which", "who", "when", "whether", "because", "your"}
 ORDINALS = {"first", "second", "third", "last", "only", "next", "same", "other", "main"}
-DEICTIC = {"this", "these", "that", "those", "its", "his", "her", "their", "such", "it"}
+DEICTIC = {"this", "these", "that", "those", "its", "his", "her", "their", "such", "it", "them",
+           "him", "us", "me", "you"}  # fmt: skip
 OBJECT_PRONOUNS = {"it", "him", "her", "them", "this", "that", "these", "those", "us", "me"}
 PRONOUNS = {"it", "he", "she", "they", "its", "this", "these"}
 BAD_SUBJECT_START = {"there", "here", "what", "which", "who", "when", "where", "how", "why", "if",
@@ -155,7 +158,10 @@ def _noun_before_verb(tokens: list, i: int) -> bool:
     word = tokens[i].group(0).lower()
     if word in AUX or "NOUN" not in getAllLemmas(word) or i + 1 >= len(tokens):
         return False
-    return _verb_lemma(tokens[i + 1].group(0)) is not None
+    nxt = i + 1
+    while nxt < len(tokens) - 1 and tokens[nxt].group(0).lower() in ADVERBS:
+        nxt += 1
+    return _verb_lemma(tokens[nxt].group(0)) is not None
 
 
 def _plural_verb(tokens: list, i: int) -> bool:
@@ -171,6 +177,12 @@ def _plural_verb(tokens: list, i: int) -> bool:
         and before[0][:1].isupper()
         and before[-1][:1].isupper()
     )
+
+
+def _adverb(word: str) -> bool:
+    from lemminflect import getAllLemmas
+
+    return word in ADVERBS or "ADV" in getAllLemmas(word)
 
 
 def _base_verb(word: str) -> bool:
@@ -326,10 +338,12 @@ def _items(value: str) -> list[str]:
 def _clause(sentence: str, topic: str | None):
     """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None."""
     body = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", sentence)  # list bullets
-    body = re.sub(
-        r"^(?:[A-Z][a-z]+ly|However|Later|Also|Thus|Today|Now|Then|Here|Finally),\s+", "", body
-    )
+    lead = re.match(r"^([A-Z][a-z]+),\s+", body)
+    if lead and _adverb(lead.group(1).lower()):  # "Instead, it uses ..."
+        body = body[lead.end() :]
     body = re.sub(r"^(?:In|On|Since|By|During|As of|After|Before)\s+[^,]{1,40},\s*", "", body)
+    # "In the semi-final Germany beat ..." (no comma): a lower-case phrase, then a name
+    body = re.sub(r"^(?:In|On|At|During|After|Before)\s+the(?:\s+[a-z][\w-]*){1,3}\s+(?=[A-Z])", "", body)
     body = re.sub(
         r"^(?:In|On|Since|By)\s+(?:\d{1,2}\s+)?(?:[A-Z][a-z]+\s+)?\d{3,4}\s+(?=[A-Za-z])", "", body
     )
@@ -354,7 +368,7 @@ def _clause(sentence: str, topic: str | None):
     owned = re.match(r"^(?:Its|His|Her|Their)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
     if owned and topic:  # "Its deepest point is ..." -> (topic, deepest point, ...)
         subject = f"{topic}'s {owned.group(1)}"
-    elif first in PRONOUNS or subject.lower() in {"this", "it"}:
+    elif subject.lower() in PRONOUNS:
         if not topic:
             return None
         subject = topic
@@ -364,6 +378,12 @@ def _clause(sentence: str, topic: str | None):
         subject = topic
     elif (
         first in BAD_SUBJECT_START
+        or first in PREPS
+        or first in AUX
+        or first in SUBORDINATORS
+        or (first.endswith("ing") and first[:1].isalpha() and len(subject.split()) > 1)
+        or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
+        or "--" in subject
         or len(subject.split()) > 8
         or not re.search(r"[A-Za-z]", subject)
         or set(subject.lower().split()) & INNER_STOP
@@ -394,6 +414,8 @@ def _clause(sentence: str, topic: str | None):
     if j < len(tokens) and tokens[j].group(0).lower() in PREPS:
         group.append(tokens[j].group(0))
         j += 1
+        if group[-1].lower() == "to" and j < len(tokens) and _base_verb(tokens[j].group(0)):
+            return None  # "began to lose ...": an infinitive, not a value
     rest = body[tokens[j].start() :] if j < len(tokens) else ""
     value, time = _value_phrase(rest)
     time = time or (lead_time.group(1) if lead_time else None)
@@ -401,6 +423,7 @@ def _clause(sentence: str, topic: str | None):
         not value
         or len(value.split()) > 14
         or value.split()[0].lower() in ("and", "or", "but", "not", "so")
+        or re.search(r"\s(?:is|are|was|were|has|have|will|can)\s", f" {value} ")  # a clause
     ):
         return None
     return subject, _relations(subject, group, value, time)
@@ -541,6 +564,14 @@ class InMemoryView:
     def __init__(self, records: list[dict]):
         self.records = {r["entity"]: r for r in records}
         self.index = value_index(records)
+        self.numeric: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        for entity in sorted(self.records):
+            seen = set()
+            for s in self.records[entity]["statements"]:
+                key = relation_key(s["relation"])
+                if s["value"].get("number") is not None and key not in seen:
+                    seen.add(key)
+                    self.numeric[key].append((entity, s))
 
     def get(self, entity: str) -> dict | None:
         return self.records.get(entity)
@@ -557,15 +588,10 @@ class InMemoryView:
 
     def peers(self, relation: str, entity_type: str | None, limit: int = 50) -> list[dict]:
         out = []
-        key = relation_key(relation)
-        for entity in sorted(self.records):
-            record = self.records[entity]
-            if entity_type and record.get("type") != entity_type:
+        for entity, statement in self.numeric.get(relation_key(relation), []):
+            if entity_type and self.records[entity].get("type") != entity_type:
                 continue
-            for s in record["statements"]:
-                if relation_key(s["relation"]) == key and s["value"].get("number") is not None:
-                    out.append({"entity": entity, "statement": s})
-                    break
+            out.append({"entity": entity, "statement": statement})
             if len(out) >= limit:
                 break
         return out

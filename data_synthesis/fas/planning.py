@@ -24,6 +24,9 @@ from data_synthesis.fas.questions import sub_questions
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
 
 STAGE = "planning"
+STYLE_NAMES = {"factual": "a factual", "numeric": "a numeric", "temporal": "a temporal",
+               "comparison": "a comparison", "multi_hop": "a multi-hop",
+               "obfuscated": "an obfuscated"}  # fmt: skip
 STOP = set(
     "what which who whom whose where when why how is are was were do does did the a an of in on at "
     "to for by with and or than that this it its from as be been has have had lie lies between "
@@ -145,7 +148,7 @@ def heuristic_plans(question: dict, tools, memory, k: int, rng) -> list[dict]:
         return []
     steps = sub_questions(question, memory)
     analysis = (
-        f"This is a {question['style'].replace('_', '-')} question. I need, in order: "
+        f"This is {STYLE_NAMES[question['style']]} question. I need, in order: "
         + " Then: ".join(steps)
         + " I start with the first look-up."
     )

@@ -109,7 +109,10 @@ def ask(subject: str, statement: dict) -> str | None:
     tail = "" if wh != "What" or not prep else f" {prep}"
     if aux:
         rest = " ".join(aux[1:] + verbs)
-        return f"{wh} {aux[0]} {subject} {rest}{tail}?"
+        first = aux[0]
+        if subject == "it" or subject.startswith("the one "):  # a singular description
+            first = {"are": "is", "were": "was", "have": "has"}.get(first, first)
+        return f"{wh} {first} {subject} {rest}{tail}?"
     do, base = _base(verbs[0])
     rest = " ".join([base, *verbs[1:]])
     return f"{wh} {do} {subject} {rest}{tail}?"
