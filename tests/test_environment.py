@@ -234,3 +234,22 @@ def test_grounded_planning_check_and_its_agreement_with_the_judge(env):
     stats = agreement(counts)
     assert stats["n"] == 10 and stats["agreement"] == 0.8
     assert stats["cohen_kappa"] == pytest.approx(0.24 / 0.44, abs=1e-3)
+
+
+def test_visit_with_an_llm_summarises_the_page_toward_the_goal(corpus, tmp_path):
+    class Reader:  # a stand-in model: quotes the sentence of the page that names the goal's word
+        prompts: list = []
+
+        def generate(self, prompts, seed, schema=None, stop=None):
+            self.prompts += prompts
+            page = prompts[0][0]["content"].split("):\n", 1)[1]
+            return [next(s for s in page.split(". ") if "Rhone" in s)]
+
+    reader = Reader()
+    config = EnvironmentConfig(corpora=[str(corpus)], cache_dir=str(tmp_path / "c"))
+    env = Environment(config=config, llm=reader, log=lambda _: None)
+    call = {"name": "visit", "arguments": {"url": ["https://example.org/lyon"], "goal": "Rhone"}}
+    result = env.execute(call)
+    assert "for the goal 'Rhone'" in result.text and "Lyon lies where the Rhone" in result.text
+    assert "cuisine" not in result.text  # the summary, not the page
+    assert DOCS[1]["text"] in reader.prompts[0][0]["content"]  # the model read the whole page
