@@ -79,28 +79,30 @@ def _cli(stage: str, corpus: Path, out: Path, tasks: int, rank: int | None) -> l
     return command + (["--rank", str(rank)] if rank is not None else [])
 
 
-def bench(megabytes: int, work: Path, mb_per_task: int) -> dict:
+def bench(megabytes: int, work: Path, mb_per_task: int, through: str) -> dict:
     corpus = work / f"corpus_{megabytes}mb.jsonl"
     documents = make_corpus(corpus, megabytes)
     tasks = max(1, math.ceil(megabytes / mb_per_task))
     out = work / f"run_{megabytes}mb"
     stages, total = {}, 0.0
-    for stage in STAGES_BY_RANK:
+    ranked = STAGES_BY_RANK[: STAGES_BY_RANK.index(through) + 1] if through != "all" else None
+    for stage in ranked or STAGES_BY_RANK:
         runs = [run_measured(_cli(stage, corpus, out, tasks, r)) for r in range(tasks)]
         stages[stage] = {
             "seconds": round(sum(r.seconds for r in runs), 1),
             "max_task_rss_mb": round(max(r.peak_rss_mb for r in runs), 1),
         }
         total += sum(r.seconds for r in runs)
-    for stage in ("dedup", "finalize"):
+    for stage in () if ranked else ("dedup", "finalize"):
         measured = run_measured(_cli(stage, corpus, out, tasks, None))
         stages[stage] = {
             "seconds": round(measured.seconds, 1),
             "max_task_rss_mb": round(measured.peak_rss_mb, 1),
         }
         total += measured.seconds
-    summary = json.loads((out / "final" / "stats.json").read_text())
+    summary = _summary(out) if ranked else json.loads((out / "final/stats.json").read_text())
     return {
+        "stages_run": list(stages),
         "megabytes": megabytes,
         "documents": documents,
         "tasks": tasks,
@@ -108,8 +110,16 @@ def bench(megabytes: int, work: Path, mb_per_task: int) -> dict:
         "documents_per_s_per_core": round(documents / total, 2),
         "max_task_rss_mb": max(s["max_task_rss_mb"] for s in stages.values()),
         "stages": stages,
-        "summary": {k: summary[k] for k in ("statements", "entities", "documents_by_kind")},
+        "summary": {k: summary.get(k) for k in ("statements", "entities", "documents_by_kind")},
     }
+
+
+def _summary(out: Path) -> dict:
+    """Statements and entities from the memory stage's counters (when the run stops early)."""
+    from data_synthesis.engine.summary import stage_counters
+
+    counts = stage_counters(out, "memory").counts.get("memory", {})
+    return {"statements": counts.get("statements"), "entities": counts.get("entities")}
 
 
 def main() -> None:
@@ -117,17 +127,25 @@ def main() -> None:
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_synthesis"))
     parser.add_argument("--mb-per-task", type=int, default=5)
+    parser.add_argument(
+        "--through",
+        choices=[*STAGES_BY_RANK, "all"],
+        default="all",
+        help="stop after this stage (the stages that read the raw corpus: extract, memory, "
+        "questions)",
+    )
     args = parser.parse_args()
     results = []
     for size in args.sizes_mb:
-        results.append(bench(size, args.work, args.mb_per_task))
+        results.append(bench(size, args.work, args.mb_per_task, args.through))
         (args.work / "results.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results[-1]), flush=True)
-    print("| input | documents | tasks | total s (1 core) | docs/s/core | max RSS per task (MB) |")
-    print("|---|---|---|---|---|---|")
+    print("| input | stages | documents | tasks | s (1 core) | docs/s/core | max RSS/task MB |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['megabytes']} MB | {r['documents']:,} | {r['tasks']} | {r['seconds']} | "
+            f"| {r['megabytes']} MB | {r['stages_run'][0]}..{r['stages_run'][-1]} | "
+            f"{r['documents']:,} | {r['tasks']} | {r['seconds']} | "
             f"{r['documents_per_s_per_core']} | {r['max_task_rss_mb']} |"
         )
 

@@ -53,15 +53,25 @@ def _same_outputs(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def corpus(tmp_path_factory) -> Path:
+    """The first 120 documents of the bundled corpus (keeps each run to seconds)."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    path.write_text("".join(list(open(BUNDLED_CORPUS, encoding="utf-8"))[:120]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, corpus):
     out = tmp_path_factory.mktemp("synth") / "run"
-    assert main(["pipeline", "--output", str(out), "--partitions", "3"]) == 0
+    assert (
+        main(["pipeline", "--input", str(corpus), "--output", str(out), "--partitions", "3"]) == 0
+    )
     return out
 
 
 def test_every_stage_yields_and_the_summary_counts_them(run):
     stats = json.loads((run / "final/stats.json").read_text())
-    assert stats["documents"] == sum(1 for _ in open(BUNDLED_CORPUS))
+    assert stats["documents"] == 120
     assert stats["statements"] > stats["entities"] > 0
     assert stats["entities_with_2plus_sources"] > 0
     assert sum(stats["questions"].values()) > 0
@@ -92,14 +102,27 @@ def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
     assert target["entity"] != linked["entity"]
 
 
-def test_output_does_not_depend_on_the_number_of_tasks(run, tmp_path):
-    _cli("pipeline", "--output", tmp_path / "t3", "--tasks", "3", "--partitions", "3")
+def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
+    _cli(
+        "pipeline",
+        "--input",
+        corpus,
+        "--output",
+        tmp_path / "t3",
+        "--tasks",
+        "3",
+        "--workers",
+        "2",
+        "--partitions",
+        "3",
+    )
     _same_outputs(run, tmp_path / "t3")
 
 
-def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, tmp_path):
+def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, tmp_path):
     """datatrove's SlurmPipelineExecutor writes sbatch scripts; the fake sbatch runs each array
-    task in turn (SLURM_ARRAY_TASK_ID), the fake srun runs its command."""
+    task in turn (SLURM_ARRAY_TASK_ID), the fake srun runs its command, the fake scontrol names
+    this host."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(
@@ -118,6 +141,7 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, tmp_path)
         "done\n"
         "echo Submitted batch job $RANDOM\n"
     )
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\necho localhost\n")
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     env = _env()
@@ -125,6 +149,8 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, tmp_path)
     out = tmp_path / "slurm"
     done = _cli(
         "pipeline",
+        "--input",
+        corpus,
         "--output",
         out,
         "--executor",
@@ -141,16 +167,17 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, tmp_path)
     _same_outputs(run, out)
 
 
-def test_kill_9_at_any_moment_then_rerun_is_identical(run, tmp_path):
+def test_kill_9_at_any_moment_then_rerun_is_identical(run, corpus, tmp_path):
+    """Kills land in different stages (the stage log says which); the rerun resumes each."""
     config = tmp_path / "small_batches.yaml"
     config.write_text("engine:\n  batch_size: 8\n  partitions: 3\n")
     reference = tmp_path / "ref"
-    _cli("pipeline", "--output", reference, "--config", config)
+    _cli("pipeline", "--input", corpus, "--output", reference, "--config", config)
     out = tmp_path / "killed"
-    for delay in (2.5, 5.0, 8.0, 11.0):
+    for delay in (2.5, 5.0, 8.0, 11.0, 15.0):
         process = subprocess.Popen(
-            [sys.executable, "-m", "data_synthesis", "pipeline", "--output", str(out)]
-            + ["--config", str(config)],
+            [sys.executable, "-m", "data_synthesis", "pipeline", "--input", str(corpus)]
+            + ["--output", str(out), "--config", str(config)],
             cwd=REPO,
             env=_env(),
             stdout=subprocess.DEVNULL,
@@ -160,17 +187,17 @@ def test_kill_9_at_any_moment_then_rerun_is_identical(run, tmp_path):
         time.sleep(delay)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    _cli("pipeline", "--output", out, "--config", config)
+    _cli("pipeline", "--input", corpus, "--output", out, "--config", config)
     _same_outputs(reference, out)
 
 
-def test_rerun_with_another_input_or_config_refuses(run, tmp_path):
+def test_rerun_with_another_input_or_config_refuses(run, corpus, tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text("".join(list(open(BUNDLED_CORPUS))[:50]))
     done = _cli("pipeline", "--output", run, "--input", other, "--partitions", "3", check=False)
     assert done.returncode == 1
     assert "another input or configuration" in done.stderr and "inputs" in done.stderr
-    done = _cli("pipeline", "--output", run, "--partitions", "4", check=False)
+    done = _cli("pipeline", "--output", run, "--input", corpus, "--partitions", "4", check=False)
     assert done.returncode == 1 and "partitions: 3 -> 4" in done.stderr
 
 
