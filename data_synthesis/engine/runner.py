@@ -106,8 +106,10 @@ def _local(plan, name, pipeline, n, rank: int | None):
     )
 
 
-def _slurm(plan, name, pipeline, n, depends):
+def _slurm(plan, name, pipeline, n, depends, stage: str):
+    """A SLURM job array; GPUs only for stages with a method (they may call the LLM)."""
     slurm = plan.config.engine.slurm
+    uses_llm = SPEC[stage].method is not None and plan.config.backend.type != "heuristic"
     return SlurmPipelineExecutor(
         pipeline=pipeline,
         tasks=n,
@@ -115,7 +117,7 @@ def _slurm(plan, name, pipeline, n, depends):
         partition=slurm.partition,
         cpus_per_task=slurm.cpus_per_task,
         mem_per_cpu_gb=slurm.mem_per_cpu_gb,
-        gpus_per_task=slurm.gpus_per_task,
+        gpus_per_task=slurm.gpus_per_task if uses_llm else 0,
         qos=slurm.qos,
         env_command=slurm.env_command or None,
         job_name=f"synth-{name}",
@@ -148,7 +150,7 @@ def submit_slurm(plan: tasks.RunPlan, stages=STAGES) -> list[str]:
     previous, names = None, []
     for stage in stages:
         for name, pipeline, n in jobs_for(plan, stage):
-            executor = _slurm(plan, name, pipeline, n, previous)
+            executor = _slurm(plan, name, pipeline, n, previous, stage)
             previous, names = executor, [*names, name]
     previous.run()  # launches the whole chain of dependencies
     return names
