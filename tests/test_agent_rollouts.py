@@ -130,6 +130,7 @@ def test_bad_model_behaviour_is_counted_per_reason_and_never_stops_the_run(env):
     policy = LLMPolicy(ScriptedModel(), env.registry, config)
     records = {r["key"]: r for r in run_agent(questions, policy, env, config)}
     assert records["m"]["failure"] == "malformed tool calls" and records["m"]["malformed"] == 2
+    assert records["m"]["turns"] == 2 and records["m"]["tool_calls"] == 0
     assert records["l"]["failure"] == "loop" and records["l"]["tool_calls"] == 3
     assert records["ok"]["prediction"] == "Lima" and records["ok"]["failure"] is None
     tight = LLMPolicy(ScriptedModel(), env.registry, small)

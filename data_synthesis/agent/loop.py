@@ -82,6 +82,7 @@ class AgentState:
     key: str
     question: str
     steps: list[dict] = field(default_factory=list)
+    replies: int = 0
     malformed: int = 0
     malformed_in_row: int = 0
     invalid_calls: int = 0
@@ -99,7 +100,7 @@ class AgentState:
             "question": self.question,
             "steps": self.steps,
             "prediction": self.prediction,
-            "turns": len(self.steps),  # model replies, malformed ones included
+            "turns": self.replies,  # model replies (malformed ones included)
             "tool_calls": len(tools),
             "malformed": self.malformed,
             "invalid_calls": self.invalid_calls,
@@ -190,6 +191,7 @@ def run_agent(questions: list[dict], policy, env, config: AgentConfig) -> list[d
         if not open_states:
             break
         for state, reply in zip(open_states, policy.replies(open_states, turn)):
+            state.replies += not isinstance(reply, PolicyError)
             if isinstance(reply, PolicyError):
                 state.failure = reply.reason
                 state.last_reply = str(reply)
