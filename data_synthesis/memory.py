@@ -108,6 +108,7 @@ ADVERBS = {
     "officially", "currently", "mainly", "largely", "widely", "commonly", "generally", "not",
     "never", "always", "already", "once", "formerly", "primarily", "typically", "only",
 }  # fmt: skip
+MODALS = {"can", "could", "will", "would", "may", "might", "must", "shall", "should"}
 SUBORDINATORS = {"until", "unless", "since", "once", "whether", "both", "either", "neither",
                  "also", "however", "thus", "therefore", "please", "do", "don't", "let", "note"}  # fmt: skip
 INNER_STOP = {"if", "you", "we", "i", "that", "which", "who", "when", "whether", "because", "your"}
@@ -287,7 +288,11 @@ def _statement(entity, relation, value_text, sentence, span, doc, time, extracto
         return None
     return {
         "entity": entity_key(name or entity),
-        "entity_name": re.sub(r"^The\s+", "the ", _clean(name or entity)),
+        "entity_name": re.sub(
+            r"^(The|A|An|Some|Many|Most|Several|All|Each|Every)\s+",
+            lambda m: m.group(1).lower() + " ",
+            _clean(name or entity),
+        ),
         "relation": relation,
         "value": value,
         "time": time if time and value["type"] != "date" else None,
@@ -364,6 +369,10 @@ def _clause(sentence: str, topic: str | None):
         return None
     subject = _clean(body[: tokens[verb_at].start()])
     subject = re.split(r",\s", subject, maxsplit=1)[0]  # "Mont Blanc, on the border ..., is"
+    words = subject.split()
+    while len(words) > 1 and (words[-1].lower() in ADVERBS or words[-1].endswith("ly")):
+        words.pop()  # "It also contains ..."
+    subject = " ".join(words)
     first = subject.split()[0].lower() if subject.split() else ""
     owned = re.match(r"^(?:Its|His|Her|Their)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
     if owned and topic:  # "Its deepest point is ..." -> (topic, deepest point, ...)
@@ -409,8 +418,8 @@ def _clause(sentence: str, topic: str | None):
             j += 1
             continue
         break
-    if not group:
-        return None
+    if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
+        return None  # "systemd will cleanly ...": a modal alone is no relation
     if j < len(tokens) and tokens[j].group(0).lower() in PREPS:
         group.append(tokens[j].group(0))
         j += 1

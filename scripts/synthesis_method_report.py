@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from data_synthesis.config import load_pipeline_config
-from data_synthesis.environment.registry import ToolRegistry
 from data_synthesis.fas import planning, questions, reasoning
 from data_synthesis.llm import build_backend
 from data_synthesis.memory import (
@@ -48,6 +47,11 @@ def run(documents: list[dict], config, backend, fallback: dict | None = None) ->
     """All FAS stages on `documents`; returns outputs, counters and timings. With `fallback`
     (baseline_inputs), a stage whose input came out empty gets the baseline's instead, and the
     counters say so ("input from the heuristic baseline")."""
+    # imported here, not at the top: vLLM's CPU workers re-import this script's top level, and
+    # the environment package pulls in bm25s -> numba, whose llvmlite objects break vLLM's
+    # kernel scan at worker start
+    from data_synthesis.environment.registry import ToolRegistry
+
     llm = backend is not None
     counters = Counters()
     tools = ToolRegistry.from_config(None)
