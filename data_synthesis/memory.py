@@ -348,7 +348,9 @@ def _clause(sentence: str, topic: str | None):
         body = body[lead.end() :]
     body = re.sub(r"^(?:In|On|Since|By|During|As of|After|Before)\s+[^,]{1,40},\s*", "", body)
     # "In the semi-final Germany beat ..." (no comma): a lower-case phrase, then a name
-    body = re.sub(r"^(?:In|On|At|During|After|Before)\s+the(?:\s+[a-z][\w-]*){1,3}\s+(?=[A-Z])", "", body)
+    body = re.sub(
+        r"^(?:In|On|At|During|After|Before)\s+the(?:\s+[a-z][\w-]*){1,3}\s+(?=[A-Z])", "", body
+    )
     body = re.sub(
         r"^(?:In|On|Since|By)\s+(?:\d{1,2}\s+)?(?:[A-Z][a-z]+\s+)?\d{3,4}\s+(?=[A-Za-z])", "", body
     )
