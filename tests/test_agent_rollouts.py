@@ -50,7 +50,8 @@ class ScriptedModel:
             return json.dumps({"equivalent": False, "reason": "different city"})
         if "possible next steps" in text.lower() and "### Option" in text:
             return self._alternatives(text)
-        question = messages[1]["content"]
+        start = max(i for i, m in enumerate(messages) if m["content"].startswith("Question:"))
+        question, messages = messages[start]["content"], messages[start:]
         if "malformed" in question:
             return "I think the answer is somewhere, let me see"
         if "loop" in question:

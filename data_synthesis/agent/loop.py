@@ -37,16 +37,41 @@ Tools:
 Each reply is one step: first your reasoning in <think>...</think>, then EITHER one tool call
 <tool_call>{{"name": "<tool>", "arguments": {{...}}}}</tool_call>
 OR, when you know the answer, <answer>short final answer</answer>.
-Tool results come back in <tool_response>...</tool_response>. Example step:
-<think>I need the capital of Austria; a search will tell me.</think>
-<tool_call>{{"name": "search", "arguments": {{"query": ["capital of Austria"]}}}}</tool_call>"""
+Tool results come back in <tool_response>...</tool_response>."""
+
+
+# One worked exchange on a made-up fact (small models follow a shown format far better than a
+# described one); it names no entity of any corpus.
+EXAMPLE = [
+    {
+        "role": "user",
+        "content": "Question: In which year did the Old Mill Bridge of Tarnwick open?",
+    },
+    {
+        "role": "assistant",
+        "content": "<think>I do not know this bridge; I search for it.</think>\n<tool_call>"
+        '{"name": "search", "arguments": {"query": ["Old Mill Bridge Tarnwick opened"]}}'
+        "</tool_call>",
+    },
+    {
+        "role": "user",
+        "content": "<tool_response>\n1. [Old Mill Bridge](https://example.org/old-mill-bridge)\n"
+        "The Old Mill Bridge of Tarnwick opened in 1872.\n</tool_response>",
+    },
+    {
+        "role": "assistant",
+        "content": "<think>The result says it opened in 1872.</think>\n<answer>1872</answer>",
+    },
+]
 
 
 def conversation(system: str, question: str, steps: list[dict], response_chars: int) -> list[dict]:
-    """Chat messages of a rollout so far: each step is an assistant turn, each real tool
-    response a user turn in <tool_response> tags (our FAS document format, turn by turn)."""
+    """Chat messages of a rollout so far: the instructions and one worked example, then each
+    step as an assistant turn and each real tool response as a user turn in <tool_response>
+    tags (our FAS document format, turn by turn)."""
     messages = [
         {"role": "system", "content": system},
+        *EXAMPLE,
         {"role": "user", "content": f"Question: {question}"},
     ]
     for step in steps:
