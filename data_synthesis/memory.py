@@ -108,6 +108,7 @@ ADVERBS = {
     "officially", "currently", "mainly", "largely", "widely", "commonly", "generally", "not",
     "never", "always", "already", "once", "formerly", "primarily", "typically", "only",
 }  # fmt: skip
+PARTICLES = {"up", "out", "off", "down", "away", "back"}
 MODALS = {"can", "could", "will", "would", "may", "might", "must", "shall", "should"}
 SUBORDINATORS = {"until", "unless", "since", "once", "whether", "both", "either", "neither",
                  "also", "however", "thus", "therefore", "please", "do", "don't", "let", "note"}  # fmt: skip
@@ -335,7 +336,8 @@ def heuristic_statements(doc: dict) -> list[dict]:
 def _items(value: str) -> list[str]:
     """ "Berlin, Hamburg and Munich" -> the three names; any other value -> [value]."""
     parts = re.split(r",\s+(?:and\s+)?|\s+and\s+", value)
-    if len(parts) > 1 and all(p[:1].isupper() and len(p.split()) <= 4 for p in parts):
+    names = [re.sub(r"^the\s+", "", p) for p in parts]
+    if len(parts) > 1 and all(n[:1].isupper() and len(n.split()) <= 5 for n in names):
         return parts
     return [value]
 
@@ -422,6 +424,9 @@ def _clause(sentence: str, topic: str | None):
         break
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
         return None  # "systemd will cleanly ...": a modal alone is no relation
+    if j < len(tokens) and tokens[j].group(0).lower() in PARTICLES:  # "is made up of"
+        group.append(tokens[j].group(0))
+        j += 1
     if j < len(tokens) and tokens[j].group(0).lower() in PREPS:
         group.append(tokens[j].group(0))
         j += 1
@@ -534,13 +539,37 @@ def build_records(statements: list[dict]) -> list[dict]:
                 "entity": key,
                 "entity_name": names.most_common(1)[0][0],
                 "names": sorted(names),
-                "type": types.most_common(1)[0][0] if types else None,
+                "type": types.most_common(1)[0][0] if types else None,  # from "X is a Y"
                 "statements": group,
                 "sources": sorted({s["source"] for s in group}),
                 "links": links,
             }
         )
+    _infer_types(records)
     return records
+
+
+def _infer_types(records: list[dict]) -> None:
+    """A type for records without an "X is a Y" statement, from the noun relations whose value
+    they are: (Austria, capital, Vienna) -> Vienna is a "capital"; (Japan, highest mountain,
+    Mount Fuji) -> a "mountain". Descriptions then read "the capital that lies on the Danube"."""
+    by_key = {r["entity"]: r for r in records}
+    inferred: dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        for s in record["statements"]:
+            target, words = s["value"].get("entity"), s["relation"].split()
+            if (
+                target in by_key
+                and target != record["entity"]
+                and words[0] not in AUX
+                and all(w.isalpha() and w.islower() for w in words)
+                and "of" not in words
+                and _verb_lemma(words[0]) is None
+            ):
+                inferred[target][words[-1]] += 1
+    for key, counts in inferred.items():
+        if by_key[key]["type"] is None:
+            by_key[key]["type"] = counts.most_common(1)[0][0]
 
 
 _TENSE = {"was": "is", "were": "is", "are": "is", "been": "is", "had": "has", "have": "has"}
