@@ -54,9 +54,9 @@ def _same_outputs(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    """The first 120 documents of the bundled corpus (keeps each run to seconds)."""
+    """The first 80 documents of the bundled corpus (keeps each run to seconds)."""
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    path.write_text("".join(list(open(BUNDLED_CORPUS, encoding="utf-8"))[:120]))
+    path.write_text("".join(list(open(BUNDLED_CORPUS, encoding="utf-8"))[:80]))
     return path
 
 
@@ -64,14 +64,14 @@ def corpus(tmp_path_factory) -> Path:
 def run(tmp_path_factory, corpus):
     out = tmp_path_factory.mktemp("synth") / "run"
     assert (
-        main(["pipeline", "--input", str(corpus), "--output", str(out), "--partitions", "3"]) == 0
+        main(["pipeline", "--input", str(corpus), "--output", str(out), "--partitions", "2"]) == 0
     )
     return out
 
 
 def test_every_stage_yields_and_the_summary_counts_them(run):
     stats = json.loads((run / "final/stats.json").read_text())
-    assert stats["documents"] == 120
+    assert stats["documents"] == 80
     assert stats["statements"] > stats["entities"] > 0
     assert stats["entities_with_2plus_sources"] > 0
     assert sum(stats["questions"].values()) > 0
@@ -84,13 +84,13 @@ def test_every_stage_yields_and_the_summary_counts_them(run):
     assert len({d["id"] for d in fas + has}) == len(fas) + len(has)
     # checkpoints are gone once tasks finish; every task left its counters
     assert not list((run / "checkpoints").rglob("*.partial"))
-    assert len(list((run / "counters/memory").glob("t*.json"))) == 3
+    assert len(list((run / "counters/memory").glob("t*.json"))) == 2
 
 
 def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
-    view = PartitionedMemory(run, 3)
+    view = PartitionedMemory(run, 2)
     files = sorted((run / "memory/entities").glob("p*.jsonl"))
-    assert len(files) == 3 and all(f.stat().st_size for f in files)
+    assert len(files) == 2 and all(f.stat().st_size for f in files)
     linked = None
     for line in open(files[0]):
         record = json.loads(line)
@@ -114,7 +114,7 @@ def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
         "--workers",
         "2",
         "--partitions",
-        "3",
+        "2",
     )
     _same_outputs(run, tmp_path / "t3")
 
@@ -134,6 +134,8 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
         'script="${@: -1}"; offset=0\n'
         'for a in "$@"; do [[ "$a" == --export=*RUN_OFFSET=* ]] && offset="${a##*=}"; done\n'
         "last=$(sed -n 's/^#SBATCH --array=0-\\([0-9]*\\).*/\\1/p' \"$script\")\n"
+        # datatrove's stats-merging jobs are not part of the output: acknowledged, not run
+        'grep -q "^merge_stats" "$script" && { echo Submitted batch job $RANDOM; exit 0; }\n'
         'for i in $(seq 0 "${last:-0}"); do\n'
         f'  echo "$i" >> {tmp_path}/array_tasks\n'
         '  SLURM_ARRAY_TASK_ID=$i RUN_OFFSET=$offset SLURM_NODELIST=localhost bash "$script" '
@@ -158,7 +160,7 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
         "--tasks",
         "4",
         "--partitions",
-        "3",
+        "2",
         env=env,
     )
     assert "submitted" in done.stderr
@@ -168,13 +170,12 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
 
 
 def test_kill_9_at_any_moment_then_rerun_is_identical(run, corpus, tmp_path):
-    """Kills land in different stages (the stage log says which); the rerun resumes each."""
+    """Kills land in different stages and mid-task (batches of 4 items are checkpointed); the
+    rerun resumes each and equals the uninterrupted run (the module's, batches of 64)."""
     config = tmp_path / "small_batches.yaml"
-    config.write_text("engine:\n  batch_size: 8\n  partitions: 3\n")
-    reference = tmp_path / "ref"
-    _cli("pipeline", "--input", corpus, "--output", reference, "--config", config)
+    config.write_text("engine:\n  batch_size: 4\n  partitions: 2\n")
     out = tmp_path / "killed"
-    for delay in (2.5, 5.0, 8.0, 11.0, 15.0):
+    for delay in (2.5, 5.0, 8.0, 12.0):
         process = subprocess.Popen(
             [sys.executable, "-m", "data_synthesis", "pipeline", "--input", str(corpus)]
             + ["--output", str(out), "--config", str(config)],
@@ -188,17 +189,17 @@ def test_kill_9_at_any_moment_then_rerun_is_identical(run, corpus, tmp_path):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     _cli("pipeline", "--input", corpus, "--output", out, "--config", config)
-    _same_outputs(reference, out)
+    _same_outputs(run, out)
 
 
 def test_rerun_with_another_input_or_config_refuses(run, corpus, tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text("".join(list(open(BUNDLED_CORPUS))[:50]))
-    done = _cli("pipeline", "--output", run, "--input", other, "--partitions", "3", check=False)
+    done = _cli("pipeline", "--output", run, "--input", other, "--partitions", "2", check=False)
     assert done.returncode == 1
     assert "another input or configuration" in done.stderr and "inputs" in done.stderr
     done = _cli("pipeline", "--output", run, "--input", corpus, "--partitions", "4", check=False)
-    assert done.returncode == 1 and "partitions: 3 -> 4" in done.stderr
+    assert done.returncode == 1 and "partitions: 2 -> 4" in done.stderr
 
 
 def test_bad_input_is_named_by_file_and_line(tmp_path):
