@@ -291,13 +291,20 @@ def summary_table(out: Path, results: list[dict]) -> str:
                 f"lm loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} ({len(r['losses'])} steps)"
             )
         rows.append((r["step"], f"{r['seconds']:.1f}", result, r["artifact"]))
-    docs = ", ".join(f"{k}: {v}" for k, v in stats["documents"].items())
+    docs = ", ".join(f"{k}: {v}" for k, v in stats["documents_by_kind"].items())
+    questions = stats["questions"]
+    if isinstance(questions, dict):
+        questions = (
+            f"{sum(questions.values())} ({', '.join(f'{k} {v}' for k, v in questions.items())})"
+        )
     tokens = _dataset_tokens(out / "data")
     width = [max(len(str(row[i])) for row in rows) for i in range(4)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, width)) for row in rows]
     lines += [
         "",
-        f"synthesized documents: {docs}; questions: {stats['questions']}",
+        f"synthesized documents: {docs}; questions: {questions}; held out for evaluation: "
+        f"{stats.get('heldout_questions', 0)} questions; HAS Incorrect share: "
+        f"{stats.get('has_incorrect_share')}",
         *evaluation_lines(out),
         f"tokens per dataset: {tokens}",
         f"everything is under {out}",

@@ -204,7 +204,7 @@ def test_eval_end_to_end_with_smollm2_on_vllm(tmp_path, capsys, monkeypatch):
         env=VLLM_ENV, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 500
+        deadline = time.monotonic() + 900
         while True:
             assert server.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
             assert time.monotonic() < deadline
