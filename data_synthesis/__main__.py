@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             },
         )
         config = dataclasses.replace(config, engine=engine)
-        plan = make_plan(config, args.output, args.input, args.trajectories)
+        plan = make_plan(config, args.output, args.input, args.trajectories, args.config)
         stages = STAGES if args.stage == "pipeline" else (args.stage,)
         if config.engine.executor == "slurm":
             names = submit_slurm(plan, stages)

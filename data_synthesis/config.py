@@ -64,7 +64,14 @@ class BackendConfig:
 class QuestionConfig:
     per_entity: int = 2
     styles: list[str] = field(
-        default_factory=lambda: ["factual", "multi_hop", "numeric", "comparison", "obfuscated"]
+        default_factory=lambda: [
+            "factual",
+            "multi_hop",
+            "numeric",
+            "temporal",
+            "comparison",
+            "obfuscated",
+        ]
     )
     max_hops: int = 3
 

@@ -59,7 +59,11 @@ class StageStep(PipelineStep):
 
 
 def make_plan(
-    config: PipelineConfig, out: str | Path, inputs, trajectories: str | None = None
+    config: PipelineConfig,
+    out: str | Path,
+    inputs,
+    trajectories: str | None = None,
+    config_path: str | None = None,
 ) -> tasks.RunPlan:
     """Resolve task and partition counts and check the run's fingerprint."""
     files = input_files(inputs)
@@ -83,6 +87,7 @@ def make_plan(
         map_tasks=map_tasks,
         partitions=partitions,
         trajectories=trajectories,
+        config_dir=str(Path(config_path).resolve().parent) if config_path else None,
     )
 
 

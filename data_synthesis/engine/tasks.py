@@ -53,6 +53,7 @@ class RunPlan:
     map_tasks: int
     partitions: int
     trajectories: str | None = None
+    config_dir: str | None = None  # custom tools' files are relative to the config file
 
     @property
     def root(self) -> Path:
@@ -107,7 +108,12 @@ def _environment(plan: RunPlan, stage: str, llm):
     raw.setdefault("corpora", list(plan.inputs))
     config = dataclasses.replace(plan.config, environment=raw)
     exclude = heldout_docs_file(plan) if stage == "has" and plan.config.heldout_share else None
-    return environment_for(config, llm, exclude_docs_file=str(exclude) if exclude else None)
+    return environment_for(
+        config,
+        llm,
+        exclude_docs_file=str(exclude) if exclude else None,
+        base_dir=plan.config_dir,
+    )
 
 
 def _context(plan: RunPlan, stage: str, rank: int, counters: Counters) -> StageContext:
@@ -123,7 +129,7 @@ def _context(plan: RunPlan, stage: str, rank: int, counters: Counters) -> StageC
     else:
         from data_synthesis.environment.registry import ToolRegistry
 
-        tools = ToolRegistry.from_config(config.tools)
+        tools = ToolRegistry.from_config(config.tools, base_dir=plan.config_dir)
     return StageContext(
         config=config,
         llm=backend,
