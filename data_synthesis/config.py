@@ -106,6 +106,7 @@ class EngineConfig:
     partitions: int | None = None  # entity/question partitions; None: one per 64 MiB of input
     workers: int = 1  # local executor: tasks run at once
     batch_size: int = 64  # items per method call (one LLM batch, one checkpoint line)
+    batch_chars: int = 1_000_000  # ... and at most this much input text per batch
     max_document_chars: int = 200_000  # longer documents are split at paragraph/sentence ends
     executor: Literal["local", "slurm"] = "local"
     slurm: SlurmConfig = field(default_factory=SlurmConfig)

@@ -142,13 +142,20 @@ def _context(plan: RunPlan, stage: str, rank: int, counters: Counters) -> StageC
     )
 
 
-def _batched(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
+def _batched(items: Iterator, size: int, max_chars: int) -> Iterator[list]:
+    """Batches of at most `size` items and (past the first item) `max_chars` characters of
+    text, so one batch of long documents stays bounded in memory."""
+    batch, chars = [], 0
     for item in items:
+        length = len(item.get("text") or "") if isinstance(item, dict) else 0
+        if batch and chars + length > max_chars:
+            yield batch
+            batch, chars = [], 0
         batch.append(item)
+        chars += length
         if len(batch) == size:
             yield batch
-            batch = []
+            batch, chars = [], 0
     if batch:
         yield batch
 
@@ -164,7 +171,8 @@ def _run_batches(plan, stage, rank, world, items, total, unit, size_of) -> Batch
     method = method_for(stage, ctx.llm is not None)
     progress = _progress(stage, rank, world, total, unit)
     try:
-        for index, batch in enumerate(_batched(items, plan.config.engine.batch_size)):
+        engine = plan.config.engine
+        for index, batch in enumerate(_batched(items, engine.batch_size, engine.batch_chars)):
             progress.update(sum(size_of(item) for item in batch))
             if index < checkpoint.done:
                 continue
