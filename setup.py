@@ -39,8 +39,14 @@ setup(
         "datatrove>=0.10",
         "bm25s",
         "pyahocorasick",
+        # Tool-call validation against each tool's JSON schema (data_synthesis/environment).
+        "jsonschema",
         # Megatron-LM-compatible sentence splitting (--split-sentences).
         "nltk",
+        # Synthesis method: English verb lemmas/inflections for the heuristic extractor and
+        # question grammar; JSON-schema constrained decoding under transformers (vLLM's engine).
+        "lemminflect",
+        "xgrammar",
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]"],

@@ -1,54 +1,33 @@
-"""Command line: `python -m data_synthesis <stage> --output DIR [...]`, or `pipeline` for all.
+"""Command line: `python -m data_synthesis pipeline --input X --output Y [--config C]`.
 
     python -m data_synthesis pipeline --output runs/synth                 # CPU default, bundled corpus
-    python -m data_synthesis pipeline --input raw.jsonl --output runs/synth --config gpu.yaml
-    python -m data_synthesis planning --output runs/synth --shard 3 --num-shards 64   # one SLURM task
+    python -m data_synthesis pipeline --input raw/ --output runs/synth --config gpu.yaml --tasks 64
+    python -m data_synthesis pipeline ... --executor slurm                # submit SLURM job arrays
+    python -m data_synthesis extract --input raw/ --output runs/synth --rank 3   # one task of one stage
 
-Every stage is resumable: rerun the same command after a crash and finished shards and items are
-reused. With several shards, run all shards of a stage before the next stage.
+Stages run on HF datatrove (data_synthesis/engine/); `pipeline` runs them all in order. A rerun
+of the same command resumes: finished tasks are skipped, a killed task resumes from its last
+checkpointed batch. A rerun over the same --output with another input or config refuses.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
 from pathlib import Path
 
 from data_synthesis.config import load_pipeline_config
-from data_synthesis.llm import build_backend
-from data_synthesis.shards import read_jsonl
-from data_synthesis.stages import (
-    STAGES,
-    Stage,
-    run_finalize,
-    run_has,
-    run_memory,
-    run_planning,
-    run_questions,
-    run_reasoning,
-)
+from data_synthesis.engine.fingerprint import FingerprintMismatch
+from data_synthesis.engine.io import InputError
+from data_synthesis.engine.runner import make_plan, run_local, submit_slurm
+from data_synthesis.engine.summary import StageEmpty
+from data_synthesis.stages import STAGES
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent / "data" / "corpus.jsonl"
 
 
-def run_stage(name: str, st: Stage, args) -> None:
-    if name == "memory":
-        run_memory(st, read_jsonl(args.input))
-    elif name == "questions":
-        run_questions(st)
-    elif name == "planning":
-        run_planning(st)
-    elif name == "reasoning":
-        run_reasoning(st)
-    elif name == "has":
-        run_has(st, args.trajectories)
-    else:
-        stats = run_finalize(st)
-        print(json.dumps(stats, indent=2, sort_keys=True))
-
-
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_synthesis", description=__doc__.split("\n")[0]
     )
@@ -56,23 +35,50 @@ def main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="output directory of the run")
     parser.add_argument(
         "--input",
-        default=str(BUNDLED_CORPUS),
-        help="raw documents JSONL (id, text, optional title/url/date); default: the bundled corpus",
+        nargs="+",
+        default=[str(BUNDLED_CORPUS)],
+        help="raw documents: JSONL files or directories of them (one object per line with id, "
+        "text, optional title/url/date); default: the bundled corpus",
     )
-    parser.add_argument("--config", help="pipeline YAML (default: CPU template generation)")
+    parser.add_argument("--config", help="pipeline YAML (default: the CPU heuristic baseline)")
     parser.add_argument("--trajectories", help="has: user-supplied ReAct trajectories JSONL")
-    parser.add_argument("--shard", type=int, default=0)
-    parser.add_argument("--num-shards", type=int, help="default: the config's num_shards")
-    args = parser.parse_args(argv)
+    parser.add_argument("--tasks", type=int, help="map tasks over the input (engine.tasks)")
+    parser.add_argument("--partitions", type=int, help="memory partitions (engine.partitions)")
+    parser.add_argument("--workers", type=int, help="local tasks at once (engine.workers)")
+    parser.add_argument("--executor", choices=["local", "slurm"], help="engine.executor")
+    parser.add_argument("--rank", type=int, help="run only this task of the stage (local)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     try:
         config = load_pipeline_config(args.config)
-        num_shards = args.num_shards or config.num_shards
-        st = Stage(config, Path(args.output), args.shard, num_shards, build_backend(config.backend))
-        names = STAGES if args.stage == "pipeline" else [args.stage]
-        for name in names:
-            print(f"[data_synthesis] {name}", file=sys.stderr, flush=True)
-            run_stage(name, st, args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+        engine = dataclasses.replace(
+            config.engine,
+            **{
+                k: v
+                for k, v in {
+                    "tasks": args.tasks,
+                    "partitions": args.partitions,
+                    "workers": args.workers,
+                    "executor": args.executor,
+                }.items()
+                if v is not None
+            },
+        )
+        config = dataclasses.replace(config, engine=engine)
+        plan = make_plan(config, args.output, args.input, args.trajectories, args.config)
+        stages = STAGES if args.stage == "pipeline" else (args.stage,)
+        if config.engine.executor == "slurm":
+            names = submit_slurm(plan, stages)
+            print(f"submitted {len(names)} SLURM job arrays: {', '.join(names)}", file=sys.stderr)
+        else:
+            run_local(plan, stages, rank=args.rank)
+    except StageEmpty as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, ImportError, InputError, FingerprintMismatch) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

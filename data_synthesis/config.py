@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -39,9 +40,11 @@ DEFAULT_TOOLS = [
 
 @dataclass
 class BackendConfig:
-    """Which generator writes the text: rule/template-based (CPU default) or an offline LLM."""
+    """Which generator writes the text: the heuristic baseline (CPU default) or an LLM."""
 
-    type: str = "template"  # template | transformers | vllm | openai
+    type: Literal["heuristic", "transformers", "vllm", "openai"] = (
+        "heuristic"  # "template" = heuristic
+    )
     model: str | None = None  # model directory (transformers/vllm) or served model name (openai)
     base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (a local `vllm serve`)
     tensor_parallel_size: int = 1
@@ -50,13 +53,25 @@ class BackendConfig:
     max_tokens: int = 512
     max_retries: int = 2
     batch_size: int = 16
+    request_timeout_s: float = 300.0  # openai: per request
+    request_retries: int = 4  # openai: connection/timeout retries with backoff
+    retry_backoff_s: float = 1.0
+    enable_thinking: bool = False  # chat-template kwarg (Qwen3 thinking mode off by default)
+    max_model_len: int | None = None  # vllm
 
 
 @dataclass
 class QuestionConfig:
     per_entity: int = 2
     styles: list[str] = field(
-        default_factory=lambda: ["factual", "multi_hop", "numeric", "comparison", "obfuscated"]
+        default_factory=lambda: [
+            "factual",
+            "multi_hop",
+            "numeric",
+            "temporal",
+            "comparison",
+            "obfuscated",
+        ]
     )
     max_hops: int = 3
 
@@ -69,18 +84,51 @@ class FilterConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """sbatch settings of the SLURM executor (datatrove's SlurmPipelineExecutor)."""
+
+    partition: str = "batch"
+    time: str = "24:00:00"
+    cpus_per_task: int = 4
+    mem_per_cpu_gb: int = 4
+    gpus_per_task: int = 0
+    qos: str = ""
+    env_command: str = ""  # e.g. "source /path/to/.venv/bin/activate"
+    max_array_size: int = 1001
+
+
+@dataclass
+class EngineConfig:
+    """How the run is cut into tasks (data_synthesis/engine). Output never depends on `tasks`
+    or `workers`; it depends on `partitions` (kept in the run's fingerprint)."""
+
+    tasks: int | None = None  # map tasks over the input; None: one per 64 MiB of input
+    partitions: int | None = None  # entity/question partitions; None: one per 64 MiB of input
+    workers: int = 1  # local executor: tasks run at once
+    batch_size: int = 64  # items per method call (one LLM batch, one checkpoint line)
+    batch_chars: int = 1_000_000  # ... and at most this much input text per batch
+    max_document_chars: int = 200_000  # longer documents are split at paragraph/sentence ends
+    executor: Literal["local", "slurm"] = "local"
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+
+@dataclass
 class PipelineConfig:
     """Everything a synthesis run needs."""
 
     seed: int = 1234
-    num_shards: int = 1
     plans_per_question: int = 3
+    judge: bool = True  # LLM judge for plans and answers when an LLM backend is set
     has_alternatives: int = 3
     max_reasoning_chars: int = 4000
     backend: BackendConfig = field(default_factory=BackendConfig)
     questions: QuestionConfig = field(default_factory=QuestionConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
     tools: list[dict] = field(default_factory=lambda: [dict(t) for t in DEFAULT_TOOLS])
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    environment: dict = field(default_factory=dict)  # EnvironmentConfig (environment/executor.py)
+    agent: dict = field(default_factory=dict)  # AgentConfig (data_synthesis/agent)
+    heldout_share: float = 0.1  # documents (and their questions) kept out for evaluation
 
     @property
     def tool_names(self) -> list[str]:
@@ -109,9 +157,26 @@ def _fill(cls, raw: dict, where: str):
             "BackendConfig": BackendConfig,
             "QuestionConfig": QuestionConfig,
             "FilterConfig": FilterConfig,
+            "EngineConfig": EngineConfig,
+            "SlurmConfig": SlurmConfig,
         }.get(kind if isinstance(kind, str) else "")
         values[key] = _fill(nested, value, f"{where}.{key}") if nested else value
     for tool in values.get("tools", []):
         if not isinstance(tool, dict) or not {"name", "description"} <= set(tool):
             raise ValueError(f"{where}.tools: each tool needs a name and a description: {tool!r}")
+    if cls is BackendConfig and values.get("type") == "template":
+        values["type"] = "heuristic"
+    _check_choices(cls, values, where)
     return cls(**values)
+
+
+_CHOICES = {
+    ("BackendConfig", "type"): ("heuristic", "transformers", "vllm", "openai"),
+    ("EngineConfig", "executor"): ("local", "slurm"),
+}
+
+
+def _check_choices(cls, values: dict, where: str) -> None:
+    for (owner, key), allowed in _CHOICES.items():
+        if cls.__name__ == owner and key in values and values[key] not in allowed:
+            raise ValueError(f"{where}.{key}: {values[key]!r}; choose one of {list(allowed)}")

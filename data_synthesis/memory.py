@@ -1,203 +1,816 @@
-"""Open-world memory: raw documents -> entity-anchored statements with provenance.
+"""Open-world memory: documents -> entity-anchored statements -> entity records across sources.
 
-Per document (`extract_document`): split into sentences (statements), each keeping its source
-document, position, url and date; find the entities each statement mentions; and extract facts
-(subject, relation, value) with rule-based patterns (the CPU default) or with the LLM backend.
-Then `build_memory` groups statements by entity into records:
+A statement is one claim of one sentence, anchored on an entity (record shape in
+notes/SYNTH-INTERFACES.md): {"entity": key, "entity_name", "relation": open name, "value": {"type":
+entity|number|date|text, "text", "number", "unit", "entity"}, "time", "source", "span",
+"sentence", "extractor"}. Relations are open (whatever the text says: "capital", "lies on",
+"was founded in"), values typed, so later stages can compute, compare and walk links.
 
-    {"stage": "memory", "entity": "Vienna", "type": "city", "statements": [...],
-     "facts": [{"relation": "river", "value": "Danube", "statement": "doc-0057#2"}, ...],
-     "neighbours": ["Austria", "Danube", ...], "text": "..."}
+Two extractors behind the StageMethod interface (data_synthesis/stage_api.py):
+- `LLMExtractor` (the method): the model reads each chunk of a document and lists its
+  statements (schema-constrained JSON); each is grounded - its sentence must be in the document
+  and its value in its sentence - and typed by data_synthesis.answers' parsers.
+- `HeuristicExtractor` (the baseline, CPU default): generic sentence-level subject / verb group /
+  object extraction for any English text, with lemminflect for verb forms: no patterns tied to a
+  corpus's phrasing. "The capital of France is Paris" and "Paris is the capital of France" both
+  give (France, capital, Paris).
 
-Facts whose value is itself an entity are the links later stages walk for multi-hop chains
-(entity -> statement -> entity).
+Entity names are normalised (`entity_key`: case, accents, articles, possessives, disambiguation
+suffixes) and `build_records` merges statements of the same key from all documents into one
+record, also merging names that differ only by a generic type word ("Danube River" / "the
+Danube"); `value_index` is the reverse index (relation, value) -> entities that obfuscated
+questions use to prove a description picks out one entity.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
+from functools import lru_cache
 
-# Relation patterns over one sentence whose subject is the document's entity. Each yields
-# (relation, value, kind): kind "entity"/"text" values are names, "number"/"year" are numeric.
-_NUM = r"(?P<v>\d[\d,]*(?:\.\d+)?(?: (?:million|billion))?)"
-_YEAR = r"(?P<y>\d{3,4}(?: BC)?)"
-_NAME = r"(?:the )?(?P<o>[A-Z][^.,;]*?(?:, D\.C\.)?)"
-PATTERNS: list[tuple[str, re.Pattern, str]] = [
-    (rel, re.compile(rx), kind)
-    for rel, rx, kind in [
-        ("capital", rf"^The capital of (?:the )?.+? is {_NAME}\.$", "entity"),
-        ("country", rf"^.+? is the capital of {_NAME}\.$", "entity"),
-        ("continent", rf"is a country in {_NAME}\.$", "entity"),
-        ("population", rf"has a population of about {_NUM}", "number"),
-        ("area", rf"has an area of {_NUM} square kilometres", "number"),
-        ("currency", r"^The currency of (?:the )?.+? is the (?P<o>[^.]+)\.$", "text"),
-        ("language", r"^The official language of (?:the )?.+? is (?P<o>[^.]+)\.$", "text"),
-        ("river", rf"lies on the {_NAME}\.$", "entity"),
-        ("length", rf"is a river about {_NUM} kilometres long", "number"),
-        ("mouth", rf"flows into {_NAME}\.$", "entity"),
-        ("height", rf"is a mountain {_NUM} metres high", "number"),
-        ("range", rf"is in the {_NAME}\.$", "entity"),
-        ("location", rf"is located in {_NAME}\.$", "entity"),
-        ("first_ascent_year", rf"first ascent of .+? was made in {_YEAR}", "year"),
-        ("birthplace", rf"was born in {_NAME} in \d", "entity"),
-        ("birth_year", rf"was born in .+? in {_YEAR}\.", "year"),
-        ("workplace", rf"worked at {_NAME}\.$", "entity"),
-        ("founded_year", rf"was founded in {_YEAR}", "year"),
-        ("founding_city", rf"was founded in \d+(?: by .+?)? in {_NAME}\.$", "entity"),
-        ("founders", r"was founded in \d+ by (?P<o>.+?) in ", "text"),
-        ("headquarters", rf"is headquartered in {_NAME}\.$", "entity"),
-        ("atomic_number", r"atomic number (?P<v>\d+)", "number"),
-        ("symbol", r"with the symbol (?P<o>[A-Z][a-z]?) ", "text"),
-        ("discoverer", r"was discovered by (?P<o>.+?) in \d", "entity"),
-        ("discovery_year", rf"was discovered by .+? in {_YEAR}\.", "year"),
-        ("diameter", rf"has a diameter of about {_NUM} kilometres", "number"),
-        ("moons", r"has (?P<v>\d+) known moons?\.", "number"),
-        ("planet", rf"is a moon of {_NAME}\.$", "entity"),
-        ("inventor", r"was invented in \d+ by (?P<o>.+?)\.$", "entity"),
-        ("invention_year", rf"was invented in {_YEAR}", "year"),
-        ("host_city", r"were held in (?P<o>[^,]+),", "entity"),
-        ("host", rf"World Cup was held in {_NAME}\.$", "entity"),
-        ("winner", rf"was won by {_NAME}\.$", "entity"),
-        ("author", r"is a work by (?P<o>[^,]+), published", "entity"),
-        ("publication_year", rf"published in {_YEAR}\.", "year"),
-        ("death_place", rf"died in {_NAME} in \d", "entity"),
-        ("death_year", rf"died in .+? in {_YEAR}\.", "year"),
-    ]
-]
-TYPE_PATTERN = re.compile(
-    r"(?:is|was) (?:a|the) (?P<t>country|capital|river|mountain|scientist|chemical element|planet|moon|"
-    r"company|composer|work)\b"
+from data_synthesis.answers import (
+    ARTICLES,
+    GENERIC,
+    HEDGES,
+    fold,
+    normalise,
+    parse_date,
+    parse_quantity,
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-_PRONOUNS = ("He ", "She ", "It ", "They ")
+from data_synthesis.answers import answer_in_text as value_in_text
+from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
+
+STAGE = "extract"  # the engine's name of the memory map stage
+CHUNK_CHARS = 1500
+MAX_SENTENCE_CHARS = 400
+
+# --- entity keys ------------------------------------------------------------------------------
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a plain-text document (abbreviations like "D.C." stay whole)."""
-    parts = _SENTENCE_END.split(text.strip())
-    merged: list[str] = []
-    for part in parts:
-        if merged and re.search(r"\b[A-Z]\.[A-Z]\.$", merged[-1]):
-            merged[-1] += " " + part
+def entity_key(name: str) -> str:
+    """The normalised key of an entity name: "The Danube" / "danube" -> "danube";
+    "Amazon (river)" -> "amazon"; "France's" -> "france"."""
+    name = re.sub(r"\s*\([^)]*\)\s*$", "", name.strip())
+    name = re.sub(r"['’]s$", "", name)
+    words = normalise(name).split()
+    return " ".join(words)
+
+
+def alias_key(key: str) -> str:
+    """A key without generic type words, for merging "danube river" into "danube"."""
+    words = [w for w in key.split() if w not in GENERIC]
+    return " ".join(words) if words else key
+
+
+# --- sentences --------------------------------------------------------------------------------
+
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+_ABBREV = re.compile(r"(?:\b[A-Z]\.|\b(?:Mr|Mrs|Dr|St|Mt|No|vs|etc|e\.g|i\.e|Inc|Ltd|Jr|Sr)\.)$")
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of the sentences of a text (abbreviations kept whole)."""
+    spans: list[list[int]] = []
+    for m in _SENTENCE.finditer(text):
+        start, end = m.start(), m.end()
+        if spans and (
+            _ABBREV.search(text[spans[-1][0] : spans[-1][1]])
+            or (start < len(text) and text[start : start + 2].strip()[:1].islower())
+            or re.search(r"\d\.$", text[spans[-1][0] : spans[-1][1]])
+            and text[start : start + 1].isdigit()
+        ):
+            spans[-1][1] = end
         else:
-            merged.append(part)
-    return [p for p in merged if p]
+            spans.append([start, end])
+    out = []
+    for start, end in spans:
+        chunk = text[start:end]
+        lead = len(chunk) - len(chunk.lstrip())
+        trail = len(chunk.rstrip())
+        if trail > lead:
+            out.append((start + lead, start + trail))
+    return out
 
 
-def surface_name(entity: str) -> str:
-    """How text names an entity: its title without a disambiguation suffix ("Amazon (river)")."""
-    return re.sub(r" \([^)]*\)$", "", entity).strip()
+# --- heuristic baseline: generic subject / verb group / object ---------------------------------
+
+AUX = {
+    "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "can", "could",
+    "will", "would", "may", "might", "must", "shall", "should", "does", "do", "did",
+}  # fmt: skip
+PREPS = {
+    "in", "on", "at", "into", "from", "by", "for", "with", "of", "to", "as", "about", "over",
+    "under", "through", "between", "after", "before", "near", "since", "during", "across",
+    "along", "onto", "upon", "within", "without", "against", "toward", "towards", "via",
+}  # fmt: skip
+ADVERBS = {
+    "also", "first", "later", "still", "often", "usually", "now", "then", "originally",
+    "officially", "currently", "mainly", "largely", "widely", "commonly", "generally", "not",
+    "never", "always", "already", "once", "formerly", "primarily", "typically", "only",
+}  # fmt: skip
+PARTICLES = {"up", "out", "off", "down", "away", "back"}
+MODALS = {"can", "could", "will", "would", "may", "might", "must", "shall", "should"}
+SUBORDINATORS = {"until", "unless", "since", "once", "whether", "both", "either", "neither",
+                 "also", "however", "thus", "therefore", "please", "do", "don't", "let", "note"}  # fmt: skip
+INNER_STOP = {"if", "you", "we", "i", "that", "which", "who", "when", "whether", "because", "your"}
+ORDINALS = {"first", "second", "third", "last", "only", "next", "same", "other", "main"}
+DEICTIC = {"this", "these", "that", "those", "its", "his", "her", "their", "such", "it", "them",
+           "him", "us", "me", "you"}  # fmt: skip
+OBJECT_PRONOUNS = {"it", "him", "her", "them", "this", "that", "these", "those", "us", "me"}
+PRONOUNS = {"it", "he", "she", "they", "its", "this", "these"}
+BAD_SUBJECT_START = {"there", "here", "what", "which", "who", "when", "where", "how", "why", "if",
+                     "because", "although", "while", "as", "but", "and", "or", "so", "yet", "we",
+                     "you", "i", "one", "each", "all", "some", "many", "most", "such", "that",
+                     "those", "see", "note", "for", "to"}  # fmt: skip
+ADJECTIVE_NOUNS = {"long": "length", "high": "height", "tall": "height", "wide": "width",
+                   "deep": "depth", "old": "age", "large": "size", "heavy": "weight"}  # fmt: skip
+_WORD = re.compile(r"[\w][\w'’.,&/-]*[\w%]|[\w%$€]|\S")
 
 
-def extract_document(doc: dict, known_entities: list[str]) -> dict:
-    """Rule-based extraction of one document's statements, mentions and facts."""
-    anchor = doc.get("title") or doc["id"]
-    statements = []
-    for position, sentence in enumerate(split_sentences(doc["text"])):
-        subject = anchor if _is_about(sentence, surface_name(anchor)) else None
-        facts = _facts(sentence) if subject else []
-        statements.append(
-            {
-                "id": f"{doc['id']}#{position}",
-                "text": sentence,
-                "source": doc["id"],
-                "position": position,
-                "url": doc.get("url"),
-                "time": doc.get("date"),
-                "subject": subject,
-                "mentions": _mentions(sentence, known_entities),
-                "facts": facts,
-            }
-        )
-    kind = TYPE_PATTERN.search(doc["text"])
-    return {
-        "stage": "memory_extraction",
-        "id": doc["id"],
-        "entity": anchor,
-        "type": kind.group("t") if kind else None,
-        "statements": statements,
-        "extractor": "rules-v1",
-    }
+@lru_cache(maxsize=100_000)
+def _verb_lemma(word: str) -> str | None:
+    """The verb lemma of a finite verb form (3rd person present or past), else None."""
+    from lemminflect import getAllLemmas, getInflection
+
+    lower = word.lower()
+    if lower in AUX:
+        return getAllLemmas(lower).get("AUX", (lower,))[0]
+    if not word.islower() or len(word) < 3:
+        return None
+    lemmas = getAllLemmas(lower)
+    if "VERB" not in lemmas:
+        return None
+    lemma = lemmas["VERB"][0]
+    if (
+        lower == lemma + "s"
+        or lower == lemma + "es"
+        or lower.endswith("ies")
+        and lemma.endswith("y")
+    ):
+        return lemma
+    if lower in getInflection(lemma, "VBD") or lower in getInflection(lemma, "VBN"):
+        return lemma
+    return None
 
 
-def _is_about(sentence: str, name: str) -> bool:
-    """The sentence's subject is the document's entity (by name, pronoun, or "the X of <name>")."""
-    stripped = (sentence[4:] if sentence.startswith("The ") else sentence).lower()
-    if stripped.startswith(name.lower()) or sentence.startswith(_PRONOUNS):
-        return True
-    return bool(
-        re.match(
-            rf"^(?:The )?(capital|currency|official language|first ascent) of "
-            rf"(?:the )?{re.escape(name)}\b",
-            sentence,
-        )
+def _noun_before_verb(tokens: list, i: int) -> bool:
+    """A -s/-ed word that can be a noun, followed by a verb: the noun ends the subject."""
+    from lemminflect import getAllLemmas
+
+    word = tokens[i].group(0).lower()
+    if word in AUX or "NOUN" not in getAllLemmas(word) or i + 1 >= len(tokens):
+        return False
+    nxt = i + 1
+    while nxt < len(tokens) - 1 and tokens[nxt].group(0).lower() in ADVERBS:
+        nxt += 1
+    return _verb_lemma(tokens[nxt].group(0)) is not None
+
+
+def _plural_verb(tokens: list, i: int) -> bool:
+    """A base-form verb after a plural subject of names ("Avignon and Arles lie on ...")."""
+    from lemminflect import getAllLemmas
+
+    word = tokens[i].group(0)
+    before = [t.group(0) for t in tokens[:i]]
+    return (
+        word.islower()
+        and getAllLemmas(word).get("VERB", ("",))[0] == word
+        and "and" in before
+        and before[0][:1].isupper()
+        and before[-1][:1].isupper()
     )
 
 
-def _facts(sentence: str) -> list[dict]:
-    facts = []
-    for relation, pattern, kind in PATTERNS:
-        found = pattern.search(sentence)
-        if not found:
-            continue
-        groups = found.groupdict()
-        value = (groups.get("o") or groups.get("v") or groups.get("y") or "").strip()
-        if value:
-            facts.append({"relation": relation, "value": value, "kind": kind})
-    return facts
+def _adverb(word: str) -> bool:
+    from lemminflect import getAllLemmas
+
+    return word in ADVERBS or "ADV" in getAllLemmas(word)
 
 
-def _mentions(sentence: str, known_entities: list[str]) -> list[str]:
-    return [
-        entity
-        for entity in known_entities
-        if re.search(rf"(?<![\w-]){re.escape(surface_name(entity))}(?![\w-])", sentence)
-    ]
+def _base_verb(word: str) -> bool:
+    from lemminflect import getAllLemmas
+
+    return word.islower() and getAllLemmas(word).get("VERB", ("",))[0] == word
 
 
-def build_memory(extractions: list[dict]) -> list[dict]:
-    """Entity records from per-document extractions; links between entities come from facts
-    whose values name another entity and from co-mentions."""
-    records: dict[str, dict] = {}
-    for doc in extractions:
-        record = records.setdefault(
-            doc["entity"],
-            {
-                "stage": "memory",
-                "entity": doc["entity"],
-                "type": doc["type"],
-                "statements": [],
-                "facts": [],
-                "sources": [],
-                "extractor": doc["extractor"],
-            },
-        )
-        record["sources"].append(doc["id"])
-        for statement in doc["statements"]:
-            record["statements"].append(
-                {
-                    k: statement[k]
-                    for k in ("id", "text", "source", "position", "url", "time", "mentions")
-                }
+def _is_participle(word: str) -> bool:
+    from lemminflect import getAllLemmas, getInflection
+
+    lemmas = getAllLemmas(word.lower()).get("VERB")
+    return bool(lemmas) and word.lower() in getInflection(lemmas[0], "VBN")
+
+
+def _clean(text: str) -> str:
+    return text.strip().strip(",;:").strip()
+
+
+def _value_phrase(rest: str) -> tuple[str, str | None]:
+    """The object phrase of a clause (up to a clause boundary) and a time qualifier in the rest."""
+    time = None
+    t = re.search(
+        r"\b(?:in|on|since|until|by|as of|during)\s+((?:\d{1,2}\s+)?(?:[A-Z][a-z]+\s+)?\d{3,4}s?)\b",
+        rest,
+    )
+    if t:
+        time = t.group(1)
+    lst = re.match(
+        r"((?:[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*,\s+)+(?:and\s+)?[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*)",
+        rest,
+    )
+    if lst:
+        return lst.group(1), time
+    cut = re.split(
+        r",(?!\d)|;|:|\s\((?!\d)|\s-\s|\s—\s|\b(?:which|who|whom|whose|while|whereas|but|because|although|where|when)\b",
+        rest,
+        maxsplit=1,
+    )[0]
+    cut = re.split(
+        r"\s+and\s+(?=(?:[a-z]+\s+)?(?:is|are|was|were|has|have|had)\b)", cut, maxsplit=1
+    )[0]
+    cut = _clean(cut.rstrip(".!?"))
+    # "1998 by Larry Page in Menlo Park" -> "1998"; "Warsaw in 1867" -> "Warsaw"
+    head = re.match(r"^(.+?)\s+(?:in|on|at|by|from|since|during|with|for|after|before)\s", cut)
+    if head and typed_value(head.group(1))["type"] in ("entity", "number", "date"):
+        cut = head.group(1)
+    return cut, time
+
+
+def typed_value(text: str) -> dict:
+    """A value record from its text: a date, a number with its unit, an entity name, or text."""
+    text = _clean(text)
+    bare_number = re.sub(r"^(?:about|approximately|around|roughly|nearly|over|some)\s+", "", text)
+    date = parse_date(text)
+    if (
+        date
+        or re.fullmatch(r"(?:in |since )?\d{3,4}(?: BC| AD)?", text)
+        and not re.search(r"\d,\d", text)
+    ):
+        year = re.search(r"\d{3,4}", text).group(0)
+        if date or 1000 <= int(year) <= 2100 or re.search(r"\b(?:BC|AD)$", text):
+            return {"type": "date", "text": text, "number": float(date[0] if date else year),
+                    "unit": "year", "entity": None}  # fmt: skip
+    words = bare_number.split()
+    for n in range(min(len(words), 5), 0, -1):
+        quantity = parse_quantity(" ".join(words[:n]))
+        if quantity is not None and re.search(r"\d", " ".join(words[:n])):
+            unit = " ".join(
+                w for w in words[1:n] if not re.match(r"(?i)thousand|million|billion", w)
             )
-            for fact in statement["facts"]:
-                record["facts"].append({**fact, "statement": statement["id"]})
-    surface: dict[str, list[str]] = defaultdict(list)
-    for name in records:
-        surface[surface_name(name)].append(name)
-    neighbours: dict[str, set] = defaultdict(set)
-    for name, record in records.items():
-        for fact in record["facts"]:
-            targets = surface.get(fact["value"], []) if fact["kind"] == "entity" else []
-            if len(targets) == 1:  # the value names exactly one known entity: a link
-                fact["target"] = targets[0]
-                neighbours[name].add(targets[0])
-                neighbours[targets[0]].add(name)
-        for statement in record["statements"]:
-            neighbours[name].update(m for m in statement["mentions"] if m != name)
-    for name, record in records.items():
-        record["neighbours"] = sorted(neighbours[name])
-        record["text"] = f"{name}: " + " ".join(s["text"] for s in record["statements"])
-        record["id"] = name
-    return [records[name] for name in sorted(records)]
+            unit = unit or None
+            return {"type": "number", "text": text, "number": _raw_number(words[:n]), "unit": unit,
+                    "entity": None}  # fmt: skip
+    bare = re.sub(r"^(?:the|a|an)\s+", "", text, flags=re.IGNORECASE)
+    if (
+        bare[:1].isupper()
+        and len(bare.split()) <= 8
+        and not re.search(r"\b[a-z]{4,}\b.*\b[a-z]{4,}\b.*\b[a-z]{4,}\b", bare)
+    ):
+        return {"type": "entity", "text": text, "number": None, "unit": None,
+                "entity": entity_key(bare)}  # fmt: skip
+    return {"type": "text", "text": text, "number": None, "unit": None, "entity": None}
+
+
+def _raw_number(words: list[str]) -> float | None:
+    """The number as written with its scale word ("68 million" -> 68e6), without unit factors."""
+    scale = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
+    value = None
+    for word in words:
+        w = word.strip(".,").replace(",", "")
+        if value is None and re.fullmatch(r"-?\d+(?:\.\d+)?", w):
+            value = float(w)
+        elif value is not None and w.lower() in scale:
+            value *= scale[w.lower()]
+    return value
+
+
+def _statement(entity, relation, value_text, sentence, span, doc, time, extractor, name=None):
+    value = typed_value(value_text)
+    if not relation or not value["text"] or len(value["text"]) > 200:
+        return None
+    return {
+        "entity": entity_key(name or entity),
+        "entity_name": re.sub(
+            r"^(The|A|An|Some|Many|Most|Several|All|Each|Every)\s+",
+            lambda m: m.group(1).lower() + " ",
+            _clean(name or entity),
+        ),
+        "relation": relation,
+        "value": value,
+        "time": time if time and value["type"] != "date" else None,
+        "source": doc["id"],
+        "span": list(span),
+        "sentence": sentence,
+        "extractor": extractor,
+    }
+
+
+def heuristic_statements(doc: dict) -> list[dict]:
+    """Statements of one document by the generic subject / verb group / object baseline."""
+    text, topic = doc["text"], doc.get("title")
+    out = []
+    for start, end in sentences(text):
+        sentence = text[start:end]
+        if len(sentence) > MAX_SENTENCE_CHARS or len(sentence.split()) < 3:
+            continue
+        found = _clause(sentence, topic)
+        if found is None:
+            continue
+        subject, statements = found
+        topic = topic or subject
+        for entity, relation, whole, time in statements:
+            for value in _items(whole):
+                record = _statement(
+                    entity, relation, value, sentence, (start, end), doc, time, "heuristic"
+                )
+                if (
+                    record
+                    and record["entity"]
+                    and record["entity"] != normalise(value)
+                    and value.lower() not in OBJECT_PRONOUNS
+                    and value.split()[0].lower() not in DEICTIC
+                ):
+                    out.append(record)
+    return out
+
+
+def _items(value: str) -> list[str]:
+    """ "Berlin, Hamburg and Munich" -> the three names; any other value -> [value]."""
+    parts = re.split(r",\s+(?:and\s+)?|\s+and\s+", value)
+    names = [re.sub(r"^the\s+", "", p) for p in parts]
+    if len(parts) > 1 and all(n[:1].isupper() and len(n.split()) <= 5 for n in names):
+        return parts
+    return [value]
+
+
+def _clause(sentence: str, topic: str | None):
+    """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None."""
+    body = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", sentence)  # list bullets
+    lead = re.match(r"^([A-Z][a-z]+),\s+", body)
+    if lead and _adverb(lead.group(1).lower()):  # "Instead, it uses ..."
+        body = body[lead.end() :]
+    body = re.sub(r"^(?:In|On|Since|By|During|As of|After|Before)\s+[^,]{1,40},\s*", "", body)
+    # "In the semi-final Germany beat ..." (no comma): a lower-case phrase, then a name
+    body = re.sub(
+        r"^(?:In|On|At|During|After|Before)\s+the(?:\s+[a-z][\w-]*){1,3}\s+(?=[A-Z])", "", body
+    )
+    body = re.sub(
+        r"^(?:In|On|Since|By)\s+(?:\d{1,2}\s+)?(?:[A-Z][a-z]+\s+)?\d{3,4}\s+(?=[A-Za-z])", "", body
+    )
+    lead_time = re.match(
+        r"^(?:In|On|Since|As of)\s+((?:\d{1,2}\s+)?(?:[A-Z][a-z]+\s+)?\d{3,4})\b", sentence
+    )
+    tokens = list(_WORD.finditer(body))
+    verb_at = None
+    for i, tok in enumerate(tokens[:14]):
+        if i == 0 or tok.group(0) in ",;:()":
+            continue
+        if _verb_lemma(tok.group(0)) or _plural_verb(tokens, i):
+            if _noun_before_verb(tokens, i):  # "files are used": "files" is the subject's noun
+                continue
+            verb_at = i
+            break
+    if verb_at is None:
+        return None
+    subject = _clean(body[: tokens[verb_at].start()])
+    subject = re.split(r",\s", subject, maxsplit=1)[0]  # "Mont Blanc, on the border ..., is"
+    words = subject.split()
+    while len(words) > 1 and (words[-1].lower() in ADVERBS or words[-1].endswith("ly")):
+        words.pop()  # "It also contains ..."
+    subject = " ".join(words)
+    first = subject.split()[0].lower() if subject.split() else ""
+    owned = re.match(r"^(?:Its|His|Her|Their)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
+    if owned and topic:  # "Its deepest point is ..." -> (topic, deepest point, ...)
+        subject = f"{topic}'s {owned.group(1)}"
+    elif subject.lower() in PRONOUNS:
+        if not topic:
+            return None
+        subject = topic
+    elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."
+        if not topic:
+            return None
+        subject = topic
+    elif (
+        first in BAD_SUBJECT_START
+        or first in PREPS
+        or first in AUX
+        or first in SUBORDINATORS
+        or (first.endswith("ing") and first[:1].isalpha() and len(subject.split()) > 1)
+        or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
+        or "--" in subject
+        or len(subject.split()) > 8
+        or not re.search(r"[A-Za-z]", subject)
+        or set(subject.lower().split()) & INNER_STOP
+        or subject.split()[-1].lower() in PREPS | ARTICLES
+    ):
+        return None
+    # the verb group: auxiliaries, adverbs, the main verb, a particle/preposition
+    group, j = [], verb_at
+    while j < len(tokens):
+        word = tokens[j].group(0)
+        lower = word.lower()
+        if lower in ADVERBS and group:
+            j += 1
+            continue
+        after_aux = group and group[-1].lower() in AUX and _base_verb(word)
+        if (
+            lower in AUX
+            or (_verb_lemma(word) and not group)
+            or (group and _is_participle(word))
+            or after_aux
+        ):
+            group.append(word)
+            j += 1
+            continue
+        break
+    if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
+        return None  # "systemd will cleanly ...": a modal alone is no relation
+    if j < len(tokens) and tokens[j].group(0).lower() in PARTICLES:  # "is made up of"
+        group.append(tokens[j].group(0))
+        j += 1
+    if j < len(tokens) and tokens[j].group(0).lower() in PREPS:
+        group.append(tokens[j].group(0))
+        j += 1
+        if group[-1].lower() == "to" and j < len(tokens) and _base_verb(tokens[j].group(0)):
+            return None  # "began to lose ...": an infinitive, not a value
+    rest = body[tokens[j].start() :] if j < len(tokens) else ""
+    value, time = _value_phrase(rest)
+    time = time or (lead_time.group(1) if lead_time else None)
+    if (
+        not value
+        or len(value.split()) > 14
+        or value.split()[0].lower() in ("and", "or", "but", "not", "so")
+        or re.search(r"\s(?:is|are|was|were|has|have|will|can)\s", f" {value} ")  # a clause
+    ):
+        return None
+    return subject, _relations(subject, group, value, time)
+
+
+def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:
+    """Statements of one clause: the verb relation, plus noun relations where English has one
+    ("X is the capital of Y" -> (Y, capital, X); "X has a population of N" -> (X, population, N);
+    "The capital of Y is X" -> (Y, capital, X); "X is a river 2,850 km long" -> (X, length, ...))."""
+    lemmas = [(_verb_lemma(w) or w.lower()) if w.lower() in AUX else w.lower() for w in group]
+    copula = lemmas[0] == "be" and len(group) == 1
+    possess = lemmas[0] == "have" and len(group) == 1
+    out = []
+    owner = re.match(r"^(.+?)['’]s\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
+    if copula and owner:  # "Austria's capital is Vienna"
+        return [(owner.group(1), owner.group(2), value, time)]
+    of = re.match(
+        r"^(?:the|The)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)\s+of\s+(?:the\s+)?(.+)$", subject
+    )
+    if copula and of:  # "The capital of France is Paris"
+        return [(of.group(2), of.group(1), value, time)]
+    noun_of = re.match(r"^(the|a|an)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)\s+of\s+(.+)$", value)
+    if (copula or possess) and noun_of:
+        article, noun, rest = noun_of.groups()
+        if possess:  # "has a population of about 68 million"
+            return [(subject, noun, rest, time)]
+        out.append((subject, f"is {article} {noun} of", rest, time))
+        if article == "the" and rest[:1].isupper():  # "Paris is the capital of France"
+            out.append((re.sub(r"^the\s+", "", rest), noun, subject, time))
+        return out
+    if copula:
+        kind = re.match(r"^(?:a|an|the)\s+([a-z][\w-]*(?:\s+[a-z][\w-]*){0,2})(?:\s+(.*))?$", value)
+        if kind:
+            words = []
+            for word in value.split()[1:]:
+                if (
+                    word in PREPS
+                    or word in HEDGES
+                    or word in ("that", "which", "who")
+                    or not word.isalpha()
+                ):
+                    break
+                words.append(word)
+            words = [w for w in words if not w.endswith("ly") and w not in ORDINALS][-2:]
+            if words and words[-1].islower():
+                out.append((subject, "is a", " ".join(words), time))
+            size = re.search(
+                r"(\d[\d,.]*\s*(?:\w+\s+){0,2}?\w+)\s+(long|high|tall|wide|deep|old)\b", value
+            )
+            if size:
+                out.append((subject, ADJECTIVE_NOUNS[size.group(2)], size.group(1), time))
+            return out
+    if possess:
+        counted = re.match(r"^(?:about\s+|around\s+|over\s+)?(\d[\d,.]*)\s+(.+)$", value)
+        if counted:  # "has 95 known moons"
+            return [(subject, f"number of {counted.group(2)}", counted.group(1), time)]
+    out.append((subject, " ".join(w.lower() for w in group), value, time))
+    return out
+
+
+# --- merging into records ---------------------------------------------------------------------
+
+
+def build_records(statements: list[dict]) -> list[dict]:
+    """Entity records from statements of all documents: one per normalised key, with the
+    statements and sources of every document that says something about it; keys that differ
+    only by generic type words are merged (into the most frequent one)."""
+    by_key: dict[str, list[dict]] = defaultdict(list)
+    for statement in statements:
+        by_key[statement["entity"]].append(statement)
+    alias: dict[str, list[str]] = defaultdict(list)
+    for key in by_key:
+        alias[alias_key(key)].append(key)
+    canonical = {}
+    for keys in alias.values():
+        best = max(keys, key=lambda k: (len(by_key[k]), -len(k), k))
+        canonical.update({k: best for k in keys})
+    merged: dict[str, list[dict]] = defaultdict(list)
+    for key, group in by_key.items():
+        merged[canonical[key]].extend(group)
+    records = []
+    for key in sorted(merged):
+        group = sorted(merged[key], key=lambda s: (s["source"], s["span"][0], s["relation"]))
+        for statement in group:
+            statement["entity"] = key
+            target = statement["value"].get("entity")
+            if target and alias_key(target) in alias:
+                statement["value"]["entity"] = canonical[alias[alias_key(target)][0]]
+        names = Counter(s["entity_name"] for s in group)
+        types = Counter(s["value"]["text"].split()[-1] for s in group if s["relation"] == "is a")
+        links = sorted(
+            {s["value"]["entity"] for s in group if s["value"].get("entity") in merged} - {key}
+        )
+        records.append(
+            {
+                "id": key,
+                "entity": key,
+                "entity_name": names.most_common(1)[0][0],
+                "names": sorted(names),
+                "type": types.most_common(1)[0][0] if types else None,  # from "X is a Y"
+                "statements": group,
+                "sources": sorted({s["source"] for s in group}),
+                "links": links,
+            }
+        )
+    _infer_types(records)
+    return records
+
+
+def _infer_types(records: list[dict]) -> None:
+    """A type for records without an "X is a Y" statement, from the noun relations whose value
+    they are: (Austria, capital, Vienna) -> Vienna is a "capital"; (Japan, highest mountain,
+    Mount Fuji) -> a "mountain". Descriptions then read "the capital that lies on the Danube"."""
+    by_key = {r["entity"]: r for r in records}
+    inferred: dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        for s in record["statements"]:
+            target, words = s["value"].get("entity"), s["relation"].split()
+            if (
+                target in by_key
+                and target != record["entity"]
+                and words[0] not in AUX
+                and all(w.isalpha() and w.islower() for w in words)
+                and "of" not in words
+                and _verb_lemma(words[0]) is None
+            ):
+                inferred[target][words[-1]] += 1
+    for key, counts in inferred.items():
+        if by_key[key]["type"] is None:
+            by_key[key]["type"] = counts.most_common(1)[0][0]
+
+
+_TENSE = {"was": "is", "were": "is", "are": "is", "been": "is", "had": "has", "have": "has"}
+
+
+def relation_key(relation: str) -> str:
+    """Relations compared across tenses: "was founded in" == "is founded in"."""
+    return " ".join(_TENSE.get(w, w) for w in normalise(relation).split())
+
+
+def value_key(value: dict) -> str:
+    """How a value is compared across entities: the number for numbers and dates, the entity key
+    for entities, the normalised text otherwise."""
+    if value.get("number") is not None:
+        return f"{value['number']:g}"
+    return value.get("entity") or normalise(value.get("text", ""))
+
+
+def value_index(records: list[dict]) -> dict[tuple[str, str], list[str]]:
+    """(relation key, value key) -> entities with such a statement (sorted)."""
+    index: dict[tuple[str, str], set] = defaultdict(set)
+    for record in records:
+        for s in record["statements"]:
+            index[(relation_key(s["relation"]), value_key(s["value"]))].add(record["entity"])
+    return {k: sorted(v) for k, v in index.items()}
+
+
+class InMemoryView:
+    """MemoryView over records held in memory (small runs, tests; the engine's partitioned store
+    answers the same calls at scale)."""
+
+    def __init__(self, records: list[dict]):
+        self.records = {r["entity"]: r for r in records}
+        self.index = value_index(records)
+        self.numeric: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        for entity in sorted(self.records):
+            seen = set()
+            for s in self.records[entity]["statements"]:
+                key = relation_key(s["relation"])
+                if s["value"].get("number") is not None and key not in seen:
+                    seen.add(key)
+                    self.numeric[key].append((entity, s))
+
+    def get(self, entity: str) -> dict | None:
+        return self.records.get(entity)
+
+    def keys(self) -> list[str]:
+        return sorted(self.records)
+
+    def links(self, entity: str) -> list[str]:
+        record = self.records.get(entity)
+        return record["links"] if record else []
+
+    def find(self, relation: str, value: dict) -> list[str]:
+        return self.index.get((relation_key(relation), value_key(value)), [])
+
+    def peers(self, relation: str, entity_type: str | None, limit: int = 50) -> list[dict]:
+        out = []
+        for entity, statement in self.numeric.get(relation_key(relation), []):
+            if entity_type and self.records[entity].get("type") != entity_type:
+                continue
+            out.append({"entity": entity, "statement": statement})
+            if len(out) >= limit:
+                break
+        return out
+
+
+# --- the stage methods ------------------------------------------------------------------------
+
+
+class HeuristicExtractor:
+    """Heuristic baseline: generic sentence-level extraction (no LLM)."""
+
+    name = STAGE
+
+    def run(self, items: list[dict], ctx) -> list[dict]:
+        out = []
+        for doc in items:
+            found = heuristic_statements(doc)
+            ctx.counters.add(STAGE, "documents", 1)
+            ctx.counters.add(STAGE, "statements", len(found))
+            if not found:
+                ctx.counters.reject(STAGE, "document without statements")
+            out += _with_ids(found)
+        return out
+
+
+def _with_ids(statements: list[dict]) -> list[dict]:
+    counts: Counter = Counter()
+    for s in statements:
+        base = f"{s['source']}@{s['span'][0]}"
+        s["id"] = f"{base}#{counts[base]}"
+        counts[base] += 1
+    return statements
+
+
+VALUE_TYPES = ["entity", "number", "date", "text"]
+NULLABLE = {"type": ["string", "null"]}
+SCHEMA = object_schema(
+    {
+        "statements": {
+            "type": "array",
+            "maxItems": 24,
+            "items": object_schema(
+                {
+                    "entity": STRING,
+                    "relation": STRING,
+                    "value": STRING,
+                    "value_type": {"enum": VALUE_TYPES},
+                    "unit": NULLABLE,
+                    "time": NULLABLE,
+                    "sentence": STRING,
+                }
+            ),
+        }
+    }
+)
+
+
+def _check(obj: dict) -> None:
+    require(obj, statements=list)
+    for item in obj["statements"]:
+        if not isinstance(item, dict):
+            from data_synthesis.llm.json_task import SchemaError
+
+            raise SchemaError("schema: a statement is not an object")
+        require(item, entity=str, relation=str, value=str, sentence=str)
+
+
+def chunks(doc: dict) -> list[tuple[int, str]]:
+    """(offset, text) pieces of a document of about CHUNK_CHARS, cut between sentences."""
+    text, out, start, end = doc["text"], [], None, None
+    for s, e in sentences(text):
+        if start is None:
+            start = s
+        elif e - start > CHUNK_CHARS:
+            out.append((start, text[start:end]))
+            start = s
+        end = e
+    if start is not None:
+        out.append((start, text[start:end]))
+    return out
+
+
+class LLMExtractor:
+    """The method: the LLM lists each chunk's statements; each is grounded and typed."""
+
+    name = STAGE
+    prompt = "memory_v2"
+
+    def run(self, items: list[dict], ctx) -> list[dict]:
+        template = load_prompt(self.prompt)
+        jobs = [(doc, offset, piece) for doc in items for offset, piece in chunks(doc)]
+        prompts = [
+            template.messages(title=doc.get("title") or "(none)", text=piece)
+            for doc, _, piece in jobs
+        ]
+        parsed = run_json_task(
+            ctx.llm, prompts, SCHEMA, _check, seed=ctx.seed,
+            retries=ctx.config.backend.max_retries, counters=ctx.counters, stage=STAGE,
+        )  # fmt: skip
+        per_doc: dict[str, list[dict]] = defaultdict(list)
+        for (doc, offset, piece), obj in zip(jobs, parsed):
+            for item in (obj or {}).get("statements", []):
+                statement = self._ground(item, doc, offset, piece, ctx)
+                if statement:
+                    per_doc[doc["id"]].append(statement)
+        out = []
+        for doc in items:
+            found = per_doc.get(doc["id"], [])
+            ctx.counters.add(STAGE, "documents", 1)
+            ctx.counters.add(STAGE, "statements", len(found))
+            if not found:
+                ctx.counters.reject(STAGE, "document without statements")
+            out += _with_ids(found)
+        return out
+
+    def _ground(self, item: dict, doc: dict, offset: int, piece: str, ctx) -> dict | None:
+        """A statement record when the model's claim is in the text, else None (counted)."""
+        span = _find_sentence(item["sentence"], doc["text"], offset, piece)
+        if span is None:
+            ctx.counters.reject(STAGE, "statement sentence not in the document")
+            return None
+        sentence = doc["text"][span[0] : span[1]]
+        if not value_in_text(item["value"], sentence):
+            ctx.counters.reject(STAGE, "statement value not in its sentence")
+            return None
+        if not entity_key(item["entity"]):
+            ctx.counters.reject(STAGE, "statement without an entity")
+            return None
+        time = item.get("time") or None
+        record = _statement(item["entity"], item["relation"].strip(), item["value"], sentence,
+                            span, doc, time, "llm")  # fmt: skip
+        if record is None:
+            ctx.counters.reject(STAGE, "statement without a usable value")
+            return None
+        declared = item.get("value_type")
+        if declared in ("number", "date") and record["value"]["type"] != declared:
+            ctx.counters.add(
+                STAGE, f"value typed {record['value']['type']} (model said {declared})"
+            )
+        if declared == "entity" and record["value"]["type"] == "text":
+            value = record["value"]
+            value.update(type="entity", entity=entity_key(value["text"]))
+        if item.get("unit") and record["value"]["type"] == "number" and not record["value"]["unit"]:
+            record["value"]["unit"] = item["unit"]
+        return record
+
+
+def _find_sentence(claimed: str, text: str, offset: int, piece: str) -> tuple[int, int] | None:
+    """The span of the document sentence the model quoted (exact, or by normalised words)."""
+    claimed = claimed.strip()
+    at = piece.find(claimed)
+    spans = [(s + offset, e + offset) for s, e in sentences(piece)]
+    if at >= 0 and claimed:
+        for s, e in spans:
+            if s <= at + offset < e:
+                return s, e
+    want = normalise(claimed)
+    for s, e in spans:
+        have = normalise(text[s:e])
+        if want and (want == have or (len(want) > 20 and want in have)):
+            return s, e
+    return None
+
+
+def count_multi_source(records: list[dict]) -> int:
+    """How many records combine statements from two or more documents."""
+    return sum(1 for r in records if len(r["sources"]) >= 2)
+
+
+__all__ = [
+    "HeuristicExtractor",
+    "InMemoryView",
+    "LLMExtractor",
+    "build_records",
+    "count_multi_source",
+    "entity_key",
+    "fold",
+    "heuristic_statements",
+    "value_index",
+]
+
+_alias_key = alias_key  # the engine's partitioner name

@@ -6,7 +6,10 @@ bundled corpus -> open-world memory -> FAS questions, planning and reasoning -> 
 decontamination, stats -> a tokenizer trained on the corpus -> tools/preprocess_data.py ->
 Stage-1-shaped training (2 gloo ranks, EP=2), stopped half-way and resumed -> Stage-2-shaped
 training (YaRN, 4x longer sequences, TP=2) from the stage-1 checkpoint -> export to Hugging Face
--> transformers loads it and generates -> a summary table.
+-> transformers loads it and generates -> the agentic evaluation of the exported checkpoint on
+held-out synthesized questions (`python -m data_synthesis.eval`: the ReAct agent over the
+offline environment), beside the stage-1 checkpoint's score -> a summary table. Tiny models
+score near zero; the point is the path, which on a cluster runs the same against `vllm serve`.
 
 Every step is a command of the repository, printed before it runs, with its output in
 OUT/logs/<step>.log. Everything lands under OUT; a rerun reuses the steps already finished
@@ -162,8 +165,55 @@ def plan(out: Path, smoke: bool) -> list[Step]:
             [py, "-m", "megatron_agentic.quickstart", "--generate", str(out / "hf")],
             out / "hf",
         ),
+        Step(
+            "export_stage1_hf",
+            [
+                py,
+                str(REPO / "tools/convert_checkpoint.py"),
+                "megatron-to-hf",
+                "--input",
+                str(out / "checkpoints/stage1"),
+                "--output",
+                str(out / "hf_stage1"),
+            ],
+            out / "hf_stage1",
+        ),
     ]
+    for name, label, model in (
+        ("evaluate_stage1", "stage 1", out / "hf_stage1"),
+        ("evaluate_final", "final", out / "hf"),
+    ):
+        steps.append(Step(name, evaluate_command(out, model, label, smoke), out / "eval" / label))
     return steps
+
+
+def evaluate_command(out: Path, model: Path, label: str, smoke: bool) -> list[str]:
+    """The agentic evaluation of one exported checkpoint on the held-out synthesized questions
+    (their source documents never reached the training data), through transformers here; on a
+    cluster the same command takes `--base-url` of a `vllm serve` of the export."""
+    return [
+        sys.executable,
+        "-m",
+        "data_synthesis.eval",
+        "run",
+        "--backend",
+        "transformers",
+        "--model",
+        str(model),
+        "--label",
+        label,
+        "--questions",
+        str(out / "synthesis/eval/heldout_questions.jsonl"),
+        "--limit",
+        "3" if smoke else "10",
+        "--max-turns",
+        "2",
+        "--max-tokens",
+        "24",
+        "--no-llm-judge",  # a tiny model cannot judge; a real run uses the served model
+        "--output",
+        str(out / "eval" / label),
+    ]
 
 
 def write_blends(data: Path) -> None:
@@ -198,7 +248,7 @@ def run_step(step: Step, out: Path) -> dict:
             handle.write(line)
             if re.match(
                 r"(iteration|validation|saved|resumed|loaded|done|exported|imported|"
-                r"tokenizer|generated|error)",
+                r"tokenizer|generated|error|\[eval\])",
                 line,
             ):
                 print(f"    {line.rstrip()}", flush=True)
@@ -241,17 +291,35 @@ def summary_table(out: Path, results: list[dict]) -> str:
                 f"lm loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} ({len(r['losses'])} steps)"
             )
         rows.append((r["step"], f"{r['seconds']:.1f}", result, r["artifact"]))
-    docs = ", ".join(f"{k}: {v}" for k, v in stats["documents"].items())
+    docs = ", ".join(f"{k}: {v}" for k, v in stats["documents_by_kind"].items())
+    questions = stats["questions"]
+    if isinstance(questions, dict):
+        questions = (
+            f"{sum(questions.values())} ({', '.join(f'{k} {v}' for k, v in questions.items())})"
+        )
     tokens = _dataset_tokens(out / "data")
     width = [max(len(str(row[i])) for row in rows) for i in range(4)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, width)) for row in rows]
     lines += [
         "",
-        f"synthesized documents: {docs}; questions: {stats['questions']}",
+        f"synthesized documents: {docs}; questions: {questions}; held out for evaluation: "
+        f"{stats.get('heldout_questions', 0)} questions; HAS Incorrect share: "
+        f"{stats.get('has_incorrect_share')}",
+        *evaluation_lines(out),
         f"tokens per dataset: {tokens}",
         f"everything is under {out}",
     ]
     return "\n".join(lines)
+
+
+def evaluation_lines(out: Path) -> list[str]:
+    """The agentic evaluation of the final checkpoint beside the stage-1 checkpoint's."""
+    from data_synthesis.eval.report import compare
+
+    runs = [out / "eval" / "stage 1", out / "eval" / "final"]
+    if not all((run / "summary.json").exists() for run in runs):
+        return []
+    return ["", "agentic evaluation on held-out synthesized questions:", compare(*runs)]
 
 
 def _dataset_tokens(data: Path) -> dict:

@@ -1,260 +1,520 @@
-"""FAS question synthesis from the open-world memory.
+"""FAS questions: composed from groups of memory statements, checked before they are kept.
 
-For an anchor entity, questions of several styles, each with its gold answer and the memory
-statements it needs:
-- factual: one fact ("What is the height of Matterhorn, in metres?");
-- multi_hop: 2-4 hops along entity links ("What is the length, in kilometres, of the river on
-  which the capital of Austria lies?");
-- numeric: arithmetic over two facts ("How many metres higher is K2 than Matterhorn?");
-- comparison: aggregation over several entities ("Which is the longest: Danube, Rhine or Elbe?");
-- obfuscated: the entity described by its attributes instead of named ("... the country whose
-  currency is the forint and whose capital is Budapest").
-Template generation (CPU default) composes these from facts; with an LLM backend the template
-question is rewritten in a freer style (`question_v1` prompt) keeping its answer.
+For each anchor entity (an input record of the memory) the stage picks groups of statements, one
+per style of the paper:
+- factual: one statement of the anchor;
+- numeric: two numbers of the same relation and unit (anchor and a peer): their difference;
+- temporal: two dates (anchor and a peer): the years between them;
+- comparison: the same numeric relation over 2-3 entities: which is largest/smallest;
+- multi_hop: a chain through a linked entity (anchor -> value entity -> its statement);
+- obfuscated: the anchor described by two of its statements (never named), asked a third.
+The gold answer is computed from the statements (a value, a difference, a winner), never left to
+the writer. `LLMQuestions` (the method) has the model write each question from its group and the
+gold answer (schema-constrained JSON); `HeuristicQuestions` (the baseline) writes them with
+English grammar rules (do-support, inversion, relative clauses) over the open relation names.
+
+Every question passes `reject_reason` before it is kept: the answer (normalised, any number
+format) is not in it; an obfuscated question names neither its entity nor, for multi-hop, the
+hidden intermediate; the description picks out exactly one entity in memory; the gold answer
+and its supporting statements are stored with it. Rejections are counted by reason.
 """
 
 from __future__ import annotations
 
-import random
 import re
 
-# relation -> (noun for questions, noun phrase with {s}, unit)
-RELATIONS = {
-    "capital": ("capital", "the capital of {s}", None),
-    "country": ("country", "the country whose capital is {s}", None),
-    "continent": ("continent", "the continent of {s}", None),
-    "population": ("population", "the population of {s}", None),
-    "area": ("area", "the area of {s}", "square kilometres"),
-    "currency": ("currency", "the currency of {s}", None),
-    "language": ("official language", "the official language of {s}", None),
-    "river": ("river", "the river on which {s} lies", None),
-    "length": ("length", "the length of {s}", "kilometres"),
-    "mouth": ("mouth", "the body of water into which {s} flows", None),
-    "height": ("height", "the height of {s}", "metres"),
-    "range": ("mountain range", "the mountain range of {s}", None),
-    "first_ascent_year": ("year of first ascent", "the year of the first ascent of {s}", None),
-    "birthplace": ("birthplace", "the birthplace of {s}", None),
-    "birth_year": ("year of birth", "the year of birth of {s}", None),
-    "workplace": ("workplace", "the institution where {s} worked", None),
-    "founded_year": ("founding year", "the founding year of {s}", None),
-    "founding_city": ("founding city", "the city where {s} was founded", None),
-    "headquarters": ("headquarters", "the headquarters city of {s}", None),
-    "atomic_number": ("atomic number", "the atomic number of {s}", None),
-    "discoverer": ("discoverer", "the discoverer of {s}", None),
-    "discovery_year": ("year of discovery", "the year of discovery of {s}", None),
-    "diameter": ("diameter", "the diameter of {s}", "kilometres"),
-    "moons": ("number of known moons", "the number of known moons of {s}", None),
-    "planet": ("planet", "the planet that {s} orbits", None),
-    "host_city": ("host city", "the host city of {s}", None),
-    "host": ("host country", "the host country of {s}", None),
-    "winner": ("winner", "the winner of {s}", None),
-    "author": ("author", "the author of {s}", None),
-    "publication_year": ("year of publication", "the year of publication of {s}", None),
-    "death_place": ("place of death", "the place of death of {s}", None),
-    "inventor": ("inventor", "the inventor of {s}", None),
-    "invention_year": ("year of invention", "the year of invention of {s}", None),
-}
-# Relations that can describe an entity in an obfuscated question: "whose <noun> is <value>".
-DESCRIBING = (
-    "capital",
-    "currency",
-    "language",
-    "river",
-    "continent",
-    "height",
-    "length",
-    "birthplace",
-    "birth_year",
-    "founded_year",
-    "atomic_number",
-    "author",
-    "winner",
-    "host_city",
-)
-NUMERIC_KINDS = ("number", "year")
+from data_synthesis.answers import answer_in_text, answers_match, name_in_text
+from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
+from data_synthesis.memory import AUX, PREPS, _verb_lemma, relation_key
+
+STAGE = "questions"
+STYLES = ("factual", "numeric", "temporal", "comparison", "multi_hop", "obfuscated")
+MAX_VALUE_WORDS = 8
+
+# --- statement helpers ------------------------------------------------------------------------
 
 
-def parse_number(text: str) -> float | None:
-    """'2,850' -> 2850; '2.1 million' -> 2100000; '753 BC' -> -753; otherwise None."""
-    found = re.fullmatch(r"(\d[\d,]*(?:\.\d+)?)(?: (million|billion))?( BC)?", text.strip())
+def is_noun_relation(relation: str) -> bool:
+    """ "capital", "number of known moons" (a property) vs "lies on", "was founded in" (a verb)."""
+    first = relation.split()[0].lower()
+    return first not in AUX and _verb_lemma(first) is None
+
+
+def askable(statement: dict) -> bool:
+    """A statement with a short value that a question can ask for."""
+    value = statement["value"]
+    return (
+        relation_key(statement["relation"]) not in ("is a", "is", "has")
+        and len(value["text"].split()) <= MAX_VALUE_WORDS
+        and value["type"] in ("entity", "number", "date", "text")
+    )
+
+
+def _subject(statement: dict) -> str:
+    return statement["entity_name"]
+
+
+def _year(statement: dict) -> int | None:
+    value = statement["value"]
+    return int(value["number"]) if value["type"] == "date" and value["number"] else None
+
+
+def _format(number: float) -> str:
+    return f"{int(round(number)):,}" if abs(number - round(number)) < 1e-9 else f"{number:,.2f}"
+
+
+# --- grammar (heuristic baseline) -------------------------------------------------------------
+
+
+def _split_verb(relation: str) -> tuple[list[str], list[str], str | None]:
+    """("was founded in") -> (["was"], ["founded"], "in"); ("lies on") -> ([], ["lies"], "on")."""
+    words = relation.split()
+    prep = words.pop() if len(words) > 1 and words[-1] in PREPS else None
+    aux = []
+    while words and words[0] in AUX and len(words) > 1:
+        aux.append(words.pop(0))
+    return aux, words, prep
+
+
+def _base(verb: str) -> tuple[str, str]:
+    """(do-form, base) of a finite verb: "lies" -> ("does", "lie"); "died" -> ("did", "die")."""
+    from lemminflect import getAllLemmas, getInflection
+
+    lemma = getAllLemmas(verb).get("VERB", (verb,))[0]
+    past = verb in getInflection(lemma, "VBD") and verb != lemma
+    return ("did" if past else "does" if verb != lemma else "do"), lemma
+
+
+def ask(subject: str, statement: dict) -> str | None:
+    """A wh-question asking for the statement's value about `subject` (a name or a
+    description): "What is the capital of France?", "When was Google founded?", "What does
+    Vienna lie on?"."""
+    relation, kind = statement["relation"], statement["value"]["type"]
+    if is_noun_relation(relation):
+        unit = statement["value"].get("unit")
+        suffix = f", in {unit}" if kind == "number" and unit else ""
+        if subject == "it":
+            return f"What is its {relation}{suffix}?"
+        return f"What is the {relation} of {subject}{suffix}?"
+    aux, verbs, prep = _split_verb(relation)
+    if not verbs:
+        return None
+    wh = (
+        "When"
+        if kind == "date"
+        else "Where"
+        if prep in ("in", "at") and kind == "entity"
+        else "What"
+    )
+    tail = "" if wh != "What" or not prep else f" {prep}"
+    if aux:
+        rest = " ".join(aux[1:] + verbs)
+        first = aux[0]
+        if subject == "it" or subject.startswith("the one "):  # a singular description
+            first = {"are": "is", "were": "was", "have": "has"}.get(first, first)
+        return f"{wh} {first} {subject} {rest}{tail}?"
+    do, base = _base(verbs[0])
+    rest = " ".join([base, *verbs[1:]])
+    return f"{wh} {do} {subject} {rest}{tail}?"
+
+
+def describe_value(statement: dict, memory) -> str:
+    """A phrase naming a statement's value through its subject: "the capital of Austria",
+    "the river that Vienna lies on"."""
+    relation = statement["relation"]
+    if is_noun_relation(relation):
+        return f"the {relation} of {_subject(statement)}"
+    target = memory.get(statement["value"].get("entity") or "") if memory else None
+    noun = (target or {}).get("type") or "one"
+    inverse = re.fullmatch(r"(?:is|was) (?:the|a|an) (.+) of", relation)
+    if inverse:  # (Vienna, "is the capital of", Austria) -> "the one whose capital is Vienna"
+        return f"the {noun} whose {inverse.group(1)} is {_subject(statement)}"
+    return f"the {noun} that {_subject(statement)} {relation}"
+
+
+def describe_subject(clues: list[dict], kind: str | None) -> str:
+    """The anchor described by its statements: "the city that lies on the Danube and whose
+    population is about 1.9 million"."""
+    parts = []
+    for clue in clues:
+        value = clue["value"]["text"]
+        if is_noun_relation(clue["relation"]):
+            parts.append(f"whose {clue['relation']} is {value}")
+        else:
+            parts.append(f"that {clue['relation']} {value}")
+    return f"the {kind or 'entity'} " + " and ".join(parts)
+
+
+# --- groups of statements per style -----------------------------------------------------------
+
+
+def groups_for(anchor: dict, memory, rng, styles) -> list[dict]:
+    """One group per style that the memory supports around this anchor: the statements, the
+    gold answer and what the question must do ("spec")."""
+    out = []
+    for style in styles:
+        group = GROUPERS[style](anchor, memory, rng)
+        if group:
+            out.append({"style": style, **group})
+    return out
+
+
+def _askable(anchor: dict) -> list[dict]:
+    return [s for s in anchor["statements"] if askable(s)]
+
+
+def _factual(anchor, memory, rng):
+    pool = _askable(anchor)
+    if not pool:
+        return None
+    s = rng.choice(pool)
+    return {"supporting": [s], "answer": s["value"]["text"], "target": s}
+
+
+def _numeric_pair(anchor, memory, rng, kind):
+    own = [
+        s
+        for s in anchor["statements"]
+        if s["value"]["type"] == kind and s["value"]["number"] is not None
+    ]
+    rng.shuffle(own)
+    for s in own:
+        peers = [
+            p["statement"] for p in memory.peers(s["relation"], anchor.get("type"), limit=20)
+            if p["entity"] != anchor["entity"]
+            and p["statement"]["value"]["type"] == kind
+            and (p["statement"]["value"].get("unit") or None) == (s["value"].get("unit") or None)
+            and p["statement"]["value"]["number"] != s["value"]["number"]
+        ]  # fmt: skip
+        if peers:
+            return s, rng.choice(peers), peers
+    return None
+
+
+def _numeric(anchor, memory, rng):
+    found = _numeric_pair(anchor, memory, rng, "number")
     if not found:
         return None
-    value = float(found.group(1).replace(",", ""))
-    value *= {"million": 1e6, "billion": 1e9, None: 1}[found.group(2)]
-    return -value if found.group(3) else value
+    a, b, _ = found
+    diff = abs(a["value"]["number"] - b["value"]["number"])
+    unit = a["value"].get("unit")
+    answer = _format(diff) + (f" {unit}" if unit else "")
+    return {"supporting": [a, b], "answer": answer, "operation": "difference"}
 
 
-def format_number(value: float) -> str:
-    return f"{int(round(value)):,}" if abs(value - round(value)) < 1e-9 else f"{value:,.2f}"
+def _temporal(anchor, memory, rng):
+    found = _numeric_pair(anchor, memory, rng, "date")
+    if not found:
+        return None
+    a, b, _ = found
+    years = abs(_year(a) - _year(b))
+    return {"supporting": [a, b], "answer": f"{years} years", "operation": "years between"}
 
 
-class QuestionMaker:
-    """Builds questions around one anchor entity from the whole memory."""
+def _comparison(anchor, memory, rng):
+    found = _numeric_pair(anchor, memory, rng, "number")
+    if not found:
+        return None
+    a, _, peers = found
+    group = [a] + rng.sample(peers, min(len(peers), rng.randint(1, 2)))
+    values = [s["value"]["number"] for s in group]
+    if len(set(values)) < len(values) or len({s["entity"] for s in group}) < len(group):
+        return None
+    largest = rng.random() < 0.5
+    pick = (max if largest else min)(group, key=lambda s: s["value"]["number"])
+    rng.shuffle(group)
+    return {"supporting": group, "answer": pick["entity_name"],
+            "operation": "largest" if largest else "smallest"}  # fmt: skip
 
-    def __init__(self, memory: dict[str, dict], max_hops: int):
-        self.memory = memory
-        self.max_hops = max_hops
 
-    def facts(self, entity: str) -> list[dict]:
-        return [f for f in self.memory[entity]["facts"] if f["relation"] in RELATIONS]
+def _multi_hop(anchor, memory, rng):
+    links = [s for s in anchor["statements"] if s["value"]["type"] == "entity" and askable(s)]
+    rng.shuffle(links)
+    for first in links:
+        target = memory.get(first["value"]["entity"])
+        if not target or target["entity"] == anchor["entity"]:
+            continue
+        hidden = {anchor["entity"], target["entity"]}
+        finals = [
+            s for s in _askable(target)
+            if s["value"].get("entity") not in hidden
+            and not answer_in_text(s["value"]["text"], first["sentence"])
+        ]  # fmt: skip
+        if finals:
+            final = rng.choice(finals)
+            return {"supporting": [first, final], "answer": final["value"]["text"], "target": final,
+                    "hidden": target}  # fmt: skip
+    return None
 
-    def peers(self, anchor: str, relation: str) -> list[tuple[str, dict]]:
-        """Other entities of the anchor's type with a numeric fact of the same relation."""
-        kind = self.memory[anchor].get("type")
-        return [
-            (e, f)
-            for e in sorted(self.memory)
-            if e != anchor and self.memory[e].get("type") == kind
-            for f in self.facts(e)
-            if f["relation"] == relation and parse_number(f["value"]) is not None
-        ]
 
-    def make(self, style: str, anchor: str, rng: random.Random) -> dict | None:
-        return getattr(self, f"_{style}")(anchor, rng)
+def _obfuscated(anchor, memory, rng):
+    pool = _askable(anchor)
+    if len(pool) < 3:
+        return None
+    for _ in range(6):
+        clues = rng.sample(pool, 2)
+        if relation_key(clues[0]["relation"]) == relation_key(clues[1]["relation"]):
+            continue
+        targets = [
+            s for s in pool if s not in clues
+            and not any(answer_in_text(s["value"]["text"], c["value"]["text"]) for c in clues)
+        ]  # fmt: skip
+        if targets and described_entities(clues, memory) == [anchor["entity"]]:
+            target = rng.choice(targets)
+            return {"supporting": [*clues, target], "answer": target["value"]["text"],
+                    "target": target, "clues": clues}  # fmt: skip
+    return None
 
-    # Each builder returns {question, answer, records, style} or None when the memory lacks
-    # what the style needs around this anchor.
 
-    def _factual(self, anchor, rng):
-        facts = self.facts(anchor)
-        if not facts:
-            return None
-        fact = rng.choice(facts)
-        return _question(
-            "factual",
-            f"What is {_np(fact['relation'], anchor)}{_unit(fact)}?",
-            fact["value"],
-            [fact["statement"]],
-        )
+GROUPERS = {
+    "factual": _factual,
+    "numeric": _numeric,
+    "temporal": _temporal,
+    "comparison": _comparison,
+    "multi_hop": _multi_hop,
+    "obfuscated": _obfuscated,
+}
 
-    def _multi_hop(self, anchor, rng):
-        chain, entity, visited = [], anchor, {anchor}
-        hops = rng.randint(2, self.max_hops)
-        for _ in range(hops - 1):
-            links = [
-                f
-                for f in self.facts(entity)
-                if f.get("target") in self.memory and f["target"] not in visited
-            ]
-            if not links:
-                break
-            link = rng.choice(links)
-            chain.append(link)
-            entity = link["target"]
-            visited.add(entity)
-        if not chain:
-            return None
-        final = [f for f in self.facts(entity) if f.get("target") not in visited]
-        if not final:
-            return None
-        last = rng.choice(final)
-        phrase = anchor
-        for link in chain:
-            phrase = RELATIONS[link["relation"]][1].format(s=phrase)
-        question = f"What is {_np(last['relation'], phrase)}{_unit(last)}?"
-        records = [link["statement"] for link in chain] + [last["statement"]]
-        return _question("multi_hop", question, last["value"], records, hops=len(chain) + 1)
 
-    def _numeric(self, anchor, rng):
-        numeric = [
-            f
-            for f in self.facts(anchor)
-            if parse_number(f["value"]) is not None and f["kind"] in NUMERIC_KINDS
-        ]
-        if not numeric:
-            return None
-        fact = rng.choice(numeric)
-        others = self.peers(anchor, fact["relation"])
-        if not others:
-            return None
-        other, other_fact = rng.choice(others)
-        a, b = parse_number(fact["value"]), parse_number(other_fact["value"])
-        noun = RELATIONS[fact["relation"]][0]
-        if fact["kind"] == "year":
-            question = (
-                f"How many years lie between {_np(fact['relation'], anchor)} and "
-                f"{_np(fact['relation'], other)}?"
-            )
-            answer = abs(a - b)
-        elif rng.random() < 0.5:
-            question = (
-                f"What is the difference between the {noun} of {anchor} and the {noun} "
-                f"of {other}{_unit(fact)}?"
-            )
-            answer = abs(a - b)
+def described_entities(clues: list[dict], memory) -> list[str]:
+    """The entities in memory that have every clue statement (relation and value)."""
+    found = None
+    for clue in clues:
+        have = set(memory.find(clue["relation"], clue["value"]))
+        found = have if found is None else found & have
+    return sorted(found or [])
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def reject_reason(question: dict, memory) -> str | None:
+    """Why a question may not be kept, or None."""
+    text = question.get("question", "").strip()
+    if not text or not text.endswith("?"):
+        return "not a question"
+    if not question.get("answer") or not question.get("supporting"):
+        return "no gold answer or supporting statements"
+    if question["style"] == "comparison":  # a choice: every candidate named, the answer one of them
+        names = [s["entity_name"] for s in question["supporting"]]
+        if not all(name_in_text(n, text) for n in names):
+            return "comparison question misses a candidate"
+        if any(answer_in_text(s["value"]["text"], text) for s in question["supporting"]):
+            return "answer in question"
+    elif answer_in_text(question["answer"], text):
+        return "answer in question"
+    if question["style"] == "obfuscated":
+        anchor = memory.get(question["anchor"]) or {}
+        names = {question["anchor"], *anchor.get("names", []), anchor.get("entity_name", "")}
+        if any(n and name_in_text(n, text) for n in names):
+            return "obfuscated question names its entity"
+        if described_entities(question["clues"], memory) != [question["anchor"]]:
+            return "description not unique"
+    if question["style"] == "multi_hop" and question.get("hidden"):
+        if name_in_text(question["hidden"], text):
+            return "multi-hop question names the hidden entity"
+    return None
+
+
+def _record(anchor: dict, group: dict, text: str, generator: str) -> dict:
+    supporting = group["supporting"]
+    answer_type = (
+        "number" if group["style"] in ("numeric", "temporal")
+        else "entity" if group["style"] == "comparison"
+        else group["target"]["value"]["type"]
+    )  # fmt: skip
+    record = {
+        "id": f"{anchor['entity']}/{group['style']}",
+        "style": group["style"],
+        "question": text,
+        "answer": group["answer"],
+        "answer_type": answer_type,
+        "supporting": supporting,
+        "anchor": anchor["entity"],
+        "source_docs": sorted({s["source"] for s in supporting}),
+        "generator": generator,
+    }
+    if "clues" in group:
+        record["clues"] = group["clues"]
+    if "hidden" in group:
+        record["hidden"] = group["hidden"]["entity_name"]
+    if "operation" in group:
+        record["operation"] = group["operation"]
+    return record
+
+
+def _keep(records: list[dict], ctx) -> list[dict]:
+    kept = []
+    for record in records:
+        reason = reject_reason(record, ctx.memory)
+        if reason:
+            ctx.counters.reject(STAGE, f"{reason} ({record['style']})")
         else:
-            question = (
-                f"What is the sum of the {noun} of {anchor} and the {noun} of {other}{_unit(fact)}?"
-            )
-            answer = a + b
-        return _question(
-            "numeric",
-            question,
-            format_number(answer),
-            [fact["statement"], other_fact["statement"]],
-            operands=[a, b],
-        )
+            ctx.counters.add(STAGE, f"kept {record['style']}")
+            kept.append(record)
+    return kept
 
-    def _comparison(self, anchor, rng):
-        numeric = [
-            f
-            for f in self.facts(anchor)
-            if f["kind"] == "number" and parse_number(f["value"]) is not None
+
+def _groups(items: list[dict], ctx) -> list[tuple[dict, dict]]:
+    styles = list(ctx.config.questions.styles)
+    per_entity = ctx.config.questions.per_entity
+    out = []
+    for anchor in items:
+        rng = ctx.rng(anchor["entity"])
+        order = styles[:]
+        rng.shuffle(order)
+        groups = groups_for(anchor, ctx.memory, rng, order)[:per_entity]
+        if not groups:
+            ctx.counters.reject(STAGE, "entity without a usable statement group")
+        out += [(anchor, g) for g in groups]
+    return out
+
+
+# --- the stage methods ------------------------------------------------------------------------
+
+
+def heuristic_text(group: dict, anchor: dict, memory) -> str | None:
+    """The baseline's wording of a group's question."""
+    style, s = group["style"], group["supporting"]
+    if style == "factual":
+        return ask(_subject(s[0]), s[0])
+    if style == "multi_hop":
+        return ask(describe_value(s[0], memory), s[1])
+    if style == "obfuscated":
+        return ask(describe_subject(group["clues"], anchor.get("type")), group["target"])
+    if style == "numeric":
+        a, b = s
+        if not is_noun_relation(a["relation"]):
+            return None
+        unit = a["value"].get("unit")
+        suffix = f", in {unit}" if unit else ""
+        return (
+            f"What is the difference between the {a['relation']} of {_subject(a)} and the "
+            f"{b['relation']} of {_subject(b)}{suffix}?"
+        )
+    if style == "temporal":
+        return f"How many years lie between {_event(s[0])} and {_event(s[1])}?"
+    if style == "comparison":
+        if not is_noun_relation(s[0]["relation"]):
+            return None
+        names = [_subject(x) for x in s]
+        listed = ", ".join(names[:-1]) + f" or {names[-1]}"
+        degree = (
+            group["operation"]
+            if len(s) > 2
+            else {"largest": "larger", "smallest": "smaller"}[group["operation"]]
+        )
+        return f"Which has the {degree} {s[0]['relation']}: {listed}?"
+    return None
+
+
+def _event(statement: dict) -> str:
+    """ "the year in which Bach was born"; "the founding year of Google" (noun relations)."""
+    if is_noun_relation(statement["relation"]):
+        return f"the {statement['relation']} of {_subject(statement)}"
+    relation = re.sub(r"\s+(?:in|on|at)$", "", statement["relation"])
+    return f"the year in which {_subject(statement)} {relation}"
+
+
+class HeuristicQuestions:
+    """Heuristic baseline: grammar rules over the statements (no LLM); same checks."""
+
+    name = STAGE
+
+    def run(self, items: list[dict], ctx) -> list[dict]:
+        records = []
+        for anchor, group in _groups(items, ctx):
+            text = heuristic_text(group, anchor, ctx.memory)
+            if text is None:
+                ctx.counters.reject(STAGE, f"no wording for the relation ({group['style']})")
+                continue
+            records.append(_record(anchor, group, text, "heuristic"))
+        return _keep(records, ctx)
+
+
+SCHEMA = object_schema({"question": STRING, "answer": STRING})
+STYLE_GUIDE = {
+    "factual": "Ask for the answer directly.",
+    "numeric": "Ask for the {operation} of the two numbers (the solver must compute it).",
+    "temporal": "Ask how many years lie between the two dated events.",
+    "comparison": "Ask which entity has the {operation} value of the shared property.",
+    "multi_hop": "Ask about the second entity WITHOUT naming it: refer to it only through the "
+    "first statement, so the solver must find it first. Never write the name {hidden}.",
+    "obfuscated": "Never name {anchor}: describe it only by the clue statements, then ask for "
+    "the answer.",
+}
+
+
+def _check(obj: dict) -> None:
+    require(obj, question=str, answer=str)
+
+
+class LLMQuestions:
+    """The method: the LLM writes each group's question (style, statements, gold answer given);
+    its answer must agree with the gold, then the same checks as the baseline."""
+
+    name = STAGE
+    prompt = "question_v2"
+
+    def run(self, items: list[dict], ctx) -> list[dict]:
+        template = load_prompt(self.prompt)
+        jobs = _groups(items, ctx)
+        prompts = [template.messages(**self.fields(anchor, group)) for anchor, group in jobs]
+        parsed = run_json_task(
+            ctx.llm, prompts, SCHEMA, _check, seed=ctx.seed,
+            retries=ctx.config.backend.max_retries, counters=ctx.counters, stage=STAGE,
+        )  # fmt: skip
+        records = []
+        for (anchor, group), obj in zip(jobs, parsed):
+            if obj is None:
+                continue
+            if not answers_match(obj["answer"], group["answer"]):
+                ctx.counters.reject(
+                    STAGE, f"model answer disagrees with the statements ({group['style']})"
+                )
+                continue
+            records.append(_record(anchor, group, obj["question"].strip(), "llm"))
+        return _keep(records, ctx)
+
+    @staticmethod
+    def fields(anchor: dict, group: dict) -> dict:
+        hidden = group.get("hidden", {}).get("entity_name", "")
+        guide = STYLE_GUIDE[group["style"]].format(
+            operation=group.get("operation", ""), hidden=hidden, anchor=anchor["entity_name"]
+        )
+        clues = group.get("clues", [])
+        lines = [
+            f"{i}. {s['sentence']}" + ("  [clue]" if s in clues else "")
+            for i, s in enumerate(group["supporting"], 1)
         ]
-        if not numeric:
-            return None
-        fact = rng.choice(numeric)
-        peers = self.peers(anchor, fact["relation"])
-        if len(peers) < 2:
-            return None
-        group = [(anchor, fact)] + rng.sample(peers, min(len(peers), rng.randint(2, 3)))
-        values = [parse_number(f["value"]) for _, f in group]
-        if len(set(values)) < len(values):
-            return None
-        rng.shuffle(group)
-        largest = rng.random() < 0.5
-        pick = max if largest else min
-        winner = pick(group, key=lambda ef: parse_number(ef[1]["value"]))[0]
-        names = [e for e, _ in group]
-        question = (
-            f"Which of {', '.join(names[:-1])} and {names[-1]} has the "
-            f"{'largest' if largest else 'smallest'} {RELATIONS[fact['relation']][0]}?"
-        )
-        return _question("comparison", question, winner, [f["statement"] for _, f in group])
-
-    def _obfuscated(self, anchor, rng):
-        facts = self.facts(anchor)
-        describing = [f for f in facts if f["relation"] in DESCRIBING]
-        if len(describing) < 2:
-            return None
-        clues = rng.sample(describing, 2)
-        targets = [f for f in facts if f not in clues]
-        if not targets:
-            return None
-        target = rng.choice(targets)
-        kind = self.memory[anchor].get("type") or "entity"
-        description = f"the {kind} whose " + " and whose ".join(
-            f"{RELATIONS[c['relation']][0]} is {c['value']}" for c in clues
-        )
-        question = f"What is {_np(target['relation'], description)}{_unit(target)}?"
-        if anchor.lower() in question.lower():
-            return None
-        return _question(
-            "obfuscated",
-            question,
-            target["value"],
-            [c["statement"] for c in clues] + [target["statement"]],
-        )
+        return {
+            "style": group["style"].replace("_", "-"),
+            "guide": guide,
+            "statements": "\n".join(lines),
+            "answer": group["answer"],
+        }
 
 
-def _np(relation: str, subject: str) -> str:
-    return RELATIONS[relation][1].format(s=subject)
-
-
-def _unit(fact: dict) -> str:
-    unit = RELATIONS[fact["relation"]][2]
-    return f", in {unit}" if unit else ""
-
-
-def _question(style, question, answer, records, **extra) -> dict:
-    return {"style": style, "question": question, "answer": answer, "records": records, **extra}
+def sub_questions(question: dict, memory=None) -> list[str]:
+    """The question split into the look-ups it needs, in order, naming nothing the question
+    hides (used by plans' analyses and by reasoning's first step)."""
+    style, s = question["style"], question["supporting"]
+    if style in ("numeric", "temporal", "comparison"):
+        asks = [ask(_subject(x), x) for x in s]
+        last = {
+            "numeric": "Subtract the smaller number from the larger.",
+            "temporal": "Count the years between the two dates.",
+            "comparison": f"Pick the {question.get('operation', 'largest')} value.",
+        }[style]
+        return [a for a in asks if a] + [last]
+    if style == "multi_hop":
+        hidden = describe_value(s[0], memory)
+        return [f"Which entity is {hidden}?", ask("it", s[1]) or f"What is its {s[1]['relation']}?"]
+    if style == "obfuscated":
+        clues = question.get("clues", s[:-1])
+        described = describe_subject(clues, None).removeprefix("the entity ")
+        return [
+            f"Which entity is the one {described}?",
+            ask("it", s[-1]) or "What is asked about it?",
+        ]
+    return [question["question"]]

@@ -1,15 +1,23 @@
-"""CPU (or single-GPU) generation with transformers, for small runs and tests."""
+"""CPU (or single-GPU) generation with transformers, for small runs and tests.
+
+Prompts go through the model's chat template with thinking off (`enable_thinking=False`, which
+Qwen3's template reads and others ignore). With a JSON schema, decoding is constrained by
+xgrammar's logits processor (a well-kept grammar engine, also vLLM's) when it is installed;
+without it the reply is parsed strictly and retried, as for any backend.
+"""
 
 from __future__ import annotations
+
+import json
 
 import torch
 
 from data_synthesis.config import BackendConfig
-from data_synthesis.llm import LLMBackend
+from data_synthesis.llm import Backend, Messages, chat_template_kwargs, cut_at_stop
 
 
-class TransformersBackend(LLMBackend):
-    """A local causal LM directory; prompts are wrapped in its chat template when it has one."""
+class TransformersBackend(Backend):
+    """A local causal LM directory (safetensors + tokenizer with a chat template)."""
 
     def __init__(self, config: BackendConfig):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -23,17 +31,47 @@ class TransformersBackend(LLMBackend):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(config.model).eval()
+        self._compiler = self._grammar_compiler()
+        self.constrained = self._compiler is not None
 
-    def _wrap(self, prompt: str) -> str:
+    def _grammar_compiler(self):
+        try:
+            import xgrammar
+        except ImportError:
+            return None
+        info = xgrammar.TokenizerInfo.from_huggingface(
+            self.tokenizer, vocab_size=self.model.config.vocab_size
+        )
+        return xgrammar.GrammarCompiler(info)
+
+    def _text(self, messages: Messages) -> str:
         if self.tokenizer.chat_template:
             return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                messages,
+                tokenize=False,
+                add_generation_prompt=True,
+                **chat_template_kwargs(self.config),
             )
-        return prompt
+        return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
-    def generate(self, prompts: list[str], seed: int) -> list[str]:
+    def generate(
+        self,
+        prompts: list[Messages],
+        seed: int,
+        schema: dict | None = None,
+        stop: list[str] | None = None,
+    ) -> list[str]:
+        if not prompts:
+            return []
         torch.manual_seed(seed)
-        batch = self.tokenizer([self._wrap(p) for p in prompts], return_tensors="pt", padding=True)
+        batch = self.tokenizer([self._text(p) for p in prompts], return_tensors="pt", padding=True)
+        processors = []
+        if schema is not None and self._compiler is not None:
+            from xgrammar.contrib.hf import LogitsProcessor
+
+            processors.append(
+                LogitsProcessor(self._compiler.compile_json_schema(json.dumps(schema)))
+            )
         with torch.no_grad():
             output = self.model.generate(
                 **batch,
@@ -41,6 +79,10 @@ class TransformersBackend(LLMBackend):
                 do_sample=self.config.temperature > 0,
                 temperature=self.config.temperature or None,
                 pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=processors or None,
+                stop_strings=stop or None,
+                tokenizer=self.tokenizer if stop else None,
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [cut_at_stop(text, stop) for text in texts]

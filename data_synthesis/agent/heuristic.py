@@ -1,0 +1,155 @@
+"""A scripted heuristic agent over the real environment (the CPU baseline, no LLM).
+
+At each step `candidate_steps(question, steps)` lists plausible next decisions, all grounded in
+what the environment really returned so far: searches with differently chosen keywords (or a
+title seen in the results), visits of the result pages, answers read from different sentences of
+a visited page. The agent takes the best-ranked candidate; HAS (has/synthesis.py) takes other
+candidates of the same list as alternatives. Thoughts are written from the content of each
+candidate by the same few functions, so an alternative cannot be told from the chosen step by its
+wording - only by whether it is the better decision.
+
+The agent is right on some questions and wrong on others (answer extraction is a word-overlap
+guess), which is what HAS needs: both Correct and Incorrect outcomes from real trajectories.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+_WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
+_RESULT = re.compile(r"^\d+\. \[(?P<title>[^\]]*)\]\((?P<url>[^)]*)\)", re.MULTILINE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_NUMBER = re.compile(r"\d[\d,.]*(?:\s+(?:million|billion|thousand))?(?:\s+[a-z]+){0,2}")
+STOP = set(
+    "a an the of in on at to for by with from and or is are was were be been what which who whom "
+    "whose when where why how many much does do did has have had this that these those it its "
+    "into than then as about also there their his her they he she name called known".split()
+)
+NUMERIC_CUES = ("how many", "how much", "how long", "how high", "how tall", "population", "area")
+NUMERIC_CUES += ("what year", "which year", "when ", "how old", "length", "height")
+
+
+def keywords(question: str) -> list[str]:
+    """Content words of a question, in order, without duplicates."""
+    words = [w for w in _WORD.findall(question) if w.lower() not in STOP]
+    return list(dict.fromkeys(words))
+
+
+def results_of(response: str) -> list[tuple[str, str]]:
+    """(title, url) of each search result in a search tool response, in rank order."""
+    return [(m.group("title"), m.group("url")) for m in _RESULT.finditer(response or "")]
+
+
+def _focus(question: str) -> str:
+    return " ".join(keywords(question)[:4]) or question
+
+
+def search_step(question: str, query: str) -> dict:
+    thought = f'I need facts about {_focus(question)}; a search for "{query}" should find them.'
+    return {"thought": thought, "tool": "search", "arguments": {"query": [query]}}
+
+
+def visit_step(question: str, title: str, url: str) -> dict:
+    thought = f'The result "{title}" may state what the question asks; I read that page.'
+    return {
+        "thought": thought,
+        "tool": "visit",
+        "arguments": {"url": [url], "goal": question},
+    }
+
+
+def answer_step(sentence: str, candidate: str) -> dict:
+    thought = f'The source says: "{sentence.strip()[:200]}". So the answer is {candidate}.'
+    return {"thought": thought, "answer": candidate}
+
+
+def answer_candidates(question: str, text: str, limit: int = 3) -> list[tuple[str, str]]:
+    """(sentence, candidate answer) from the sentences of `text` that share the most words
+    with the question; the candidate is what the sentence adds to the question."""
+    asked = {w.lower() for w in keywords(question)}
+    numeric = any(cue in question.lower() for cue in NUMERIC_CUES)
+    scored = []
+    for sentence in _SENTENCE.split(text):
+        words = {w.lower() for w in _WORD.findall(sentence)}
+        overlap = len(asked & words)
+        if overlap:
+            scored.append((-overlap, len(scored), sentence))
+    out: list[tuple[str, str]] = []
+    for _, _, sentence in sorted(scored):
+        candidate = _candidate(sentence, asked, numeric)
+        if candidate and candidate.lower() not in {c.lower() for _, c in out}:
+            out.append((sentence, candidate))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:
+    if numeric:
+        number = _NUMBER.search(sentence)
+        if number:
+            return number.group(0).rstrip(".,; ")
+    words = _WORD.findall(sentence)
+    runs, run = [], []
+    for word in words:
+        new = word.lower() not in asked and word.lower() not in STOP
+        if new and word[0].isupper():
+            run.append(word)
+            continue
+        if run:
+            runs.append(" ".join(run))
+        run = []
+    if run:
+        runs.append(" ".join(run))
+    if runs:
+        return runs[0]
+    rest = [w for w in words if w.lower() not in asked and w.lower() not in STOP]
+    return " ".join(rest[:3]) or None
+
+
+def candidate_steps(question: str, steps: list[dict], final: bool = False) -> list[dict]:
+    """Plausible next decisions after `steps`, best first, none repeating an earlier call."""
+    made = {repr(s.get("arguments")) for s in steps if s.get("tool")}
+    pages = [s for s in steps if s.get("tool") == "visit" and s.get("ok")]
+    results = [r for s in steps if s.get("tool") == "search" for r in results_of(s["response"])]
+    candidates: list[dict] = []
+    readings = [c for page in pages[::-1] for c in answer_candidates(question, page["response"])]
+    if readings:
+        candidates += [answer_step(sentence, candidate) for sentence, candidate in readings]
+    if not final:
+        visited = {u for s in pages for u in s["arguments"]["url"]}
+        candidates += [visit_step(question, t, u) for t, u in results if u not in visited][:4]
+        words = keywords(question)
+        queries = [" ".join(words)] + [" ".join(words[:i] + words[i + 1 :]) for i in range(2)]
+        queries += [f"{t} {' '.join(words[:3])}" for t, _ in results[:2]]
+        queries = [q for q in dict.fromkeys(queries) if q.strip()]
+        if not steps and queries:  # which wording comes first depends on the question, so the
+            turn = zlib.crc32(question.encode()) % len(queries)  # taken one is not always longest
+            queries = queries[turn:] + queries[:turn]
+        candidates += [search_step(question, q) for q in queries]
+    snippets = " ".join(s["response"] for s in steps if s.get("tool") == "search")
+    if snippets:
+        candidates += [answer_step(s, c) for s, c in answer_candidates(question, snippets, 2)]
+    unique, seen = [], set()
+    for step in candidates:
+        key = repr(step.get("arguments")) if step.get("tool") else "answer:" + step["answer"]
+        if key in seen or (step.get("tool") and repr(step["arguments"]) in made):
+            continue
+        seen.add(key)
+        unique.append(step)
+    return unique or [answer_step(question, "unknown")]
+
+
+class HeuristicPolicy:
+    """The scripted agent as a policy of the agent loop (agent/loop.py): returns step dicts."""
+
+    def __init__(self, max_turns: int):
+        self.max_turns = max_turns
+
+    def replies(self, states, turn: int) -> list[dict]:
+        final = turn >= self.max_turns - 1
+        return [candidate_steps(s.question, s.steps, final)[0] for s in states]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,195 @@
+"""Near-duplicate removal and benchmark decontamination as sharded datatrove stages.
+
+Near duplicates: datatrove's MinHash LSH stages over the synthesized documents
+(docs/<stage>/pP.jsonl): signatures (one task per partition), buckets (one task per LSH band),
+clusters (one task), then a filter (one task per partition) that drops all but one document of
+each cluster. The band layout b x r is chosen so that the collision threshold (1/b)^(1/r) is
+closest to `filters.near_duplicate_threshold` (0.9 -> 11 bands x 23 rows).
+
+Decontamination: in the same filter tasks, a document sharing any word n-gram (`filters.ngram`
+words) with a text of the configured evaluation sets is dropped and counted. Each task loads the
+n-gram hashes of the evaluation sets (small), never the synthesized documents whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import (
+    MinhashConfig,
+    MinhashDedupBuckets,
+    MinhashDedupCluster,
+    MinhashDedupFilter,
+    MinhashDedupSignature,
+)
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.hashing import HashConfig
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+from data_synthesis.engine.io import iter_jsonl
+
+_WORD = re.compile(r"\w+")
+
+
+class RegexWordTokenizer(WordTokenizer):
+    """Words as \\w+ runs: datatrove's English tokenizers need spaCy, which this project does not
+    install; MinHash shingles only need stable word boundaries."""
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return _WORD.findall(text)
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in re.finditer(r"[^.!?]+[.!?]*", text)]
+
+
+def _ngram_hashes(text: str, n: int) -> set[bytes]:
+    words = _WORD.findall(text.lower())
+    return {
+        hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).digest()
+        for i in range(len(words) - n + 1)
+    }
+
+
+class Decontaminate(PipelineStep):
+    """Drops documents that share a word n-gram with an evaluation set text."""
+
+    name = "decontaminate"
+    type = "🔬 - FILTER"
+
+    def __init__(self, eval_sets: list[str], n: int, removed_folder: str):
+        super().__init__()
+        self.eval_sets, self.n, self.removed_folder = list(eval_sets), n, removed_folder
+        self._grams: set[bytes] | None = None
+
+    def _load(self) -> set[bytes]:
+        if self._grams is None:
+            self._grams = set()
+            for path in self.eval_sets:
+                for record in iter_jsonl(path):
+                    text = record.get("text") or record.get("question") or ""
+                    self._grams |= _ngram_hashes(str(text), self.n)
+        return self._grams
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        grams = self._load()
+        removed = 0
+        for document in data:
+            if grams and _ngram_hashes(document.text, self.n) & grams:
+                removed += 1
+                self.stat_update("contaminated")
+                continue
+            yield document
+        path = Path(self.removed_folder) / f"{rank:05d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"contaminated": removed}))
+
+
+def _reader(out: Path) -> JsonlReader:
+    return JsonlReader(
+        str(out / "docs"),
+        glob_pattern="*/p*.jsonl",
+        compression=None,
+        text_key="text",
+        id_key="id",
+        add_file_path=False,
+    )
+
+
+def _record(self, document) -> dict:
+    return {"id": document.id, "text": document.text, **document.metadata}
+
+
+def lsh_bands(threshold: float, max_hashes: int = 256) -> tuple[int, int]:
+    """(bands, rows per band) with b * r <= max_hashes whose collision threshold
+    (1/b)^(1/r) is within 0.01 of `threshold`, with the most bands (best recall); else the
+    closest."""
+    candidates = []
+    for bands in range(2, max_hashes + 1):
+        rows = max(1, round(math.log(bands) / -math.log(threshold)))
+        if bands * rows <= max_hashes:
+            candidates.append((abs((1 / bands) ** (1 / rows) - threshold), bands, rows))
+    close = [c for c in candidates if c[0] < 0.01]
+    _, bands, rows = max(close, key=lambda c: c[1]) if close else min(candidates)
+    return bands, rows
+
+
+def minhash_config(config) -> MinhashConfig:
+    bands, rows = lsh_bands(config.filters.near_duplicate_threshold)
+    return MinhashConfig(
+        hash_config=HashConfig(precision=64, hash_fc="sha1"),
+        num_buckets=bands,
+        hashes_per_bucket=rows,
+        n_grams=5,
+        seed=config.seed,
+    )
+
+
+def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]]:
+    """(name, pipeline, tasks) of the four datatrove jobs, in dependency order."""
+    out = Path(out)
+    mh = minhash_config(config)
+    work = out / "dedup"
+    return [
+        (
+            "dedup-signatures",
+            [
+                _reader(out),
+                MinhashDedupSignature(
+                    str(work / "signatures"), config=mh, language=RegexWordTokenizer()
+                ),
+            ],
+            partitions,
+        ),
+        (
+            "dedup-buckets",
+            [MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)],
+            mh.num_buckets,
+        ),
+        (
+            "dedup-clusters",
+            [MinhashDedupCluster(str(work / "buckets"), str(work / "remove_ids"), config=mh)],
+            1,
+        ),
+        (
+            "dedup-filter",
+            [
+                _reader(out),
+                MinhashDedupFilter(
+                    str(work / "remove_ids"),
+                    exclusion_writer=JsonlWriter(
+                        str(work / "removed"), compression=None, adapter=_record
+                    ),
+                ),
+                Decontaminate(
+                    config.filters.eval_sets, config.filters.ngram, str(work / "contaminated")
+                ),
+                JsonlWriter(
+                    str(out / "final" / "parts"),
+                    output_filename="${rank}.jsonl",
+                    compression=None,
+                    adapter=_record,
+                ),
+            ],
+            partitions,
+        ),
+    ]
+
+
+def removal_counts(out: Path) -> dict:
+    work = Path(out) / "dedup"
+    near = sum(
+        sum(1 for _ in open(p, encoding="utf-8")) for p in sorted(work.glob("removed/*.jsonl"))
+    )
+    contaminated = sum(
+        json.loads(p.read_text())["contaminated"] for p in sorted(work.glob("contaminated/*.json"))
+    )
+    return {"near duplicate": near, "contaminated": contaminated}

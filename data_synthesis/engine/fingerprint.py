@@ -1,0 +1,80 @@
+"""Run fingerprints: a run directory belongs to one input and one configuration.
+
+The fingerprint hashes the configuration (every field, as JSON), the map task count, and for each
+input file its path, size and the SHA-256 of its first and last MiB (cheap on a terabyte, and it
+changes when a file is replaced or appended to). It is written to OUT/run.json on the first run;
+a later run over the same OUT with another fingerprint refuses to start and says what differs,
+instead of silently mixing old and new outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from data_synthesis.engine.io import write_json
+
+_EDGE = 1 << 20
+
+
+class FingerprintMismatch(ValueError):
+    """The run directory holds outputs of another input or configuration."""
+
+
+def file_identity(path: Path) -> dict:
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_EDGE))
+        if size > _EDGE:
+            handle.seek(max(_EDGE, size - _EDGE))
+            digest.update(handle.read(_EDGE))
+    return {"path": str(path.resolve()), "size": size, "edges_sha256": digest.hexdigest()}
+
+
+def run_identity(config, files: list[Path], map_tasks: int, extra: dict | None = None) -> dict:
+    """What the outputs of a run depend on (not how many tasks run at once, nor the executor)."""
+    settings = dataclasses.asdict(config)
+    for key in ("workers", "executor", "slurm"):
+        settings["engine"].pop(key, None)
+    return {
+        "config": settings,
+        "inputs": [file_identity(p) for p in files],
+        "map_tasks": map_tasks,
+        **(extra or {}),
+    }
+
+
+def fingerprint(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_or_record(out: Path, identity: dict) -> str:
+    """Record the run's identity in OUT/run.json, or check it against the recorded one."""
+    manifest = Path(out) / "run.json"
+    digest = fingerprint(identity)
+    if manifest.exists():
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+        if recorded["fingerprint"] != digest:
+            raise FingerprintMismatch(
+                f"{out} holds a run with another input or configuration "
+                f"(fingerprint {recorded['fingerprint']}, this run {digest}); differences: "
+                f"{_differences(recorded['identity'], identity)}. Use a new --output directory "
+                "(or delete this one) instead of mixing outputs."
+            )
+        return digest
+    write_json(manifest, {"fingerprint": digest, "identity": identity})
+    return digest
+
+
+def _differences(old, new, where: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{where}.{k}")]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{where}[{i}]")
+        ]
+    return [] if old == new else [f"{where.lstrip('.')}: {old!r} -> {new!r}"]

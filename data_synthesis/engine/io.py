@@ -1,0 +1,170 @@
+"""Streaming JSONL input and atomic JSONL output.
+
+A map task reads only its own byte range of the input files: the inputs are viewed as one
+concatenated byte stream cut into `world_size` equal ranges, and a task owns every line that
+*starts* inside its range (so each line belongs to exactly one task, whatever the task count).
+Bad input is an error naming file:line (the line number is counted only when failing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Input that cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    path: str
+    start: int
+    end: int
+
+
+def input_files(spec: str | list[str]) -> list[Path]:
+    """The JSONL files of an --input: a file, a directory (its *.jsonl, sorted) or a list."""
+    specs = [spec] if isinstance(spec, str | Path) else list(spec)
+    files: list[Path] = []
+    for item in specs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"--input {item}: no such file or directory")
+    if not files:
+        raise InputError(f"--input {spec}: no .jsonl files")
+    return files
+
+
+def task_ranges(files: list[Path], rank: int, world_size: int) -> list[ByteRange]:
+    """The byte ranges of the inputs that task `rank` of `world_size` owns."""
+    sizes = [f.stat().st_size for f in files]
+    total = sum(sizes)
+    lo, hi = total * rank // world_size, total * (rank + 1) // world_size
+    ranges, offset = [], 0
+    for path, size in zip(files, sizes):
+        start, end = max(lo, offset), min(hi, offset + size)
+        if start < end:
+            ranges.append(ByteRange(str(path), start - offset, end - offset))
+        offset += size
+    return ranges
+
+
+def read_lines(byte_range: ByteRange) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each line starting inside the range; a line starting before the range
+    belongs to the previous task and is skipped."""
+    with open(byte_range.path, "rb") as handle:
+        position = byte_range.start
+        if position > 0:
+            handle.seek(position - 1)
+            if handle.read(1) != b"\n":
+                position += len(handle.readline())
+        else:
+            handle.seek(0)
+        while position < byte_range.end:
+            line = handle.readline()
+            if not line:
+                break
+            yield position, line
+            position += len(line)
+
+
+def line_number(path: str, offset: int) -> int:
+    """1-based line number of the line starting at `offset` (only used to report errors)."""
+    count, done = 1, 0
+    with open(path, "rb") as handle:
+        while done < offset:
+            chunk = handle.read(min(1 << 24, offset - done))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            done += len(chunk)
+    return count
+
+
+def parse_document(path: str, offset: int, line: bytes) -> dict | None:
+    """One input document from one JSONL line (None for a blank line); InputError names
+    file:line for bytes that are not UTF-8, invalid JSON, a non-object or a missing field."""
+
+    def fail(what: str) -> InputError:
+        return InputError(f"{path}:{line_number(path, offset)}: {what}")
+
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise fail(
+            f"not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1}); "
+            "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    if not text.strip():
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise fail(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(doc, dict):
+        raise fail(
+            f"expected one JSON object per line with 'id' and 'text', got a JSON "
+            f"{type(doc).__name__}"
+        )
+    if not isinstance(doc.get("text"), str) or not isinstance(doc.get("id"), str | int):
+        raise fail("a document needs a string 'text' and an 'id' (string or integer)")
+    doc["id"] = str(doc["id"])
+    return doc
+
+
+def stable_hash(key: str) -> int:
+    """A hash that is the same in every process and Python version (unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def partition_of(key: str, partitions: int) -> int:
+    return stable_hash(key) % partitions
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    """Records of a JSONL file, streamed; a malformed line names file:line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    """Write records atomically (temporary file, fsync, rename): a file either exists whole or
+    not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str | Path, obj) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,161 @@
+"""Runs the stage table on datatrove executors: local by default, SLURM for clusters.
+
+Run directory (OUT):
+    run.json                     fingerprint of inputs + config (a mismatching rerun refuses)
+    logs/<job>/                  datatrove logs, per-task completion markers, stats
+    checkpoints/<stage>/         finished batches of running tasks (removed when a task ends)
+    requests/<stage>/            finished LLM requests of each task (replayed after a kill)
+    counters/<stage>/tNNNNN.json each task's counts and reject reasons
+    memory/ questions/ docs/     stage outputs (see data_synthesis/stages.py)
+    dedup/                       MinHash signatures, buckets, clusters, removed documents
+    final/fas.jsonl final/has.jsonl final/stats.json   the training documents and the summary
+
+Each stage is one datatrove job (the dedup stage is four) whose tasks are independent; datatrove
+marks finished tasks and skips them on a rerun, our checkpoints resume the unfinished ones.
+Locally the jobs run one after the other; on SLURM they are submitted at once as job arrays
+chained with afterok dependencies.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
+
+from data_synthesis.config import PipelineConfig
+from data_synthesis.engine import tasks
+from data_synthesis.engine.dedup import dedup_jobs
+from data_synthesis.engine.fingerprint import check_or_record, run_identity
+from data_synthesis.engine.io import input_files
+from data_synthesis.engine.summary import check_stage, finalize
+from data_synthesis.stages import SPEC, STAGES
+
+AUTO_BYTES_PER_TASK = 64 << 20
+
+
+class StageStep(PipelineStep):
+    """A datatrove step that runs one task of one synthesis stage."""
+
+    type = "🧪 - SYNTHESIS"
+
+    def __init__(self, stage: str, plan: tasks.RunPlan):
+        super().__init__()
+        self.stage, self.plan = stage, plan
+        self.name = f"synthesis {stage}"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        if self.stage == "extract":
+            tasks.run_extract(self.plan, rank, world_size)
+        elif self.stage == "memory":
+            tasks.run_memory(self.plan, rank, world_size)
+        elif self.stage == "finalize":
+            finalize(self.plan)
+        else:
+            tasks.run_partition_stage(self.plan, self.stage, rank, world_size)
+
+
+def make_plan(
+    config: PipelineConfig,
+    out: str | Path,
+    inputs,
+    trajectories: str | None = None,
+    config_path: str | None = None,
+) -> tasks.RunPlan:
+    """Resolve task and partition counts and check the run's fingerprint."""
+    files = input_files(inputs)
+    total = sum(f.stat().st_size for f in files)
+    auto = max(1, math.ceil(total / AUTO_BYTES_PER_TASK))
+    map_tasks = config.engine.tasks or auto
+    partitions = config.engine.partitions or auto
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(
+        config,
+        files,
+        map_tasks,
+        {"partitions": partitions, "trajectories": trajectories},
+    )
+    check_or_record(out, identity)
+    return tasks.RunPlan(
+        out=str(out.resolve()),
+        inputs=tuple(str(f.resolve()) for f in files),
+        config=config,
+        map_tasks=map_tasks,
+        partitions=partitions,
+        trajectories=trajectories,
+        config_dir=str(Path(config_path).resolve().parent) if config_path else None,
+    )
+
+
+def jobs_for(plan: tasks.RunPlan, stage: str) -> list[tuple[str, list, int]]:
+    """(job name, datatrove pipeline, task count) of one stage."""
+    count = {"map": plan.map_tasks, "partitions": plan.partitions, "one": 1}
+    if SPEC[stage].tasks == "dedup":
+        return dedup_jobs(plan.root, plan.config, plan.partitions)
+    return [(stage, [StageStep(stage, plan)], count[SPEC[stage].tasks])]
+
+
+def _local(plan, name, pipeline, n, rank: int | None):
+    return LocalPipelineExecutor(
+        pipeline=pipeline,
+        tasks=n,
+        workers=min(plan.config.engine.workers, n),
+        logging_dir=str(plan.root / "logs" / name),
+        local_tasks=1 if rank is not None else -1,
+        local_rank_offset=rank or 0,
+        start_method="fork",
+    )
+
+
+def _slurm(plan, name, pipeline, n, depends, stage: str):
+    """A SLURM job array; GPUs only for stages with a method (they may call the LLM)."""
+    slurm = plan.config.engine.slurm
+    uses_llm = SPEC[stage].method is not None and plan.config.backend.type != "heuristic"
+    return SlurmPipelineExecutor(
+        pipeline=pipeline,
+        tasks=n,
+        time=slurm.time,
+        partition=slurm.partition,
+        cpus_per_task=slurm.cpus_per_task,
+        mem_per_cpu_gb=slurm.mem_per_cpu_gb,
+        gpus_per_task=slurm.gpus_per_task if uses_llm else 0,
+        qos=slurm.qos,
+        env_command=slurm.env_command or None,
+        job_name=f"synth-{name}",
+        logging_dir=str(plan.root / "logs" / name),
+        depends=depends,
+        max_array_size=slurm.max_array_size,
+        mail_type="NONE",
+    )
+
+
+def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> None:
+    """Run stages one after the other on this machine; a stage that yields nothing stops the
+    run with an error naming it."""
+    for stage in stages:
+        started = time.monotonic()
+        for name, pipeline, n in jobs_for(plan, stage):
+            print(f"[data_synthesis] {name}: {n} task(s)", file=sys.stderr, flush=True)
+            _local(plan, name, pipeline, n, rank).run()
+        if rank is None:
+            check_stage(plan, stage)
+        print(
+            f"[data_synthesis] {stage} done in {time.monotonic() - started:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def submit_slurm(plan: tasks.RunPlan, stages=STAGES) -> list[str]:
+    """Submit every stage as a SLURM job array, each depending on the one before."""
+    previous, names = None, []
+    for stage in stages:
+        for name, pipeline, n in jobs_for(plan, stage):
+            executor = _slurm(plan, name, pipeline, n, previous, stage)
+            previous, names = executor, [*names, name]
+    previous.run()  # launches the whole chain of dependencies
+    return names

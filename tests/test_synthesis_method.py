@@ -1,0 +1,504 @@
+"""Unit (single process, seconds): contract tests of the synthesis method, stage by stage.
+
+The LLM is replaced by a scripted model (a test double: it answers each prompt with a reply
+written here, so each defect a real model can make is produced on purpose); everything else is
+real - the stage classes, the JSON parsing, the checks, the tool registry, the answer matching.
+Each test shows that a correct reply is kept and that each defect is rejected (or, for a correct
+paraphrase, accepted) with its reason counted. The heuristic baseline is tested on text it never
+saw: reworded sentences and Python's own documentation.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from data_synthesis.answers import answer_in_text, answers_match, sentence_in_text
+from data_synthesis.config import PipelineConfig
+from data_synthesis.environment.registry import ToolRegistry
+from data_synthesis.fas import planning, questions, reasoning
+from data_synthesis.llm import strip_thinking
+from data_synthesis.memory import (
+    HeuristicExtractor,
+    InMemoryView,
+    LLMExtractor,
+    build_records,
+    count_multi_source,
+    entity_key,
+    heuristic_statements,
+)
+from data_synthesis.stage_api import Counters, StageContext
+
+
+class ScriptedModel:
+    """Test double for an LLM backend: `respond(system, user)` gives each reply."""
+
+    name = "scripted"
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.prompts: list[list[dict]] = []
+        self.schemas: list[dict | None] = []
+
+    def generate(self, prompts, seed, schema=None, stop=None):
+        self.prompts += prompts
+        self.schemas.append(schema)
+        return [self.respond(p[0]["content"], p[-1]["content"]) for p in prompts]
+
+
+def context(stage: str, llm=None, memory=None, **config) -> StageContext:
+    cfg = PipelineConfig(**config)
+    cfg.backend.max_retries = 1
+    return StageContext(
+        config=cfg,
+        llm=llm,
+        tools=ToolRegistry.from_config(None),
+        memory=memory,
+        counters=Counters(),
+        seed=7,
+        stage=stage,
+    )
+
+
+def rejects(ctx) -> dict:
+    return dict(ctx.counters.rejects.get(ctx.stage, {}))
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "predicted, gold, same",
+    [
+        ("2850 kilometres", "2,850 km", True),
+        ("the Danube", "Danube River", True),
+        ("2.85 thousand km", "2,850 km", True),
+        ("October 3, 1990", "3 October 1990", True),
+        ("about 9.1 million", "9,100,000", True),
+        ("PARIS.", "Paris", True),
+        ("1991", "1990", False),
+        ("2,851 km", "2,850 km", False),
+        ("2850 m", "2,850 km", False),
+        ("Rhine", "Danube River", False),
+        ("Paris, Texas", "Paris", False),
+    ],
+)
+def test_answers_match_typed_values(predicted, gold, same):
+    assert answers_match(predicted, gold) is same
+
+
+def test_leak_checks_see_through_formats():
+    assert answer_in_text("2,850 km", "Is the river 2850 kilometres long?")
+    assert answer_in_text("Danube River", "Does it lie on the Danube?")
+    assert not answer_in_text("Vienna", "What is the capital of Austria?")
+    sentence = "Peru has a population of about 34 million."
+    assert sentence_in_text(sentence, "Peru has a population of about 34 million")
+    assert not sentence_in_text(sentence, "population of Peru")
+    # repeating the question's own words is no leak
+    assert not sentence_in_text(
+        "The 1930 FIFA World Cup was held in Uruguay.",
+        "country 1930 FIFA World Cup was held in",
+        given="What is the capital of the country that the 1930 FIFA World Cup was held in?",
+    )
+
+
+def test_thinking_blocks_are_stripped():
+    assert strip_thinking('<think>maybe {"a": 1}</think>\n{"b": 2}') == ('{"b": 2}', True)
+    assert strip_thinking("plain") == ("plain", False)
+    assert strip_thinking("<think>never closed {") == ("", True)
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+VIENNA = {
+    "id": "d1",
+    "title": "Vienna",
+    "text": "Vienna is the capital of Austria. It lies on the Danube. "
+    "Vienna had about 2 million inhabitants in 2023.",
+}
+DANUBE = {
+    "id": "d2",
+    "title": "Danube",
+    "text": "The Danube River is about 2,850 km long. The Danube flows into the Black Sea.",
+}
+
+
+def statement(entity, relation, value, value_type, sentence, unit=None, time=None):
+    return {"entity": entity, "relation": relation, "value": value, "value_type": value_type,
+            "unit": unit, "time": time, "sentence": sentence}  # fmt: skip
+
+
+def memory_reply(system, user):
+    if "Title: Vienna" in user:
+        return json.dumps({"statements": [
+            statement("Austria", "capital", "Vienna", "entity", "Vienna is the capital of Austria."),
+            statement("Vienna", "lies on", "the Danube", "entity", "It lies on the Danube."),
+            statement("Vienna", "inhabitants", "about 2 million", "number",
+                      "Vienna had about 2 million inhabitants in 2023.", time="2023"),
+            # defects: a value its sentence does not state, a sentence not in the document
+            statement("Vienna", "founded", "500 BC", "date", "It lies on the Danube."),
+            statement("Vienna", "mayor", "Ludwig", "entity", "The mayor of Vienna is Ludwig."),
+        ]})  # fmt: skip
+    return '<think>The text is about a river. {"draft": 1}</think>' + json.dumps(
+        {
+            "statements": [
+                statement(
+                    "Danube River",
+                    "length",
+                    "about 2,850 km",
+                    "number",
+                    "The Danube River is about 2,850 km long.",
+                    unit="km",
+                ),
+                statement(
+                    "the Danube",
+                    "flows into",
+                    "the Black Sea",
+                    "entity",
+                    "The Danube flows into the Black Sea.",
+                ),
+            ]
+        }  # fmt: skip
+    )
+
+
+def test_llm_memory_grounds_types_and_merges_statements():
+    model = ScriptedModel(memory_reply)
+    ctx = context("extract", llm=model)
+    found = LLMExtractor().run([VIENNA, DANUBE], ctx)
+    assert model.schemas[0]["properties"]["statements"]["type"] == "array"  # constrained
+    assert len(found) == 5 and len({s["id"] for s in found}) == 5
+    assert rejects(ctx) == {
+        "statement value not in its sentence": 1,
+        "statement sentence not in the document": 1,
+    }
+    assert ctx.counters.counts["extract"]["thinking blocks stripped"] == 1
+    by = {(s["entity"], s["relation"]): s for s in found}
+    assert by[("vienna", "inhabitants")]["value"]["number"] == 2e6
+    assert by[("vienna", "inhabitants")]["time"] == "2023"
+    assert by[("danube river", "length")]["value"]["unit"] == "km"
+    assert VIENNA["text"][slice(*by[("austria", "capital")]["span"])] == (
+        "Vienna is the capital of Austria."
+    )
+    records = {r["entity"]: r for r in build_records(found)}
+    # "Danube River" and "the Danube" are one entity; "the Danube" as a value links to it
+    assert records["danube"]["sources"] == ["d1", "d2"] or records["danube"]["sources"] == ["d2"]
+    assert by[("vienna", "lies on")]["value"]["entity"] == "danube"
+    assert "danube" in records["vienna"]["links"]
+
+
+def test_llm_memory_malformed_json_is_retried_then_counted():
+    # attempt 1: both fail; attempt 2 (the one retry): both fail again, last reasons counted
+    replies = iter(["{}", "no json at all", '{"statements": [', '{"statements": "x"}'])
+    ctx = context("extract", llm=ScriptedModel(lambda s, u: next(replies)))
+    assert LLMExtractor().run([VIENNA, DANUBE], ctx) == []
+    assert rejects(ctx) == {
+        "malformed JSON": 1,
+        "schema: key 'statements' is not a non-empty list": 1,
+        "document without statements": 2,
+    }
+    assert ctx.counters.counts["extract"]["llm retries"] == 2
+
+
+REWORDED = [
+    {"id": "r1", "text": "Austria's capital is Vienna. Vienna, a city of music, lies on the "
+     "Danube. The Danube River flows into the Black Sea."},
+    {"id": "r2", "text": "The Danube is a river about 2,850 kilometres long. Its source is in "
+     "the Black Forest. In 1996 the river was declared a protected waterway."},
+    {"id": "r3", "text": "Marie Curie was born in Warsaw in 1867. She worked at the University "
+     "of Paris, where she discovered polonium and radium."},
+]  # fmt: skip
+
+
+def test_heuristic_memory_reads_reworded_text():
+    facts = {(s["entity"], s["relation"], s["value"]["text"]) for d in REWORDED
+             for s in heuristic_statements(d)}  # fmt: skip
+    assert ("austria", "capital", "Vienna") in facts
+    assert ("vienna", "lies on", "the Danube") in facts
+    assert ("danube river", "flows into", "the Black Sea") in facts
+    assert ("danube", "length", "2,850 kilometres") in facts
+    assert ("marie curie", "was born in", "Warsaw") in facts
+    assert ("marie curie", "worked at", "the University of Paris") in facts
+    ctx = context("extract")
+    records = build_records(HeuristicExtractor().run(REWORDED, ctx))
+    danube = next(r for r in records if r["entity"] == "danube")
+    assert danube["sources"] == ["r1", "r2"]  # "Danube River" and "The Danube" merged
+    assert count_multi_source(records) >= 1
+    born = next(s for s in danube["statements"] + records[0]["statements"] if s)
+    assert born["extractor"] == "heuristic"
+
+
+def test_heuristic_memory_on_pythons_own_docs():
+    """Docstrings of the standard library: prose nobody wrote for this project."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    docs = []
+    for name in ("json/__init__.py", "argparse.py", "heapq.py", "textwrap.py", "shutil.py"):
+        text = ast.get_docstring(ast.parse((stdlib / name).read_text(encoding="utf-8")))
+        docs.append({"id": name, "text": " ".join(text.split())})
+    ctx = context("extract")
+    found = HeuristicExtractor().run(docs, ctx)
+    assert len(found) >= 5 and len({s["source"] for s in found}) >= 3
+    for s in found:
+        assert s["sentence"] in docs[[d["id"] for d in docs].index(s["source"])]["text"]
+        assert s["value"]["text"] and s["relation"] and s["entity"]
+
+
+def test_entity_keys():
+    assert entity_key("The Danube") == entity_key("danube") == "danube"
+    assert entity_key("Amazon (river)") == "amazon"
+    assert entity_key("Zürich") == "zurich"
+
+
+# --- questions --------------------------------------------------------------------------------
+
+CORPUS = [
+    {"id": "a", "text": "Vienna is the capital of Austria. Vienna lies on the Danube. "
+     "Vienna has a population of about 2 million. Vienna was founded in 500 BC."},
+    {"id": "b", "text": "Budapest is the capital of Hungary. Budapest lies on the Danube. "
+     "Budapest has a population of about 1.7 million. Budapest was founded in 1873."},
+    {"id": "c", "text": "The Danube is a river about 2,850 kilometres long. "
+     "The Danube flows into the Black Sea."},
+    {"id": "d", "text": "Austria has a population of about 9.1 million. "
+     "Hungary has a population of about 9.6 million. The currency of Austria is the euro."},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def memory():
+    ctx = context("extract")
+    return InMemoryView(build_records(HeuristicExtractor().run(CORPUS, ctx)))
+
+
+def question_ctx(memory, llm=None):
+    ctx = context("questions", llm=llm, memory=memory)
+    ctx.config.questions.styles = list(questions.STYLES)
+    ctx.config.questions.per_entity = 6
+    return ctx
+
+
+def test_heuristic_questions_are_grammatical_and_pass_the_checks(memory):
+    ctx = question_ctx(memory)
+    made = questions.HeuristicQuestions().run([memory.get(k) for k in memory.keys()], ctx)
+    by_style = {}
+    for q in made:
+        by_style.setdefault(q["style"], []).append(q)
+        assert questions.reject_reason(q, memory) is None
+        assert q["supporting"] and q["source_docs"] and q["generator"] == "heuristic"
+    assert {"factual", "numeric", "comparison", "multi_hop", "obfuscated"} <= set(by_style)
+    for q in made:
+        assert q["question"].split()[0] in ("What", "When", "Where", "Which", "How"), q
+        assert "None" not in q["question"] and "  " not in q["question"]
+    numeric = next(q for q in by_style["numeric"] if {"austria", "hungary"} == {
+        s["entity"] for s in q["supporting"]})  # fmt: skip
+    assert answers_match(numeric["answer"], "500,000")
+    # the grammar of the baseline, statement by statement
+    vienna, danube = memory.get("vienna"), memory.get("danube")
+    rel = {s["relation"]: s for s in vienna["statements"] + danube["statements"]}
+    assert questions.ask("Vienna", rel["lies on"]) == "What does Vienna lie on?"
+    assert questions.ask("Vienna", rel["was founded in"]) == "When was Vienna founded?"
+    assert questions.ask("the Danube", rel["flows into"]) == "What does the Danube flow into?"
+    austria = memory.get("austria")
+    capital = next(s for s in austria["statements"] if s["relation"] == "capital")
+    assert questions.ask("Austria", capital) == "What is the capital of Austria?"
+    hop = questions.describe_value(rel["is the capital of"], memory)
+    assert hop == "the one whose capital is Vienna"
+    assert questions.ask(hop, rel["population"]) == (
+        "What is the population of the one whose capital is Vienna?"
+    )
+
+
+def write_question(style_and_text):
+    def respond(system, user):
+        style = user.split("Style: ", 1)[1].split(".", 1)[0]
+        gold = user.rsplit("Gold answer: ", 1)[1].strip()
+        return json.dumps({"question": style_and_text(style, gold, user), "answer": gold})
+
+    return respond
+
+
+def test_llm_questions_checks_and_reasons(memory):
+    anchors = [memory.get("vienna"), memory.get("budapest")]
+
+    def text(style, gold, user):
+        if style == "factual":
+            return f"Is the answer {gold}?"  # answer in question
+        if style == "obfuscated":
+            return "Which river does Vienna lie on, the city I describe?"  # names its entity
+        if style == "multi-hop":
+            return "What is the length, in kilometres, of the river that flows through Vienna?"
+        return "A fine question about these facts?"
+
+    ctx = question_ctx(memory, llm=ScriptedModel(write_question(text)))
+    kept = questions.LLMQuestions().run(anchors, ctx)
+    reasons = rejects(ctx)
+    assert reasons.get("answer in question (factual)") == 2
+    assert reasons.get("obfuscated question names its entity (obfuscated)", 0) >= 1
+    assert all(q["generator"] == "llm" and q["style"] != "factual" for q in kept)
+    assert any(q["style"] == "multi_hop" for q in kept)
+
+
+def test_llm_question_with_a_disagreeing_answer_is_rejected(memory):
+    model = ScriptedModel(lambda s, u: json.dumps({"question": "What is it?", "answer": "Rome"}))
+    ctx = question_ctx(memory, llm=model)
+    assert questions.LLMQuestions().run([memory.get("vienna")], ctx) == []
+    assert sum(rejects(ctx).values()) >= 1
+    assert all(r.startswith("model answer disagrees") for r in rejects(ctx))
+
+
+def test_non_unique_description_is_rejected(memory):
+    vienna = memory.get("vienna")
+    lies_on = next(s for s in vienna["statements"] if s["relation"] == "lies on")
+    capital_of = next(s for s in vienna["statements"] if s["relation"].startswith("is the capital"))
+    question = {
+        "style": "obfuscated", "anchor": "vienna", "answer": "500 BC",
+        "question": "When was the city that lies on the Danube founded?",
+        "supporting": [lies_on], "clues": [lies_on],
+    }  # fmt: skip
+    assert questions.described_entities([lies_on], memory) == ["budapest", "vienna"]
+    assert questions.reject_reason(question, memory) == "description not unique"
+    question["clues"] = [lies_on, capital_of]
+    question["question"] = "When was the city that lies on the Danube and is a capital founded?"
+    assert questions.reject_reason(question, memory) is None
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def question_set(memory):
+    ctx = question_ctx(memory)
+    made = questions.HeuristicQuestions().run([memory.get(k) for k in memory.keys()], ctx)
+    return {q["style"]: q for q in made if q["anchor"] in ("vienna", "budapest")}
+
+
+def plan_reply(first_call, verdict="progress"):
+    def respond(system, user):
+        if "You review the first step" in system:
+            return json.dumps({"verdict": verdict, "reason": "scripted"})
+        return json.dumps({"analysis": "Find the facts first.", "tool_call": first_call(user)})
+
+    return respond
+
+
+def test_llm_plans_validated_then_judged(question_set):
+    factual = question_set["factual"]
+    calls = iter([
+        {"name": "search", "arguments": {"query": ["capital of Austria"]}},  # good
+        {"name": "search", "arguments": {"query": [f"{factual['answer']}"]}},  # leaked answer
+        {"name": "browse", "arguments": {"url": "x"}},  # unknown tool
+        {"name": "search", "arguments": {"query": [factual["supporting"][0]["sentence"]]}},
+    ])  # fmt: skip
+    model = ScriptedModel(plan_reply(lambda user: next(calls)))
+    ctx = context("planning", llm=model, plans_per_question=4)
+    kept = planning.LLMPlanning().run([factual], ctx)
+    assert len(kept) == 1 and kept[0]["call"]["arguments"]["query"] == ["capital of Austria"]
+    assert kept[0]["kind"] == "fas_planning" and "<tool_call>" in kept[0]["text"]
+    reasons = rejects(ctx)
+    assert reasons["unknown tool"] == 1
+    assert (
+        reasons["call carries the gold answer"]
+        + reasons.get("call carries a supporting sentence", 0)
+        == 2
+    )
+    # the plan prompt and the constrained schema both come from the tool registry
+    assert "- search:" in model.prompts[0][0]["content"]
+    names = [c["properties"]["name"]["const"] for c in model.schemas[0]["properties"]["tool_call"]["anyOf"]]  # fmt: skip
+    assert names == ctx.tools.names
+
+
+def test_llm_plan_judge_rejections_are_counted(question_set):
+    q = question_set["factual"]
+    model = ScriptedModel(plan_reply(lambda u: {"name": "search", "arguments": {"query": ["x y"]}},
+                                     verdict="no_progress"))  # fmt: skip
+    ctx = context("planning", llm=model, plans_per_question=2)
+    assert planning.LLMPlanning().run([q], ctx) == []
+    assert rejects(ctx) == {"judge: no_progress": 2}
+
+
+def test_obfuscated_plan_naming_the_hidden_entity_is_rejected(question_set):
+    q = question_set["obfuscated"]
+    name = q["supporting"][0]["entity_name"]
+    model = ScriptedModel(plan_reply(lambda u: {"name": "search", "arguments": {"query": [name]}}))
+    ctx = context("planning", llm=model, plans_per_question=1)
+    assert planning.LLMPlanning().run([q], ctx) == []
+    assert rejects(ctx) == {"call names the hidden entity": 1}
+
+
+def test_heuristic_plans_pass_the_same_validation(question_set):
+    ctx = context("planning", plans_per_question=3)
+    kept = planning.HeuristicPlanning().run(list(question_set.values()), ctx)
+    assert kept
+    for doc in kept:
+        q = next(q for q in question_set.values() if q["id"] == doc["question_id"])
+        assert ctx.tools.validate_call(doc["call"]) is None
+        assert planning.leak_reason({"call": doc["call"], "analysis": doc["analysis"]}, q) is None
+
+
+# --- reasoning --------------------------------------------------------------------------------
+
+
+def reasoning_reply(final, equivalent=False):
+    def respond(system, user):
+        if system.startswith("You judge answers"):
+            return json.dumps({"equivalent": equivalent, "reason": "scripted"})
+        if system.startswith("Answer the question from your own knowledge"):
+            return json.dumps({"sub_questions": ["Which river?"], "a1": "I believe it is long.",
+                               "answer": "unsure"})  # fmt: skip
+        return json.dumps({"a2": "Checked against the knowledge.", "answer": final})
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    "final, equivalent, kept, reason",
+    [
+        ("the Black Sea", False, True, None),  # exact after normalisation
+        ("Black Sea (Europe)", True, True, None),  # a paraphrase the judge accepts
+        ("the North Sea", False, False, "wrong final answer"),
+        # a judge that accepts anything is not asked when nothing of the gold is in the answer
+        ("I cannot answer that.", True, False, "wrong final answer"),
+    ],
+)
+def test_llm_reasoning_two_calls_and_judge(memory, final, equivalent, kept, reason):
+    danube = memory.get("danube")
+    flows = next(s for s in danube["statements"] if s["relation"] == "flows into")
+    question = {"id": "q1", "style": "factual", "question": "What does the Danube flow into?",
+                "answer": "the Black Sea", "supporting": [flows], "source_docs": ["c"]}  # fmt: skip
+    model = ScriptedModel(reasoning_reply(final, equivalent))
+    ctx = context("reasoning", llm=model)
+    out = reasoning.LLMReasoning().run([question], ctx)
+    assert bool(out) is kept
+    assert rejects(ctx) == ({reason: 1} if reason else {})
+    a1_prompt = model.prompts[0][-1]["content"]
+    assert flows["sentence"] not in a1_prompt  # A1 sees the question alone
+    assert flows["sentence"] in model.prompts[1][-1]["content"]  # A2 gets the knowledge
+    if kept:
+        assert out[0]["kind"] == "fas_reasoning" and "<answer>" in out[0]["text"]
+    if equivalent and kept:
+        assert ctx.counters.counts["reasoning"]["paraphrase accepted by the judge"] == 1
+    if final == "I cannot answer that.":
+        assert len(model.prompts) == 2  # A1, A2 - no judge call
+
+
+def test_paraphrased_number_needs_no_judge(memory):
+    danube = memory.get("danube")
+    length = next(s for s in danube["statements"] if s["relation"] == "length")
+    question = {"id": "q2", "style": "factual", "question": "How long is the Danube?",
+                "answer": "2,850 kilometres", "supporting": [length], "source_docs": ["c"]}  # fmt: skip
+    model = ScriptedModel(reasoning_reply("2850 km"))
+    ctx = context("reasoning", llm=model)
+    assert len(reasoning.LLMReasoning().run([question], ctx)) == 1
+    assert len(model.prompts) == 2  # A1, A2; the judge was not needed
+
+
+def test_heuristic_reasoning_keeps_only_right_answers(question_set):
+    ctx = context("reasoning")
+    kept = reasoning.HeuristicReasoning().run(list(question_set.values()), ctx)
+    assert len(kept) == len(question_set)
+    wrong = dict(question_set["factual"], answer="Atlantis")
+    assert reasoning.HeuristicReasoning().run([wrong], ctx) == []
+    assert rejects(ctx) == {"wrong final answer": 1}
