@@ -38,6 +38,7 @@ setup(
         # Synthesis: data engine (local/SLURM executors, MinHash), BM25 search, multi-pattern matching.
         "datatrove>=0.10",
         "bm25s",
+        "PyStemmer",  # bm25s's English stemming (search index)
         "pyahocorasick",
         # Tool-call validation against each tool's JSON schema (data_synthesis/environment).
         "jsonschema",

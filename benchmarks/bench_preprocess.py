@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.measure import run_measured  # noqa: E402
-from tests.data_fixtures import qwen3_tokenizer_dir  # noqa: E402
+from megatron_agentic.testing.data_fixtures import qwen3_tokenizer_dir  # noqa: E402
 
 BASELINE = r"""
 import json, os, sys, time

@@ -7,7 +7,7 @@ argparse.Namespace; without it it warns and assumes TP=PP=1 and skips its argume
 ShardedObject `rng_state` sharded over (PP, TP), a list with one dict per data-parallel rank, keyed
 `random_rng_state`, `np_rng_state`, `torch_rng_state`, `cuda_rng_state`, `rng_tracker_states`.
 We save the same (`common_state`, `RNG_NAMES`) and still read the names our checkpoints used
-before (`rng_with_current_names`). tests/test_megatron_lm_interop.py runs Megatron-LM's own
+before (`rng_with_current_names`). tests/integration/test_megatron_lm_interop.py runs Megatron-LM's own
 `load_checkpoint` on our checkpoint.
 """
 

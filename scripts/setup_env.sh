@@ -58,7 +58,7 @@ echo "[setup] installing megatron-agentic[$EXTRAS] (torch pinned: $(cat "$constr
 # compat mode: a path entry to the checkout, so new packages and modules need no reinstall
 "${PIP[@]}" install -c "$constraints" --config-settings editable_mode=compat -e ".[$EXTRAS]"
 if [[ ",$EXTRAS," == *",dev,"* ]]; then
-    # transformers 4.x apart from the venv, for tests/test_convert_transformers4.py (exports must
+    # transformers 4.x apart from the venv, for tests/integration/test_convert_transformers4.py (exports must
     # load the same under 4.x, which reads rope_theta/rope_scaling, and 5.x): put on PYTHONPATH
     # first by that test only. --no-deps: the venv supplies the rest.
     echo "[setup] installing transformers 4.57 into $VENV/transformers4 (export compatibility test)"

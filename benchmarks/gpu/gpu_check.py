@@ -9,7 +9,7 @@ and TransformerEngine's interfaces could make them.
 Steps (WORK is a scratch directory):
   build    tiny and proxy (4-layer, full-width Qwen3-30B-A3B) models with the TE spec: bf16,
            grouped GEMM, TE attention; one forward+backward of each; asserts the TE modules.
-  import   a random tiny HF Qwen3-MoE (tests/hf_fixtures.py) -> megatron checkpoint (TE keys).
+  import   a random tiny HF Qwen3-MoE (megatron_agentic/testing/hf_fixtures.py) -> megatron checkpoint (TE keys).
   train    20 steps of the tiny recipe from that checkpoint, bf16, TE spec; saves.
   export   hides the GPU: reloads the trained checkpoint with the LOCAL spec on CPU and exports HF.
   parity   logits of the exported HF model (transformers, fp32, CPU) against the trained checkpoint
@@ -94,7 +94,7 @@ def step_build(work: Path, dry_run: bool) -> None:
 
 
 def step_import(work: Path, dry_run: bool) -> None:
-    from tests.hf_fixtures import make_tiny_hf_model
+    from megatron_agentic.testing.hf_fixtures import make_tiny_hf_model
 
     make_tiny_hf_model(work / TINY_HF)
     _run(
@@ -108,7 +108,7 @@ def step_train(work: Path, dry_run: bool) -> None:
     import json
 
     from megatron_agentic.hf_conversion import model_config_from_hf
-    from tests.train_fixtures import make_training_data
+    from megatron_agentic.testing.train_fixtures import make_training_data
 
     blend, _ = make_training_data(work / "data")
     model_cfg = model_config_from_hf(json.loads((work / TINY_HF / "config.json").read_text()))
@@ -146,15 +146,15 @@ def step_export(work: Path, dry_run: bool) -> None:
 
 
 def _logits_on_this_device(work: Path) -> torch.Tensor:
-    from tests.distributed import run_distributed
-    from tests.test_convert import _megatron_logits
+    from megatron_agentic.testing.conversion import megatron_logits as _megatron_logits
+    from megatron_agentic.testing.distributed import run_distributed
 
     (logits,) = run_distributed(_megatron_logits, 1, str(work / TRAINED), {})
     return logits.float().cpu()
 
 
 def step_parity(work: Path, dry_run: bool) -> None:
-    from tests.test_convert import hf_logits
+    from megatron_agentic.testing.conversion import hf_logits
 
     expected = hf_logits(work / EXPORTED)
     if not dry_run:  # (b) TE spec, bf16 weights, on the GPU
@@ -170,7 +170,7 @@ def step_parity(work: Path, dry_run: bool) -> None:
 
 
 def step_parity_cpu(work: Path, dry_run: bool) -> None:
-    from tests.test_convert import hf_logits
+    from megatron_agentic.testing.conversion import hf_logits
 
     expected = hf_logits(work / EXPORTED)
     cpu = _logits_on_this_device(work)
@@ -181,7 +181,7 @@ def step_parity_cpu(work: Path, dry_run: bool) -> None:
 
 
 def step_thd(work: Path, dry_run: bool) -> None:
-    from tests.distributed import run_distributed
+    from megatron_agentic.testing.distributed import run_distributed
 
     (result,) = run_distributed(_thd_losses, 1, str(work / "thd"), dry_run, timeout=600)
     packed, per_document, documents = result
@@ -193,7 +193,8 @@ def step_thd(work: Path, dry_run: bool) -> None:
 def _thd_losses(root: str, dry_run: bool):
     from megatron_agentic import document_masking, parallel
     from megatron_agentic.model import build_model, get_preset, transformer_config
-    from tests.test_document_masking import SEQ, _dataset
+    from megatron_agentic.testing.masking import SEQ
+    from megatron_agentic.testing.masking import packed_dataset as _dataset
 
     on_gpu = torch.cuda.is_available() and not dry_run
     par = parallel.ParallelConfig()

@@ -112,6 +112,9 @@ def run_python(
             text = _truncate(output.decode(errors="replace"), max_output_chars)
             return SandboxResult(text, False, f"timeout after {timeout_s:g} s", isolation)
     text = _truncate(output.decode(errors="replace"), max_output_chars)
+    if process.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        # the CPU-time limit (ceil of the timeout) can fire before the wall clock on an idle machine
+        return SandboxResult(text, False, f"timeout after {timeout_s:g} s", isolation)
     if process.returncode != 0:
         reason = "memory limit" if "MemoryError" in text else f"exit code {process.returncode}"
         return SandboxResult(text, False, reason, isolation)

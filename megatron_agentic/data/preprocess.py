@@ -1,7 +1,7 @@
 """JSONL -> Megatron indexed datasets, streaming, at the tokenizer's own speed.
 
 Documents are tokenized as Megatron-LM's tools/preprocess_data.py does, flag for flag, so the
-output is byte-identical to its output (tests/test_upstream_compat.py compares against files its
+output is byte-identical to its output (tests/integration/test_upstream_compat.py compares against files its
 own script wrote): every text (or every sentence, with `--split-sentences` or the pre-split
 `"text": [sentences]` form) is one sequence, empty ones are dropped, and with `append_eod` the
 tokenizer's EOD ends every non-empty document. `--partitions N` deals the input's lines

@@ -9,7 +9,7 @@
 set -euo pipefail
 MLM=$(realpath "$1"); PY=$2; SCRATCH=$(realpath -m "$3")
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../../.." && pwd)
-QWEN=$(cd "$REPO" && PYTHONPATH=$REPO "$PY" -c 'from tests.data_fixtures import qwen3_tokenizer_dir; print(qwen3_tokenizer_dir())')
+QWEN=$(cd "$REPO" && PYTHONPATH=$REPO "$PY" -c 'from megatron_agentic.testing.data_fixtures import qwen3_tokenizer_dir; print(qwen3_tokenizer_dir())')
 mkdir -p "$SCRATCH/home" "$SCRATCH/hf/hub"
 ln -sfn "$REPO/tests/data/nltk_data" "$SCRATCH/home/nltk_data"
 # GPT2BPETokenizer makes transformers look up the hub model "gpt2" (for its config) even when
@@ -18,7 +18,7 @@ SNAP="$SCRATCH/hf/hub/models--gpt2/snapshots/00000000000000000000000000000000000
 mkdir -p "$SNAP" "$SCRATCH/hf/hub/models--gpt2/refs"
 echo -n 0000000000000000000000000000000000000000 > "$SCRATCH/hf/hub/models--gpt2/refs/main"
 echo '{"model_type": "gpt2"}' > "$SNAP/config.json"
-(cd "$REPO" && PYTHONPATH=$REPO "$PY" -c "from pathlib import Path; from tests.data_fixtures import cl100k_json_vocab; cl100k_json_vocab(Path('$SCRATCH/cl100k_2000.json'))")
+(cd "$REPO" && PYTHONPATH=$REPO "$PY" -c "from pathlib import Path; from megatron_agentic.testing.data_fixtures import cl100k_json_vocab; cl100k_json_vocab(Path('$SCRATCH/cl100k_2000.json'))")
 export HOME=$SCRATCH/home HF_HOME=$SCRATCH/hf HF_HUB_OFFLINE=1 PYTHONPATH=$MLM
 unset NLTK_DATA
 

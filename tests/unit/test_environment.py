@@ -1,0 +1,255 @@
+"""Unit tests (single process, seconds) of the offline agent environment: the real bm25s index
+over a small corpus, visit, the python sandbox (timeout, no network, memory limit), the tool
+registry (validation, custom tools declared once and executed), and the grounded planning check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from data_synthesis.environment import Environment, EnvironmentConfig, ToolRegistry
+from data_synthesis.environment.grounding import agreement, ground_plan, grounding_key
+from data_synthesis.environment.index import CorpusIndex, IndexConfig
+from data_synthesis.environment.sandbox import _unshare_prefix, run_python
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = [
+    {
+        "id": "d-vienna",
+        "title": "Vienna",
+        "url": "https://example.org/vienna",
+        "text": "Vienna is the capital of Austria. The Danube flows through Vienna.",
+    },
+    {
+        "id": "d-lyon",
+        "title": "Lyon",
+        "url": "https://example.org/lyon",
+        "text": "Lyon lies where the Rhone and the Saone meet. Lyon is known for its cuisine.",
+    },
+    {
+        "id": "d-tokyo",
+        "title": "Tokyo",
+        "url": "https://example.org/tokyo",
+        "text": "Tokyo is the capital of Japan. Tokyo Tower is 333 metres tall.",
+    },
+]
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
+    return path
+
+
+@pytest.fixture
+def env(corpus, tmp_path) -> Environment:
+    config = EnvironmentConfig(corpora=[str(corpus)], cache_dir=str(tmp_path / "cache"))
+    return Environment(config=config, log=lambda _: None)
+
+
+def test_search_finds_the_right_passage_with_title_url_snippet(env):
+    result = env.execute({"name": "search", "arguments": {"query": ["how tall is Tokyo Tower"]}})
+    assert result.ok
+    first = result.text.split("\n1. ", 1)[1].splitlines()
+    assert first[0] == "[Tokyo](https://example.org/tokyo)"
+    assert "333 metres" in first[1]
+    two = env.execute({"name": "search", "arguments": {"query": ["Rhone", "capital of Austria"]}})
+    blocks = two.text.split("=======")
+    assert "1. [Lyon]" in blocks[0] and "1. [Vienna]" in blocks[1]
+    none = env.execute({"name": "search", "arguments": {"query": ["zebra xylophone"]}})
+    assert "No results" in none.text
+
+
+def test_index_is_built_once_per_corpus_and_rebuilt_when_it_changes(corpus, tmp_path):
+    config = IndexConfig(cache_dir=str(tmp_path / "cache"))
+    logs = []
+    first = CorpusIndex.open([corpus], config, log=logs.append)
+    again = CorpusIndex.open([corpus], config, log=logs.append)
+    assert again.directory == first.directory and len(logs) == 1  # reused, not rebuilt
+    assert first.stats["documents"] == 3 and first.stats["index_bytes"] > 0
+    with corpus.open("a") as handle:
+        handle.write(json.dumps({"id": "d-x", "text": "Oslo is the capital of Norway."}) + "\n")
+    changed = CorpusIndex.open([corpus], config, log=logs.append)
+    assert changed.directory != first.directory and len(logs) == 2
+    assert changed.search("capital of Norway")[0].doc_id == "d-x"
+
+
+def test_long_documents_are_cut_into_passages(tmp_path):
+    words = " ".join(f"filler{i}" for i in range(300))
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"id": "long", "text": f"{words} needle sentence here."}) + "\n")
+    index = CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")), log=print)
+    assert index.stats["passages"] > 1
+    hit = index.search("needle")[0]
+    assert hit.doc_id == "long" and "needle" in hit.text and "filler0 " not in hit.text
+
+
+def test_bad_corpus_line_is_named_with_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(DOCS[0]) + "\n" + json.dumps({"id": "x"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: a document needs a string 'text'"):
+        CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")))
+
+
+def test_visit_returns_the_page_and_says_when_it_is_missing(env):
+    call = {"name": "visit", "arguments": {"url": ["https://example.org/lyon"], "goal": "rivers"}}
+    result = env.execute(call)
+    assert result.ok and DOCS[1]["text"] in result.text
+    missing = env.execute({"name": "visit", "arguments": {"url": ["nope"], "goal": "x"}})
+    assert not missing.ok and "could not be found" in missing.text
+
+
+def test_hidden_documents_never_reach_a_tool_response(corpus, tmp_path):
+    hidden = tmp_path / "hidden.txt"
+    hidden.write_text("d-tokyo\n")
+    config = EnvironmentConfig(
+        corpora=[str(corpus)], cache_dir=str(tmp_path / "c"), exclude_docs_file=str(hidden)
+    )
+    env = Environment(config=config, log=lambda _: None)
+    result = env.execute({"name": "search", "arguments": {"query": ["Tokyo Tower"]}})
+    assert "333 metres" not in result.text and "example.org/tokyo" not in result.text
+    call = {"name": "visit", "arguments": {"url": ["https://example.org/tokyo"], "goal": "x"}}
+    assert not env.execute(call).ok
+
+
+def test_python_runs_code_and_truncates_output():
+    result = run_python("<code>print(sum(range(10)))</code>")
+    assert result.ok and result.output.strip() == "45"
+    long = run_python("print('x' * 5000)", max_output_chars=100)
+    assert len(long.output) < 200 and "truncated" in long.output
+
+
+def test_python_times_out():
+    result = run_python("while True:\n    pass", timeout_s=1.5)
+    assert not result.ok and result.error == "timeout after 1.5 s"
+
+
+def test_python_has_a_memory_limit():
+    result = run_python("x = bytearray(3 * 1024**3)", memory_mb=256)
+    assert not result.ok and result.error == "memory limit"
+
+
+def test_python_cannot_reach_the_network():
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+        "s.settimeout(3)\n"
+        "print('connected', s.connect_ex(('1.1.1.1', 80)) == 0)\n"
+    )
+    result = run_python(code, timeout_s=10)
+    assert not result.ok and "connected" not in result.output
+    assert "network and subprocesses are disabled" in result.output
+    spawned = run_python("import subprocess; subprocess.run(['curl', 'http://1.1.1.1'])")
+    assert not spawned.ok and "disabled" in spawned.output
+
+
+@pytest.mark.skipif(not _unshare_prefix(), reason="no network namespaces on this machine")
+def test_the_network_namespace_alone_has_no_route_out():
+    probe = (
+        "import socket; s=socket.socket(); s.settimeout(3); print(s.connect_ex(('1.1.1.1', 80)))"
+    )
+    done = subprocess.run(
+        [*_unshare_prefix(), sys.executable, "-c", probe], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() != "0"  # ENETUNREACH, not connected
+
+
+def test_registry_validates_calls_with_reasons():
+    registry = ToolRegistry.from_config(None)
+    assert registry.names == ["search", "visit", "python"]
+    assert registry.validate_call({"name": "search", "arguments": {"query": ["x"]}}) is None
+    assert registry.validate_call({"name": "sql", "arguments": {}}).startswith("unknown tool")
+    bad = registry.validate_call({"name": "search", "arguments": {"query": "x"}})
+    assert bad.startswith("invalid arguments: search.query")
+    assert registry.validate_call({"name": "visit", "arguments": {"url": ["u"]}}).endswith(
+        "'goal' is a required property"
+    )
+    assert registry.validate_call("search").startswith("malformed call")
+    schema = registry.json_schema_for_call()
+    jsonschema.validate({"name": "python", "arguments": {"code": "print(1)"}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "python", "arguments": {}}, schema)
+
+
+def test_custom_tools_declared_once_are_prompted_validated_and_executed(tmp_path):
+    registry = ToolRegistry.from_config(REPO / "examples/custom_tools/tools.yaml")
+    assert "sql_query" in registry.prompt_block() and "wiki_search" in registry.prompt_block()
+    assert registry.validate_call({"name": "sql_query", "arguments": {}}).startswith("invalid")
+    env = Environment(registry, EnvironmentConfig(cache_dir=str(tmp_path / "c")), log=print)
+    sql = "SELECT SUM(revenue_eur) FROM orders WHERE region = 'EMEA'"
+    result = env.execute({"name": "sql_query", "arguments": {"sql": sql}})
+    assert result.ok and "6900000" in result.text
+    wiki = env.execute({"name": "wiki_search", "arguments": {"query": ["GPU quota"]}})
+    assert "1. [GPU cluster quotas](wiki://eng/gpu-quotas)" in wiki.text
+
+
+def test_a_command_tool_gets_its_argument_on_stdin(tmp_path):
+    if not shutil.which("wc"):
+        pytest.skip("no wc")
+    tools = tmp_path / "tools.yaml"
+    tools.write_text(
+        "tools:\n  - name: word_count\n    description: Count words.\n"
+        "    parameters: {type: object, properties: {text: {type: string}}, required: [text]}\n"
+        "    run: {command: [wc, -w], stdin: text}\n  - name: undeclared_run\n"
+        "    description: Listed for prompts only.\n"
+    )
+    env = Environment(ToolRegistry.from_config(tools), EnvironmentConfig(cache_dir=str(tmp_path)))
+    assert env.execute({"name": "word_count", "arguments": {"text": "a b c"}}).text == "3"
+    idle = env.execute({"name": "undeclared_run", "arguments": {}})
+    assert not idle.ok and "no implementation" in idle.error
+
+
+def test_registry_config_errors_name_the_tool(tmp_path):
+    with pytest.raises(ValueError, match=r"tools\[0\] \(x\): a custom tool needs a `description`"):
+        ToolRegistry.from_config([{"name": "x"}])
+    with pytest.raises(ValueError, match=r"run.python: expected 'package.module:function'"):
+        ToolRegistry.from_config([{"name": "y", "description": "d", "run": {"python": "mod"}}])
+
+
+def test_grounded_planning_check_and_its_agreement_with_the_judge(env):
+    question = {
+        "question": "What is the capital of the country whose capital has the Danube?",
+        "supporting": [
+            {
+                "entity_name": "Vienna",
+                "sentence": "Vienna is the capital of Austria.",
+                "value": {"text": "Austria"},
+            }
+        ],
+    }
+    good = ground_plan({"name": "search", "arguments": {"query": ["Danube Vienna"]}}, question, env)
+    assert good["executed"] and good["grounded"] and good["supporting_found"] == 1
+    bad = ground_plan({"name": "search", "arguments": {"query": ["Rhone cuisine"]}}, question, env)
+    assert bad["executed"] and not bad["grounded"]
+    assert not ground_plan(None, question, env)["executed"]
+    counts = {grounding_key(True, True): 6, grounding_key(False, False): 2}
+    counts[grounding_key(True, False)] = 2
+    stats = agreement(counts)
+    assert stats["n"] == 10 and stats["agreement"] == 0.8
+    assert stats["cohen_kappa"] == pytest.approx(0.24 / 0.44, abs=1e-3)
+
+
+def test_visit_with_an_llm_summarises_the_page_toward_the_goal(corpus, tmp_path):
+    class Reader:  # a stand-in model: quotes the sentence of the page that names the goal's word
+        prompts: list = []
+
+        def generate(self, prompts, seed, schema=None, stop=None):
+            self.prompts += prompts
+            page = prompts[0][0]["content"].split("):\n", 1)[1]
+            return [next(s for s in page.split(". ") if "Rhone" in s)]
+
+    reader = Reader()
+    config = EnvironmentConfig(corpora=[str(corpus)], cache_dir=str(tmp_path / "c"))
+    env = Environment(config=config, llm=reader, log=lambda _: None)
+    call = {"name": "visit", "arguments": {"url": ["https://example.org/lyon"], "goal": "Rhone"}}
+    result = env.execute(call)
+    assert "for the goal 'Rhone'" in result.text and "Lyon lies where the Rhone" in result.text
+    assert "cuisine" not in result.text  # the summary, not the page
+    assert DOCS[1]["text"] in reader.prompts[0][0]["content"]  # the model read the whole page
