@@ -2,6 +2,7 @@
 
     python -m data_synthesis pipeline --output runs/synth                 # CPU default, bundled corpus
     python -m data_synthesis pipeline --input raw/ --output runs/synth --config gpu.yaml --tasks 64
+    python -m data_synthesis pipeline questions.per_entity=1 --output runs/synth  # overrides
     python -m data_synthesis pipeline ... --executor slurm                # submit SLURM job arrays
     python -m data_synthesis extract --input raw/ --output runs/synth --rank 3   # one task of one stage
 
@@ -32,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m data_synthesis", description=__doc__.split("\n")[0]
     )
     parser.add_argument("stage", choices=[*STAGES, "pipeline"])
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="config overrides right after the stage, as in training (e.g. backend.type=vllm "
+        "questions.per_entity=1)",
+    )
     parser.add_argument("--output", required=True, help="output directory of the run")
     parser.add_argument(
         "--input",
@@ -53,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = load_pipeline_config(args.config)
+        misplaced = [item for item in args.input if "=" in item and not Path(item).exists()]
+        if misplaced:
+            raise ValueError(f"{misplaced[0]}: put key=value overrides right after the stage")
+        config = load_pipeline_config(args.config, args.overrides)
         engine = dataclasses.replace(
             config.engine,
             **{

@@ -1,13 +1,13 @@
-"""Pipeline configuration: typed dataclasses loaded from YAML (configs/cpu_default.yaml)."""
+"""Pipeline configuration: typed dataclasses loaded from YAML (configs/cpu_default.yaml) and
+`key.sub=value` overrides by the same loader as the training config."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
+from megatron_agentic.config_loader import ConfigError, load_dataclass
 
 DEFAULT_TOOLS = [
     {
@@ -42,9 +42,8 @@ DEFAULT_TOOLS = [
 class BackendConfig:
     """Which generator writes the text: the heuristic baseline (CPU default) or an LLM."""
 
-    type: Literal["heuristic", "transformers", "vllm", "openai"] = (
-        "heuristic"  # "template" = heuristic
-    )
+    # "template": the older name of "heuristic", accepted and renamed at load
+    type: Literal["heuristic", "transformers", "vllm", "openai", "template"] = "heuristic"
     model: str | None = None  # model directory (transformers/vllm) or served model name (openai)
     base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (a local `vllm serve`)
     tensor_parallel_size: int = 1
@@ -135,48 +134,14 @@ class PipelineConfig:
         return [tool["name"] for tool in self.tools]
 
 
-def load_pipeline_config(path: str | Path | None) -> PipelineConfig:
-    """The config in `path` (a YAML mapping), or the CPU default; unknown keys are errors."""
-    if path is None:
-        return PipelineConfig()
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return _fill(PipelineConfig, raw, str(path))
-
-
-def _fill(cls, raw: dict, where: str):
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(raw) - set(fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
-    values = {}
-    for key, value in raw.items():
-        kind = fields[key].type
-        nested = {
-            "BackendConfig": BackendConfig,
-            "QuestionConfig": QuestionConfig,
-            "FilterConfig": FilterConfig,
-            "EngineConfig": EngineConfig,
-            "SlurmConfig": SlurmConfig,
-        }.get(kind if isinstance(kind, str) else "")
-        values[key] = _fill(nested, value, f"{where}.{key}") if nested else value
-    for tool in values.get("tools", []):
+def load_pipeline_config(path: str | Path | None, overrides=()) -> PipelineConfig:
+    """The config in `path` (a YAML mapping) or the CPU default, with dotted `key.sub=value`
+    overrides: the training config's loader (megatron_agentic.config_loader), so unknown keys,
+    wrong types and choices outside their values are refused naming the file:line or override."""
+    config = load_dataclass(PipelineConfig, path, overrides)
+    if config.backend.type == "template":  # the older name of the heuristic baseline
+        config.backend.type = "heuristic"
+    for tool in config.tools:
         if not isinstance(tool, dict) or not {"name", "description"} <= set(tool):
-            raise ValueError(f"{where}.tools: each tool needs a name and a description: {tool!r}")
-    if cls is BackendConfig and values.get("type") == "template":
-        values["type"] = "heuristic"
-    _check_choices(cls, values, where)
-    return cls(**values)
-
-
-_CHOICES = {
-    ("BackendConfig", "type"): ("heuristic", "transformers", "vllm", "openai"),
-    ("EngineConfig", "executor"): ("local", "slurm"),
-}
-
-
-def _check_choices(cls, values: dict, where: str) -> None:
-    for (owner, key), allowed in _CHOICES.items():
-        if cls.__name__ == owner and key in values and values[key] not in allowed:
-            raise ValueError(f"{where}.{key}: {values[key]!r}; choose one of {list(allowed)}")
+            raise ConfigError(f"{path}: tools: each tool needs a name and a description: {tool!r}")
+    return config

@@ -243,3 +243,16 @@ def test_loader_is_generic_over_dataclasses(tmp_path):
 
 def test_default_config_type():
     assert isinstance(load_config(None), TrainConfig)
+
+
+def test_synthesis_config_uses_the_same_loader_and_override_syntax(tmp_path):
+    from data_synthesis.config import load_pipeline_config
+
+    config = load_pipeline_config(None, ["questions.per_entity=1", "backend.type=template"])
+    assert config.questions.per_entity == 1 and config.backend.type == "heuristic"
+    recipe = tmp_path / "synth.yaml"
+    recipe.write_text("seed: 3\nbackend:\n  type: vlm\n")
+    with pytest.raises(ConfigError, match=r"synth.yaml:3: backend.type: 'vlm' is not one of"):
+        load_pipeline_config(recipe)
+    with pytest.raises(ConfigError, match=r"override 'engine.executor=k8s'"):
+        load_pipeline_config(None, ["engine.executor=k8s"])
