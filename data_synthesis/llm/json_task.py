@@ -107,10 +107,13 @@ def run_json_task(
     for attempt in range(retries + 1):
         if not pending:
             break
-        replies = backend.generate([prompts[i] for i in pending], seed + 1000 * attempt, schema)
+        replies = _generate(backend, [prompts[i] for i in pending], seed + 1000 * attempt, schema)
         counters.add(stage, "llm calls", len(pending))
         still = []
         for index, reply in zip(pending, replies):
+            if reply is None:  # never retried: the same prompt cannot fit next time either
+                counters.reject(stage, TOO_LONG)
+                continue
             if strip_thinking(reply)[1]:
                 counters.add(stage, "thinking blocks stripped", 1)
             try:
@@ -124,6 +127,34 @@ def run_json_task(
     for index in pending:
         counters.reject(stage, last_error[index])
     return results
+
+
+TOO_LONG = "prompt longer than the model's context"
+_TOO_LONG_CUES = ("maximum model length", "maximum context length", "max_tokens must be at least")
+
+
+def _too_long(error: BaseException) -> bool:
+    return any(cue in str(error).lower() for cue in _TOO_LONG_CUES)
+
+
+def _generate(backend, prompts: list[Messages], seed: int, schema: dict) -> list[str | None]:
+    """The batch's replies; a prompt the model's context cannot hold gets None instead of failing
+    the batch (vLLM refuses the whole batch, a server answers HTTP 400). Other errors propagate:
+    a server that is down stops the run with its message."""
+    try:
+        return backend.generate(prompts, seed, schema)
+    except Exception as error:  # noqa: BLE001 - only the context-length refusal is isolated
+        if not _too_long(error):
+            raise
+    replies: list[str | None] = []
+    for i, prompt in enumerate(prompts):  # request i keeps its seed (seed + i), as in the batch
+        try:
+            replies += backend.generate([prompt], seed + i, schema)
+        except Exception as error:  # noqa: BLE001
+            if not _too_long(error):
+                raise
+            replies.append(None)
+    return replies
 
 
 def object_schema(properties: dict, required: list[str] | None = None) -> dict:

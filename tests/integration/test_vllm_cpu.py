@@ -124,9 +124,10 @@ def test_synthesis_pipeline_with_the_openai_backend_on_vllm_serve(
     backend = OpenAICompatibleBackend(
         BackendConfig(type="openai", model=str(exported), base_url=vllm_server, max_tokens=8)
     )
-    replies = backend.generate(["Name a river.", "Name a river."], seed=0)
+    prompts = [[{"role": "user", "content": "Name a river."}]] * 2
+    replies = backend.generate(prompts, seed=0)
     assert len(replies) == 2 and replies[0] != replies[1]
-    assert backend.generate(["Name a river.", "Name a river."], seed=0) == replies
+    assert backend.generate(prompts, seed=0) == replies
     corpus, config = write_pipeline_inputs(
         tmp_path, f"  type: openai\n  model: {exported}\n  base_url: {vllm_server}\n"
     )

@@ -11,7 +11,8 @@ if __name__ == "__main__":  # vLLM starts its engine in a spawned process
     from data_synthesis.config import BackendConfig
     from data_synthesis.llm.vllm_backend import VLLMBackend
 
-    model, token_ids, prompts = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    model, token_ids, texts = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    prompts = [[{"role": "user", "content": text}] for text in texts]  # chat messages
     backend = VLLMBackend(
         BackendConfig(type="vllm", model=model, dtype="float32", temperature=1.0, max_tokens=8)
     )

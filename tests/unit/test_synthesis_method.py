@@ -502,3 +502,48 @@ def test_heuristic_reasoning_keeps_only_right_answers(question_set):
     wrong = dict(question_set["factual"], answer="Atlantis")
     assert reasoning.HeuristicReasoning().run([wrong], ctx) == []
     assert rejects(ctx) == {"wrong final answer": 1}
+
+
+def test_a_prompt_longer_than_the_context_is_counted_and_the_rest_of_the_batch_kept():
+    from data_synthesis.llm.json_task import STRING, TOO_LONG, object_schema, run_json_task
+    from data_synthesis.stage_api import Counters
+
+    class SmallContextModel:  # refuses the whole batch as vLLM does, or the one request a server got
+        def generate(self, prompts, seed, schema=None, stop=None):
+            if any(len(p[0]["content"]) > 100 for p in prompts):
+                raise ValueError(
+                    "The decoder prompt (length 1030) plus the number of requested output tokens "
+                    "(at least 1) is longer than the maximum model length of 1024."
+                )
+            return ['{"answer": "Vienna"}' for _ in prompts]
+
+    counters = Counters()
+    prompts = [[{"role": "user", "content": text}] for text in ("short", "x" * 200, "also short")]
+    results = run_json_task(
+        SmallContextModel(),
+        prompts,
+        object_schema({"answer": STRING}),
+        lambda obj: None,
+        seed=0,
+        retries=2,
+        counters=counters,
+        stage="reasoning",
+    )
+    assert results == [{"answer": "Vienna"}, None, {"answer": "Vienna"}]
+    assert counters.rejects["reasoning"] == {TOO_LONG: 1}
+
+    class DownServer:
+        def generate(self, prompts, seed, schema=None, stop=None):
+            raise ConnectionError("http://127.0.0.1:9/v1: gave up after 5 attempts")
+
+    with pytest.raises(ConnectionError, match="gave up"):  # a dead server still stops the run
+        run_json_task(
+            DownServer(),
+            prompts,
+            object_schema({"answer": STRING}),
+            lambda obj: None,
+            seed=0,
+            retries=0,
+            counters=Counters(),
+            stage="reasoning",
+        )
