@@ -93,6 +93,20 @@ class Qwen3MoEConfig:
         return total, active
 
 
+_TINY = Qwen3MoEConfig(
+    num_layers=2,
+    hidden_size=64,
+    num_attention_heads=4,
+    num_query_groups=2,
+    head_dim=16,
+    ffn_hidden_size=128,
+    num_experts=4,
+    moe_router_topk=2,
+    moe_ffn_hidden_size=32,
+    vocab_size=512,
+    max_position_embeddings=1024,
+)
+
 PRESETS: dict[str, Qwen3MoEConfig] = {
     # Qwen/Qwen3-30B-A3B(-Base): 30.5B parameters, 3.3B active.
     "qwen3_30b_a3b": Qwen3MoEConfig(),
@@ -101,30 +115,9 @@ PRESETS: dict[str, Qwen3MoEConfig] = {
         max_position_embeddings=131072, rope_scaling=RopeScaling(factor=4.0)
     ),
     # Tiny stand-ins of the same shape for CPU tests and the quickstart.
-    "tiny": Qwen3MoEConfig(
-        num_layers=2,
-        hidden_size=64,
-        num_attention_heads=4,
-        num_query_groups=2,
-        head_dim=16,
-        ffn_hidden_size=128,
-        num_experts=4,
-        moe_router_topk=2,
-        moe_ffn_hidden_size=32,
-        vocab_size=512,
-        max_position_embeddings=1024,
-    ),
-    "tiny_128k": Qwen3MoEConfig(
-        num_layers=2,
-        hidden_size=64,
-        num_attention_heads=4,
-        num_query_groups=2,
-        head_dim=16,
-        ffn_hidden_size=128,
-        num_experts=4,
-        moe_router_topk=2,
-        moe_ffn_hidden_size=32,
-        vocab_size=512,
+    "tiny": _TINY,
+    "tiny_128k": dataclasses.replace(
+        _TINY,
         max_position_embeddings=4096,
         rope_scaling=RopeScaling(factor=4.0, original_max_position_embeddings=1024),
     ),
