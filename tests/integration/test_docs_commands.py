@@ -212,6 +212,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python benchmarks/bench_environment.py --megabytes 256": NotRun(
         "benchmark: indexes 256 MB of text, minutes on 2 cores"
     ),
+    "python benchmarks/bench_environment.py --megabytes 1024 --work /tmp/bench_env1g --roots "
+    ".venv-vllm .venv /root/.pyenv /usr/share /usr/lib": NotRun(
+        "benchmark: gathers and indexes 1 GB of text, ~6 minutes on 2 cores"
+    ),
     'python -m data_synthesis.environment call \'{"name": ..., "arguments": ...}\'': TEMPLATE,
     "python -m data_synthesis.eval": PROSE,
     "python -m data_synthesis.eval heldout": PROSE,
