@@ -95,35 +95,178 @@ def sentences(text: str) -> list[tuple[int, int]]:
 # --- heuristic baseline: generic subject / verb group / object ---------------------------------
 
 AUX = {
-    "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "can", "could",
-    "will", "would", "may", "might", "must", "shall", "should", "does", "do", "did",
-}  # fmt: skip
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "has",
+    "have",
+    "had",
+    "can",
+    "could",
+    "will",
+    "would",
+    "may",
+    "might",
+    "must",
+    "shall",
+    "should",
+    "does",
+    "do",
+    "did",
+}
 PREPS = {
-    "in", "on", "at", "into", "from", "by", "for", "with", "of", "to", "as", "about", "over",
-    "under", "through", "between", "after", "before", "near", "since", "during", "across",
-    "along", "onto", "upon", "within", "without", "against", "toward", "towards", "via",
-}  # fmt: skip
+    "in",
+    "on",
+    "at",
+    "into",
+    "from",
+    "by",
+    "for",
+    "with",
+    "of",
+    "to",
+    "as",
+    "about",
+    "over",
+    "under",
+    "through",
+    "between",
+    "after",
+    "before",
+    "near",
+    "since",
+    "during",
+    "across",
+    "along",
+    "onto",
+    "upon",
+    "within",
+    "without",
+    "against",
+    "toward",
+    "towards",
+    "via",
+}
 ADVERBS = {
-    "also", "first", "later", "still", "often", "usually", "now", "then", "originally",
-    "officially", "currently", "mainly", "largely", "widely", "commonly", "generally", "not",
-    "never", "always", "already", "once", "formerly", "primarily", "typically", "only",
-}  # fmt: skip
+    "also",
+    "first",
+    "later",
+    "still",
+    "often",
+    "usually",
+    "now",
+    "then",
+    "originally",
+    "officially",
+    "currently",
+    "mainly",
+    "largely",
+    "widely",
+    "commonly",
+    "generally",
+    "not",
+    "never",
+    "always",
+    "already",
+    "once",
+    "formerly",
+    "primarily",
+    "typically",
+    "only",
+}
 PARTICLES = {"up", "out", "off", "down", "away", "back"}
 MODALS = {"can", "could", "will", "would", "may", "might", "must", "shall", "should"}
-SUBORDINATORS = {"until", "unless", "since", "once", "whether", "both", "either", "neither",
-                 "also", "however", "thus", "therefore", "please", "do", "don't", "let", "note"}  # fmt: skip
+SUBORDINATORS = {
+    "until",
+    "unless",
+    "since",
+    "once",
+    "whether",
+    "both",
+    "either",
+    "neither",
+    "also",
+    "however",
+    "thus",
+    "therefore",
+    "please",
+    "do",
+    "don't",
+    "let",
+    "note",
+}
 INNER_STOP = {"if", "you", "we", "i", "that", "which", "who", "when", "whether", "because", "your"}
 ORDINALS = {"first", "second", "third", "last", "only", "next", "same", "other", "main"}
-DEICTIC = {"this", "these", "that", "those", "its", "his", "her", "their", "such", "it", "them",
-           "him", "us", "me", "you"}  # fmt: skip
+DEICTIC = {
+    "this",
+    "these",
+    "that",
+    "those",
+    "its",
+    "his",
+    "her",
+    "their",
+    "such",
+    "it",
+    "them",
+    "him",
+    "us",
+    "me",
+    "you",
+}
 OBJECT_PRONOUNS = {"it", "him", "her", "them", "this", "that", "these", "those", "us", "me"}
 PRONOUNS = {"it", "he", "she", "they", "its", "this", "these"}
-BAD_SUBJECT_START = {"there", "here", "what", "which", "who", "when", "where", "how", "why", "if",
-                     "because", "although", "while", "as", "but", "and", "or", "so", "yet", "we",
-                     "you", "i", "one", "each", "all", "some", "many", "most", "such", "that",
-                     "those", "see", "note", "for", "to"}  # fmt: skip
-ADJECTIVE_NOUNS = {"long": "length", "high": "height", "tall": "height", "wide": "width",
-                   "deep": "depth", "old": "age", "large": "size", "heavy": "weight"}  # fmt: skip
+BAD_SUBJECT_START = {
+    "there",
+    "here",
+    "what",
+    "which",
+    "who",
+    "when",
+    "where",
+    "how",
+    "why",
+    "if",
+    "because",
+    "although",
+    "while",
+    "as",
+    "but",
+    "and",
+    "or",
+    "so",
+    "yet",
+    "we",
+    "you",
+    "i",
+    "one",
+    "each",
+    "all",
+    "some",
+    "many",
+    "most",
+    "such",
+    "that",
+    "those",
+    "see",
+    "note",
+    "for",
+    "to",
+}
+ADJECTIVE_NOUNS = {
+    "long": "length",
+    "high": "height",
+    "tall": "height",
+    "wide": "width",
+    "deep": "depth",
+    "old": "age",
+    "large": "size",
+    "heavy": "weight",
+}
 _WORD = re.compile(r"[\w][\w'’.,&/-]*[\w%]|[\w%$€]|\S")
 
 
@@ -247,8 +390,13 @@ def typed_value(text: str) -> dict:
     ):
         year = re.search(r"\d{3,4}", text).group(0)
         if date or 1000 <= int(year) <= 2100 or re.search(r"\b(?:BC|AD)$", text):
-            return {"type": "date", "text": text, "number": float(date[0] if date else year),
-                    "unit": "year", "entity": None}  # fmt: skip
+            return {
+                "type": "date",
+                "text": text,
+                "number": float(date[0] if date else year),
+                "unit": "year",
+                "entity": None,
+            }
     words = bare_number.split()
     for n in range(min(len(words), 5), 0, -1):
         quantity = parse_quantity(" ".join(words[:n]))
@@ -257,16 +405,26 @@ def typed_value(text: str) -> dict:
                 w for w in words[1:n] if not re.match(r"(?i)thousand|million|billion", w)
             )
             unit = unit or None
-            return {"type": "number", "text": text, "number": _raw_number(words[:n]), "unit": unit,
-                    "entity": None}  # fmt: skip
+            return {
+                "type": "number",
+                "text": text,
+                "number": _raw_number(words[:n]),
+                "unit": unit,
+                "entity": None,
+            }
     bare = re.sub(r"^(?:the|a|an)\s+", "", text, flags=re.IGNORECASE)
     if (
         bare[:1].isupper()
         and len(bare.split()) <= 8
         and not re.search(r"\b[a-z]{4,}\b.*\b[a-z]{4,}\b.*\b[a-z]{4,}\b", bare)
     ):
-        return {"type": "entity", "text": text, "number": None, "unit": None,
-                "entity": entity_key(bare)}  # fmt: skip
+        return {
+            "type": "entity",
+            "text": text,
+            "number": None,
+            "unit": None,
+            "entity": entity_key(bare),
+        }
     return {"type": "text", "text": text, "number": None, "unit": None, "entity": None}
 
 
@@ -728,9 +886,15 @@ class LLMExtractor:
             for doc, _, piece in jobs
         ]
         parsed = run_json_task(
-            ctx.llm, prompts, SCHEMA, _check, seed=ctx.seed,
-            retries=ctx.config.backend.max_retries, counters=ctx.counters, stage=STAGE,
-        )  # fmt: skip
+            ctx.llm,
+            prompts,
+            SCHEMA,
+            _check,
+            seed=ctx.seed,
+            retries=ctx.config.backend.max_retries,
+            counters=ctx.counters,
+            stage=STAGE,
+        )
         per_doc: dict[str, list[dict]] = defaultdict(list)
         for (doc, offset, piece), obj in zip(jobs, parsed):
             for item in (obj or {}).get("statements", []):
@@ -761,8 +925,16 @@ class LLMExtractor:
             ctx.counters.reject(STAGE, "statement without an entity")
             return None
         time = item.get("time") or None
-        record = _statement(item["entity"], item["relation"].strip(), item["value"], sentence,
-                            span, doc, time, "llm")  # fmt: skip
+        record = _statement(
+            item["entity"],
+            item["relation"].strip(),
+            item["value"],
+            sentence,
+            span,
+            doc,
+            time,
+            "llm",
+        )
         if record is None:
             ctx.counters.reject(STAGE, "statement without a usable value")
             return None

@@ -62,8 +62,14 @@ def documents(max_docs: int) -> list[dict]:
         for paragraph in prose_paragraphs(text):
             chunk = f"{chunk} {paragraph}".strip()
             if len(chunk) >= MIN_CHARS:
-                docs.append({"id": f"m{len(docs):04d}", "title": title, "url": f"file://{path}",
-                             "text": chunk[:MAX_CHARS]})  # fmt: skip
+                docs.append(
+                    {
+                        "id": f"m{len(docs):04d}",
+                        "title": title,
+                        "url": f"file://{path}",
+                        "text": chunk[:MAX_CHARS],
+                    }
+                )
                 chunk = ""
         if len(docs) >= max_docs:
             break

@@ -57,8 +57,15 @@ def run(documents: list[dict], config, backend, fallback: dict | None = None) ->
     tools = ToolRegistry.from_config(None)
 
     def ctx(stage, memory=None):
-        return StageContext(config=config, llm=backend, tools=tools, memory=memory,
-                            counters=counters, seed=config.seed, stage=stage)  # fmt: skip
+        return StageContext(
+            config=config,
+            llm=backend,
+            tools=tools,
+            memory=memory,
+            counters=counters,
+            seed=config.seed,
+            stage=stage,
+        )
 
     timings = {}
     start, cpu = time.perf_counter(), cpu_seconds()

@@ -24,9 +24,14 @@ from data_synthesis.fas.questions import sub_questions
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
 
 STAGE = "planning"
-STYLE_NAMES = {"factual": "a factual", "numeric": "a numeric", "temporal": "a temporal",
-               "comparison": "a comparison", "multi_hop": "a multi-hop",
-               "obfuscated": "an obfuscated"}  # fmt: skip
+STYLE_NAMES = {
+    "factual": "a factual",
+    "numeric": "a numeric",
+    "temporal": "a temporal",
+    "comparison": "a comparison",
+    "multi_hop": "a multi-hop",
+    "obfuscated": "an obfuscated",
+}
 STOP = set(
     "what which who whom whose where when why how is are was were do does did the a an of in on at "
     "to for by with and or than that this it its from as be been has have had lie lies between "
@@ -262,16 +267,25 @@ class LLMPlanning:
             template.messages(tools=tools, question=q["question"]) for q in items for _ in range(k)
         ]
         parsed = run_json_task(
-            ctx.llm, prompts, plan_schema(ctx.tools), _check_plan, seed=ctx.seed,
-            retries=ctx.config.backend.max_retries, counters=ctx.counters, stage=STAGE,
-        )  # fmt: skip
+            ctx.llm,
+            prompts,
+            plan_schema(ctx.tools),
+            _check_plan,
+            seed=ctx.seed,
+            retries=ctx.config.backend.max_retries,
+            counters=ctx.counters,
+            stage=STAGE,
+        )
         candidates = []
         for index, obj in enumerate(parsed):
             if obj is None:
                 continue
             question = items[index // k]
-            plan = {"style": f"sample{index % k}", "analysis": obj["analysis"].strip(),
-                    "call": obj["tool_call"]}  # fmt: skip
+            plan = {
+                "style": f"sample{index % k}",
+                "analysis": obj["analysis"].strip(),
+                "call": obj["tool_call"],
+            }
             reason = validate(plan, question, ctx.tools)
             if reason:
                 ctx.counters.reject(STAGE, reason)
@@ -291,9 +305,15 @@ class LLMPlanning:
             for q, plan in candidates
         ]
         verdicts = run_json_task(
-            ctx.llm, prompts, JUDGE_SCHEMA, _check_verdict, seed=ctx.seed + 1,
-            retries=ctx.config.backend.max_retries, counters=ctx.counters, stage=STAGE,
-        )  # fmt: skip
+            ctx.llm,
+            prompts,
+            JUDGE_SCHEMA,
+            _check_verdict,
+            seed=ctx.seed + 1,
+            retries=ctx.config.backend.max_retries,
+            counters=ctx.counters,
+            stage=STAGE,
+        )
         kept: dict[str, list] = {}
         order = []
         for (question, plan), verdict in zip(candidates, verdicts):

@@ -180,12 +180,13 @@ def _numeric_pair(anchor, memory, rng, kind):
     rng.shuffle(own)
     for s in own:
         peers = [
-            p["statement"] for p in memory.peers(s["relation"], anchor.get("type"), limit=20)
+            p["statement"]
+            for p in memory.peers(s["relation"], anchor.get("type"), limit=20)
             if p["entity"] != anchor["entity"]
             and p["statement"]["value"]["type"] == kind
             and (p["statement"]["value"].get("unit") or None) == (s["value"].get("unit") or None)
             and p["statement"]["value"]["number"] != s["value"]["number"]
-        ]  # fmt: skip
+        ]
         if peers:
             return s, rng.choice(peers), peers
     return None
@@ -223,8 +224,11 @@ def _comparison(anchor, memory, rng):
     largest = rng.random() < 0.5
     pick = (max if largest else min)(group, key=lambda s: s["value"]["number"])
     rng.shuffle(group)
-    return {"supporting": group, "answer": pick["entity_name"],
-            "operation": "largest" if largest else "smallest"}  # fmt: skip
+    return {
+        "supporting": group,
+        "answer": pick["entity_name"],
+        "operation": "largest" if largest else "smallest",
+    }
 
 
 def _multi_hop(anchor, memory, rng):
@@ -236,14 +240,19 @@ def _multi_hop(anchor, memory, rng):
             continue
         hidden = {anchor["entity"], target["entity"]}
         finals = [
-            s for s in _askable(target)
+            s
+            for s in _askable(target)
             if s["value"].get("entity") not in hidden
             and not answer_in_text(s["value"]["text"], first["sentence"])
-        ]  # fmt: skip
+        ]
         if finals:
             final = rng.choice(finals)
-            return {"supporting": [first, final], "answer": final["value"]["text"], "target": final,
-                    "hidden": target}  # fmt: skip
+            return {
+                "supporting": [first, final],
+                "answer": final["value"]["text"],
+                "target": final,
+                "hidden": target,
+            }
     return None
 
 
@@ -256,13 +265,19 @@ def _obfuscated(anchor, memory, rng):
         if relation_key(clues[0]["relation"]) == relation_key(clues[1]["relation"]):
             continue
         targets = [
-            s for s in pool if s not in clues
+            s
+            for s in pool
+            if s not in clues
             and not any(answer_in_text(s["value"]["text"], c["value"]["text"]) for c in clues)
-        ]  # fmt: skip
+        ]
         if targets and described_entities(clues, memory) == [anchor["entity"]]:
             target = rng.choice(targets)
-            return {"supporting": [*clues, target], "answer": target["value"]["text"],
-                    "target": target, "clues": clues}  # fmt: skip
+            return {
+                "supporting": [*clues, target],
+                "answer": target["value"]["text"],
+                "target": target,
+                "clues": clues,
+            }
     return None
 
 
@@ -319,10 +334,12 @@ def reject_reason(question: dict, memory) -> str | None:
 def _record(anchor: dict, group: dict, text: str, generator: str) -> dict:
     supporting = group["supporting"]
     answer_type = (
-        "number" if group["style"] in ("numeric", "temporal")
-        else "entity" if group["style"] == "comparison"
+        "number"
+        if group["style"] in ("numeric", "temporal")
+        else "entity"
+        if group["style"] == "comparison"
         else group["target"]["value"]["type"]
-    )  # fmt: skip
+    )
     record = {
         "id": f"{anchor['entity']}/{group['style']}",
         "style": group["style"],
@@ -461,9 +478,15 @@ class LLMQuestions:
         jobs = _groups(items, ctx)
         prompts = [template.messages(**self.fields(anchor, group)) for anchor, group in jobs]
         parsed = run_json_task(
-            ctx.llm, prompts, SCHEMA, _check, seed=ctx.seed,
-            retries=ctx.config.backend.max_retries, counters=ctx.counters, stage=STAGE,
-        )  # fmt: skip
+            ctx.llm,
+            prompts,
+            SCHEMA,
+            _check,
+            seed=ctx.seed,
+            retries=ctx.config.backend.max_retries,
+            counters=ctx.counters,
+            stage=STAGE,
+        )
         records = []
         for (anchor, group), obj in zip(jobs, parsed):
             if obj is None:

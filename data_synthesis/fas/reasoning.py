@@ -144,9 +144,13 @@ class LLMReasoning:
         a1_prompt, a2_prompt, judge_prompt = (load_prompt(p) for p in self.prompts)
         task = dict(retries=ctx.config.backend.max_retries, counters=ctx.counters, stage=STAGE)
         first = run_json_task(
-            ctx.llm, [a1_prompt.messages(question=q["question"]) for q in items], A1_SCHEMA,
-            _check_a1, seed=ctx.seed, **task,
-        )  # fmt: skip
+            ctx.llm,
+            [a1_prompt.messages(question=q["question"]) for q in items],
+            A1_SCHEMA,
+            _check_a1,
+            seed=ctx.seed,
+            **task,
+        )
         pending = [(q, a1) for q, a1 in zip(items, first) if a1 is not None]
         second = run_json_task(
             ctx.llm,
@@ -158,8 +162,11 @@ class LLMReasoning:
                 )
                 for q, a1 in pending
             ],
-            A2_SCHEMA, _check_a2, seed=ctx.seed + 1, **task,
-        )  # fmt: skip
+            A2_SCHEMA,
+            _check_a2,
+            seed=ctx.seed + 1,
+            **task,
+        )
         chains = []
         for (question, a1), a2 in zip(pending, second):
             if a2 is None:
@@ -182,10 +189,15 @@ class LLMReasoning:
                 wrong.add(id(chain))
         verdicts = run_json_task(
             ctx.llm,
-            [judge_prompt.messages(question=q["question"], gold=q["answer"], answer=ans)
-             for q, _, _, ans in unmatched],
-            JUDGE_SCHEMA, _check_judge, seed=ctx.seed + 2, **task,
-        )  # fmt: skip
+            [
+                judge_prompt.messages(question=q["question"], gold=q["answer"], answer=ans)
+                for q, _, _, ans in unmatched
+            ],
+            JUDGE_SCHEMA,
+            _check_judge,
+            seed=ctx.seed + 2,
+            **task,
+        )
         judged = {id(c): v for c, v in zip(unmatched, verdicts)}
         out = []
         for chain in chains:

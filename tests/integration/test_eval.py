@@ -72,16 +72,25 @@ def test_question_layouts_and_errors_name_file_and_line(tmp_path):
 def test_the_command_refuses_a_bad_question_file_before_running(tmp_path, capsys):
     bad = tmp_path / "gaia.jsonl"
     bad.write_text('{"Question": "Capital of Spain?"}\n')
-    code = main(["run", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]
-                + ["--questions", str(bad), "--output", str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        ["run", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]
+        + ["--questions", str(bad), "--output", str(tmp_path / "out")]
+    )
     assert code == 2 and "gaia.jsonl:1: missing field 'Final answer'" in capsys.readouterr().err
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
 def test_pass_at_1_and_pass_at_k():
     def record(qid, correct, failure=None):
-        return {"id": qid, "correct": correct, "turns": 2, "tool_calls": 1, "failure": failure,
-                "prediction": None if failure else "x", "judge": {}}  # fmt: skip
+        return {
+            "id": qid,
+            "correct": correct,
+            "turns": 2,
+            "tool_calls": 1,
+            "failure": failure,
+            "prediction": None if failure else "x",
+            "judge": {},
+        }
 
     records = [record("a", True), record("a", False), record("b", False), record("b", False)]
     records += [record("c", False, "loop"), record("c", True)]
@@ -197,10 +206,24 @@ def test_eval_end_to_end_with_smollm2_on_vllm(tmp_path, capsys, monkeypatch):
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
     server = subprocess.Popen(
-        [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", SMOLLM,
-         "--dtype", "bfloat16", "--max-model-len", "8192", "--enforce-eager", "--port", str(port)],
-        env=VLLM_ENV, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            str(VLLM_PYTHON),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            SMOLLM,
+            "--dtype",
+            "bfloat16",
+            "--max-model-len",
+            "8192",
+            "--enforce-eager",
+            "--port",
+            str(port),
+        ],
+        env=VLLM_ENV,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 900
         while True:

@@ -105,9 +105,15 @@ def test_qwen3_tokenizer_is_int32_eod_is_config_eos_or_chosen_token(tmp_path):
     common = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", qwen_dir]
     run_tool("--input", corpus, "--output-prefix", tmp_path / "qwen", *common, "--append-eod")
     run_tool(
-        "--input", corpus, "--output-prefix", tmp_path / "eot", *common, "--append-eod",
-        "--eod-token", "<|endoftext|>",
-    )  # fmt: skip
+        "--input",
+        corpus,
+        "--output-prefix",
+        tmp_path / "eot",
+        *common,
+        "--append-eod",
+        "--eod-token",
+        "<|endoftext|>",
+    )
     dataset = IndexedDataset(str(tmp_path / "qwen_text_document"))
     assert dataset.index.dtype == np.int32
     assert dataset[0].tolist() == [9707, 1879, 151645]  # "Hello world" <|im_end|>
@@ -247,11 +253,22 @@ def test_missing_punkt_data_is_one_clear_error(tmp_path, tokenizer_dir, capsys):
     install it (nothing is downloaded); no traceback."""
     corpus = write_jsonl(tmp_path / "in.jsonl", ["One. Two."])
     code, _, err = run_tool(
-        "--input", corpus, "--output-prefix", tmp_path / "o", "--split-sentences",
-        "--lang", "nolanguage", "--nltk-data", tmp_path,
-        "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir,
-        check=False, capsys=capsys,
-    )  # fmt: skip
+        "--input",
+        corpus,
+        "--output-prefix",
+        tmp_path / "o",
+        "--split-sentences",
+        "--lang",
+        "nolanguage",
+        "--nltk-data",
+        tmp_path,
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        tokenizer_dir,
+        check=False,
+        capsys=capsys,
+    )
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "no punkt data for --lang 'nolanguage' (tokenizers/punkt_tab/nolanguage/)" in err
     assert str(tmp_path) in err and "nltk.downloader" in err and "nothing is downloaded" in err
@@ -264,9 +281,14 @@ def test_nan_lines_are_read_not_skipped_and_merge_dir_needs_pairs(tmp_path, toke
     corpus.write_text('{"text": "a", "s": NaN}\n{"text": "b", "s": -Infinity}\n{"text": "c"}\n')
     common = ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir]
     _, out, _ = run_tool(
-        "--input", corpus, "--output-prefix", tmp_path / "d" / "x", *common, "--skip-bad-lines",
+        "--input",
+        corpus,
+        "--output-prefix",
+        tmp_path / "d" / "x",
+        *common,
+        "--skip-bad-lines",
         capsys=capsys,
-    )  # fmt: skip
+    )
     assert "done: 3 documents" in out and "0 bad lines skipped" in out
     Path(f"{tmp_path}/d/x_text_document.idx").unlink()
     assert merge(["--input", str(tmp_path / "d"), "--output-prefix", str(tmp_path / "m")]) == 1

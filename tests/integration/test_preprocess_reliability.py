@@ -196,10 +196,20 @@ def test_failed_partition_leaves_no_finished_looking_part(tokenizer, tmp_path, c
     bad = tmp_path / "in" / "b.jsonl"
     bad.write_text('{"text": "fine"}\n{broken\n{"text": "fine too"}\n')
     code, err = _tool_in_process(
-        capsys, "--input", tmp_path / "in", "--output-prefix", tmp_path / "out" / "o",
-        "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer,
-        "--partitions", "2", "--workers", "2",
-    )  # fmt: skip
+        capsys,
+        "--input",
+        tmp_path / "in",
+        "--output-prefix",
+        tmp_path / "out" / "o",
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        tokenizer,
+        "--partitions",
+        "2",
+        "--workers",
+        "2",
+    )
     assert code == 1 and f"{bad}:2: not valid JSON" in err
     leftovers = [p for p in (tmp_path / "out").rglob("*") if p.suffix in (".bin", ".idx")]
     assert leftovers == [] and list((tmp_path / "out").iterdir()) == []
@@ -208,10 +218,20 @@ def test_failed_partition_leaves_no_finished_looking_part(tokenizer, tmp_path, c
 def test_progress_shows_percent_and_eta(tokenizer, tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "in.jsonl", make_texts(400))
     code, err = _tool_in_process(
-        capsys, "--input", corpus, "--output-prefix", tmp_path / "o", "--log-interval", "100",
-        "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer,
-        "--batch-size", "50",
-    )  # fmt: skip
+        capsys,
+        "--input",
+        corpus,
+        "--output-prefix",
+        tmp_path / "o",
+        "--log-interval",
+        "100",
+        "--tokenizer-type",
+        "HuggingFaceTokenizer",
+        "--tokenizer-model",
+        tokenizer,
+        "--batch-size",
+        "50",
+    )
     lines = [line for line in err.splitlines() if " documents | " in line]
     assert code == 0 and len(lines) == 4
     percents = [float(line.split(" | ")[1].rstrip("%")) for line in lines]

@@ -38,8 +38,12 @@ MESSAGES = [{"role": "user", "content": "Name a river."}]
 
 def openai_backend(url: str, **overrides) -> OpenAICompatibleBackend:
     config = BackendConfig(type="openai", model="m", base_url=url, max_tokens=8)
-    for key, value in {"request_timeout_s": 0.5, "request_retries": 2, "retry_backoff_s": 0.05,
-                       **overrides}.items():  # fmt: skip
+    for key, value in {
+        "request_timeout_s": 0.5,
+        "request_retries": 2,
+        "retry_backoff_s": 0.05,
+        **overrides,
+    }.items():
         setattr(config, key, value)
     return OpenAICompatibleBackend(config)
 
@@ -137,7 +141,7 @@ def tiny_qwen3(tmp_path_factory):
             num_key_value_heads=1,
             head_dim=64,
             max_position_embeddings=4096,
-        )  # fmt: skip
+        )
     ).save_pretrained(directory)
     return directory
 
@@ -179,11 +183,19 @@ needs_smollm = pytest.mark.skipif(
     not (SMOLLM / "config.json").exists(), reason="no SmolLM2 folder: bash scripts/get_smollm2.sh"
 )
 DOCS = [
-    {"id": "d1", "title": "Vienna", "text": "Vienna is the capital of Austria. Vienna lies on "
-     "the Danube. Vienna has a population of about 2 million."},
-    {"id": "d2", "title": "Danube", "text": "The Danube is a river about 2,850 kilometres long. "
-     "The Danube flows into the Black Sea."},
-]  # fmt: skip
+    {
+        "id": "d1",
+        "title": "Vienna",
+        "text": "Vienna is the capital of Austria. Vienna lies on "
+        "the Danube. Vienna has a population of about 2 million.",
+    },
+    {
+        "id": "d2",
+        "title": "Danube",
+        "text": "The Danube is a river about 2,850 kilometres long. "
+        "The Danube flows into the Black Sea.",
+    },
+]
 
 
 def smollm_inputs(tmp_path: Path, backend_lines: str) -> tuple[Path, Path]:
@@ -235,13 +247,31 @@ def test_smollm2_through_every_stage_with_vllm_cpu(tmp_path):
         == 0
     )
     out = tmp_path / "summary.json"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(REPO),
+    }
     result = subprocess.run(
-        [str(VLLM_PYTHON), "scripts/synthesis_method_report.py", "--input", str(docs),
-         "--config", str(config), "--fallback", str(baseline), "--json", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            str(VLLM_PYTHON),
+            "scripts/synthesis_method_report.py",
+            "--input",
+            str(docs),
+            "--config",
+            str(config),
+            "--fallback",
+            str(baseline),
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     check_every_stage_ran(json.loads(out.read_text()))
 

@@ -72,19 +72,35 @@ def test_huggingface_cases_match_upstream_bytes(case, tmp_path):
 def test_tiktokenizer_matches_upstream_bytes(tmp_path):
     vocab = cl100k_json_vocab(tmp_path / "cl100k_2000.json")
     run_ours(
-        "--input", INPUTS / "docs.jsonl", "--output-prefix", tmp_path / "out",
-        "--tokenizer-type", "TikTokenizer", "--tokenizer-model", vocab,
-        "--vocab-size", "3000", "--append-eod",
-    )  # fmt: skip
+        "--input",
+        INPUTS / "docs.jsonl",
+        "--output-prefix",
+        tmp_path / "out",
+        "--tokenizer-type",
+        "TikTokenizer",
+        "--tokenizer-model",
+        vocab,
+        "--vocab-size",
+        "3000",
+        "--append-eod",
+    )
     assert_same_files(tmp_path / "out_text_document", "tiktoken")
 
 
 def test_gpt2bpe_vocab_merge_files_match_upstream_bytes(tmp_path):
     run_ours(
-        "--input", INPUTS / "docs.jsonl", "--output-prefix", tmp_path / "out",
-        "--tokenizer-type", "GPT2BPETokenizer", "--vocab-file", GPT2_TINY / "vocab.json",
-        "--merge-file", GPT2_TINY / "merges.txt", "--append-eod",
-    )  # fmt: skip
+        "--input",
+        INPUTS / "docs.jsonl",
+        "--output-prefix",
+        tmp_path / "out",
+        "--tokenizer-type",
+        "GPT2BPETokenizer",
+        "--vocab-file",
+        GPT2_TINY / "vocab.json",
+        "--merge-file",
+        GPT2_TINY / "merges.txt",
+        "--append-eod",
+    )
     assert_same_files(tmp_path / "out_text_document", "gpt2")
 
 

@@ -107,10 +107,24 @@ def test_synthesis_pipeline_with_the_vllm_backend(exported, tmp_path):
     )
     out = tmp_path / "out"
     result = subprocess.run(
-        [str(VLLM_PYTHON), "-m", "data_synthesis", "pipeline", "--input", str(corpus),
-         "--output", str(out), "--config", str(config)],
-        cwd=REPO, env=VLLM_ENV, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            str(VLLM_PYTHON),
+            "-m",
+            "data_synthesis",
+            "pipeline",
+            "--input",
+            str(corpus),
+            "--output",
+            str(out),
+            "--config",
+            str(config),
+        ],
+        cwd=REPO,
+        env=VLLM_ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     check_llm_pipeline_output(out, result.returncode, result.stderr)
 
 

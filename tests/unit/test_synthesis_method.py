@@ -128,21 +128,48 @@ DANUBE = {
 
 
 def statement(entity, relation, value, value_type, sentence, unit=None, time=None):
-    return {"entity": entity, "relation": relation, "value": value, "value_type": value_type,
-            "unit": unit, "time": time, "sentence": sentence}  # fmt: skip
+    return {
+        "entity": entity,
+        "relation": relation,
+        "value": value,
+        "value_type": value_type,
+        "unit": unit,
+        "time": time,
+        "sentence": sentence,
+    }
 
 
 def memory_reply(system, user):
     if "Title: Vienna" in user:
-        return json.dumps({"statements": [
-            statement("Austria", "capital", "Vienna", "entity", "Vienna is the capital of Austria."),
-            statement("Vienna", "lies on", "the Danube", "entity", "It lies on the Danube."),
-            statement("Vienna", "inhabitants", "about 2 million", "number",
-                      "Vienna had about 2 million inhabitants in 2023.", time="2023"),
-            # defects: a value its sentence does not state, a sentence not in the document
-            statement("Vienna", "founded", "500 BC", "date", "It lies on the Danube."),
-            statement("Vienna", "mayor", "Ludwig", "entity", "The mayor of Vienna is Ludwig."),
-        ]})  # fmt: skip
+        return json.dumps(
+            {
+                "statements": [
+                    statement(
+                        "Austria",
+                        "capital",
+                        "Vienna",
+                        "entity",
+                        "Vienna is the capital of Austria.",
+                    ),
+                    statement(
+                        "Vienna", "lies on", "the Danube", "entity", "It lies on the Danube."
+                    ),
+                    statement(
+                        "Vienna",
+                        "inhabitants",
+                        "about 2 million",
+                        "number",
+                        "Vienna had about 2 million inhabitants in 2023.",
+                        time="2023",
+                    ),
+                    # defects: a value its sentence does not state, a sentence not in the document
+                    statement("Vienna", "founded", "500 BC", "date", "It lies on the Danube."),
+                    statement(
+                        "Vienna", "mayor", "Ludwig", "entity", "The mayor of Vienna is Ludwig."
+                    ),
+                ]
+            }
+        )
     return '<think>The text is about a river. {"draft": 1}</think>' + json.dumps(
         {
             "statements": [
@@ -162,7 +189,7 @@ def memory_reply(system, user):
                     "The Danube flows into the Black Sea.",
                 ),
             ]
-        }  # fmt: skip
+        }
     )
 
 
@@ -205,18 +232,30 @@ def test_llm_memory_malformed_json_is_retried_then_counted():
 
 
 REWORDED = [
-    {"id": "r1", "text": "Austria's capital is Vienna. Vienna, a city of music, lies on the "
-     "Danube. The Danube River flows into the Black Sea."},
-    {"id": "r2", "text": "The Danube is a river about 2,850 kilometres long. Its source is in "
-     "the Black Forest. In 1996 the river was declared a protected waterway."},
-    {"id": "r3", "text": "Marie Curie was born in Warsaw in 1867. She worked at the University "
-     "of Paris, where she discovered polonium and radium."},
-]  # fmt: skip
+    {
+        "id": "r1",
+        "text": "Austria's capital is Vienna. Vienna, a city of music, lies on the "
+        "Danube. The Danube River flows into the Black Sea.",
+    },
+    {
+        "id": "r2",
+        "text": "The Danube is a river about 2,850 kilometres long. Its source is in "
+        "the Black Forest. In 1996 the river was declared a protected waterway.",
+    },
+    {
+        "id": "r3",
+        "text": "Marie Curie was born in Warsaw in 1867. She worked at the University "
+        "of Paris, where she discovered polonium and radium.",
+    },
+]
 
 
 def test_heuristic_memory_reads_reworded_text():
-    facts = {(s["entity"], s["relation"], s["value"]["text"]) for d in REWORDED
-             for s in heuristic_statements(d)}  # fmt: skip
+    facts = {
+        (s["entity"], s["relation"], s["value"]["text"])
+        for d in REWORDED
+        for s in heuristic_statements(d)
+    }
     assert ("austria", "capital", "Vienna") in facts
     assert ("vienna", "lies on", "the Danube") in facts
     assert ("danube river", "flows into", "the Black Sea") in facts
@@ -256,15 +295,27 @@ def test_entity_keys():
 # --- questions --------------------------------------------------------------------------------
 
 CORPUS = [
-    {"id": "a", "text": "Vienna is the capital of Austria. Vienna lies on the Danube. "
-     "Vienna has a population of about 2 million. Vienna was founded in 500 BC."},
-    {"id": "b", "text": "Budapest is the capital of Hungary. Budapest lies on the Danube. "
-     "Budapest has a population of about 1.7 million. Budapest was founded in 1873."},
-    {"id": "c", "text": "The Danube is a river about 2,850 kilometres long. "
-     "The Danube flows into the Black Sea."},
-    {"id": "d", "text": "Austria has a population of about 9.1 million. "
-     "Hungary has a population of about 9.6 million. The currency of Austria is the euro."},
-]  # fmt: skip
+    {
+        "id": "a",
+        "text": "Vienna is the capital of Austria. Vienna lies on the Danube. "
+        "Vienna has a population of about 2 million. Vienna was founded in 500 BC.",
+    },
+    {
+        "id": "b",
+        "text": "Budapest is the capital of Hungary. Budapest lies on the Danube. "
+        "Budapest has a population of about 1.7 million. Budapest was founded in 1873.",
+    },
+    {
+        "id": "c",
+        "text": "The Danube is a river about 2,850 kilometres long. "
+        "The Danube flows into the Black Sea.",
+    },
+    {
+        "id": "d",
+        "text": "Austria has a population of about 9.1 million. "
+        "Hungary has a population of about 9.6 million. The currency of Austria is the euro.",
+    },
+]
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +343,11 @@ def test_heuristic_questions_are_grammatical_and_pass_the_checks(memory):
     for q in made:
         assert q["question"].split()[0] in ("What", "When", "Where", "Which", "How"), q
         assert "None" not in q["question"] and "  " not in q["question"]
-    numeric = next(q for q in by_style["numeric"] if {"austria", "hungary"} == {
-        s["entity"] for s in q["supporting"]})  # fmt: skip
+    numeric = next(
+        q
+        for q in by_style["numeric"]
+        if {"austria", "hungary"} == {s["entity"] for s in q["supporting"]}
+    )
     assert answers_match(numeric["answer"], "500,000")
     # the grammar of the baseline, statement by statement
     vienna, danube = memory.get("vienna"), memory.get("danube")
@@ -354,10 +408,13 @@ def test_non_unique_description_is_rejected(memory):
     lies_on = next(s for s in vienna["statements"] if s["relation"] == "lies on")
     capital_of = next(s for s in vienna["statements"] if s["relation"].startswith("is the capital"))
     question = {
-        "style": "obfuscated", "anchor": "vienna", "answer": "500 BC",
+        "style": "obfuscated",
+        "anchor": "vienna",
+        "answer": "500 BC",
         "question": "When was the city that lies on the Danube founded?",
-        "supporting": [lies_on], "clues": [lies_on],
-    }  # fmt: skip
+        "supporting": [lies_on],
+        "clues": [lies_on],
+    }
     assert questions.described_entities([lies_on], memory) == ["budapest", "vienna"]
     assert questions.reject_reason(question, memory) == "description not unique"
     question["clues"] = [lies_on, capital_of]
@@ -386,12 +443,14 @@ def plan_reply(first_call, verdict="progress"):
 
 def test_llm_plans_validated_then_judged(question_set):
     factual = question_set["factual"]
-    calls = iter([
-        {"name": "search", "arguments": {"query": ["capital of Austria"]}},  # good
-        {"name": "search", "arguments": {"query": [f"{factual['answer']}"]}},  # leaked answer
-        {"name": "browse", "arguments": {"url": "x"}},  # unknown tool
-        {"name": "search", "arguments": {"query": [factual["supporting"][0]["sentence"]]}},
-    ])  # fmt: skip
+    calls = iter(
+        [
+            {"name": "search", "arguments": {"query": ["capital of Austria"]}},  # good
+            {"name": "search", "arguments": {"query": [f"{factual['answer']}"]}},  # leaked answer
+            {"name": "browse", "arguments": {"url": "x"}},  # unknown tool
+            {"name": "search", "arguments": {"query": [factual["supporting"][0]["sentence"]]}},
+        ]
+    )
     model = ScriptedModel(plan_reply(lambda user: next(calls)))
     ctx = context("planning", llm=model, plans_per_question=4)
     kept = planning.LLMPlanning().run([factual], ctx)
@@ -406,14 +465,20 @@ def test_llm_plans_validated_then_judged(question_set):
     )
     # the plan prompt and the constrained schema both come from the tool registry
     assert "- search:" in model.prompts[0][0]["content"]
-    names = [c["properties"]["name"]["const"] for c in model.schemas[0]["properties"]["tool_call"]["anyOf"]]  # fmt: skip
+    names = [
+        c["properties"]["name"]["const"]
+        for c in model.schemas[0]["properties"]["tool_call"]["anyOf"]
+    ]
     assert names == ctx.tools.names
 
 
 def test_llm_plan_judge_rejections_are_counted(question_set):
     q = question_set["factual"]
-    model = ScriptedModel(plan_reply(lambda u: {"name": "search", "arguments": {"query": ["x y"]}},
-                                     verdict="no_progress"))  # fmt: skip
+    model = ScriptedModel(
+        plan_reply(
+            lambda u: {"name": "search", "arguments": {"query": ["x y"]}}, verdict="no_progress"
+        )
+    )
     ctx = context("planning", llm=model, plans_per_question=2)
     assert planning.LLMPlanning().run([q], ctx) == []
     assert rejects(ctx) == {"judge: no_progress": 2}
@@ -446,8 +511,13 @@ def reasoning_reply(final, equivalent=False):
         if system.startswith("You judge answers"):
             return json.dumps({"equivalent": equivalent, "reason": "scripted"})
         if system.startswith("Answer the question from your own knowledge"):
-            return json.dumps({"sub_questions": ["Which river?"], "a1": "I believe it is long.",
-                               "answer": "unsure"})  # fmt: skip
+            return json.dumps(
+                {
+                    "sub_questions": ["Which river?"],
+                    "a1": "I believe it is long.",
+                    "answer": "unsure",
+                }
+            )
         return json.dumps({"a2": "Checked against the knowledge.", "answer": final})
 
     return respond
@@ -466,8 +536,14 @@ def reasoning_reply(final, equivalent=False):
 def test_llm_reasoning_two_calls_and_judge(memory, final, equivalent, kept, reason):
     danube = memory.get("danube")
     flows = next(s for s in danube["statements"] if s["relation"] == "flows into")
-    question = {"id": "q1", "style": "factual", "question": "What does the Danube flow into?",
-                "answer": "the Black Sea", "supporting": [flows], "source_docs": ["c"]}  # fmt: skip
+    question = {
+        "id": "q1",
+        "style": "factual",
+        "question": "What does the Danube flow into?",
+        "answer": "the Black Sea",
+        "supporting": [flows],
+        "source_docs": ["c"],
+    }
     model = ScriptedModel(reasoning_reply(final, equivalent))
     ctx = context("reasoning", llm=model)
     out = reasoning.LLMReasoning().run([question], ctx)
@@ -487,8 +563,14 @@ def test_llm_reasoning_two_calls_and_judge(memory, final, equivalent, kept, reas
 def test_paraphrased_number_needs_no_judge(memory):
     danube = memory.get("danube")
     length = next(s for s in danube["statements"] if s["relation"] == "length")
-    question = {"id": "q2", "style": "factual", "question": "How long is the Danube?",
-                "answer": "2,850 kilometres", "supporting": [length], "source_docs": ["c"]}  # fmt: skip
+    question = {
+        "id": "q2",
+        "style": "factual",
+        "question": "How long is the Danube?",
+        "answer": "2,850 kilometres",
+        "supporting": [length],
+        "source_docs": ["c"],
+    }
     model = ScriptedModel(reasoning_reply("2850 km"))
     ctx = context("reasoning", llm=model)
     assert len(reasoning.LLMReasoning().run([question], ctx)) == 1
