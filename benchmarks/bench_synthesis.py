@@ -1,12 +1,15 @@
 """Synthesis engine throughput and memory at 10 MB, 100 MB, 1 GB of text (CPU heuristic baseline).
 
-    python benchmarks/bench_synthesis.py --sizes-mb 10 100 [1000] --work /tmp/bench_synth
+    python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --work /tmp/bench_synth
+    python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --stages extract memory questions reasoning
 
 The input is the bundled corpus repeated with new entity names: copy k renames every title
 entity (and its mentions in all documents of the copy) to "<title> <k-code>" and changes the
-numbers, so copies are new entities and statements, not duplicates. Each stage's tasks run one by
-one as separate processes (`--rank R`), so the peak RSS measured (os.wait4, benchmarks/measure.py)
-is one task's own; map tasks and partitions grow with the input (one per `--mb-per-task` MB), so
+numbers, so copies are new entities and statements, not duplicates. Each stage's tasks run as
+separate processes (`--rank R`, `--jobs` of them at once), so the peak RSS measured (os.wait4,
+benchmarks/measure.py) is one task's own and the seconds are CPU seconds summed over tasks;
+the search index of the planning/has environment is built once beforehand (`python -m
+data_synthesis.environment index`, its own row: a corpus-wide job, not a task); map tasks and partitions grow with the input (one per `--mb-per-task` MB), so
 the RSS per task should stay flat while the total time grows linearly. Prints a Markdown table
 and writes it, with the per-stage timings, to WORK/results.json.
 """
@@ -18,6 +21,7 @@ import json
 import math
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.measure import run_measured  # noqa: E402
 from data_synthesis.__main__ import BUNDLED_CORPUS  # noqa: E402
 
-STAGES_BY_RANK = ("extract", "memory", "questions", "planning", "reasoning", "has")
+STAGES_BY_RANK = ("extract", "memory", "value_index", "questions", "planning", "reasoning", "has")
+ALL_STAGES = (*STAGES_BY_RANK, "dedup", "finalize")
 
 
 def _code(k: int) -> str:
@@ -74,42 +79,56 @@ def make_corpus(path: Path, megabytes: int) -> int:
 
 
 def _cli(stage: str, corpus: Path, out: Path, tasks: int, rank: int | None) -> list[str]:
-    command = [sys.executable, "-m", "data_synthesis", stage, "--input", str(corpus)]
-    command += ["--output", str(out), "--tasks", str(tasks), "--partitions", str(tasks)]
+    command = [sys.executable, "-m", "data_synthesis", stage, _index_override(out)]
+    command += ["--input", str(corpus), "--output", str(out)]
+    command += ["--tasks", str(tasks), "--partitions", str(tasks)]
     return command + (["--rank", str(rank)] if rank is not None else [])
 
 
-def bench(megabytes: int, work: Path, mb_per_task: int, through: str) -> dict:
+def _index_override(out: Path) -> str:
+    return f"environment.cache_dir={out.parent / (out.name + '_index')}"
+
+
+def _row(runs: list) -> dict:
+    """CPU seconds (user + system, so tasks running side by side count once each), wall
+    seconds and the largest task's peak RSS."""
+    return {
+        "seconds": round(sum(r.cpu_seconds for r in runs), 1),
+        "wall_seconds": round(sum(r.seconds for r in runs), 1),
+        "max_task_rss_mb": round(max(r.peak_rss_mb for r in runs), 1),
+    }
+
+
+def bench(megabytes: int, work: Path, mb_per_task: int, stages: list[str], jobs: int) -> dict:
     corpus = work / f"corpus_{megabytes}mb.jsonl"
     documents = make_corpus(corpus, megabytes)
     tasks = max(1, math.ceil(megabytes / mb_per_task))
     out = work / f"run_{megabytes}mb"
-    stages, total = {}, 0.0
-    ranked = STAGES_BY_RANK[: STAGES_BY_RANK.index(through) + 1] if through != "all" else None
-    for stage in ranked or STAGES_BY_RANK:
-        runs = [run_measured(_cli(stage, corpus, out, tasks, r)) for r in range(tasks)]
-        stages[stage] = {
-            "seconds": round(sum(r.seconds for r in runs), 1),
-            "max_task_rss_mb": round(max(r.peak_rss_mb for r in runs), 1),
-        }
-        total += sum(r.seconds for r in runs)
-    for stage in () if ranked else ("dedup", "finalize"):
-        measured = run_measured(_cli(stage, corpus, out, tasks, None))
-        stages[stage] = {
-            "seconds": round(measured.seconds, 1),
-            "max_task_rss_mb": round(measured.peak_rss_mb, 1),
-        }
-        total += measured.seconds
-    summary = _summary(out) if ranked else json.loads((out / "final/stats.json").read_text())
+    rows, total = {}, 0.0
+    with ThreadPoolExecutor(jobs) as pool:
+        for stage in stages:
+            if stage in ("planning", "has") and "index" not in rows:
+                cache = _index_override(out).split("=", 1)[1]
+                build = [sys.executable, "-m", "data_synthesis.environment", "index"]
+                rows["index"] = _row([run_measured([*build, str(corpus), "--cache-dir", cache])])
+            if stage in STAGES_BY_RANK:
+                commands = [_cli(stage, corpus, out, tasks, r) for r in range(tasks)]
+                rows[stage] = _row(list(pool.map(run_measured, commands)))
+            else:  # dedup, finalize: the engine runs their datatrove jobs, `jobs` at once
+                command = [*_cli(stage, corpus, out, tasks, None), "--workers", str(jobs)]
+                rows[stage] = _row([run_measured(command)])
+    total = sum(row["seconds"] for name, row in rows.items() if name != "index")
+    final = out / "final/stats.json"
+    summary = json.loads(final.read_text()) if "finalize" in rows else _summary(out)
     return {
-        "stages_run": list(stages),
+        "stages_run": list(rows),
         "megabytes": megabytes,
         "documents": documents,
         "tasks": tasks,
         "seconds": round(total, 1),
         "documents_per_s_per_core": round(documents / total, 2),
-        "max_task_rss_mb": max(s["max_task_rss_mb"] for s in stages.values()),
-        "stages": stages,
+        "max_task_rss_mb": max(r["max_task_rss_mb"] for n, r in rows.items() if n != "index"),
+        "stages": rows,
         "summary": {k: summary.get(k) for k in ("statements", "entities", "documents_by_kind")},
     }
 
@@ -127,20 +146,22 @@ def main() -> None:
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_synthesis"))
     parser.add_argument("--mb-per-task", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1, help="tasks run at once (one per core)")
     parser.add_argument(
-        "--through",
-        choices=[*STAGES_BY_RANK, "all"],
-        default="all",
-        help="stop after this stage (the stages that read the raw corpus: extract, memory, "
-        "questions)",
+        "--stages",
+        nargs="+",
+        choices=ALL_STAGES,
+        default=list(ALL_STAGES),
+        help="the stages to run, in pipeline order (default: all)",
     )
     args = parser.parse_args()
+    stages = [s for s in ALL_STAGES if s in args.stages]
     results = []
     for size in args.sizes_mb:
-        results.append(bench(size, args.work, args.mb_per_task, args.through))
+        results.append(bench(size, args.work, args.mb_per_task, stages, args.jobs))
         (args.work / "results.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results[-1]), flush=True)
-    print("| input | stages | documents | tasks | s (1 core) | docs/s/core | max RSS/task MB |")
+    print("| input | stages | documents | tasks | CPU s | docs/s/core | max RSS/task MB |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
@@ -148,6 +169,12 @@ def main() -> None:
             f"{r['documents']:,} | {r['tasks']} | {r['seconds']} | "
             f"{r['documents_per_s_per_core']} | {r['max_task_rss_mb']} |"
         )
+    print("\n| input | " + " | ".join(stages) + " |  (CPU s / max RSS per task MB)")
+    print("|---|" + "---|" * len(stages))
+    for r in results:
+        cells = [r["stages"].get(s) for s in stages]
+        text = [f"{c['seconds']} / {c['max_task_rss_mb']}" if c else "-" for c in cells]
+        print(f"| {r['megabytes']} MB | " + " | ".join(text) + " |")
 
 
 if __name__ == "__main__":

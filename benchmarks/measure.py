@@ -17,6 +17,7 @@ class Measured:
     seconds: float
     peak_rss_mb: float
     stdout: str
+    cpu_seconds: float = 0.0  # user + system, the child and every descendant it waited for
 
 
 def run_measured(command: list[str]) -> Measured:
@@ -35,4 +36,5 @@ def run_measured(command: list[str]) -> Measured:
             f"{' '.join(command)} exited with {process.returncode}:\n"
             f"{stdout[-2000:]}{stderr[-3000:]}"
         )
-    return Measured(seconds, usage.ru_maxrss / 1024, stdout)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measured(seconds, usage.ru_maxrss / 1024, stdout, cpu)

@@ -970,7 +970,7 @@ def _find_sentence(claimed: str, text: str, offset: int, piece: str) -> tuple[in
 
 def count_multi_source(records: list[dict]) -> int:
     """How many records combine statements from two or more documents."""
-    return sum(1 for r in records if len(r["sources"]) >= 2)
+    return sum(1 for r in records if r.get("counts", {}).get("sources", len(r["sources"])) >= 2)
 
 
 __all__ = [

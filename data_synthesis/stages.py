@@ -3,6 +3,7 @@
     stage      tasks        reads                              writes
     extract    map tasks    input byte ranges                  memory/statements/pP/tT.jsonl
     memory     partitions   memory/statements/pP/*             memory/entities/pP.jsonl (+ indexes)
+    value_index partitions  memory/{values,relations}/*P/*     memory/lookup/ (one line per key)
     questions  partitions   memory/entities/pP.jsonl           questions/pP.jsonl
     planning   partitions   questions/pP.jsonl                 docs/planning/pP.jsonl
     reasoning  partitions   questions/pP.jsonl                 docs/reasoning/pP.jsonl
@@ -48,6 +49,7 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
         ("data_synthesis.memory", "LLMExtractor", "HeuristicExtractor"),
     ),
     StageSpec("memory", "partitions", "memory/statements", "memory/entities"),
+    StageSpec("value_index", "partitions", "memory/values, memory/relations", "memory/lookup"),
     StageSpec(
         "questions",
         "partitions",

@@ -14,6 +14,7 @@ guess), which is what HAS needs: both Correct and Incorrect outcomes from real t
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 
@@ -67,11 +68,16 @@ def answer_step(sentence: str, candidate: str) -> dict:
 def answer_candidates(question: str, text: str, limit: int = 3) -> list[tuple[str, str]]:
     """(sentence, candidate answer) from the sentences of `text` that share the most words
     with the question; the candidate is what the sentence adds to the question."""
+    return list(_answer_candidates(question, text, limit))
+
+
+@functools.lru_cache(maxsize=1024)  # the agent re-reads the same pages every turn
+def _answer_candidates(question: str, text: str, limit: int) -> tuple[tuple[str, str], ...]:
     asked = {w.lower() for w in keywords(question)}
     numeric = any(cue in question.lower() for cue in NUMERIC_CUES)
     scored = []
     for sentence in _SENTENCE.split(text):
-        words = {w.lower() for w in _WORD.findall(sentence)}
+        words = set(_WORD.findall(sentence.lower()))
         overlap = len(asked & words)
         if overlap:
             scored.append((-overlap, len(scored), sentence))
@@ -82,7 +88,7 @@ def answer_candidates(question: str, text: str, limit: int = 3) -> list[tuple[st
             out.append((sentence, candidate))
         if len(out) >= limit:
             break
-    return out
+    return tuple(out)
 
 
 def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:

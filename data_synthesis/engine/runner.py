@@ -52,6 +52,8 @@ class StageStep(PipelineStep):
             tasks.run_extract(self.plan, rank, world_size)
         elif self.stage == "memory":
             tasks.run_memory(self.plan, rank, world_size)
+        elif self.stage == "value_index":
+            tasks.run_value_index(self.plan, rank, world_size)
         elif self.stage == "finalize":
             finalize(self.plan)
         else:

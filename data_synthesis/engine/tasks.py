@@ -35,6 +35,7 @@ from data_synthesis.engine.io import (
 )
 from data_synthesis.engine.memory_store import (
     PartitionedMemory,
+    build_lookups,
     entities_file,
     entity_partition,
     reduce_partition,
@@ -330,7 +331,8 @@ def _finish(plan: RunPlan, stage: str, rank: int, counters: Counters, checkpoint
 
 
 def run_memory(plan: RunPlan, rank: int, world: int) -> None:
-    counts = reduce_partition(plan.root, rank, plan.partitions)
+    engine = plan.config.engine
+    counts = reduce_partition(plan.root, rank, plan.partitions, engine.max_statements_per_entity)
     if rank == 0:
         parts = sorted((plan.root / "eval" / "heldout_docs").glob("t*.txt"))
         ids = sorted({line for p in parts for line in p.read_text(encoding="utf-8").split()})
@@ -341,6 +343,14 @@ def run_memory(plan: RunPlan, rank: int, world: int) -> None:
     for key, n in counts.items():
         counters.add("memory", key, n)
     write_json(counters_file(plan, "memory", rank), counters.to_dict())
+
+
+def run_value_index(plan: RunPlan, rank: int, world: int) -> None:
+    """Merge value/relation partition `rank` across the reduce tasks (memory_store)."""
+    counters = Counters()
+    for key, n in build_lookups(plan.root, rank).items():
+        counters.add("value_index", key, n)
+    write_json(counters_file(plan, "value_index", rank), counters.to_dict())
 
 
 # --- partition stages ----------------------------------------------------------------------

@@ -152,9 +152,8 @@ class CorpusIndex:
         if not known:
             return []
         k = min(k, int(self.stats["passages"]))
-        ids, scores = self.retriever.retrieve([known], k=k, show_progress=False, n_threads=1)
         hits = []
-        for passage_id, score in zip(ids[0].tolist(), scores[0].tolist()):
+        for passage_id, score in self._top_k(known, k):
             if score <= 0:
                 continue
             row = self.passage(int(passage_id))
@@ -162,6 +161,26 @@ class CorpusIndex:
                 Hit(len(hits) + 1, float(score), row["id"], row["title"], row["url"], row["text"])
             )
         return hits
+
+    def _top_k(self, terms: list[str], k: int) -> list[tuple[int, float]]:
+        """(passage, score) of the k best passages, best first (ties: lower passage first).
+        Sums only the postings of the query's terms (bm25s's precomputed per-term scores),
+        where bm25s.retrieve scores every passage: a query then costs what its terms occur,
+        not the size of the corpus."""
+        retriever = self.retriever
+        if retriever.nonoccurrence_array is not None:  # BM25L/BM25+: every passage scores
+            ids, scores = retriever.retrieve([terms], k=k, show_progress=False, n_threads=0)
+            return list(zip(ids[0].tolist(), scores[0].tolist()))
+        matrix = retriever.scores
+        indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
+        spans = [(indptr[t], indptr[t + 1]) for t in retriever.get_tokens_ids(terms)]
+        passages = np.concatenate([indices[a:b] for a, b in spans])
+        unique, inverse = np.unique(passages, return_inverse=True)
+        weights = np.concatenate([data[a:b] for a, b in spans]).astype(np.float64)
+        totals = np.bincount(inverse, weights=weights).astype(retriever.dtype)
+        best = np.argpartition(-totals, k - 1)[:k] if len(totals) > k else np.arange(len(totals))
+        best = best[np.lexsort((unique[best], -totals[best]))]
+        return list(zip(unique[best].tolist(), totals[best].tolist()))
 
     def _analyse(self, text: str) -> list[str]:
         """The query's terms, analysed as bm25s's Tokenizer analysed the passages."""

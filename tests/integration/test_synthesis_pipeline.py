@@ -279,3 +279,25 @@ def test_request_cache_replays_finished_requests_after_a_restart(tmp_path):
     assert resumed.generate(["a", "bb", "ccc"], seed=1) == ["1:1", "2:1", "3:1"]
     assert second.prompts == 1 and resumed.replayed == 2
     assert resumed.generate(["a"], seed=2) == ["1:2"] and second.prompts == 2
+
+
+def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
+    """benchmarks/bench_synthesis.py (the figures in docs/benchmarks.md) on 1 MB, 2 tasks at once:
+    one row per stage with CPU seconds and the largest task's RSS, documents/s/core overall."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_synthesis.py", "--sizes-mb", "1", "--mb-per-task", "1"]
+        + ["--jobs", "2", "--work", str(tmp_path), "--stages", "extract", "memory", "value_index"]
+        + ["questions"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads((tmp_path / "results.json").read_text())
+    assert result["stages_run"] == ["extract", "memory", "value_index", "questions"]
+    assert result["documents"] > 1500 and result["summary"]["statements"] > 0
+    for row in result["stages"].values():
+        assert row["seconds"] > 0 and 30 < row["max_task_rss_mb"] < 1000
+    assert "| 1 MB | extract..questions |" in done.stdout

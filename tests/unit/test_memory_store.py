@@ -1,0 +1,90 @@
+"""What keeps a memory task's RSS flat as the corpus grows (data_synthesis/engine/memory_store.py):
+a hub entity's record is a stable, bounded sample of its statements, sources and links; each
+partition keeps only the rows of the relation index that peers() could choose, and peers() still
+returns exactly the sample a scan of every numeric statement would; get/find/links are single
+look-ups in the value_index stage's tables."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+
+from data_synthesis.engine.io import stable_hash
+from data_synthesis.engine.memory_store import (
+    PEER_SAMPLE,
+    PartitionedMemory,
+    build_entities,
+    build_lookups,
+    entity_partition,
+    reduce_partition,
+    statements_file,
+)
+
+
+def _statement(entity: str, source: str, number: float, relation: str = "has a population of"):
+    sentence = f"{entity.title()} has a population of {number:g}."
+    return {
+        "entity": entity,
+        "entity_name": entity.title(),
+        "extractor": "heuristic",
+        "id": f"{source}@0#0",
+        "mentions": [f"town {int(number) % 7}"],
+        "relation": relation,
+        "sentence": sentence,
+        "source": source,
+        "span": [0, len(sentence)],
+        "time": None,
+        "value": {"entity": None, "number": number, "text": f"{number:g}", "type": "number"},
+    }
+
+
+def test_a_hub_entity_keeps_a_stable_bounded_sample():
+    hub = [_statement("europe", f"doc-{i:04d}", i) for i in range(300)]
+    small = [_statement("iceland", "doc-9999", 5)]
+    records, _ = build_entities(hub + small, cap=40)
+    by_key = {r["entity"]: r for r in records}
+    record = by_key["europe"]
+    assert len(record["statements"]) == 40 and len(record["sources"]) == 40
+    assert record["counts"] == {"statements": 300, "sources": 300, "links": 7}
+    assert "counts" not in by_key["iceland"]  # under the cap: untouched
+    shuffled = hub[:]
+    random.Random(0).shuffle(shuffled)
+    again, _ = build_entities([json.loads(json.dumps(s)) for s in shuffled + small], cap=40)
+    assert next(r for r in again if r["entity"] == "europe") == record  # order-independent
+    unbounded, _ = build_entities([json.loads(json.dumps(s)) for s in hub + small], cap=0)
+    assert len(next(r for r in unbounded if r["entity"] == "europe")["statements"]) == 300
+
+
+def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path):
+    partitions, statements = 3, []
+    for i in range(400):
+        statements.append(_statement(f"city {i}", f"doc-{i:04d}", 1000 + i))
+    for s in statements:
+        path = statements_file(tmp_path, entity_partition(s["entity"], partitions), 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(s) + "\n")
+    for p in range(partitions):
+        reduce_partition(tmp_path, p, partitions, cap=512)
+    for p in range(partitions):
+        build_lookups(tmp_path, p)
+    kept = sum(
+        1 for path in (tmp_path / "memory" / "relations").rglob("p*.jsonl") for _ in open(path)
+    )
+    assert kept <= partitions * PEER_SAMPLE < len(statements)  # the index no longer grows
+
+    def rank(s):
+        return (-stable_hash(s["entity"] + "|" + s["id"]), s["entity"], s["id"])
+
+    for limit in (5, 20, PEER_SAMPLE):
+        expected = sorted(heapq.nlargest(limit, statements, key=rank), key=lambda s: s["entity"])
+        got = PartitionedMemory(tmp_path, partitions).peers("has a population of", None, limit)
+        assert [g["entity"] for g in got] == [s["entity"] for s in expected]
+    view = PartitionedMemory(tmp_path, partitions)
+    assert view.get("city 7")["statements"][0]["value"]["number"] == 1007
+    assert view.get("city 400") is None
+    assert view.find("has a population of", "1007") == ["city 7"]
+    assert view.find("has a population of", "99") == []
+    assert view.links("city 3") == [f"town {1003 % 7}"]
+    assert len(view.keys()) == 400
