@@ -163,8 +163,14 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python benchmarks/bench_preprocess.py --size-mb 200 --workers 2": NotRun(
         "benchmark: 200 MB through the real Qwen3 tokenizer, minutes on 2 cores"
     ),
-    "python benchmarks/bench_synthesis.py --sizes-mb 10 30 --through questions": NotRun(
-        "benchmark: 10 and 30 MB through three stages, ~40 minutes on 2 cores"
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 1000 --jobs 2 --stages extract "
+    "memory value_index questions reasoning dedup": NotRun(
+        "benchmark: 1.1 GB through six stages, about an hour on 2 cores (1 MB of it runs in "
+        "tests/integration/test_synthesis_pipeline.py::test_scaling_benchmark_measures_every_task"
+        "_of_each_stage)"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2": NotRun(
+        "benchmark: every stage on 10 MB, ~10 minutes on 2 cores"
     ),
     "python -m data_synthesis extract --input bigdoc.jsonl --output OUT --tasks 1 "
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),
