@@ -30,9 +30,8 @@ import json
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 
-import numpy as np
-
 from data_synthesis.engine.io import dumps, iter_jsonl, partition_of, stable_hash, write_json
+from data_synthesis.engine.lookup import Tables, read_line, write_table
 
 
 def _memory_module():
@@ -181,43 +180,6 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
     )
     tmp.replace(target)
     return {"entities": len(records), "statements": sum(len(r["statements"]) for r in records)}
-
-
-def write_table(path: Path, pairs) -> None:
-    """A look-up table: (key, byte offset) pairs as two rows of uint64, sorted by key hash."""
-    rows = sorted((stable_hash(key), offset) for key, offset in pairs)
-    table = np.array(rows, dtype=np.uint64).reshape(-1, 2).T.copy()
-    tmp = path.with_name(path.name[: -len(".npy")] + ".tmp.npy")
-    np.save(tmp, table)
-    tmp.replace(path)
-
-
-class Tables:
-    """Memory-mapped look-up tables, the most recently used kept open."""
-
-    def __init__(self, size: int = 64):
-        self._open: OrderedDict[Path, np.ndarray | None] = OrderedDict()
-        self.size = size
-
-    def offsets(self, path: Path, key: str) -> list[int]:
-        if path in self._open:
-            self._open.move_to_end(path)
-        else:
-            self._open[path] = np.load(path, mmap_mode="r") if path.exists() else None
-            if len(self._open) > self.size:
-                self._open.popitem(last=False)
-        table = self._open[path]
-        if table is None or table.shape[1] == 0:
-            return []
-        h = np.uint64(stable_hash(key))
-        lo, hi = np.searchsorted(table[0], h, "left"), np.searchsorted(table[0], h, "right")
-        return [int(o) for o in table[1][lo:hi]]
-
-
-def read_line(path: Path, offset: int) -> dict:
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        return json.loads(handle.readline())
 
 
 def lookup_file(out: Path, kind: str, index: int) -> Path:

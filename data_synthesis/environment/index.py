@@ -9,8 +9,9 @@ run (or process: rollout workers, evaluation) loads it; a changed corpus gets a 
 
 On disk, next to bm25s's sparse matrix: ``passages.jsonl`` (doc index, title, url, text) with a
 ``passages.offsets.npy`` of byte offsets, and ``docs.jsonl`` (one row per document: its id, url,
-title, corpus file and byte offset) - so passages and pages are read by seeking, and the corpus
-texts are never held in memory.
+title, corpus file and byte offset) with ``docs.table.npy`` (id/url -> row, a look-up table of
+data_synthesis/engine/lookup.py) - so passages and pages are read by seeking, and neither the
+corpus texts nor a per-document dict are held in memory.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import bm25s
 import numpy as np
 from bm25s.tokenization import _infer_stopwords
 
-INDEX_VERSION = "bm25s-passages-v1"
+from data_synthesis.engine.lookup import Tables, read_line, write_table
+
+INDEX_VERSION = "bm25s-passages-v2"  # v2: docs.table.npy
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
@@ -121,12 +124,7 @@ class CorpusIndex:
         self.retriever = bm25s.BM25.load(directory / "bm25", mmap=True, show_progress=False)
         self.offsets = np.load(directory / "passages.offsets.npy", mmap_mode="r")
         self._passages = (directory / "passages.jsonl").open("rb")
-        self._docs: dict[str, tuple[int, int]] = {}
-        with (directory / "docs.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                for key in filter(None, (row["id"], row["url"])):
-                    self._docs.setdefault(key, (row["corpus"], row["offset"]))
+        self._tables = Tables()
         self.stats = json.loads((directory / "stats.json").read_text())
         self._stopwords = set(_infer_stopwords("en"))
         stemmer = _stemmer(config.stem)
@@ -195,13 +193,12 @@ class CorpusIndex:
 
     def page(self, key: str) -> dict | None:
         """The document whose url or id is `key` (None when the corpus has no such page)."""
-        found = self._docs.get(key.strip())
-        if found is None:
-            return None
-        corpus, offset = found
-        with self.paths[corpus].open("rb") as handle:
-            handle.seek(offset)
-            return json.loads(handle.readline())
+        key = key.strip()
+        for offset in self._tables.offsets(self.directory / "docs.table.npy", key):
+            row = read_line(self.directory / "docs.jsonl", offset)
+            if key in (row["id"], row["url"]):  # the first document with this id or url
+                return read_line(self.paths[row["corpus"]], row["offset"])
+        return None
 
 
 def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=print) -> dict:
@@ -215,13 +212,15 @@ def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=pri
     offsets: list[int] = []
     chunk: list[str] = []
     documents = text_bytes = 0
-    with (tmp / "passages.jsonl").open("wb") as passages, (tmp / "docs.jsonl").open("w") as docs:
+    pages: list[tuple[str, int]] = []  # (id or url, row offset in docs.jsonl)
+    with (tmp / "passages.jsonl").open("wb") as passages, (tmp / "docs.jsonl").open("wb") as docs:
         for corpus, offset, doc in _documents(paths):
             doc_id = str(doc.get("id") or doc.get("url"))
             url = str(doc.get("url") or doc_id)
             title = str(doc.get("title") or doc_id)
             row = {"id": doc_id, "url": url, "title": title, "corpus": corpus, "offset": offset}
-            docs.write(json.dumps(row, ensure_ascii=False) + "\n")
+            pages += [(key, docs.tell()) for key in dict.fromkeys(filter(None, (doc_id, url)))]
+            docs.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
             documents += 1
             text_bytes += len(doc["text"].encode())
             for text in split_passages(doc["text"], config.passage_words, config.passage_stride):
@@ -242,6 +241,7 @@ def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=pri
     del ids
     retriever.save(tmp / "bm25", show_progress=False)
     np.save(tmp / "passages.offsets.npy", np.asarray(offsets, dtype=np.int64))
+    write_table(tmp / "docs.table.npy", pages)
     stats = {
         "corpora": [str(p) for p in paths],
         "documents": documents,
