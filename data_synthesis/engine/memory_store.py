@@ -83,13 +83,11 @@ def _statement_key(s: dict) -> tuple:
     )
 
 
-def build_entities(statements: list[dict], cap: int = 0) -> tuple[list[dict], dict[str, str]]:
+def build_entities(statements: list[dict]) -> tuple[list[dict], dict[str, str]]:
     """Entity records from one partition's statements, and every original entity key -> the key
     of the record it was merged into. Uses data_synthesis.memory.build_records (the method's
     merge rules) on statements in a task-count-independent order (by source; a document's
-    statements always come from one task, in order). With `cap` > 0 a hub entity (one named in
-    thousands of documents) keeps a stable sample of `cap` statements, sources and links, so a
-    record - and every task that reads it - stays bounded as the corpus grows."""
+    statements always come from one task, in order)."""
     statements = sorted(statements, key=lambda s: str(s.get("source")))
     original = {id(s): s["entity"] for s in statements}
     memory = _memory_module()
@@ -102,8 +100,6 @@ def build_entities(statements: list[dict], cap: int = 0) -> tuple[list[dict], di
             links.update(s.get("mentions") or [])
         links.discard(record["entity"])
         record["links"] = sorted(links)
-        if cap:
-            _cap_record(record, cap)
     return records, canonical
 
 
@@ -115,7 +111,11 @@ def _sample(items: list, cap: int, key) -> list:
     return [item for i, item in enumerate(items) if i in chosen]
 
 
-def _cap_record(record: dict, cap: int) -> None:
+def cap_record(record: dict, cap: int) -> None:
+    """A hub entity (one named in thousands of documents) keeps a stable sample of `cap`
+    statements, sources and links (`counts`: the sizes before), so a record - and every task
+    that reads it - stays bounded as the corpus grows. The value and relation indexes are
+    built from all its statements before this."""
     counts = {f: len(record[f]) for f in ("statements", "sources", "links")}
     if max(counts.values()) <= cap:
         return
@@ -129,12 +129,12 @@ def _cap_record(record: dict, cap: int) -> None:
 
 def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -> dict:
     """Build partition `partition`'s entity records and offsets, and its entries of the
-    relation index (numeric statements, for peers) and the value index (for find); `cap`:
-    build_entities."""
+    relation index (numeric statements, for peers) and the value index (for find); records
+    are then capped at `cap` statements (cap_record; 0: never)."""
     out = Path(out)
     folder = out / "memory" / "statements" / f"p{partition:05d}"
     files = sorted(folder.glob("t*.jsonl")) if folder.exists() else []
-    records, canonical = build_entities([s for f in files for s in iter_jsonl(f)], cap)
+    records, canonical = build_entities([s for f in files for s in iter_jsonl(f)])
     target = entities_file(out, partition)
     target.parent.mkdir(parents=True, exist_ok=True)
     offsets, position = {}, 0
@@ -143,10 +143,6 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
     value_rows: dict[int, set] = defaultdict(set)
     with open(tmp, "wb") as handle:
         for record in records:
-            line = (dumps(record) + "\n").encode("utf-8")
-            offsets[record["entity"]] = position
-            handle.write(line)
-            position += len(line)
             seen_relations = set()
             for s in record["statements"]:
                 value, rel = s.get("value") or {}, relation_key(s["relation"])
@@ -157,6 +153,12 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
                     relation_rows[partition_of(rel, partitions)].append(
                         {"relation": rel, "type": record.get("type"), "statement": s}
                     )
+            if cap:
+                cap_record(record, cap)
+            line = (dumps(record) + "\n").encode("utf-8")
+            offsets[record["entity"]] = position
+            handle.write(line)
+            position += len(line)
     for r, rows in relation_rows.items():
         _write_lines(
             out / "memory" / "relations" / f"r{r:05d}" / f"p{partition:05d}.jsonl",
@@ -179,7 +181,8 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
         {"offsets": offsets, "aliases": aliases},
     )
     tmp.replace(target)
-    return {"entities": len(records), "statements": sum(len(r["statements"]) for r in records)}
+    statements = sum(r.get("counts", {}).get("statements", len(r["statements"])) for r in records)
+    return {"entities": len(records), "statements": statements}
 
 
 def lookup_file(out: Path, kind: str, index: int) -> Path:

@@ -16,6 +16,7 @@ from data_synthesis.engine.memory_store import (
     PartitionedMemory,
     build_entities,
     build_lookups,
+    cap_record,
     entity_partition,
     reduce_partition,
     statements_file,
@@ -42,7 +43,9 @@ def _statement(entity: str, source: str, number: float, relation: str = "has a p
 def test_a_hub_entity_keeps_a_stable_bounded_sample():
     hub = [_statement("europe", f"doc-{i:04d}", i) for i in range(300)]
     small = [_statement("iceland", "doc-9999", 5)]
-    records, _ = build_entities(hub + small, cap=40)
+    records, _ = build_entities(hub + small)
+    for record in records:
+        cap_record(record, 40)
     by_key = {r["entity"]: r for r in records}
     record = by_key["europe"]
     assert len(record["statements"]) == 40 and len(record["sources"]) == 40
@@ -50,10 +53,11 @@ def test_a_hub_entity_keeps_a_stable_bounded_sample():
     assert "counts" not in by_key["iceland"]  # under the cap: untouched
     shuffled = hub[:]
     random.Random(0).shuffle(shuffled)
-    again, _ = build_entities([json.loads(json.dumps(s)) for s in shuffled + small], cap=40)
-    assert next(r for r in again if r["entity"] == "europe") == record  # order-independent
-    unbounded, _ = build_entities([json.loads(json.dumps(s)) for s in hub + small], cap=0)
-    assert len(next(r for r in unbounded if r["entity"] == "europe")["statements"]) == 300
+    again, _ = build_entities([json.loads(json.dumps(s)) for s in shuffled + small])
+    hub_again = next(r for r in again if r["entity"] == "europe")
+    assert len(hub_again["statements"]) == 300  # build_entities itself keeps everything
+    cap_record(hub_again, 40)
+    assert hub_again == record  # the same sample whatever the input order
 
 
 def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path):
@@ -88,3 +92,18 @@ def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path):
     assert view.find("has a population of", "99") == []
     assert view.links("city 3") == [f"town {1003 % 7}"]
     assert len(view.keys()) == 400
+
+
+def test_a_capped_hub_is_still_found_by_every_value(tmp_path):
+    """The value index is built before a hub's record is capped: `find` (the check that a
+    description picks out one entity) still sees statements the record no longer carries."""
+    hub = [_statement("europe", f"doc-{i:04d}", i) for i in range(300)]
+    path = statements_file(tmp_path, 0, 0)
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(s) + "\n" for s in hub))
+    assert reduce_partition(tmp_path, 0, 1, cap=40)["statements"] == 300
+    build_lookups(tmp_path, 0)
+    view = PartitionedMemory(tmp_path, 1)
+    kept = {s["value"]["text"] for s in view.get("europe")["statements"]}
+    assert len(kept) == 40
+    assert all(view.find("has a population of", str(i)) == ["europe"] for i in range(300))
