@@ -1,7 +1,8 @@
 """Synthesis engine throughput and memory at 10 MB, 100 MB, 1 GB of text (CPU heuristic baseline).
 
     python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --work /tmp/bench_synth
-    python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --stages extract memory questions reasoning
+    python benchmarks/bench_synthesis.py --sizes-mb 10 100 1000 --jobs 2 --stages extract memory value_index questions reasoning dedup
+    python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 8 --stages ...
 
 The input is the bundled corpus repeated with new entity names: copy k renames every title
 entity (and its mentions in all documents of the copy) to "<title> <k-code>" and changes the
@@ -89,21 +90,39 @@ def _index_override(out: Path) -> str:
     return f"environment.cache_dir={out.parent / (out.name + '_index')}"
 
 
-def _row(runs: list) -> dict:
+def _row(runs: list, scale: float = 1.0) -> dict:
     """CPU seconds (user + system, so tasks running side by side count once each), wall
-    seconds and the largest task's peak RSS."""
-    return {
-        "seconds": round(sum(r.cpu_seconds for r in runs), 1),
-        "wall_seconds": round(sum(r.seconds for r in runs), 1),
+    seconds and the largest task's peak RSS; `scale` = tasks / tasks measured (a sample)."""
+    row = {
+        "seconds": round(sum(r.cpu_seconds for r in runs) * scale, 1),
+        "wall_seconds": round(sum(r.seconds for r in runs) * scale, 1),
         "max_task_rss_mb": round(max(r.peak_rss_mb for r in runs), 1),
     }
+    return row if scale == 1.0 else {**row, "tasks_measured": len(runs)}
 
 
-def bench(megabytes: int, work: Path, mb_per_task: int, stages: list[str], jobs: int) -> dict:
+def _sample(tasks: int, sample: int) -> list[int]:
+    """`sample` ranks spread evenly over the tasks (all of them when sample is 0)."""
+    if not sample or sample >= tasks:
+        return list(range(tasks))
+    return sorted({round(i * (tasks - 1) / (sample - 1)) for i in range(sample)})
+
+
+def _forget(out: Path, stage: str, ranks: list[int]) -> None:
+    """Remove datatrove's completion markers of `ranks`, so a finished task runs again (and
+    rewrites the same files) - how a sample of an earlier run is measured."""
+    for rank in ranks:
+        (out / "logs" / stage / "completions" / f"{rank:05d}").unlink(missing_ok=True)
+
+
+def bench(
+    megabytes: int, work: Path, mb_per_task: int, stages: list[str], jobs: int, sample: int = 0
+) -> dict:
     corpus = work / f"corpus_{megabytes}mb.jsonl"
     documents = make_corpus(corpus, megabytes)
     tasks = max(1, math.ceil(megabytes / mb_per_task))
     out = work / f"run_{megabytes}mb"
+    ranks = _sample(tasks, sample)
     rows, total = {}, 0.0
     with ThreadPoolExecutor(jobs) as pool:
         for stage in stages:
@@ -112,8 +131,12 @@ def bench(megabytes: int, work: Path, mb_per_task: int, stages: list[str], jobs:
                 build = [sys.executable, "-m", "data_synthesis.environment", "index"]
                 rows["index"] = _row([run_measured([*build, str(corpus), "--cache-dir", cache])])
             if stage in STAGES_BY_RANK:
-                commands = [_cli(stage, corpus, out, tasks, r) for r in range(tasks)]
-                rows[stage] = _row(list(pool.map(run_measured, commands)))
+                if sample:
+                    _forget(out, stage, ranks)
+                commands = [_cli(stage, corpus, out, tasks, r) for r in ranks]
+                rows[stage] = _row(list(pool.map(run_measured, commands)), tasks / len(ranks))
+            elif sample:
+                raise SystemExit(f"--sample-tasks: {stage} runs all its tasks in one job")
             else:  # dedup, finalize: the engine runs their datatrove jobs, `jobs` at once
                 command = [*_cli(stage, corpus, out, tasks, None), "--workers", str(jobs)]
                 rows[stage] = _row([run_measured(command)])
@@ -154,11 +177,20 @@ def main() -> None:
         default=list(ALL_STAGES),
         help="the stages to run, in pipeline order (default: all)",
     )
+    parser.add_argument(
+        "--sample-tasks",
+        type=int,
+        default=0,
+        help="run only this many tasks of each stage, spread over the ranks (again, when an "
+        "earlier run finished them), and scale their CPU seconds to all tasks",
+    )
     args = parser.parse_args()
     stages = [s for s in ALL_STAGES if s in args.stages]
     results = []
     for size in args.sizes_mb:
-        results.append(bench(size, args.work, args.mb_per_task, stages, args.jobs))
+        results.append(
+            bench(size, args.work, args.mb_per_task, stages, args.jobs, args.sample_tasks)
+        )
         (args.work / "results.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results[-1]), flush=True)
     print("| input | stages | documents | tasks | CPU s | docs/s/core | max RSS/task MB |")

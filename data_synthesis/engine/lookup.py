@@ -32,7 +32,7 @@ def write_table(path: Path, pairs) -> None:
 class Tables:
     """Memory-mapped look-up tables, the most recently used kept open."""
 
-    def __init__(self, size: int = 64):
+    def __init__(self, size: int = 2048):  # a mapped table costs address space, not memory
         self._open: OrderedDict[Path, np.ndarray | None] = OrderedDict()
         self.size = size
 

@@ -237,6 +237,8 @@ def _write_lookup(path: Path, rows: list[dict], key) -> None:
     tmp.replace(path)
 
 
+RECORD_CACHE_STATEMENTS = 20_000  # statements of the records get() keeps (hubs carry 512)
+FOUND_CACHE_NAMES = 200_000  # entity names the find() cache holds at most (~20 MB)
 PEER_SAMPLE = 64  # rows per (relation, type) a partition keeps for peers(); limit <= this
 
 
@@ -269,6 +271,10 @@ def _write_lines(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
+def _size(record: dict | None) -> int:
+    return 1 + len(record["statements"]) if record else 1
+
+
 class PartitionedMemory:
     """data_synthesis.stage_api.MemoryView over a reduced and indexed memory directory.
 
@@ -279,7 +285,10 @@ class PartitionedMemory:
         self.out, self.partitions = Path(out), partitions
         self._tables = Tables()
         self._records: OrderedDict[str, dict | None] = OrderedDict()
+        self._cached_statements = 0
         self._peers: dict[tuple, list[dict]] = {}
+        self._found: OrderedDict[tuple, list[str]] = OrderedDict()  # common values repeat
+        self._found_names = 0
 
     def _line(self, path: Path, key: str, match) -> dict | None:
         for offset in self._tables.offsets(table_of(path), key):
@@ -296,8 +305,9 @@ class PartitionedMemory:
         # an alias's hash leads to its canonical record; 64-bit hashes do not collide in practice
         record = self._line(path, entity, lambda row: True)
         self._records[entity] = record
-        if len(self._records) > 4096:
-            self._records.popitem(last=False)
+        self._cached_statements += _size(record)
+        while self._cached_statements > RECORD_CACHE_STATEMENTS and len(self._records) > 1:
+            self._cached_statements -= _size(self._records.popitem(last=False)[1])
         return record
 
     def __contains__(self, entity: str) -> bool:
@@ -316,9 +326,16 @@ class PartitionedMemory:
         """Entities with a statement of this relation and value (one look-up)."""
         rel = relation_key(relation)
         val = value if isinstance(value, str) else value_key(value)
+        if (rel, val) in self._found:
+            self._found.move_to_end((rel, val))
+            return list(self._found[(rel, val)])
         path = lookup_file(self.out, "values", partition_of(f"{rel}|{val}", self.partitions))
         row = self._line(path, f"{rel}|{val}", lambda r: (r["relation"], r["value"]) == (rel, val))
-        return list(row["entities"]) if row else []
+        found = self._found[(rel, val)] = row["entities"] if row else []
+        self._found_names += len(found)
+        while self._found_names > FOUND_CACHE_NAMES and len(self._found) > 1:
+            self._found_names -= len(self._found.popitem(last=False)[1])
+        return list(found)
 
     def links(self, entity: str) -> list[str]:
         record = self.get(entity)

@@ -292,12 +292,15 @@ GROUPERS = {
 
 
 def described_entities(clues: list[dict], memory) -> list[str]:
-    """The entities in memory that have every clue statement (relation and value)."""
-    found = None
-    for clue in clues:
-        have = set(memory.find(clue["relation"], clue["value"]))
-        found = have if found is None else found & have
-    return sorted(found or [])
+    """The entities in memory that have every clue statement (relation and value). The
+    smallest group first: a common value ("is a city") can name a large share of the memory."""
+    groups = sorted((memory.find(c["relation"], c["value"]) for c in clues), key=len)
+    found = set(groups[0]) if groups else set()
+    for group in groups[1:]:
+        if not found:
+            break
+        found = found.intersection(group)
+    return sorted(found)
 
 
 # --- checks ----------------------------------------------------------------------------------
