@@ -169,6 +169,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "tests/integration/test_synthesis_pipeline.py::test_scaling_benchmark_measures_every_task"
         "_of_each_stage)"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 1000 --jobs 2 --sample-tasks 8 "
+    "--stages questions": NotRun(
+        "benchmark: reruns 8 questions tasks of each size of the run above (needs that run)"
+    ),
     "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2": NotRun(
         "benchmark: every stage on 10 MB, ~10 minutes on 2 cores"
     ),
