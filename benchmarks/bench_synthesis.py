@@ -86,8 +86,12 @@ def _cli(stage: str, corpus: Path, out: Path, tasks: int, rank: int | None) -> l
     return command + (["--rank", str(rank)] if rank is not None else [])
 
 
+def _index_dir(out: Path) -> Path:
+    return out.parent / (out.name + "_index")
+
+
 def _index_override(out: Path) -> str:
-    return f"environment.cache_dir={out.parent / (out.name + '_index')}"
+    return f"environment.cache_dir={_index_dir(out)}"
 
 
 def _row(runs: list, scale: float = 1.0) -> dict:
@@ -123,13 +127,12 @@ def bench(
     tasks = max(1, math.ceil(megabytes / mb_per_task))
     out = work / f"run_{megabytes}mb"
     ranks = _sample(tasks, sample)
-    rows, total = {}, 0.0
+    rows = {}
     with ThreadPoolExecutor(jobs) as pool:
         for stage in stages:
             if stage in ("planning", "has") and "index" not in rows:
-                cache = _index_override(out).split("=", 1)[1]
-                build = [sys.executable, "-m", "data_synthesis.environment", "index"]
-                rows["index"] = _row([run_measured([*build, str(corpus), "--cache-dir", cache])])
+                build = [sys.executable, "-m", "data_synthesis.environment", "index", str(corpus)]
+                rows["index"] = _row([run_measured([*build, "--cache-dir", str(_index_dir(out))])])
             if stage in STAGES_BY_RANK:
                 if sample:
                     _forget(out, stage, ranks)

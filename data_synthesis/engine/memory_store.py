@@ -3,7 +3,7 @@
     OUT/memory/statements/pPPPPP/tTTTTT.jsonl   map: statements of task T whose normalised entity
                                                 hashes to partition P
     OUT/memory/entities/pPPPPP.jsonl            reduce: entity records of partition P, by key
-    OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset in that file
+    OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset (keys(): small runs)
     OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> byte offset, sorted
     OUT/memory/relations/rRRRRR/pPPPPP.jsonl    numeric statements by relation (for comparison /
                                                 numeric questions: the peers of an entity)
@@ -178,7 +178,7 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
     )
     write_json(
         target.with_name(f"p{partition:05d}.offsets.json"),
-        {"offsets": offsets, "aliases": aliases},
+        {"offsets": offsets},
     )
     tmp.replace(target)
     statements = sum(r.get("counts", {}).get("statements", len(r["statements"])) for r in records)
@@ -224,17 +224,8 @@ def build_lookups(out: Path, index: int) -> dict:
 
 
 def _write_lookup(path: Path, rows: list[dict], key) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pairs, position = [], 0
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        for row in rows:
-            line = (dumps(row) + "\n").encode("utf-8")
-            pairs.append((key(row), position))
-            handle.write(line)
-            position += len(line)
-    write_table(table_of(path), pairs)
-    tmp.replace(path)
+    offsets = _write_lines(path, rows)
+    write_table(table_of(path), [(key(row), offset) for row, offset in zip(rows, offsets)])
 
 
 RECORD_CACHE_STATEMENTS = 20_000  # statements of the records get() keeps (hubs carry 512)
@@ -262,13 +253,17 @@ def _peer_sample(rows: list[dict]) -> list[dict]:
     return kept
 
 
-def _write_lines(path: Path, rows: list[dict]) -> None:
+def _write_lines(path: Path, rows: list[dict]) -> list[int]:
+    """Write rows as JSONL (atomically); returns each row's byte offset."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    offsets = []
+    with open(tmp, "wb") as handle:
         for row in rows:
-            handle.write(dumps(row) + "\n")
+            offsets.append(handle.tell())
+            handle.write((dumps(row) + "\n").encode("utf-8"))
     tmp.replace(path)
+    return offsets
 
 
 def _size(record: dict | None) -> int:
