@@ -24,6 +24,7 @@ questions use to prove a description picks out one entity.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter, defaultdict
 from functools import lru_cache
@@ -783,6 +784,14 @@ class InMemoryView:
 
     def find(self, relation: str, value: dict) -> list[str]:
         return self.index.get((relation_key(relation), value_key(value)), [])
+
+    def count(self, relation: str, value: dict) -> int:
+        return len(self.find(relation, value))
+
+    def has(self, entity: str, relation: str, value: dict) -> bool:
+        found = self.find(relation, value)
+        at = bisect.bisect_left(found, entity)
+        return at < len(found) and found[at] == entity
 
     def peers(self, relation: str, entity_type: str | None, limit: int = 50) -> list[dict]:
         out = []

@@ -85,6 +85,15 @@ class MemoryView(Protocol):
         """Entities linked to this one (statement values naming them, co-mentions), from the
         link index: no scan of the memory."""
 
+    def find(self, relation: str, value: dict) -> list[str]:
+        """Entities with a statement of this relation and value (sorted), from the value index."""
+
+    def count(self, relation: str, value: dict) -> int:
+        """len(find(relation, value)), without reading the list."""
+
+    def has(self, entity: str, relation: str, value: dict) -> bool:
+        """entity in find(relation, value), without reading the list."""
+
     def peers(self, relation: str, entity_type: str | None, limit: int = 50) -> list[dict]:
         """Statements of other entities with a numeric value for `relation` (and the same
         type, when given), from the relation index: [{"entity", "statement"}...], sorted by

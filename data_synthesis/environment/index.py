@@ -11,7 +11,8 @@ On disk, next to bm25s's sparse matrix: ``passages.jsonl`` (doc index, title, ur
 ``passages.offsets.npy`` of byte offsets, and ``docs.jsonl`` (one row per document: its id, url,
 title, corpus file and byte offset) with ``docs.table.npy`` (id/url -> row, a look-up table of
 data_synthesis/engine/lookup.py) - so passages and pages are read by seeking, and neither the
-corpus texts nor a per-document dict are held in memory.
+corpus texts nor a per-document dict are held in memory. ``term_max.npy`` holds each term's best
+passage score, the bound that lets a search skip reading common terms' postings whole (MaxScore).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bm25s.tokenization import _infer_stopwords
 
 from data_synthesis.engine.lookup import Tables, read_line, write_table
 
-INDEX_VERSION = "bm25s-passages-v2"  # v2: docs.table.npy
+INDEX_VERSION = "bm25s-passages-v3"  # v2: docs.table.npy; v3: term_max.npy
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
@@ -123,6 +124,7 @@ class CorpusIndex:
         self.directory, self.paths, self.config = directory, paths, config
         self.retriever = bm25s.BM25.load(directory / "bm25", mmap=True, show_progress=False)
         self.offsets = np.load(directory / "passages.offsets.npy", mmap_mode="r")
+        self.term_max = np.load(directory / "term_max.npy", mmap_mode="r")
         self._passages = (directory / "passages.jsonl").open("rb")
         self._tables = Tables()
         self.stats = json.loads((directory / "stats.json").read_text())
@@ -162,20 +164,41 @@ class CorpusIndex:
 
     def _top_k(self, terms: list[str], k: int) -> list[tuple[int, float]]:
         """(passage, score) of the k best passages, best first (ties: lower passage first).
-        Sums only the postings of the query's terms (bm25s's precomputed per-term scores),
-        where bm25s.retrieve scores every passage: a query then costs what its terms occur,
-        not the size of the corpus."""
+
+        Exact top-k by MaxScore over bm25s's precomputed per-term scores: the rarest terms'
+        postings are summed first; once no passage outside them could reach the k-th best
+        score (the remaining terms' best scores add up to less), the common terms are only
+        looked up for those candidates (a binary search in their sorted postings) instead of
+        being read whole. A query then costs its rare terms' postings, where summing every
+        posting (or bm25s.retrieve, which scores every passage) grows with the corpus."""
         retriever = self.retriever
         if retriever.nonoccurrence_array is not None:  # BM25L/BM25+: every passage scores
             ids, scores = retriever.retrieve([terms], k=k, show_progress=False, n_threads=0)
             return list(zip(ids[0].tolist(), scores[0].tolist()))
         matrix = retriever.scores
         indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
-        spans = [(indptr[t], indptr[t + 1]) for t in retriever.get_tokens_ids(terms)]
-        passages = np.concatenate([indices[a:b] for a, b in spans])
-        unique, inverse = np.unique(passages, return_inverse=True)
-        weights = np.concatenate([data[a:b] for a, b in spans]).astype(np.float64)
-        totals = np.bincount(inverse, weights=weights).astype(retriever.dtype)
+        spans = sorted(
+            (
+                (indptr[t], indptr[t + 1], float(self.term_max[t]))
+                for t in retriever.get_tokens_ids(terms)
+            ),
+            key=lambda span: span[1] - span[0],
+        )
+        for cut in range(1, len(spans)):
+            rest = sum(span[2] for span in spans[cut:])
+            if sum(span[2] for span in spans[:cut]) <= rest:
+                continue  # no passage could beat the rest's bound yet: take the next term too
+            unique, totals = _sum_postings(spans[:cut], indices, data)
+            if len(totals) >= k and np.partition(totals, len(totals) - k)[len(totals) - k] > rest:
+                for a, b, _ in spans[cut:]:
+                    postings = indices[a:b]
+                    at = np.searchsorted(postings, unique).clip(max=len(postings) - 1)
+                    hit = postings[at] == unique
+                    totals[hit] += data[a:b][at[hit]]
+                break
+        else:
+            unique, totals = _sum_postings(spans, indices, data)
+        totals = totals.astype(retriever.dtype)
         best = np.argpartition(-totals, k - 1)[:k] if len(totals) > k else np.arange(len(totals))
         best = best[np.lexsort((unique[best], -totals[best]))]
         return list(zip(unique[best].tolist(), totals[best].tolist()))
@@ -194,11 +217,29 @@ class CorpusIndex:
     def page(self, key: str) -> dict | None:
         """The document whose url or id is `key` (None when the corpus has no such page)."""
         key = key.strip()
-        for offset in self._tables.offsets(self.directory / "docs.table.npy", key):
+        for offset in self._tables.get(self.directory / "docs.table.npy", key):
             row = read_line(self.directory / "docs.jsonl", offset)
             if key in (row["id"], row["url"]):  # the first document with this id or url
                 return read_line(self.paths[row["corpus"]], row["offset"])
         return None
+
+
+def _sum_postings(spans, indices, data) -> tuple[np.ndarray, np.ndarray]:
+    """The passages in these terms' postings (sorted) and their summed scores."""
+    passages = np.concatenate([indices[a:b] for a, b, _ in spans])
+    unique, inverse = np.unique(passages, return_inverse=True)
+    weights = np.concatenate([data[a:b] for a, b, _ in spans]).astype(np.float64)
+    return unique, np.bincount(inverse, weights=weights)
+
+
+def term_max_scores(matrix: dict) -> np.ndarray:
+    """Each term's best per-passage score (0 for a term without postings): MaxScore's bounds."""
+    indptr, data = np.asarray(matrix["indptr"]), np.asarray(matrix["data"])
+    best = np.zeros(len(indptr) - 1, dtype=np.float64)
+    nonempty = np.flatnonzero(np.diff(indptr) > 0)
+    if len(nonempty):
+        best[nonempty] = np.maximum.reduceat(data, indptr[nonempty])
+    return best
 
 
 def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=print) -> dict:
@@ -241,6 +282,7 @@ def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=pri
     del ids
     retriever.save(tmp / "bm25", show_progress=False)
     np.save(tmp / "passages.offsets.npy", np.asarray(offsets, dtype=np.int64))
+    np.save(tmp / "term_max.npy", term_max_scores(retriever.scores))
     write_table(tmp / "docs.table.npy", pages)
     stats = {
         "corpora": [str(p) for p in paths],

@@ -239,20 +239,35 @@ def _multi_hop(anchor, memory, rng):
         if not target or target["entity"] == anchor["entity"]:
             continue
         hidden = {anchor["entity"], target["entity"]}
-        finals = [
-            s
-            for s in _askable(target)
-            if s["value"].get("entity") not in hidden
-            and not answer_in_text(s["value"]["text"], first["sentence"])
-        ]
-        if finals:
-            final = rng.choice(finals)
+        final = _random_passing(
+            target["statements"],
+            rng,
+            lambda s, hidden=hidden, first=first: (
+                askable(s)
+                and s["value"].get("entity") not in hidden
+                and not answer_in_text(s["value"]["text"], first["sentence"])
+            ),
+        )
+        if final:
             return {
                 "supporting": [first, final],
                 "answer": final["value"]["text"],
                 "target": final,
                 "hidden": target,
             }
+    return None
+
+
+def _random_passing(items: list, rng, ok):
+    """A random item that passes `ok` (uniform over those that do), None when none does.
+    Items are tried in a lazily shuffled order, so a hub's hundreds of statements are not all
+    checked when an early one passes: the same entity is a link target of many anchors."""
+    order = list(range(len(items)))
+    for i in range(len(order)):
+        j = rng.randrange(i, len(order))
+        order[i], order[j] = order[j], order[i]
+        if ok(items[order[i]]):
+            return items[order[i]]
     return None
 
 
@@ -264,14 +279,15 @@ def _obfuscated(anchor, memory, rng):
         clues = rng.sample(pool, 2)
         if relation_key(clues[0]["relation"]) == relation_key(clues[1]["relation"]):
             continue
-        targets = [
-            s
-            for s in pool
-            if s not in clues
-            and not any(answer_in_text(s["value"]["text"], c["value"]["text"]) for c in clues)
-        ]
-        if targets and described_entities(clues, memory) == [anchor["entity"]]:
-            target = rng.choice(targets)
+        target = _random_passing(
+            pool,
+            rng,
+            lambda s, clues=clues: (
+                s not in clues
+                and not any(answer_in_text(s["value"]["text"], c["value"]["text"]) for c in clues)
+            ),
+        )
+        if target and describes_only(clues, anchor["entity"], memory):
             return {
                 "supporting": [*clues, target],
                 "answer": target["value"]["text"],
@@ -291,16 +307,29 @@ GROUPERS = {
 }
 
 
-def described_entities(clues: list[dict], memory) -> list[str]:
-    """The entities in memory that have every clue statement (relation and value). The
-    smallest group first: a common value ("is a city") can name a large share of the memory."""
-    groups = sorted((memory.find(c["relation"], c["value"]) for c in clues), key=len)
-    found = set(groups[0]) if groups else set()
-    for group in groups[1:]:
-        if not found:
-            break
-        found = found.intersection(group)
-    return sorted(found)
+LIST_READ_FACTOR = 32  # a list read costs about what 1/32 of a has() look-up per name does
+
+
+def describes_only(clues: list[dict], entity: str, memory) -> bool:
+    """Whether the clue statements (relation and value) pick out `entity` alone in memory.
+
+    Starts from the entities of the rarest clue (counts are table look-ups) and narrows them
+    clue by clue: by the clue's entity list when it is short, else by asking, for each entity
+    left, whether it has the clue - so a common value's list ("is a city": a large share of
+    the memory, growing with the corpus) is never read."""
+    ranked = sorted((memory.count(c["relation"], c["value"]), i) for i, c in enumerate(clues))
+    if not ranked:
+        return False
+    keys = [(clues[i]["relation"], clues[i]["value"]) for _, i in ranked]
+    left = set(memory.find(*keys[0]))
+    for (size, _), key in zip(ranked[1:], keys[1:]):
+        if entity not in left:
+            return False
+        if size <= LIST_READ_FACTOR * len(left):
+            left.intersection_update(memory.find(*key))
+        else:
+            left = {other for other in left if memory.has(other, *key)}
+    return left == {entity}
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -326,7 +355,7 @@ def reject_reason(question: dict, memory) -> str | None:
         names = {question["anchor"], *anchor.get("names", []), anchor.get("entity_name", "")}
         if any(n and name_in_text(n, text) for n in names):
             return "obfuscated question names its entity"
-        if described_entities(question["clues"], memory) != [question["anchor"]]:
+        if not describes_only(question["clues"], question["anchor"], memory):
             return "description not unique"
     if question["style"] == "multi_hop" and question.get("hidden"):
         if name_in_text(question["hidden"], text):

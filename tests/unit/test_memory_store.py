@@ -90,6 +90,11 @@ def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path):
     assert view.get("city 400") is None
     assert view.find("has a population of", "1007") == ["city 7"]
     assert view.find("has a population of", "99") == []
+    assert view.count("has a population of", "1007") == 1 and view.has(
+        "city 7", "has a population of", "1007"
+    )
+    assert view.count("has a population of", "99") == 0
+    assert not view.has("city 8", "has a population of", "1007")
     assert view.links("city 3") == [f"town {1003 % 7}"]
     assert len(view.keys()) == 400
 
@@ -107,3 +112,36 @@ def test_a_capped_hub_is_still_found_by_every_value(tmp_path):
     kept = {s["value"]["text"] for s in view.get("europe")["statements"]}
     assert len(kept) == 40
     assert all(view.find("has a population of", str(i)) == ["europe"] for i in range(300))
+    assert all(view.has("europe", "has a population of", str(i)) for i in range(300))
+
+
+def test_a_description_is_checked_without_reading_a_common_values_list(tmp_path):
+    """describes_only narrows the rarest clue's entities by has() look-ups when another clue is
+    common ("is a kind of city": every entity here), never reading that clue's entity list."""
+    from data_synthesis.fas.questions import describes_only
+
+    statements = []
+    for i in range(300):  # city i and city i + 150 share a population
+        statements.append(_statement(f"city {i}", f"doc-{i:04d}", 1000 + i % 150))
+        kind = _statement(f"city {i}", f"doc-{i:04d}", 0, relation="is a kind of")
+        kind["value"] = {"entity": None, "number": None, "text": "city", "type": "text"}
+        statements.append(kind)
+    founded = _statement("city 7", "doc-x", 0, relation="was founded in")
+    founded["value"] = {"entity": None, "number": 1200, "text": "1200", "type": "date"}
+    path = statements_file(tmp_path, 0, 0)
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(s) + "\n" for s in [*statements, founded]))
+    reduce_partition(tmp_path, 0, 1, cap=512)
+    build_lookups(tmp_path, 0)
+    view = PartitionedMemory(tmp_path, 1)
+    population, city = statements[14], statements[15]  # city 7's
+    assert view.count(city["relation"], city["value"]) == 300
+    assert view.find(population["relation"], population["value"]) == ["city 157", "city 7"]
+    read, find = [], view.find
+    view.find = lambda relation, value: read.append(relation) or find(relation, value)
+    assert not describes_only([city, population], "city 7", view)  # city 157 as well
+    assert describes_only([city, founded], "city 7", view)
+    assert not describes_only([city, founded], "city 157", view)
+    assert "is a kind of" not in read
+    assert describes_only([population, founded], "city 7", view)  # short lists: read
+    assert not describes_only([city], "city 7", view)

@@ -415,7 +415,10 @@ def test_non_unique_description_is_rejected(memory):
         "supporting": [lies_on],
         "clues": [lies_on],
     }
-    assert questions.described_entities([lies_on], memory) == ["budapest", "vienna"]
+    assert memory.find(lies_on["relation"], lies_on["value"]) == ["budapest", "vienna"]
+    assert not questions.describes_only([lies_on], "vienna", memory)
+    assert questions.describes_only([lies_on, capital_of], "vienna", memory)
+    assert not questions.describes_only([lies_on, capital_of], "budapest", memory)
     assert questions.reject_reason(question, memory) == "description not unique"
     question["clues"] = [lies_on, capital_of]
     question["question"] = "When was the city that lies on the Danube and is a capital founded?"
