@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import re
 import time
@@ -37,6 +38,7 @@ DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
     os.path.join(os.path.expanduser("~"), ".cache", "megatron-agentic", "environment"),
 )
+RELEASE_EVERY = 256  # searches between releases of the touched postings pages
 _WORD = re.compile(r"\S+")
 _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 
@@ -127,6 +129,7 @@ class CorpusIndex:
         self.term_max = np.load(directory / "term_max.npy", mmap_mode="r")
         self._passages = (directory / "passages.jsonl").open("rb")
         self._tables = Tables()
+        self._searches = 0
         self.stats = json.loads((directory / "stats.json").read_text())
         self._stopwords = set(_infer_stopwords("en"))
         stemmer = _stemmer(config.stem)
@@ -148,6 +151,9 @@ class CorpusIndex:
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The top-k passages for one query (fewer when fewer passages match any term)."""
+        self._searches += 1
+        if self._searches % RELEASE_EVERY == 0:
+            self._release_pages()
         known = [w for w in self._analyse(query) if w in self.retriever.vocab_dict]
         if not known:
             return []
@@ -188,7 +194,7 @@ class CorpusIndex:
             rest = sum(span[2] for span in spans[cut:])
             if sum(span[2] for span in spans[:cut]) <= rest:
                 continue  # no passage could beat the rest's bound yet: take the next term too
-            unique, totals = _sum_postings(spans[:cut], indices, data)
+            unique, totals = self._sum_postings(spans[:cut])
             if len(totals) >= k and np.partition(totals, len(totals) - k)[len(totals) - k] > rest:
                 for a, b, _ in spans[cut:]:
                     postings = indices[a:b]
@@ -197,11 +203,28 @@ class CorpusIndex:
                     totals[hit] += data[a:b][at[hit]]
                 break
         else:
-            unique, totals = _sum_postings(spans, indices, data)
+            unique, totals = self._sum_postings(spans)
         totals = totals.astype(retriever.dtype)
         best = np.argpartition(-totals, k - 1)[:k] if len(totals) > k else np.arange(len(totals))
         best = best[np.lexsort((unique[best], -totals[best]))]
         return list(zip(unique[best].tolist(), totals[best].tolist()))
+
+    def _sum_postings(self, spans) -> tuple[np.ndarray, np.ndarray]:
+        """The passages in these terms' postings (sorted) and their summed scores."""
+        matrix = self.retriever.scores
+        passages = np.concatenate([matrix["indices"][a:b] for a, b, _ in spans])
+        unique, inverse = np.unique(passages, return_inverse=True)
+        weights = np.concatenate([matrix["data"][a:b] for a, b, _ in spans]).astype(np.float64)
+        return unique, np.bincount(inverse, weights=weights)
+
+    def _release_pages(self) -> None:
+        """Let go of the postings pages searches have touched: a mapped page stays in the
+        process's RSS once read, so a long-running search task's RSS grew with the corpus (the
+        pages stay in the page cache; the next touch maps them again)."""
+        for name in ("indices", "data"):
+            handle = getattr(self.retriever.scores[name], "_mmap", None)
+            if handle is not None:
+                handle.madvise(mmap.MADV_DONTNEED)
 
     def _analyse(self, text: str) -> list[str]:
         """The query's terms, analysed as bm25s's Tokenizer analysed the passages."""
@@ -222,14 +245,6 @@ class CorpusIndex:
             if key in (row["id"], row["url"]):  # the first document with this id or url
                 return read_line(self.paths[row["corpus"]], row["offset"])
         return None
-
-
-def _sum_postings(spans, indices, data) -> tuple[np.ndarray, np.ndarray]:
-    """The passages in these terms' postings (sorted) and their summed scores."""
-    passages = np.concatenate([indices[a:b] for a, b, _ in spans])
-    unique, inverse = np.unique(passages, return_inverse=True)
-    weights = np.concatenate([data[a:b] for a, b, _ in spans]).astype(np.float64)
-    return unique, np.bincount(inverse, weights=weights)
 
 
 def term_max_scores(matrix: dict) -> np.ndarray:
