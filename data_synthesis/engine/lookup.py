@@ -1,8 +1,9 @@
 """On-disk look-up tables: key -> integers, found by binary search in a memory-mapped array.
 
 A table is two rows of uint64 (a stable 64-bit hash of each key, a number stored under it),
-sorted by hash, saved with numpy (`*.table.npy`). A look-up maps the table (nothing is read
-whole), binary-searches the hash and returns every number stored under it, in order. Most
+sorted by hash, saved with numpy (`*.table.npy`). A look-up finds the key's block through a
+fence kept in memory and reads that block (nothing is read whole, nothing is mapped), then
+returns every number stored under the hash, in order. Most
 tables store the byte offset of the key's line in a JSONL file: callers read the line there
 and check it is the key's (two keys sharing a 64-bit hash are possible in principle); the
 entity memory's membership tables store counts. Used by the entity memory (data_synthesis/engine/memory_store.py) and
@@ -13,7 +14,9 @@ that grows with the corpus.
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +33,20 @@ def write_table(path: Path, pairs) -> None:
     tmp.replace(path)
 
 
-class Tables:
-    """Memory-mapped look-up tables, the most recently used kept open."""
+BLOCK = 512  # hashes per block: one 4 KiB read finds a key once its block is known
 
-    def __init__(self, size: int = 2048):  # a mapped table costs address space, not memory
-        self._open: OrderedDict[Path, tuple[np.ndarray, np.ndarray] | None] = OrderedDict()
+
+class Tables:
+    """Look-up tables opened on first use, the most recently used kept (their block fences).
+
+    A look-up binary-searches the table's fence (the first hash of every BLOCK, held in
+    memory: 1/512 of the table), then reads that block of hashes and, on a hit, the values
+    with pread. Memory-mapping the tables instead made a task's RSS grow with the number of
+    tables it touched: every page fault maps up to 16 neighbouring pages (fault-around), and a
+    binary search faults on about 8 pages."""
+
+    def __init__(self, size: int = 4096):
+        self._open: OrderedDict[Path, _Table | None] = OrderedDict()
         self.size = size
 
     def get(self, path: Path, key: str) -> list[int]:
@@ -42,27 +54,60 @@ class Tables:
         if path in self._open:
             self._open.move_to_end(path)
         else:
-            self._open[path] = _map(path)
+            self._open[path] = _Table.open(path)
             if len(self._open) > self.size:
                 self._open.popitem(last=False)
         table = self._open[path]
-        if table is None:
-            return []
-        hashes, values = table
-        h = np.uint64(stable_hash(key))
-        lo = int(hashes.searchsorted(h, "left"))
-        if lo == len(hashes) or hashes[lo] != h:
-            return []
-        return [int(o) for o in values[lo : int(hashes.searchsorted(h, "right"))]]
+        return table.get(stable_hash(key)) if table is not None else []
 
 
-def _map(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """A table's two rows as plain arrays over the mapped file (numpy's memmap subclass costs a
-    Python call per slice), None when it does not exist or is empty."""
-    if not path.exists():
-        return None
-    table = np.asarray(np.load(path, mmap_mode="r"))
-    return (table[0], table[1]) if table.shape[1] else None
+@dataclass
+class _Table:
+    """Where a table's rows lie in its .npy file, and its fence."""
+
+    path: str
+    offset: int  # byte offset of the hash row; the value row follows it
+    rows: int
+    fence: np.ndarray  # hashes[::BLOCK]
+
+    @classmethod
+    def open(cls, path: Path) -> _Table | None:
+        """None when the table does not exist or is empty."""
+        if not path.exists():
+            return None
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(handle)
+            offset = handle.tell()
+        if dtype != np.uint64 or len(shape) != 2 or shape[0] != 2 or fortran:
+            raise ValueError(f"{path}: not a look-up table (shape {shape}, dtype {dtype})")
+        if not shape[1]:
+            return None
+        hashes = np.fromfile(path, dtype=np.uint64, count=shape[1], offset=offset)
+        return cls(str(path), offset, shape[1], hashes[::BLOCK].copy())
+
+    def get(self, key_hash: int) -> list[int]:
+        h = np.uint64(key_hash)
+        first = int(self.fence.searchsorted(h, "left"))
+        start = max(first - 1, 0) * BLOCK
+        end = min(int(self.fence.searchsorted(h, "right")) * BLOCK, self.rows)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            block = np.frombuffer(
+                os.pread(fd, (end - start) * 8, self.offset + start * 8), np.uint64
+            )
+            lo, hi = block.searchsorted(h, "left"), block.searchsorted(h, "right")
+            if lo == hi:
+                return []
+            at = self.offset + (self.rows + start + int(lo)) * 8
+            return np.frombuffer(os.pread(fd, int(hi - lo) * 8, at), np.uint64).tolist()
+        finally:
+            os.close(fd)
 
 
 def read_line(path: Path, offset: int) -> dict:

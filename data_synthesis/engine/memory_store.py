@@ -217,14 +217,13 @@ def build_lookups(out: Path, index: int) -> dict:
         lambda x: f"{x['relation']}|{x['value']}",
     )
     write_table(members_of(lookup_file(out, "values", index)), _members(rows))
+    folder = out / "memory" / "relations" / f"r{index:05d}"
     relations: dict[str, list[dict]] = defaultdict(list)
-    for path in sorted((out / "memory" / "relations" / f"r{index:05d}").glob("p*.jsonl")):
-        for row in iter_jsonl(path):
-            relations[row["relation"]].append(row)
-    grouped = [
-        {"relation": relation, "rows": _peer_sample(group)}
-        for relation, group in sorted(relations.items())
-    ]
+    for row in _peer_sample(
+        row for path in sorted(folder.glob("p*.jsonl")) for row in iter_jsonl(path)
+    ):
+        relations[row["relation"]].append(row)
+    grouped = [{"relation": relation, "rows": rows} for relation, rows in sorted(relations.items())]
     counts["relations"] = len(grouped)
     _write_lookup(lookup_file(out, "relations", index), grouped, lambda x: x["relation"])
     return counts
@@ -248,6 +247,7 @@ def _write_lookup(path: Path, rows: list[dict], key) -> None:
 
 
 RECORD_CACHE_STATEMENTS = 20_000  # statements of the records get() keeps (hubs carry 512)
+PEER_CACHE_STATEMENTS = 20_000  # statements of the peer samples peers() keeps (relations x types)
 FOUND_CACHE_NAMES = 200_000  # entity names the find() cache holds at most (~20 MB)
 PEER_SAMPLE = 64  # rows per (relation, type) a partition keeps for peers(); limit <= this
 
@@ -258,18 +258,21 @@ def _peer_rank(statement: dict) -> tuple:
     return (-stable_hash(statement["entity"] + "|" + sid), statement["entity"], sid)
 
 
-def _peer_sample(rows: list[dict]) -> list[dict]:
-    """The PEER_SAMPLE rows of each (relation, type) that peers() could choose: its sample is
-    the top of that order over all partitions, so it is inside the union of each partition's
-    top - exact, while a common relation's rows no longer grow with the corpus."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for row in rows:
-        groups[(row["relation"], row["type"])].append(row)
-    kept = []
-    for group in groups.values():
-        group.sort(key=lambda row: _peer_rank(row["statement"]), reverse=True)
-        kept += group[:PEER_SAMPLE]
-    return kept
+def _peer_sample(rows) -> list[dict]:
+    """The PEER_SAMPLE rows of each (relation, type) that peers() could choose, best first: its
+    sample is the top of that order over all partitions, so it is inside the union of each
+    partition's top - exact, while a common relation's rows no longer grow with the corpus.
+    `rows` may be a stream (the value_index stage reads every reduce task's rows): a bounded
+    heap per group keeps the memory independent of how many rows there are."""
+    heaps: dict[tuple, list] = defaultdict(list)
+    for n, row in enumerate(rows):
+        heap = heaps[(row["relation"], str(row["type"]))]
+        item = (_peer_rank(row["statement"]), n, row)
+        if len(heap) < PEER_SAMPLE:
+            heapq.heappush(heap, item)
+        elif item[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, item)
+    return [row for _, heap in sorted(heaps.items()) for *_, row in sorted(heap, reverse=True)]
 
 
 def _write_lines(path: Path, rows: list[dict]) -> list[int]:
@@ -300,7 +303,8 @@ class PartitionedMemory:
         self._tables = Tables()
         self._records: OrderedDict[str, dict | None] = OrderedDict()
         self._cached_statements = 0
-        self._peers: dict[tuple, list[dict]] = {}
+        self._peers: OrderedDict[tuple, list[dict]] = OrderedDict()  # (relation, type, limit)
+        self._peer_statements = 0
         self._found: OrderedDict[tuple, list[str]] = OrderedDict()  # common values repeat
         self._found_names = 0
         self._files: dict[tuple[str, int], tuple[Path, Path]] = {}
@@ -400,9 +404,9 @@ class PartitionedMemory:
             raise ValueError(f"peers: limit {limit} > the {PEER_SAMPLE} rows a partition keeps")
         relation = relation_key(relation)
         key = (relation, entity_type, limit)
-        if key not in self._peers:
-            if len(self._peers) >= 4096:  # open relations: the cache stays bounded
-                self._peers.clear()
+        if key in self._peers:
+            self._peers.move_to_end(key)
+        else:
             files = self._files_of("relations", partition_of(relation, self.partitions))
             row = self._line(files, relation, lambda r: r["relation"] == relation)
             rows = [
@@ -415,4 +419,7 @@ class PartitionedMemory:
                 {"entity": s["entity"], "statement": s}
                 for s in sorted(best, key=lambda s: _peer_rank(s)[1:])
             ]
+            self._peer_statements += len(best)
+            while self._peer_statements > PEER_CACHE_STATEMENTS and len(self._peers) > 1:
+                self._peer_statements -= len(self._peers.popitem(last=False)[1])
         return self._peers[key]

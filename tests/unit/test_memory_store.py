@@ -145,3 +145,21 @@ def test_a_description_is_checked_without_reading_a_common_values_list(tmp_path)
     assert "is a kind of" not in read
     assert describes_only([population, founded], "city 7", view)  # short lists: read
     assert not describes_only([city], "city 7", view)
+
+
+def test_look_up_tables_find_every_value_across_block_boundaries(tmp_path):
+    """A table look-up reads one block found through the in-memory fence: keys at block edges,
+    a key stored many times (spanning blocks) and absent keys all come back right."""
+    from data_synthesis.engine.lookup import BLOCK, Tables, write_table
+
+    pairs = [(f"key {i}", i) for i in range(5 * BLOCK + 7)]
+    pairs += [("many", 100_000 + i) for i in range(2 * BLOCK + 3)]
+    write_table(tmp_path / "t.table.npy", pairs)
+    tables = Tables()
+    for key, value in pairs[: 5 * BLOCK + 7]:
+        assert tables.get(tmp_path / "t.table.npy", key) == [value]
+    assert tables.get(tmp_path / "t.table.npy", "many") == [
+        100_000 + i for i in range(2 * BLOCK + 3)
+    ]
+    assert tables.get(tmp_path / "t.table.npy", "absent") == []
+    assert tables.get(tmp_path / "missing.table.npy", "key 1") == []
