@@ -38,7 +38,7 @@ DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
     os.path.join(os.path.expanduser("~"), ".cache", "megatron-agentic", "environment"),
 )
-RELEASE_EVERY = 256  # searches between releases of the touched postings pages
+RELEASE_EVERY = 8  # searches between releases of the postings pages they touched
 _WORD = re.compile(r"\S+")
 _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 

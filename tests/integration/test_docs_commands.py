@@ -169,9 +169,18 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "tests/integration/test_synthesis_pipeline.py::test_scaling_benchmark_measures_every_task"
         "_of_each_stage)"
     ),
-    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 1000 --jobs 2 --sample-tasks 8 "
-    "--stages questions": NotRun(
-        "benchmark: reruns 8 questions tasks of each size of the run above (needs that run)"
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --sample-tasks 4 "
+    "--stages planning has": NotRun(
+        "benchmark: 4 planning and has tasks per size over the run above (needs it), ~1 hour"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 8 "
+    "--stages questions reasoning": NotRun(
+        "benchmark: reruns 8 of the 200 tasks of the 1 GB run above (needs it)"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 2 "
+    "--stages planning has": NotRun(
+        "benchmark: builds the 1 GB search index, then 2 of 200 planning and has tasks (needs "
+        "the runs above), ~30 minutes"
     ),
     "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2": NotRun(
         "benchmark: every stage on 10 MB, ~10 minutes on 2 cores"
