@@ -315,18 +315,22 @@ def describes_only(clues: list[dict], entity: str, memory) -> bool:
 
     Starts from the entities of the rarest clue (counts are table look-ups) and narrows them
     clue by clue: by the clue's entity list when it is short, else by asking, for each entity
-    left, whether it has the clue - so a common value's list ("is a city": a large share of
-    the memory, growing with the corpus) is never read."""
+    left, whether it has the clue (for the last clue, until one other entity has it) - so a
+    common value's list ("is a city": a large share of the memory, growing with the corpus)
+    is never read."""
     ranked = sorted((memory.count(c["relation"], c["value"]), i) for i, c in enumerate(clues))
     if not ranked:
         return False
     keys = [(clues[i]["relation"], clues[i]["value"]) for _, i in ranked]
     left = set(memory.find(*keys[0]))
-    for (size, _), key in zip(ranked[1:], keys[1:]):
+    for n, ((size, _), key) in enumerate(zip(ranked[1:], keys[1:]), start=2):
         if entity not in left:
             return False
         if size <= LIST_READ_FACTOR * len(left):
             left.intersection_update(memory.find(*key))
+        elif n == len(keys):  # the last clue, a common one: the first other with it decides
+            others = (other for other in left if other != entity)
+            return memory.has(entity, *key) and not any(memory.has(o, *key) for o in others)
         else:
             left = {other for other in left if memory.has(other, *key)}
     return left == {entity}

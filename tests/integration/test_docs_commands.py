@@ -182,10 +182,6 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: builds the 1 GB search index, then 2 of 200 planning and has tasks (needs "
         "the runs above), ~30 minutes"
     ),
-    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2": NotRun(
-        "benchmark: every stage on 10 MB, ~10 minutes on 2 cores"
-    ),
-    "python -m data_synthesis.environment index": PROSE,
     "python -m data_synthesis extract --input bigdoc.jsonl --output OUT --tasks 1 "
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),
     'pip install --no-build-isolation -e ".[gpu,dev]"': INSTALL,
