@@ -1,4 +1,4 @@
-"""On-disk look-up tables: key -> integers, found by binary search in a memory-mapped array.
+"""On-disk look-up tables: key -> integers, found by binary search without reading a table whole.
 
 A table is two rows of uint64 (a stable 64-bit hash of each key, a number stored under it),
 sorted by hash, saved with numpy (`*.table.npy`). A look-up finds the key's block through a

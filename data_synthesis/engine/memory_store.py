@@ -21,7 +21,7 @@ statement whose value names another entity, or a sentence that mentions one) are
 record; multi-hop walks follow them with one look-up per hop, never a scan.
 
 Every look-up (an entity, the entities with a relation/value, the peers of a relation) is a
-binary search in a memory-mapped table of 64-bit key hashes and one seek: its cost does not
+binary search in a table of 64-bit key hashes (one block read, engine/lookup.py) and one seek: its cost does not
 depend on how many partitions there are or how many a task has touched. Counting the entities
 with a relation/value, or asking whether one entity has it, is a binary search alone: a check
 that a description picks out one entity starts from its rarest clue and never reads the entity
@@ -295,7 +295,7 @@ def _size(record: dict | None) -> int:
 class PartitionedMemory:
     """data_synthesis.stage_api.MemoryView over a reduced and indexed memory directory.
 
-    Every look-up is a binary search in a memory-mapped table and one seek (see the module
+    Every look-up is a binary search in a look-up table and one seek (see the module
     doc); recent records and peer samples are cached. Nothing reads the memory whole."""
 
     def __init__(self, out: Path, partitions: int):
