@@ -2,13 +2,13 @@
 
 A table is two rows of uint64 (a stable 64-bit hash of each key, a number stored under it),
 sorted by hash, saved with numpy (`*.table.npy`). A look-up finds the key's block through a
-fence kept in memory and reads that block (nothing is read whole, nothing is mapped), then
-returns every number stored under the hash, in order. Most
-tables store the byte offset of the key's line in a JSONL file: callers read the line there
-and check it is the key's (two keys sharing a 64-bit hash are possible in principle); the
-entity memory's membership tables store counts. Used by the entity memory (data_synthesis/engine/memory_store.py) and
-the search index's page look-up (data_synthesis/environment/index.py), so neither keeps a dict
-that grows with the corpus.
+fence kept in memory, reads that block (nothing is read whole, nothing is mapped) and returns
+every number stored under the hash, in order. Most tables store the byte offset of the key's
+line in a JSONL file: callers read the line there and check it is the key's (two keys sharing a
+64-bit hash are possible in principle); the entity memory's membership tables store counts.
+Used by the entity memory (data_synthesis/engine/memory_store.py) and the search index's page
+look-up (data_synthesis/environment/index.py), so neither keeps a dict that grows with the
+corpus.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from data_synthesis.engine.io import stable_hash
+from megatron_agentic.data.checks import npy_header
 
 
 def write_table(path: Path, pairs) -> None:
@@ -75,15 +76,7 @@ class _Table:
         """None when the table does not exist or is empty."""
         if not path.exists():
             return None
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(handle)
-            offset = handle.tell()
+        shape, fortran, dtype, offset = npy_header(path)
         if dtype != np.uint64 or len(shape) != 2 or shape[0] != 2 or fortran:
             raise ValueError(f"{path}: not a look-up table (shape {shape}, dtype {dtype})")
         if not shape[1]:

@@ -282,19 +282,25 @@ def _read_manifest(cache_dir: Path) -> dict:
         return {}
 
 
+def npy_header(npy: Path) -> tuple[tuple, bool, np.dtype, int]:
+    """A .npy file's shape, Fortran order, dtype and the byte offset of its data, read from
+    its header with numpy's own readers (the data is not read)."""
+    with open(npy, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(handle)
+        return shape, fortran, dtype, handle.tell()
+
+
 def _torn(npy: Path) -> str | None:
     """Why a .npy file is incomplete, or None when its length matches its header."""
     size = npy.stat().st_size
     try:
-        with open(npy, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(handle)
-            header = handle.tell()
+        shape, _, dtype, header = npy_header(npy)
     except (ValueError, OSError, EOFError, SyntaxError) as error:
         return f"unreadable header: {error}"
     if dtype.hasobject:
