@@ -292,6 +292,26 @@ def _size(record: dict | None) -> int:
     return 1 + len(record["statements"]) if record else 1
 
 
+class _Cache:
+    """The most recently used values, the oldest dropped once their summed `size` passes
+    `limit` (sizes in statements or names: records and lists vary by orders of magnitude)."""
+
+    def __init__(self, limit: int, size):
+        self._items: OrderedDict = OrderedDict()
+        self._total, self.limit, self.size = 0, limit, size
+
+    def get(self, key, make):
+        """The cached value of `key`, or make()'s, kept."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = self._items[key] = make()
+        self._total += self.size(value)
+        while self._total > self.limit and len(self._items) > 1:
+            self._total -= self.size(self._items.popitem(last=False)[1])
+        return value
+
+
 class PartitionedMemory:
     """data_synthesis.stage_api.MemoryView over a reduced and indexed memory directory.
 
@@ -301,12 +321,9 @@ class PartitionedMemory:
     def __init__(self, out: Path, partitions: int):
         self.out, self.partitions = Path(out), partitions
         self._tables = Tables()
-        self._records: OrderedDict[str, dict | None] = OrderedDict()
-        self._cached_statements = 0
-        self._peers: OrderedDict[tuple, list[dict]] = OrderedDict()  # (relation, type, limit)
-        self._peer_statements = 0
-        self._found: OrderedDict[tuple, list[str]] = OrderedDict()  # common values repeat
-        self._found_names = 0
+        self._records = _Cache(RECORD_CACHE_STATEMENTS, _size)
+        self._peers = _Cache(PEER_CACHE_STATEMENTS, len)  # (relation, type, limit) -> sample
+        self._found = _Cache(FOUND_CACHE_NAMES, lambda names: 1 + len(names))  # common values
         self._files: dict[tuple[str, int], tuple[Path, Path]] = {}
         self._member_tables: dict[int, Path] = {}
 
@@ -331,17 +348,12 @@ class PartitionedMemory:
         return None
 
     def get(self, entity: str) -> dict | None:
-        if entity in self._records:
-            self._records.move_to_end(entity)
-            return self._records[entity]
-        files = self._files_of("entities", entity_partition(entity, self.partitions))
-        # an alias's hash leads to its canonical record; 64-bit hashes do not collide in practice
-        record = self._line(files, entity, lambda row: True)
-        self._records[entity] = record
-        self._cached_statements += _size(record)
-        while self._cached_statements > RECORD_CACHE_STATEMENTS and len(self._records) > 1:
-            self._cached_statements -= _size(self._records.popitem(last=False)[1])
-        return record
+        def read() -> dict | None:
+            files = self._files_of("entities", entity_partition(entity, self.partitions))
+            # an alias's hash leads to its canonical record; 64-bit hashes do not collide
+            return self._line(files, entity, lambda row: True)
+
+        return self._records.get(entity, read)
 
     def __contains__(self, entity: str) -> bool:
         return self.get(entity) is not None
@@ -379,19 +391,15 @@ class PartitionedMemory:
     def find(self, relation: str, value: dict | str) -> list[str]:
         """Entities with a statement of this relation and value (one look-up)."""
         rel, val, index = self._value(relation, value)
-        if (rel, val) in self._found:
-            self._found.move_to_end((rel, val))
-            return list(self._found[(rel, val)])
-        row = self._line(
-            self._files_of("values", index),
-            f"{rel}|{val}",
-            lambda r: (r["relation"], r["value"]) == (rel, val),
-        )
-        found = self._found[(rel, val)] = row["entities"] if row else []
-        self._found_names += len(found)
-        while self._found_names > FOUND_CACHE_NAMES and len(self._found) > 1:
-            self._found_names -= len(self._found.popitem(last=False)[1])
-        return list(found)
+
+        def read() -> list[str]:
+            files = self._files_of("values", index)
+            row = self._line(
+                files, f"{rel}|{val}", lambda r: (r["relation"], r["value"]) == (rel, val)
+            )
+            return row["entities"] if row else []
+
+        return list(self._found.get((rel, val), read))
 
     def links(self, entity: str) -> list[str]:
         record = self.get(entity)
@@ -403,10 +411,8 @@ class PartitionedMemory:
         if limit > PEER_SAMPLE:
             raise ValueError(f"peers: limit {limit} > the {PEER_SAMPLE} rows a partition keeps")
         relation = relation_key(relation)
-        key = (relation, entity_type, limit)
-        if key in self._peers:
-            self._peers.move_to_end(key)
-        else:
+
+        def read() -> list[dict]:
             files = self._files_of("relations", partition_of(relation, self.partitions))
             row = self._line(files, relation, lambda r: r["relation"] == relation)
             rows = [
@@ -415,11 +421,9 @@ class PartitionedMemory:
                 if not entity_type or r["type"] == entity_type
             ]
             best = heapq.nlargest(limit, rows, key=_peer_rank)
-            self._peers[key] = [
+            return [
                 {"entity": s["entity"], "statement": s}
                 for s in sorted(best, key=lambda s: _peer_rank(s)[1:])
             ]
-            self._peer_statements += len(best)
-            while self._peer_statements > PEER_CACHE_STATEMENTS and len(self._peers) > 1:
-                self._peer_statements -= len(self._peers.popitem(last=False)[1])
-        return self._peers[key]
+
+        return self._peers.get((relation, entity_type, limit), read)
