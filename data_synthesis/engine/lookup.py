@@ -81,8 +81,11 @@ class _Table:
             raise ValueError(f"{path}: not a look-up table (shape {shape}, dtype {dtype})")
         if not shape[1]:
             return None
-        hashes = np.fromfile(path, dtype=np.uint64, count=shape[1], offset=offset)
-        return cls(str(path), offset, shape[1], hashes[::BLOCK].copy())
+
+        def read(start: int, stop: int) -> np.ndarray:
+            return np.fromfile(path, dtype=np.uint64, count=stop - start, offset=offset + start * 8)
+
+        return cls(str(path), offset, shape[1], every(read, 0, shape[1], BLOCK))
 
     def get(self, key_hash: int) -> list[int]:
         h = np.uint64(key_hash)
@@ -101,6 +104,15 @@ class _Table:
             return np.frombuffer(os.pread(fd, int(hi - lo) * 8, at), np.uint64).tolist()
         finally:
             os.close(fd)
+
+
+def every(read, start: int, stop: int, step: int, steps_per_read: int = 4096) -> np.ndarray:
+    """array[start:stop:step] of an on-disk array, `read(a, b)` giving array[a:b]: read a chunk
+    at a time, so building a fence never holds the whole array (a 1 GB corpus's page table is
+    28 MB; a common term's postings, megabytes)."""
+    size = step * steps_per_read
+    parts = [read(a, min(a + size, stop))[::step] for a in range(start, stop, size)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def read_line(path: Path, offset: int) -> dict:

@@ -13,13 +13,14 @@ title, corpus file and byte offset) with ``docs.table.npy`` (id/url -> row, a lo
 data_synthesis/engine/lookup.py) - so passages and pages are read by seeking, and neither the
 corpus texts nor a per-document dict are held in memory. ``term_max.npy`` holds each term's best
 passage score, the bound that lets a search skip reading common terms' postings whole (MaxScore).
+Searches read the postings with pread (data_synthesis/environment/postings.py), not through
+bm25s's memory map, so a long-running search task's RSS does not grow with the pages it touched.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import re
 import time
@@ -31,6 +32,7 @@ import numpy as np
 from bm25s.tokenization import _infer_stopwords
 
 from data_synthesis.engine.lookup import Tables, read_line, write_table
+from data_synthesis.environment.postings import NpyArray, Postings
 
 INDEX_VERSION = "bm25s-passages-v3"  # v2: docs.table.npy; v3: term_max.npy
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
@@ -38,7 +40,6 @@ DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
     os.path.join(os.path.expanduser("~"), ".cache", "megatron-agentic", "environment"),
 )
-RELEASE_EVERY = 8  # searches between releases of the postings pages they touched
 _WORD = re.compile(r"\S+")
 _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 
@@ -125,12 +126,12 @@ class CorpusIndex:
     def __init__(self, directory: Path, paths: list[Path], config: IndexConfig):
         self.directory, self.paths, self.config = directory, paths, config
         self.retriever = bm25s.BM25.load(directory / "bm25", mmap=True, show_progress=False)
-        self.offsets = np.load(directory / "passages.offsets.npy", mmap_mode="r")
-        self.term_max = np.load(directory / "term_max.npy", mmap_mode="r")
+        self.stats = json.loads((directory / "stats.json").read_text())
+        self.postings = Postings(directory / "bm25", int(self.stats["passages"]))
+        self.offsets = NpyArray(directory / "passages.offsets.npy")
+        self.term_max = np.load(directory / "term_max.npy")
         self._passages = (directory / "passages.jsonl").open("rb")
         self._tables = Tables()
-        self._searches = 0
-        self.stats = json.loads((directory / "stats.json").read_text())
         self._stopwords = set(_infer_stopwords("en"))
         stemmer = _stemmer(config.stem)
         self._stem = stemmer.stemWord if stemmer is not None else (lambda word: word)
@@ -151,9 +152,6 @@ class CorpusIndex:
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The top-k passages for one query (fewer when fewer passages match any term)."""
-        self._searches += 1
-        if self._searches % RELEASE_EVERY == 0:
-            self._release_pages()
         known = [w for w in self._analyse(query) if w in self.retriever.vocab_dict]
         if not known:
             return []
@@ -169,62 +167,17 @@ class CorpusIndex:
         return hits
 
     def _top_k(self, terms: list[str], k: int) -> list[tuple[int, float]]:
-        """(passage, score) of the k best passages, best first (ties: lower passage first).
-
-        Exact top-k by MaxScore over bm25s's precomputed per-term scores: the rarest terms'
-        postings are summed first; once no passage outside them could reach the k-th best
-        score (the remaining terms' best scores add up to less), the common terms are only
-        looked up for those candidates (a binary search in their sorted postings) instead of
-        being read whole. A query then costs its rare terms' postings, where summing every
-        posting (or bm25s.retrieve, which scores every passage) grows with the corpus."""
+        """(passage, score) of the k best passages, best first (ties: lower passage first):
+        exact top-k by MaxScore over bm25s's precomputed per-term scores (Postings.top_k), so a
+        query costs its rare terms' postings and a few blocks of the common ones, where bm25s's
+        retrieve scores every passage and summing every posting grows with the corpus."""
         retriever = self.retriever
         if retriever.nonoccurrence_array is not None:  # BM25L/BM25+: every passage scores
             ids, scores = retriever.retrieve([terms], k=k, show_progress=False, n_threads=0)
             return list(zip(ids[0].tolist(), scores[0].tolist()))
-        matrix = retriever.scores
-        indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
-        spans = sorted(
-            (
-                (indptr[t], indptr[t + 1], float(self.term_max[t]))
-                for t in retriever.get_tokens_ids(terms)
-            ),
-            key=lambda span: span[1] - span[0],
-        )
-        for cut in range(1, len(spans)):
-            rest = sum(span[2] for span in spans[cut:])
-            if sum(span[2] for span in spans[:cut]) <= rest:
-                continue  # no passage could beat the rest's bound yet: take the next term too
-            unique, totals = self._sum_postings(spans[:cut])
-            if len(totals) >= k and np.partition(totals, len(totals) - k)[len(totals) - k] > rest:
-                for a, b, _ in spans[cut:]:
-                    postings = indices[a:b]
-                    at = np.searchsorted(postings, unique).clip(max=len(postings) - 1)
-                    hit = postings[at] == unique
-                    totals[hit] += data[a:b][at[hit]]
-                break
-        else:
-            unique, totals = self._sum_postings(spans)
-        totals = totals.astype(retriever.dtype)
-        best = np.argpartition(-totals, k - 1)[:k] if len(totals) > k else np.arange(len(totals))
-        best = best[np.lexsort((unique[best], -totals[best]))]
-        return list(zip(unique[best].tolist(), totals[best].tolist()))
-
-    def _sum_postings(self, spans) -> tuple[np.ndarray, np.ndarray]:
-        """The passages in these terms' postings (sorted) and their summed scores."""
-        matrix = self.retriever.scores
-        passages = np.concatenate([matrix["indices"][a:b] for a, b, _ in spans])
-        unique, inverse = np.unique(passages, return_inverse=True)
-        weights = np.concatenate([matrix["data"][a:b] for a, b, _ in spans]).astype(np.float64)
-        return unique, np.bincount(inverse, weights=weights)
-
-    def _release_pages(self) -> None:
-        """Let go of the postings pages searches have touched: a mapped page stays in the
-        process's RSS once read, so a long-running search task's RSS grew with the corpus (the
-        pages stay in the page cache; the next touch maps them again)."""
-        for name in ("indices", "data"):
-            handle = getattr(self.retriever.scores[name], "_mmap", None)
-            if handle is not None:
-                handle.madvise(mmap.MADV_DONTNEED)
+        ids = retriever.get_tokens_ids(terms)
+        passages, scores = self.postings.top_k(ids, [float(self.term_max[t]) for t in ids], k)
+        return list(zip(passages.tolist(), scores.tolist()))
 
     def _analyse(self, text: str) -> list[str]:
         """The query's terms, analysed as bm25s's Tokenizer analysed the passages."""
@@ -232,7 +185,7 @@ class CorpusIndex:
         return [self._stem(w) for w in words if w not in self._stopwords]
 
     def passage(self, passage_id: int) -> dict:
-        self._passages.seek(int(self.offsets[passage_id]))
+        self._passages.seek(int(self.offsets.read(passage_id, passage_id + 1)[0]))
         return json.loads(self._passages.readline())
 
     # --- pages --------------------------------------------------------------------------------

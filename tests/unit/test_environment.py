@@ -98,13 +98,10 @@ def test_bad_corpus_line_is_named_with_file_and_line(tmp_path):
         CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")))
 
 
-def test_search_top_k_equals_scoring_every_passage(tmp_path):
-    """MaxScore skips reading common terms' postings whole; its top-k must still be exactly
-    what scoring every passage gives (bm25s's get_scores): the same scores, each passage's
-    own (which of several tied passages comes last may differ)."""
+@pytest.fixture(scope="module")
+def common_words_index(tmp_path_factory):
+    """3,000 passages of five common words (long postings) and 400 rare names."""
     import random
-
-    import numpy as np
 
     rng = random.Random(0)
     common = ["city", "river", "museum", "bridge", "market"]
@@ -113,9 +110,33 @@ def test_search_top_k_equals_scoring_every_passage(tmp_path):
     for i in range(3000):
         words = rng.choices(common, k=rng.randint(3, 12)) + rng.choices(rare, k=rng.randint(0, 2))
         docs.append({"id": f"d{i}", "title": f"t{i % 97}", "text": " ".join(words)})
-    path = tmp_path / "corpus.jsonl"
+    tmp = tmp_path_factory.mktemp("common")
+    path = tmp / "corpus.jsonl"
     path.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    index = CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")), log=lambda _: None)
+    index = CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp / "c")), log=lambda _: None)
+    return index, common, rare
+
+
+@pytest.mark.parametrize("block, per_range", [(128, 1 << 19), (4, 300), (16, 2000)])
+def test_search_top_k_equals_scoring_every_passage(
+    common_words_index, block, per_range, monkeypatch
+):
+    """MaxScore skips reading common terms' postings whole; its top-k must still be exactly
+    what scoring every passage gives (bm25s's get_scores): the same scores, each passage's
+    own, and of tied passages the lowest first (many passages tie). With small blocks and
+    ranges, the common terms are looked up block by block and passages searched range by range
+    (the paths long lists take at scale; these queries fit one range of the default)."""
+    import random
+
+    import numpy as np
+
+    from data_synthesis.environment import postings
+
+    monkeypatch.setattr(postings, "BLOCK", block)
+    monkeypatch.setattr(postings, "RANGE_POSTINGS", per_range)
+    index, common, rare = common_words_index
+    index.postings._fences.clear()
+    rng = random.Random(block + per_range)
     compared = 0
     for _ in range(300):
         terms = rng.sample(common, rng.randint(1, 3)) + rng.sample(rare, rng.randint(0, 3))
@@ -127,8 +148,43 @@ def test_search_top_k_equals_scoring_every_passage(tmp_path):
         best = np.sort(full[full > 0])[::-1][:10]
         assert np.allclose([score for _, score in got], best, rtol=1e-5)
         assert np.allclose(full[[passage for passage, _ in got]], best, rtol=1e-5)
+        exact = np.zeros(len(full))  # the same sums in the same order, then ties by passage
+        for term in sorted(index.retriever.get_tokens_ids(terms), key=index.postings.length):
+            ids, scores = index.postings.read(term)
+            exact[ids] += scores
+        exact = exact.astype(np.float32)
+        ranked = np.lexsort((np.arange(len(exact)), -exact))[:10]
+        assert [passage for passage, _ in got] == ranked[exact[ranked] > 0].tolist()
         compared += 1
     assert compared > 250
+
+
+def test_postings_look_up_scores_block_by_block(common_words_index, monkeypatch):
+    """A look-up reads only the blocks its fence names; the scores equal the whole list's,
+    and a passage without the term (before, between or after its postings) scores 0."""
+    import numpy as np
+
+    from data_synthesis.environment import postings
+
+    monkeypatch.setattr(postings, "BLOCK", 4)
+    index, _, _ = common_words_index
+    store, reads = index.postings, []
+    store._fences.clear()
+    read = store.ids.read
+    monkeypatch.setattr(store.ids, "read", lambda a, b: reads.append(b - a) or read(a, b))
+    term = index.retriever.get_tokens_ids(["river"])[0]
+    ids, scores = store.read(term)
+    assert len(ids) > 1000
+    rng = np.random.default_rng(0)
+    for size in (1, 3, 20):
+        passages = np.unique(rng.choice(int(ids[-1]) + 5, size, replace=False))
+        store.lookup(term, passages[:1])  # builds the term's fence (one whole read)
+        reads.clear()
+        got = store.lookup(term, passages)
+        expected = np.array([scores[ids == p][0] if p in ids else 0.0 for p in passages])
+        assert np.array_equal(got, expected.astype(np.float64))
+        assert 0 < sum(reads) <= size * 4 < len(ids)
+        assert 0 < got.sum() and (got == 0).sum() == len(set(passages) - set(ids.tolist()))
 
 
 def test_visit_returns_the_page_and_says_when_it_is_missing(env):

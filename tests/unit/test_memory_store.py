@@ -147,6 +147,27 @@ def test_a_description_is_checked_without_reading_a_common_values_list(tmp_path)
     assert not describes_only([city], "city 7", view)
 
 
+def test_fences_are_read_a_chunk_at_a_time():
+    """A fence (every step-th element of an on-disk array) equals the strided slice, however
+    the range falls on the chunks, and no read asks for more than one chunk."""
+    import numpy as np
+
+    from data_synthesis.engine.lookup import every
+
+    array = np.arange(10_000, dtype=np.uint64) * 3
+    for start, stop, step, per_read in [(0, 10_000, 512, 3), (5, 9_999, 7, 2), (0, 0, 4, 1)]:
+        reads = []
+
+        def read(a, b, reads=reads):
+            reads.append(b - a)
+            return array[a:b]
+
+        fence = every(read, start, stop, step, per_read)
+        assert fence.tolist() == array[start:stop:step].tolist()
+        assert max(reads, default=0) <= step * per_read
+        assert len(reads) == -(-(stop - start) // (step * per_read))
+
+
 def test_look_up_tables_find_every_value_across_block_boundaries(tmp_path):
     """A table look-up reads one block found through the in-memory fence: keys at block edges,
     a key stored many times (spanning blocks) and absent keys all come back right."""

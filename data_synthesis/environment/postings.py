@@ -1,0 +1,244 @@
+"""The BM25 index's postings read with pread, and exact top-k search over them.
+
+bm25s saves its index as CSC arrays (`indptr`, `indices` = passage ids sorted within each term,
+`data` = the term's score in that passage). Searching them through bm25s's memory map made a
+search task's RSS grow with the corpus: every page a search touches stays mapped, and each
+fault maps up to 16 neighbouring pages. Here nothing is mapped:
+- `read(term)` reads a term's whole postings (the short lists a query sums);
+- `lookup(term, passages)` gives the term's scores for some passages. A long list is not read
+  whole: a fence (every BLOCK-th passage id, built on the term's first look-up and kept, within
+  FENCE_LIMIT ids in all) says which blocks can hold the passages, and only those are read;
+- `top_k(terms, maxes, k)` is the search itself (MaxScore, see there).
+Only `indptr` (one integer per term) and the fences are held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from data_synthesis.engine.lookup import every
+from megatron_agentic.data.checks import npy_header
+
+BLOCK = 128  # postings per block read by a look-up
+FENCE_LIMIT = 1 << 22  # fence ids kept in all (16 MiB), least recently used dropped first
+RANGE_POSTINGS = 1 << 19  # a query's postings per range of passages searched at a time
+MARGIN = 1 + 1e-6  # bounds within a range are float64 sums; ranks compare float32 scores
+UP = 1 + 1e-12  # a float64 sum's rounding, before comparing in the index's dtype
+
+
+class NpyArray:
+    """Element ranges of a 1-D .npy array, read with pread from a file kept open."""
+
+    def __init__(self, path: Path):
+        shape, fortran, self.dtype, self.offset = npy_header(path)
+        if len(shape) != 1 or fortran:
+            raise ValueError(f"{path}: expected a 1-D array, found shape {shape}")
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - lives as long as the index
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        width = self.dtype.itemsize
+        data = _pread(self._file.fileno(), (stop - start) * width, self.offset + start * width)
+        return np.frombuffer(data, self.dtype)
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    parts = []
+    while size > 0:  # one pread returns at most ~2 GiB
+        part = os.pread(fd, size, offset)
+        if not part:
+            raise EOFError(f"file descriptor {fd}: {size} bytes missing at offset {offset}")
+        parts.append(part)
+        size, offset = size - len(part), offset + len(part)
+    return b"".join(parts)
+
+
+class Postings:
+    """The postings of a bm25s index directory (`<index>/bm25`) over `passages` passages."""
+
+    def __init__(self, directory: Path, passages: int):
+        self.passages = passages
+        self.indptr = np.load(directory / "indptr.csc.index.npy")
+        self.ids = NpyArray(directory / "indices.csc.index.npy")
+        self.scores = NpyArray(directory / "data.csc.index.npy")
+        self._fences: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._fence_ids = 0
+
+    def length(self, term: int) -> int:
+        return int(self.indptr[term + 1] - self.indptr[term])
+
+    def read(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        """The term's passages (ascending) and its score in each."""
+        start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
+        return self.ids.read(start, stop), self.scores.read(start, stop)
+
+    def top_k(self, terms: list[int], maxes: list[float], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best passages for a query (its term ids, each term's best score `maxes`) and
+        their scores (the index's dtype), best first, ties lowest passage first; passages
+        without any of the terms are never returned.
+
+        Exact top-k by MaxScore. Within a range of passages, the terms' postings are summed
+        rarest first; once what the remaining terms could add at most (their best scores)
+        cannot lift a passage outside the summed ones into the top k, the remaining terms are
+        only looked up for the candidates, dropping before each look-up those that can no
+        longer get in. The passages are searched in as many ranges (ascending) as it takes to
+        hold the query's postings to RANGE_POSTINGS per range - usually one - so a search's
+        memory stays bounded when its terms are common. A passage of a later range that can
+        at best tie with the k best of the earlier ones ranks after them and is dropped."""
+        order = sorted(range(len(terms)), key=lambda i: self.length(terms[i]))
+        terms, maxes = [terms[i] for i in order], [maxes[i] for i in order]
+        bounds = np.cumsum(maxes[::-1])[::-1].tolist() + [0.0]
+        best = _Best(k, self.scores.dtype)
+        ends: dict[int, tuple[int, int]] = {}  # term's place in `terms` -> (range end, index)
+        ranges = -(-sum(self.length(term) for term in terms) // RANGE_POSTINGS)
+        size = max(-(-self.passages // max(ranges, 1)), 1)
+        for lo in range(0, self.passages, size):
+            hi = lo + size
+            unique, totals = np.zeros(0, dtype=self.ids.dtype), np.zeros(0)
+            for cut in range(len(terms)):
+                unique, totals = _merge(unique, totals, *self._slice(terms, cut, lo, hi, ends))
+                rest = bounds[cut + 1]
+                if rest and (best.shuts_out(rest) or _kth(totals, k) > rest * MARGIN):
+                    for later in range(cut + 1, len(terms)):
+                        keep = _may_enter(totals, bounds[later], k, best)
+                        unique, totals = unique[keep], totals[keep]
+                        if not len(unique):
+                            break
+                        totals += self.lookup(terms[later], unique)
+                    break
+            best.add(unique, totals)
+        return best.passages, best.scores.astype(best.dtype)
+
+    def _slice(self, terms, place: int, lo: int, hi: int, ends: dict) -> tuple:
+        """The postings of terms[place] with passages in [lo, hi)."""
+        term = terms[place]
+        end_of_last = ends.get(place)
+        if lo == 0:
+            begin = int(self.indptr[term])
+        elif end_of_last and end_of_last[0] == lo:
+            begin = end_of_last[1]
+        else:
+            begin = self.position(term, lo)
+        end = int(self.indptr[term + 1]) if hi >= self.passages else self.position(term, hi)
+        ends[place] = (hi, end)
+        return self.ids.read(begin, end), self.scores.read(begin, end)
+
+    def lookup(self, term: int, passages: np.ndarray) -> np.ndarray:
+        """The term's score in each of `passages` (ascending, unique); 0 where it is absent.
+        Only the blocks that can hold the passages are read (their whole span at once when
+        they cover most of it)."""
+        out = np.zeros(len(passages), dtype=np.float64)
+        start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
+        if start == stop or not len(passages):
+            return out
+        if stop - start <= 4 * BLOCK or len(passages) * BLOCK * 4 >= stop - start:
+            _add_matches(out, passages, *self.read(term))  # most of the list is needed anyway
+            return out
+        block_of = self._fence(term, start, stop).searchsorted(passages, "right") - 1
+        blocks = np.unique(block_of[block_of >= 0])
+        if not len(blocks):
+            return out
+        if len(blocks) * 4 >= int(blocks[-1] - blocks[0]) + 1:  # dense: one read of the span
+            runs = [(blocks[0], blocks[-1])]
+        else:
+            breaks = np.flatnonzero(np.diff(blocks) != 1)
+            runs = zip(blocks[np.r_[0, breaks + 1]], blocks[np.r_[breaks, len(blocks) - 1]])
+        for run_first, run_last in runs:
+            lo, hi = (
+                block_of.searchsorted(run_first, "left"),
+                block_of.searchsorted(run_last, "right"),
+            )
+            first, last = (
+                start + int(run_first) * BLOCK,
+                min(start + (int(run_last) + 1) * BLOCK, stop),
+            )
+            ids, scores = self.ids.read(first, last), self.scores.read(first, last)
+            _add_matches(out[lo:hi], passages[lo:hi], ids, scores)
+        return out
+
+    def position(self, term: int, passage: int) -> int:
+        """The index (in the postings file) of the term's first posting at or after `passage`."""
+        start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
+        block = int(self._fence(term, start, stop).searchsorted(passage, "left")) - 1
+        if block < 0:
+            return start
+        first = start + block * BLOCK
+        ids = self.ids.read(first, min(first + BLOCK, stop))
+        return first + int(ids.searchsorted(passage, "left"))
+
+    def _fence(self, term: int, start: int, stop: int) -> np.ndarray:
+        fence = self._fences.get(term)
+        if fence is not None:
+            self._fences.move_to_end(term)
+            return fence
+        fence = every(self.ids.read, start, stop, BLOCK)
+        self._fences[term] = fence
+        self._fence_ids += len(fence)
+        while self._fence_ids > FENCE_LIMIT and len(self._fences) > 1:
+            self._fence_ids -= len(self._fences.popitem(last=False)[1])
+        return fence
+
+
+def _add_matches(out: np.ndarray, passages: np.ndarray, ids: np.ndarray, scores: np.ndarray):
+    """out[i] += the score of passages[i] in (ids, scores), where ids holds it."""
+    if not len(ids):
+        return
+    at = ids.searchsorted(passages).clip(max=len(ids) - 1)
+    hit = ids[at] == passages
+    out[hit] += scores[at[hit]]
+
+
+class _Best:
+    """The k best passages of the ranges searched so far (full scores, float64 and ranked
+    by the index's dtype, then passage)."""
+
+    def __init__(self, k: int, dtype):
+        self.k, self.dtype = k, dtype
+        self.passages, self.scores = np.zeros(0, dtype=np.int64), np.zeros(0)
+
+    def shuts_out(self, bound: float) -> bool:
+        """Whether a later passage scoring at most `bound` cannot get in (it would at best tie
+        with the k-th, and rank after it)."""
+        floor = self.scores[-1].astype(self.dtype) if len(self.scores) == self.k else None
+        return floor is not None and np.asarray(bound * UP, dtype=self.dtype) <= floor
+
+    def add(self, passages: np.ndarray, scores: np.ndarray) -> None:
+        passages = np.concatenate([self.passages, passages])
+        scores = np.concatenate([self.scores, scores])
+        ranked = scores.astype(self.dtype)
+        chosen = np.arange(len(scores))
+        if len(scores) > self.k:  # all above the k-th score, then the lowest tied passages
+            kth = _kth(ranked, self.k)
+            chosen = np.concatenate([chosen[ranked > kth], chosen[ranked == kth]])[: self.k]
+        chosen = chosen[np.lexsort((passages[chosen], -ranked[chosen]))]
+        self.passages, self.scores = passages[chosen], scores[chosen]
+
+
+def _may_enter(totals: np.ndarray, bound: float, k: int, best: _Best) -> np.ndarray:
+    """Which candidates (partial sums `totals`, at most `bound` still to add) can still
+    reach the top k."""
+    reach = totals + bound
+    keep = reach >= _kth(totals, k) / MARGIN
+    if len(best.scores) == best.k:
+        keep &= (reach * UP).astype(best.dtype) > best.scores[-1].astype(best.dtype)
+    return keep
+
+
+def _merge(unique, totals, ids, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Add one term's postings (ids ascending) to the summed (unique ascending, totals)."""
+    passages = np.concatenate([unique, ids])
+    weights = np.concatenate([totals, scores.astype(np.float64)])
+    order = np.argsort(passages, kind="stable")  # two sorted runs: a linear merge
+    passages, weights = passages[order], weights[order]
+    starts = np.flatnonzero(np.diff(passages, prepend=-1))
+    return passages[starts], np.add.reduceat(weights, starts) if len(starts) else weights
+
+
+def _kth(totals: np.ndarray, k: int) -> float:
+    """The k-th largest of `totals` (-inf when there are fewer)."""
+    if len(totals) < k:
+        return -np.inf
+    return float(np.partition(totals, len(totals) - k)[len(totals) - k])
