@@ -173,6 +173,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--stages planning has": NotRun(
         "benchmark: 4 planning and has tasks per size over the run above (needs it), ~1 hour"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 2 --sample-tasks 20 "
+    "--stages planning has": NotRun(
+        "benchmark: all 20 planning and has tasks of the 100 MB run above, rerun (needs it), "
+        "~1 hour"
+    ),
     "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 8 "
     "--stages questions reasoning": NotRun(
         "benchmark: reruns 8 of the 200 tasks of the 1 GB run above (needs it)"
@@ -181,6 +186,18 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--stages planning has": NotRun(
         "benchmark: builds the 1 GB search index, then 2 of 200 planning and has tasks (needs "
         "the runs above), ~30 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --stages dedup finalize": NotRun(
+        "benchmark: dedup and finalize over every document of the 10 MB and 100 MB runs above "
+        "(needs them), ~20 minutes"
+    ),
+    "python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl "
+    "--cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000": Covered(
+        "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
+    ),
+    "python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl "
+    "--cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000 --code /tmp/before": Covered(
+        "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
     ),
     "python -m data_synthesis extract --input bigdoc.jsonl --output OUT --tasks 1 "
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),

@@ -187,6 +187,23 @@ def test_postings_look_up_scores_block_by_block(common_words_index, monkeypatch)
         assert 0 < got.sum() and (got == 0).sum() == len(set(passages) - set(ids.tolist()))
 
 
+def test_search_benchmark_reports_cpu_and_memory_and_the_hits(tmp_path):
+    """benchmarks/bench_search.py (the figures in docs/benchmarks.md) on the bundled corpus."""
+    corpus = REPO / "data_synthesis/data/corpus.jsonl"
+    hits = tmp_path / "hits.json"
+    command = [sys.executable, str(REPO / "benchmarks/bench_search.py"), "--corpus", str(corpus)]
+    command += ["--cache-dir", str(tmp_path / "c"), "--queries", "40", "--hits", str(hits)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["queries"] == 40 and row["passages"] > 300 and row["cpu_ms_per_search"] > 0
+    results = json.loads(hits.read_text())
+    assert len(results) == 40 and sum(len(r) for r in results) > 40
+    command += ["--code", str(REPO)]  # a checkout to measure (here the same one)
+    again = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["code"] == str(REPO)
+    assert json.loads(hits.read_text()) == results
+
+
 def test_visit_returns_the_page_and_says_when_it_is_missing(env):
     call = {"name": "visit", "arguments": {"url": ["https://example.org/lyon"], "goal": "rivers"}}
     result = env.execute(call)

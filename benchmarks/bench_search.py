@@ -1,0 +1,70 @@
+"""CPU time and memory of the environment's BM25 search on an indexed corpus.
+
+Draws --queries queries from the corpus's first 3,000 documents (a seeded random run of 2-12
+words of a document's text, plus its title: the shape of a planning or agent query), opens the
+index (built first if the cache has none) and runs them, printing CPU milliseconds per search
+and the process's peak RSS before and after the searches. --code runs another checkout's
+data_synthesis (e.g. a `git worktree` of an earlier commit) on the same queries, for a
+before/after comparison; --hits writes every query's (document, score) results as JSON.
+
+    python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl \
+        --cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def queries(corpus: Path, count: int, seed: int = 0) -> list[str]:
+    with corpus.open(encoding="utf-8") as handle:
+        docs = [json.loads(line) for _, line in zip(range(3000), handle)]
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        doc = rng.choice(docs)
+        words = doc["text"].split()
+        start = rng.randrange(max(1, len(words) - 12))
+        out.append(
+            " ".join(words[start : start + rng.randint(2, 12)]) + " " + (doc.get("title") or "")
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument(
+        "--cache-dir", required=True, help="the index cache (environment.cache_dir)"
+    )
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--code", type=Path, default=REPO, help="checkout whose code is measured")
+    parser.add_argument("--hits", type=Path, help="write each query's results here (JSON)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.code.resolve()))
+    from data_synthesis.environment.index import CorpusIndex, IndexConfig
+
+    asked = queries(args.corpus, args.queries)
+    index = CorpusIndex.open([args.corpus], IndexConfig(cache_dir=args.cache_dir))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.process_time()
+    results = [[(hit.doc_id, round(hit.score, 4)) for hit in index.search(q)] for q in asked]
+    cpu_ms = (time.process_time() - started) / len(asked) * 1e3
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = {"code": str(args.code), "passages": index.stats["passages"], "queries": len(asked)}
+    row.update(cpu_ms_per_search=round(cpu_ms, 3), peak_rss_mb=[round(before), round(after)])
+    print(json.dumps(row))
+    if args.hits:
+        args.hits.write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
