@@ -47,19 +47,36 @@ class Tables:
     binary search faults on about 8 pages."""
 
     def __init__(self, size: int = 4096):
-        self._open: OrderedDict[Path, _Table | None] = OrderedDict()
-        self.size = size
+        self._open = SizedCache(size, lambda table: 1)
 
     def get(self, path: Path, key: str) -> list[int]:
         """The numbers stored under `key` ([] when none or the table does not exist)."""
-        if path in self._open:
-            self._open.move_to_end(path)
-        else:
-            self._open[path] = _Table.open(path)
-            if len(self._open) > self.size:
-                self._open.popitem(last=False)
-        table = self._open[path]
+        table = self._open.get(path, lambda: _Table.open(path))
         return table.get(stable_hash(key)) if table is not None else []
+
+
+class SizedCache:
+    """The most recently used values, the oldest dropped once their summed `size` passes
+    `limit` (a size per value: records, lists and fences vary by orders of magnitude)."""
+
+    def __init__(self, limit: int, size):
+        self._items: OrderedDict = OrderedDict()
+        self._total, self.limit, self.size = 0, limit, size
+
+    def get(self, key, make):
+        """The cached value of `key`, or make()'s, kept."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = self._items[key] = make()
+        self._total += self.size(value)
+        while self._total > self.limit and len(self._items) > 1:
+            self._total -= self.size(self._items.popitem(last=False)[1])
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._total = 0
 
 
 @dataclass

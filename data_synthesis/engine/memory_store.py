@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 from data_synthesis.engine.io import dumps, iter_jsonl, partition_of, stable_hash, write_json
-from data_synthesis.engine.lookup import Tables, read_line, write_table
+from data_synthesis.engine.lookup import SizedCache, Tables, read_line, write_table
 
 
 def _memory_module():
@@ -292,26 +292,6 @@ def _size(record: dict | None) -> int:
     return 1 + len(record["statements"]) if record else 1
 
 
-class _Cache:
-    """The most recently used values, the oldest dropped once their summed `size` passes
-    `limit` (sizes in statements or names: records and lists vary by orders of magnitude)."""
-
-    def __init__(self, limit: int, size):
-        self._items: OrderedDict = OrderedDict()
-        self._total, self.limit, self.size = 0, limit, size
-
-    def get(self, key, make):
-        """The cached value of `key`, or make()'s, kept."""
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        value = self._items[key] = make()
-        self._total += self.size(value)
-        while self._total > self.limit and len(self._items) > 1:
-            self._total -= self.size(self._items.popitem(last=False)[1])
-        return value
-
-
 class PartitionedMemory:
     """data_synthesis.stage_api.MemoryView over a reduced and indexed memory directory.
 
@@ -321,9 +301,9 @@ class PartitionedMemory:
     def __init__(self, out: Path, partitions: int):
         self.out, self.partitions = Path(out), partitions
         self._tables = Tables()
-        self._records = _Cache(RECORD_CACHE_STATEMENTS, _size)
-        self._peers = _Cache(PEER_CACHE_STATEMENTS, len)  # (relation, type, limit) -> sample
-        self._found = _Cache(FOUND_CACHE_NAMES, lambda names: 1 + len(names))  # common values
+        self._records = SizedCache(RECORD_CACHE_STATEMENTS, _size)
+        self._peers = SizedCache(PEER_CACHE_STATEMENTS, len)  # (relation, type, limit) -> sample
+        self._found = SizedCache(FOUND_CACHE_NAMES, lambda names: 1 + len(names))  # common values
         self._files: dict[tuple[str, int], tuple[Path, Path]] = {}
         self._member_tables: dict[int, Path] = {}
 

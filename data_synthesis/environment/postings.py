@@ -15,12 +15,11 @@ Only `indptr` (one integer per term) and the fences are held in memory.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from data_synthesis.engine.lookup import every
+from data_synthesis.engine.lookup import SizedCache, every
 from megatron_agentic.data.checks import npy_header
 
 BLOCK = 128  # postings per block read by a look-up
@@ -64,8 +63,7 @@ class Postings:
         self.indptr = np.load(directory / "indptr.csc.index.npy")
         self.ids = NpyArray(directory / "indices.csc.index.npy")
         self.scores = NpyArray(directory / "data.csc.index.npy")
-        self._fences: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._fence_ids = 0
+        self._fences = SizedCache(FENCE_LIMIT, len)
 
     def length(self, term: int) -> int:
         return int(self.indptr[term + 1] - self.indptr[term])
@@ -170,16 +168,7 @@ class Postings:
         return first + int(ids.searchsorted(passage, "left"))
 
     def _fence(self, term: int, start: int, stop: int) -> np.ndarray:
-        fence = self._fences.get(term)
-        if fence is not None:
-            self._fences.move_to_end(term)
-            return fence
-        fence = every(self.ids.read, start, stop, BLOCK)
-        self._fences[term] = fence
-        self._fence_ids += len(fence)
-        while self._fence_ids > FENCE_LIMIT and len(self._fences) > 1:
-            self._fence_ids -= len(self._fences.popitem(last=False)[1])
-        return fence
+        return self._fences.get(term, lambda: every(self.ids.read, start, stop, BLOCK))
 
 
 def _add_matches(out: np.ndarray, passages: np.ndarray, ids: np.ndarray, scores: np.ndarray):
