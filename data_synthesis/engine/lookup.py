@@ -8,7 +8,8 @@ line in a JSONL file: callers read the line there and check it is the key's (two
 64-bit hash are possible in principle); the entity memory's membership tables store counts.
 Used by the entity memory (data_synthesis/engine/memory_store.py) and the search index's page
 look-up (data_synthesis/environment/index.py), so neither keeps a dict that grows with the
-corpus.
+corpus. Beside the tables: `every` reads a fence of any on-disk array a chunk at a time (also
+the search postings' fences), and `SizedCache` is the size-bounded LRU those callers share.
 """
 
 from __future__ import annotations

@@ -21,11 +21,12 @@ statement whose value names another entity, or a sentence that mentions one) are
 record; multi-hop walks follow them with one look-up per hop, never a scan.
 
 Every look-up (an entity, the entities with a relation/value, the peers of a relation) is a
-binary search in a table of 64-bit key hashes (one block read, engine/lookup.py) and one seek: its cost does not
-depend on how many partitions there are or how many a task has touched. Counting the entities
-with a relation/value, or asking whether one entity has it, is a binary search alone: a check
-that a description picks out one entity starts from its rarest clue and never reads the entity
-list of a common value ("is a city"), which grows with the corpus.
+binary search in a table of 64-bit key hashes (one block read, engine/lookup.py) and one
+seek: its cost does not depend on how many partitions there are or how many a task has
+touched. Counting the entities with a relation/value, or asking whether one entity has it, is
+a binary search alone: a check that a description picks out one entity starts from its rarest
+clue and never reads the entity list of a common value ("is a city"), which grows with the
+corpus.
 """
 
 from __future__ import annotations
