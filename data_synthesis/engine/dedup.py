@@ -1,10 +1,25 @@
 """Near-duplicate removal and benchmark decontamination as sharded datatrove stages.
 
 Near duplicates: datatrove's MinHash LSH stages over the synthesized documents
-(docs/<stage>/pP.jsonl): signatures (one task per partition), buckets (one task per LSH band),
-clusters (one task), then a filter (one task per partition) that drops all but one document of
-each cluster. The band layout b x r is chosen so that the collision threshold (1/b)^(1/r) is
-closest to `filters.near_duplicate_threshold` (0.9 -> 11 bands x 23 rows).
+(docs/<stage>/pP.jsonl): signatures (one task per partition), buckets (one task per LSH band and
+hash range, more as the partitions grow), then two sharded steps of ours in place of datatrove's
+clusters step, and datatrove's filter (one task per partition). The band layout b x r is chosen
+so that the collision threshold (1/b)^(1/r) is closest to `filters.near_duplicate_threshold`
+(0.9 -> 11 bands x 23 rows).
+
+Which documents go: a document is dropped when, in some band, it collides with an earlier
+document (earlier = lower partition, then position). The buckets step writes each band's
+colliding documents as consecutive pairs in that order, so the later document of every pair is
+the one dropped, and the decision for a document needs only its own pairs: `Removals` sends each
+pair's later document to its partition (one task per slice of the pair files), `RemoveIds`
+writes each partition's sorted ids in the `.remove` format datatrove's filter reads. Every task
+holds at most one partition's ids, so memory per task stays flat as the input grows.
+
+datatrove's clusters step instead holds a union-find over every pair of the corpus in one task
+(its memory grows with the input) and keeps one document per connected component. Both keep the
+first of a group of mutual duplicates and never keep both documents of a colliding pair; they
+differ on chains: with A < B < C, A~C and B~C colliding but not A~B, the clusters step keeps A
+alone, this keeps A and B (they are not near duplicates of each other as far as LSH saw).
 
 Decontamination: in the same filter tasks, a document sharing any word n-gram (`filters.ngram`
 words) with a text of the configured evaluation sets is dropped and counted. Each task loads the
@@ -26,7 +41,6 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (
     MinhashConfig,
     MinhashDedupBuckets,
-    MinhashDedupCluster,
     MinhashDedupFilter,
     MinhashDedupSignature,
 )
@@ -114,6 +128,101 @@ class Decontaminate(PipelineStep):
         path.write_text(json.dumps({"contaminated": removed}))
 
 
+PAIR = np.dtype("<u4")  # the buckets step's pairs: (file1, doc1, file2, doc2) as 4 x uint32
+PAIRS_PER_READ = 1 << 18
+SENTINEL = (1 << 32) - 1  # datatrove's file id of an index match (no index is used here)
+
+
+class Removals(PipelineStep):
+    """Sends the later document of every duplicate pair to its partition's removal list
+    (REMOVALS/<partition>/<task>.bin, uint32 positions); task r reads pair files r, r + n, ...
+
+    A rerun of a killed task rewrites its files whole (temporary files, renamed at the end)."""
+
+    name = "dedup removals"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, buckets_folder: str, removals_folder: str):
+        super().__init__()
+        self.buckets_folder, self.removals_folder = buckets_folder, removals_folder
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        files = sorted(Path(self.buckets_folder).glob("*.dups"))[rank::world_size]
+        for stale in Path(self.removals_folder).glob(f"*/{rank:05d}.tmp"):
+            stale.unlink()  # left by a killed run of this task
+        handles: dict[int, object] = {}
+        try:
+            for path in files:
+                for later in _later_documents(path):
+                    self._send(later, handles, rank)
+        finally:
+            for handle in handles.values():
+                handle.close()
+        for partition in handles:
+            tmp = self._path(partition, rank, ".tmp")
+            tmp.replace(tmp.with_suffix(".bin"))
+        self.stat_update("partitions written", value=len(handles))
+
+    def _path(self, partition: int, rank: int, suffix: str) -> Path:
+        return Path(self.removals_folder) / f"{partition:05d}" / f"{rank:05d}{suffix}"
+
+    def _send(self, later: np.ndarray, handles: dict, rank: int) -> None:
+        later = later[np.argsort(later[:, 0], kind="stable")]
+        partitions, starts = np.unique(later[:, 0], return_index=True)
+        for partition, rows in zip(partitions.tolist(), np.split(later[:, 1], starts[1:])):
+            if partition not in handles:
+                path = self._path(partition, rank, ".tmp")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handles[partition] = open(path, "wb")
+            handles[partition].write(rows.astype(PAIR).tobytes())
+            self.stat_update("pairs", value=len(rows))
+
+
+def _later_documents(path: Path):
+    """(partition, position) of the later document of each pair in a `.dups` file, a chunk at a
+    time; an out-of-order pair is an error naming the file (the rule depends on the order)."""
+    with open(path, "rb") as handle:
+        while True:
+            pairs = np.fromfile(handle, dtype=PAIR, count=4 * PAIRS_PER_READ)
+            if not len(pairs):
+                return
+            if len(pairs) % 4:
+                raise ValueError(f"{path}: truncated pair record (size not a multiple of 16)")
+            pairs = pairs.reshape(-1, 4).astype(np.int64)
+            first, later = (pairs[:, 0] << 32) | pairs[:, 1], (pairs[:, 2] << 32) | pairs[:, 3]
+            wrong = (pairs[:, 0] != SENTINEL) & (first >= later)
+            if wrong.any():
+                row = int(np.flatnonzero(wrong)[0])
+                raise ValueError(
+                    f"{path}: pair {row} is not (earlier, later): {pairs[row].tolist()}"
+                )
+            yield pairs[:, 2:]
+
+
+class RemoveIds(PipelineStep):
+    """Writes partition `rank`'s removal lists as REMOVE_IDS/<rank:06d>.remove: sorted, unique
+    uint32 positions, the file datatrove's MinhashDedupFilter reads (written atomically)."""
+
+    name = "dedup remove ids"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, removals_folder: str, remove_ids_folder: str):
+        super().__init__()
+        self.removals_folder, self.remove_ids_folder = removals_folder, remove_ids_folder
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        parts = sorted((Path(self.removals_folder) / f"{rank:05d}").glob("*.bin"))
+        ids = np.unique(
+            np.concatenate([np.fromfile(p, dtype=PAIR) for p in parts] or [np.empty(0, PAIR)])
+        )
+        path = Path(self.remove_ids_folder) / f"{rank:06d}.remove"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        ids.astype(PAIR).tofile(tmp)
+        tmp.replace(path)
+        self.stat_update("to_remove", value=len(ids))
+
+
 def _reader(out: Path) -> JsonlReader:
     return JsonlReader(
         str(out / "docs"),
@@ -155,7 +264,8 @@ def minhash_config(config) -> MinhashConfig:
 
 
 def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]]:
-    """(name, pipeline, tasks) of the four datatrove jobs, in dependency order."""
+    """(name, pipeline, tasks) of the five datatrove jobs, in dependency order; the buckets
+    step gets one task per band and hash range, about one per partition."""
     out = Path(out)
     mh = minhash_config(config)
     work = out / "dedup"
@@ -171,12 +281,17 @@ def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]
         (
             "dedup-buckets",
             [MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)],
-            mh.num_buckets,
+            mh.num_buckets * max(1, partitions // mh.num_buckets),
         ),
         (
-            "dedup-clusters",
-            [MinhashDedupCluster(str(work / "buckets"), str(work / "remove_ids"), config=mh)],
-            1,
+            "dedup-removals",
+            [Removals(str(work / "buckets"), str(work / "removals"))],
+            partitions,
+        ),
+        (
+            "dedup-remove-ids",
+            [RemoveIds(str(work / "removals"), str(work / "remove_ids"))],
+            partitions,
         ),
         (
             "dedup-filter",

@@ -1,0 +1,124 @@
+"""The dedup stage's datatrove jobs (data_synthesis/engine/dedup.py) on documents with planted
+near-duplicates spread over partitions: each group keeps its first document, every dropped
+document is the later one of a pair LSH found, no kept pair collides; decontamination drops a
+document that shares an n-gram with an evaluation set. The sharded removal steps rerun after a
+kill rewrite their files whole, and an out-of-order pair file is an error naming it."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datatrove.executor import LocalPipelineExecutor
+
+from data_synthesis.config import PipelineConfig
+from data_synthesis.engine.dedup import Removals, RemoveIds, dedup_jobs
+
+PARTITIONS = 3
+# letters only: MinHash's text normalisation maps every digit to 0
+WORDS = ["".join(random.Random(i).choices("abcdefghij", k=5)) for i in range(5000)]
+
+
+def _text(rng: random.Random, words: int = 1000) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def _one_word_changed(rng: random.Random, text: str) -> str:
+    words = text.split()
+    words[rng.randrange(len(words))] = "changed"
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """12 unique documents and 4 groups of 3 near copies (one word changed), dealt round-robin
+    over the partitions so groups cross them; one unique document quotes the evaluation set."""
+    rng = random.Random(7)
+    out = tmp_path_factory.mktemp("dedup")
+    docs = [{"id": f"u{i}", "text": _text(rng)} for i in range(12)]
+    groups = []
+    for g in range(4):
+        base = _text(rng)
+        groups.append([f"g{g}-{c}" for c in range(3)])
+        docs += [{"id": f"g{g}-{c}", "text": _one_word_changed(rng, base)} for c in range(3)]
+    rng.shuffle(docs)
+    quoting = next(d for d in docs if d["id"].startswith("u"))
+    quoted = quoting["text"].split()[100:120]
+    eval_set = out / "eval.jsonl"
+    eval_set.write_text(json.dumps({"question": " ".join(quoted)}) + "\n")
+    for p in range(PARTITIONS):
+        path = out / "docs" / "planning" / f"p{p:05d}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(d) + "\n" for d in docs[p::PARTITIONS]))
+    config = PipelineConfig()
+    config.filters.eval_sets = [str(eval_set)]
+    for name, pipeline, tasks in dedup_jobs(out, config, PARTITIONS):
+        LocalPipelineExecutor(
+            pipeline=pipeline, tasks=tasks, logging_dir=str(out / "logs" / name)
+        ).run()
+    return out, docs, groups, quoting["id"]
+
+
+def _position(docs: list[dict]) -> dict[str, tuple[int, int]]:
+    """(partition, position in it) of each document id: the order the rule uses."""
+    return {d["id"]: (i % PARTITIONS, i // PARTITIONS) for i, d in enumerate(docs)}
+
+
+def _ids(folder: Path) -> set[str]:
+    return {json.loads(line)["id"] for f in folder.glob("*.jsonl") for line in open(f)}
+
+
+def test_each_group_keeps_its_first_document_and_decontamination_drops_the_quote(corpus):
+    out, docs, groups, quoting = corpus
+    position = _position(docs)
+    kept, removed = _ids(out / "final/parts"), _ids(out / "dedup/removed")
+    first = {min(group, key=position.get) for group in groups}
+    uniques = {d["id"] for d in docs if d["id"].startswith("u")}
+    assert kept == (uniques | first) - {quoting}
+    assert removed == {i for group in groups for i in group} - first
+    counts = [json.loads(f.read_text()) for f in (out / "dedup/contaminated").glob("*.json")]
+    assert sum(c["contaminated"] for c in counts) == 1
+
+
+def test_every_drop_is_the_later_document_of_a_pair_and_no_kept_pair_collides(corpus):
+    out, docs, _, quoting = corpus
+    by_position = {v: k for k, v in _position(docs).items()}
+    pairs = np.concatenate(
+        [np.fromfile(f, dtype="<u4").reshape(-1, 4) for f in (out / "dedup/buckets").glob("*.dups")]
+    )
+    assert len(pairs)
+    earlier = {by_position[(int(f), int(d))] for f, d in pairs[:, :2]}
+    later = {by_position[(int(f), int(d))] for f, d in pairs[:, 2:]}
+    removed = _ids(out / "dedup/removed")
+    assert removed == later
+    assert not any(
+        by_position[(int(a), int(b))] not in removed
+        and by_position[(int(c), int(d))] not in removed
+        for a, b, c, d in pairs
+    )
+    assert earlier - later <= _ids(out / "final/parts") | {quoting}
+
+
+def test_a_rerun_after_a_kill_rewrites_the_removal_files_whole(corpus, tmp_path):
+    out = corpus[0]
+    buckets, work = out / "dedup/buckets", tmp_path / "work"
+    stale = work / "removals" / "00007" / "00000.tmp"  # a killed task's half-written file
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\x01\x02\x03")
+    Removals(str(buckets), str(work / "removals")).run(rank=0, world_size=1)
+    for partition in range(PARTITIONS):
+        RemoveIds(str(work / "removals"), str(work / "remove_ids")).run(rank=partition)
+        name = f"remove_ids/{partition:06d}.remove"
+        assert (work / name).read_bytes() == (out / "dedup" / name).read_bytes()
+    assert not list(work.rglob("*.tmp"))
+
+
+def test_an_out_of_order_pair_file_is_an_error_naming_it(tmp_path):
+    (tmp_path / "buckets").mkdir()
+    bad = tmp_path / "buckets" / "00000_00.dups"
+    np.array([1, 5, 0, 9], dtype="<u4").tofile(bad)  # (1, 5) after (0, 9)
+    with pytest.raises(ValueError, match="00000_00.dups: pair 0 is not"):
+        Removals(str(tmp_path / "buckets"), str(tmp_path / "removals")).run(rank=0)
