@@ -38,20 +38,39 @@ def hf_model(hf_models):
     return hf_models("qwen3_moe")
 
 
-@pytest.mark.parametrize(
-    "family, layout, ranks",
-    [("qwen3_moe", {}, 1), ("qwen3_moe", {"tp": 2, "ep": 2}, 2), ("qwen3", {"tp": 2}, 2)],
-    ids=["moe_tp1", "moe_tp2_ep2", "dense_tp2"],
-)
-def test_imported_logits_match_transformers(hf_models, tmp_path, family, layout, ranks):
-    hf_model = hf_models(family)
-    flags = [f"--{k}={v}" for k, v in layout.items()]
-    assert (
-        convert("hf-to-megatron", "--hf-model", hf_model, "--output", tmp_path / "ckpt", *flags)
-        == 0
-    )
-    expected = hf_logits(hf_model)
-    for logits in run_distributed(megatron_logits, ranks, str(tmp_path / "ckpt"), layout):
+@pytest.fixture(scope="module")
+def imported(hf_models, tmp_path_factory):
+    """(family, layout) -> its HF model imported to a Megatron checkpoint (once per module: the
+    logits, round-trip and export tests read the same imports and never change them)."""
+    cache = {}
+
+    def get(family: str, layout: dict) -> Path:
+        key = (family, tuple(sorted(layout.items())))
+        if key not in cache:
+            ckpt = tmp_path_factory.mktemp("imported") / "ckpt"
+            flags = [f"--{k}={v}" for k, v in layout.items()]
+            assert (
+                convert("hf-to-megatron", "--hf-model", hf_models(family), "--output", ckpt, *flags)
+                == 0
+            )
+            cache[key] = ckpt
+        return cache[key]
+
+    return get
+
+
+IMPORTS = {  # name -> (family, layout, ranks)
+    "moe_tp1": ("qwen3_moe", {}, 1),
+    "moe_tp2_ep2": ("qwen3_moe", {"tp": 2, "ep": 2}, 2),
+    "dense_tp2": ("qwen3", {"tp": 2}, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(IMPORTS))
+def test_imported_logits_match_transformers(hf_models, imported, name):
+    family, layout, ranks = IMPORTS[name]
+    expected = hf_logits(hf_models(family))
+    for logits in run_distributed(megatron_logits, ranks, str(imported(family, layout)), layout):
         logits = torch.tensor(logits)
         assert logits.shape == expected.shape
         assert (logits - expected).abs().max().item() < 1e-4
@@ -66,18 +85,13 @@ def _tensors(directory):
     return out
 
 
-@pytest.mark.parametrize(
-    "family, layout",
-    [("qwen3_moe", ["--tp", "2", "--ep", "2"]), ("qwen3", ["--tp", "2"])],
-    ids=["moe_tp2_ep2", "dense_tp2"],
-)
+@pytest.mark.parametrize("name", ["moe_tp2_ep2", "dense_tp2"])
 def test_round_trip_is_bit_exact_and_loads_in_transformers(
-    hf_models, tmp_path, capfd, family, layout
+    hf_models, imported, tmp_path, capfd, name
 ):
-    hf_model = hf_models(family)
-    ckpt, back = tmp_path / "ckpt", tmp_path / "back"
-    assert convert("hf-to-megatron", "--hf-model", hf_model, "--output", ckpt, *layout) == 0
-    assert convert("megatron-to-hf", "--input", ckpt, "--output", back) == 0
+    family, layout, _ = IMPORTS[name]
+    hf_model, back = hf_models(family), tmp_path / "back"
+    assert convert("megatron-to-hf", "--input", imported(family, layout), "--output", back) == 0
     assert re.search(r"\[export\] 3/3 layer 1 - [\d.]+ s, ETA 0.0 s", capfd.readouterr().out)
 
     original, exported = _tensors(hf_model), _tensors(back)
@@ -103,11 +117,10 @@ def test_round_trip_is_bit_exact_and_loads_in_transformers(
         assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~umask, file
 
 
-def test_export_never_deletes_what_it_did_not_write(hf_model, tmp_path, capsys):
-    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
-    assert convert("hf-to-megatron", "--hf-model", hf_model, "--output", ckpt) == 0
+def test_export_never_deletes_what_it_did_not_write(imported, tmp_path, capsys):
+    ckpt, out = imported("qwen3_moe", {}), tmp_path / "out"
     release = ckpt / "release"
-    for output in (ckpt, release, tmp_path):  # the input itself, or a folder holding it
+    for output in (ckpt, release, ckpt.parent):  # the input itself, or a folder holding it
         assert convert("megatron-to-hf", "--input", ckpt, "--output", output) == 1
         assert "holds the input checkpoint" in capsys.readouterr().err
     assert (ckpt / "latest_checkpointed_iteration.txt").is_file()

@@ -93,17 +93,16 @@ def test_split_with_no_documents_fails_at_start(tmp_path, tok):
         "import sys; from tests.integration.test_dataset_checks import build; "
         "build(*sys.argv[1:4], samples=(64, 0, 0))"
     )
-    for split in ("95,5,0", "100,0,0"):
-        blend = blend_file(tmp_path, prefix, split=split)
-        command = [sys.executable, "-c", code, str(blend), str(tok), str(tmp_path / split)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        if split == "100,0,0":
-            assert done.returncode == 0, done.stderr[-2000:]
-            continue
-        assert done.returncode == 1 and "DatasetError" in done.stderr
-        assert (
-            f"{prefix}: split '95,5,0' gives the valid split 0 of its 10 documents" in done.stderr
-        )
+    blend = blend_file(tmp_path, prefix, split="95,5,0")
+    command = [sys.executable, "-c", code, str(blend), str(tok), str(tmp_path / "95")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "DatasetError" in done.stderr
+    assert f"{prefix}: split '95,5,0' gives the valid split 0 of its 10 documents" in done.stderr
+    # the same documents with no valid split asked for build (here: nothing can hang)
+    datasets = build(
+        blend_file(tmp_path, prefix, split="100,0,0"), tok, tmp_path / "100", (64, 0, 0)
+    )
+    assert len(datasets[0]) == 64
 
 
 def test_torn_and_stale_index_caches_are_named_and_rebuilt(tmp_path, tok, capsys):
