@@ -2,7 +2,7 @@
 
 Near duplicates: datatrove's MinHash LSH stages over the synthesized documents
 (docs/<stage>/pP.jsonl): signatures (one task per partition), buckets (one task per LSH band and
-hash range, more as the partitions grow), then two sharded steps of ours in place of datatrove's
+hash range, more as the partitions grow), two sharded steps of ours in place of datatrove's
 clusters step, and datatrove's filter (one task per partition). The band layout b x r is chosen
 so that the collision threshold (1/b)^(1/r) is closest to `filters.near_duplicate_threshold`
 (0.9 -> 11 bands x 23 rows).
@@ -11,8 +11,8 @@ Which documents go: a document is dropped when, in some band, it collides with a
 document (earlier = lower partition, then position). The buckets step writes each band's
 colliding documents as consecutive pairs in that order, so the later document of every pair is
 the one dropped, and the decision for a document needs only its own pairs: `Removals` sends each
-pair's later document to its partition (one task per slice of the pair files), `RemoveIds`
-writes each partition's sorted ids in the `.remove` format datatrove's filter reads. Every task
+pair's later document to its partition (in each buckets task, after datatrove's step), `RemoveIds`
+(one task per partition) writes the partition's sorted ids in the `.remove` format datatrove's filter reads. Every task
 holds at most one partition's ids, so memory per task stays flat as the input grows.
 
 datatrove's clusters step instead holds a union-find over every pair of the corpus in one task
@@ -135,26 +135,28 @@ SENTINEL = (1 << 32) - 1  # datatrove's file id of an index match (no index is u
 
 class Removals(PipelineStep):
     """Sends the later document of every duplicate pair to its partition's removal list
-    (REMOVALS/<partition>/<task>.bin, uint32 positions); task r reads pair files r, r + n, ...
+    (REMOVALS/<partition>/<task>.bin, uint32 positions). It runs after datatrove's buckets step
+    in the same task and reads the pair file that task wrote (`bands` = the LSH band count).
 
     A rerun of a killed task rewrites its files whole (temporary files, renamed at the end)."""
 
     name = "dedup removals"
     type = "🫂 - DEDUP"
 
-    def __init__(self, buckets_folder: str, removals_folder: str):
+    def __init__(self, buckets_folder: str, removals_folder: str, bands: int):
         super().__init__()
         self.buckets_folder, self.removals_folder = buckets_folder, removals_folder
+        self.bands = bands
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        files = sorted(Path(self.buckets_folder).glob("*.dups"))[rank::world_size]
+        band, worker = divmod(rank, world_size // self.bands)  # as MinhashDedupBuckets names it
+        pairs = Path(self.buckets_folder) / f"{band:05d}_{worker:02d}.dups"
         for stale in Path(self.removals_folder).glob(f"*/{rank:05d}.tmp"):
             stale.unlink()  # left by a killed run of this task
         handles: dict[int, object] = {}
         try:
-            for path in files:
-                for later in _later_documents(path):
-                    self._send(later, handles, rank)
+            for later in _later_documents(pairs):
+                self._send(later, handles, rank)
         finally:
             for handle in handles.values():
                 handle.close()
@@ -264,8 +266,8 @@ def minhash_config(config) -> MinhashConfig:
 
 
 def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]]:
-    """(name, pipeline, tasks) of the five datatrove jobs, in dependency order; the buckets
-    step gets one task per band and hash range, about one per partition."""
+    """(name, pipeline, tasks) of the four datatrove jobs, in dependency order; the buckets
+    job gets one task per band and hash range, about one per partition."""
     out = Path(out)
     mh = minhash_config(config)
     work = out / "dedup"
@@ -280,13 +282,11 @@ def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]
         ),
         (
             "dedup-buckets",
-            [MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)],
+            [
+                MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh),
+                Removals(str(work / "buckets"), str(work / "removals"), mh.num_buckets),
+            ],
             mh.num_buckets * max(1, partitions // mh.num_buckets),
-        ),
-        (
-            "dedup-removals",
-            [Removals(str(work / "buckets"), str(work / "removals"))],
-            partitions,
         ),
         (
             "dedup-remove-ids",

@@ -10,7 +10,7 @@ Run directory (OUT):
     dedup/                       MinHash signatures, buckets, clusters, removed documents
     final/fas.jsonl final/has.jsonl final/stats.json   the training documents and the summary
 
-Each stage is one datatrove job (the dedup stage is five) whose tasks are independent; datatrove
+Each stage is one datatrove job (the dedup stage is four) whose tasks are independent; datatrove
 marks finished tasks and skips them on a rerun, our checkpoints resume the unfinished ones.
 Locally the jobs run one after the other; on SLURM they are submitted at once as job arrays
 chained with afterok dependencies.
