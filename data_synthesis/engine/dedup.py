@@ -128,7 +128,7 @@ class Decontaminate(PipelineStep):
         path.write_text(json.dumps({"contaminated": removed}))
 
 
-PAIR = np.dtype("<u4")  # the buckets step's pairs: (file1, doc1, file2, doc2) as 4 x uint32
+U32 = np.dtype("<u4")  # pairs are (file1, doc1, file2, doc2) as 4 x U32; positions are U32
 PAIRS_PER_READ = 1 << 18
 SENTINEL = (1 << 32) - 1  # datatrove's file id of an index match (no index is used here)
 
@@ -176,16 +176,17 @@ class Removals(PipelineStep):
                 path = self._path(partition, rank, ".tmp")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 handles[partition] = open(path, "wb")
-            handles[partition].write(rows.astype(PAIR).tobytes())
+            handles[partition].write(rows.astype(U32).tobytes())
             self.stat_update("pairs", value=len(rows))
 
 
 def _later_documents(path: Path):
     """(partition, position) of the later document of each pair in a `.dups` file, a chunk at a
     time; an out-of-order pair is an error naming the file (the rule depends on the order)."""
+    read = 0
     with open(path, "rb") as handle:
         while True:
-            pairs = np.fromfile(handle, dtype=PAIR, count=4 * PAIRS_PER_READ)
+            pairs = np.fromfile(handle, dtype=U32, count=4 * PAIRS_PER_READ)
             if not len(pairs):
                 return
             if len(pairs) % 4:
@@ -196,8 +197,9 @@ def _later_documents(path: Path):
             if wrong.any():
                 row = int(np.flatnonzero(wrong)[0])
                 raise ValueError(
-                    f"{path}: pair {row} is not (earlier, later): {pairs[row].tolist()}"
+                    f"{path}: pair {read + row} is not (earlier, later): {pairs[row].tolist()}"
                 )
+            read += len(pairs)
             yield pairs[:, 2:]
 
 
@@ -215,12 +217,12 @@ class RemoveIds(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         parts = sorted((Path(self.removals_folder) / f"{rank:05d}").glob("*.bin"))
         ids = np.unique(
-            np.concatenate([np.fromfile(p, dtype=PAIR) for p in parts] or [np.empty(0, PAIR)])
+            np.concatenate([np.fromfile(p, dtype=U32) for p in parts] or [np.empty(0, U32)])
         )
         path = Path(self.remove_ids_folder) / f"{rank:06d}.remove"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        ids.astype(PAIR).tofile(tmp)
+        ids.astype(U32).tofile(tmp)
         tmp.replace(path)
         self.stat_update("to_remove", value=len(ids))
 
