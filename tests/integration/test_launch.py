@@ -140,6 +140,16 @@ def _wait_for_save(proc, log, ckpt, iteration: int = 2, timeout: float = 300):
         time.sleep(0.5)
 
 
+def _wait_for_iteration(proc, log, iteration: int, timeout: float = 300):
+    """Until the log shows `iteration` trained: a signal sent then must end in a new save (sent
+    just after the periodic save, the loop may stop at the iteration already saved)."""
+    done = re.compile(rf"^\s*iteration\s+{iteration}\b", re.M)
+    deadline = time.monotonic() + timeout
+    while not done.search(log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
 def _stopped_at(output: str) -> int:
     return int(re.search(r"stopping at iteration (\d+) \(signal\)", output).group(1))
 
@@ -211,6 +221,7 @@ def test_preemption_save_completes(env, tmp_path, sig, target):
         )
         try:
             _wait_for_save(launcher, log, ckpt)
+            _wait_for_iteration(launcher, log, 3)
             targets = _processes(launcher, target)
             assert targets
             for process in targets:
@@ -348,6 +359,7 @@ def test_slurm_job_requeues_after_preemption_save_and_resumes(env, tmp_path):
     try:
         _wait_for_log(first, log)
         _wait_for_save(first, log, tmp_path / "ckpt")
+        _wait_for_iteration(first, log, 3)
         first.send_signal(signal.SIGUSR1)
         assert first.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
@@ -371,6 +383,7 @@ def test_slurm_job_fails_without_requeue_when_the_save_is_lost(env, tmp_path):
     try:
         _wait_for_log(first, log)
         _wait_for_save(first, log, tmp_path / "ckpt")
+        _wait_for_iteration(first, log, 3)
         workers = [
             p
             for p in psutil.Process(first.pid).children(recursive=True)
