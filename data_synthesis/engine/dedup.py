@@ -50,7 +50,7 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from data_synthesis.engine.io import iter_jsonl
+from data_synthesis.engine.io import PartitionFiles, iter_jsonl
 
 _WORD = re.compile(r"\w+")
 
@@ -151,33 +151,20 @@ class Removals(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         band, worker = divmod(rank, world_size // self.bands)  # as MinhashDedupBuckets names it
         pairs = Path(self.buckets_folder) / f"{band:05d}_{worker:02d}.dups"
-        for stale in Path(self.removals_folder).glob(f"*/{rank:05d}.tmp"):
+        folder = Path(self.removals_folder)
+        for stale in folder.glob(f"*/{rank:05d}.bin.tmp"):
             stale.unlink()  # left by a killed run of this task
-        handles: dict[int, object] = {}
-        try:
+        with PartitionFiles(
+            lambda partition: folder / f"{partition:05d}" / f"{rank:05d}.bin"
+        ) as files:
             for later in _later_documents(pairs):
-                self._send(later, handles, rank)
-        finally:
-            for handle in handles.values():
-                handle.close()
-        for partition in handles:
-            tmp = self._path(partition, rank, ".tmp")
-            tmp.replace(tmp.with_suffix(".bin"))
-        self.stat_update("partitions written", value=len(handles))
-
-    def _path(self, partition: int, rank: int, suffix: str) -> Path:
-        return Path(self.removals_folder) / f"{partition:05d}" / f"{rank:05d}{suffix}"
-
-    def _send(self, later: np.ndarray, handles: dict, rank: int) -> None:
-        later = later[np.argsort(later[:, 0], kind="stable")]
-        partitions, starts = np.unique(later[:, 0], return_index=True)
-        for partition, rows in zip(partitions.tolist(), np.split(later[:, 1], starts[1:])):
-            if partition not in handles:
-                path = self._path(partition, rank, ".tmp")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handles[partition] = open(path, "wb")
-            handles[partition].write(rows.astype(U32).tobytes())
-            self.stat_update("pairs", value=len(rows))
+                later = later[np.argsort(later[:, 0], kind="stable")]
+                partitions, starts = np.unique(later[:, 0], return_index=True)
+                for partition, rows in zip(partitions.tolist(), np.split(later[:, 1], starts[1:])):
+                    files.write(partition, rows.astype(U32).tobytes())
+                    self.stat_update("pairs", value=len(rows))
+            written = files.commit()
+        self.stat_update("partitions written", value=len(written))
 
 
 def _later_documents(path: Path):
@@ -222,7 +209,7 @@ class RemoveIds(PipelineStep):
         path = Path(self.remove_ids_folder) / f"{rank:06d}.remove"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        ids.astype(U32).tofile(tmp)
+        ids.tofile(tmp)
         tmp.replace(path)
         self.stat_update("to_remove", value=len(ids))
 

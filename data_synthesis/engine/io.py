@@ -1,4 +1,4 @@
-"""Streaming JSONL input and atomic JSONL output.
+"""Streaming JSONL input and atomic output (whole JSONL files, and a task's files per partition).
 
 A map task reads only its own byte range of the input files: the inputs are viewed as one
 concatenated byte stream cut into `world_size` equal ranges, and a task owns every line that
@@ -168,3 +168,40 @@ def write_json(path: str | Path, obj) -> Path:
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+class PartitionFiles:
+    """A task's output files, one per partition (`path_of(partition)`), each opened on its first
+    write as a temporary file beside its name; `commit()` renames them all and returns the
+    partitions written. A killed task leaves no partial file under a final name."""
+
+    def __init__(self, path_of):
+        self.path_of = path_of
+        self._handles: dict = {}
+
+    def _tmp(self, partition) -> Path:
+        path = Path(self.path_of(partition))
+        return path.with_name(path.name + ".tmp")
+
+    def write(self, partition, data: bytes) -> None:
+        if partition not in self._handles:
+            tmp = self._tmp(partition)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._handles[partition] = open(tmp, "wb")
+        self._handles[partition].write(data)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+
+    def commit(self) -> set:
+        self.close()
+        for partition in self._handles:
+            self._tmp(partition).replace(self.path_of(partition))
+        return set(self._handles)
+
+    def __enter__(self) -> PartitionFiles:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -24,6 +24,7 @@ from data_synthesis.config import PipelineConfig
 from data_synthesis.engine.checkpoint import BatchCheckpoint, RequestCache
 from data_synthesis.engine.io import (
     InputError,
+    PartitionFiles,
     dumps,
     iter_jsonl,
     line_number,
@@ -294,25 +295,13 @@ def run_extract(plan: RunPlan, rank: int, world: int) -> None:
         "B",
         lambda doc: doc.pop("_bytes", 0),
     )
-    handles = {}
-    try:
+    with PartitionFiles(lambda p: statements_file(plan.root, p, rank)) as files:
         for record in checkpoint.records():
             p = entity_partition(record["entity"], plan.partitions)
-            if p not in handles:
-                path = statements_file(plan.root, p, rank)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handles[p] = open(path.with_name(path.name + ".tmp"), "w", encoding="utf-8")
-            handles[p].write(dumps(record) + "\n")
-    finally:
-        for handle in handles.values():
-            handle.close()
-    for p in range(plan.partitions):
-        path = statements_file(plan.root, p, rank)
-        tmp = path.with_name(path.name + ".tmp")
-        if p in handles:
-            tmp.replace(path)
-        else:
-            path.unlink(missing_ok=True)
+            files.write(p, (dumps(record) + "\n").encode("utf-8"))
+        written = files.commit()
+    for p in set(range(plan.partitions)) - written:
+        statements_file(plan.root, p, rank).unlink(missing_ok=True)
     held = plan.root / "eval" / "heldout_docs" / f"t{rank:05d}.txt"
     held.parent.mkdir(parents=True, exist_ok=True)
     held.with_suffix(".tmp").write_text("".join(f"{d}\n" for d in heldout), encoding="utf-8")

@@ -132,22 +132,24 @@ def _latest(ckpt) -> int | None:
     return int(marker.read_text()) if marker.is_file() else None
 
 
-def _wait_for_save(proc, log, ckpt, iteration: int = 2, timeout: float = 300):
-    """Until `ckpt` holds a published checkpoint at `iteration` or later (a periodic save)."""
+def _wait_until(proc, done, failure, timeout: float = 300):
+    """Polls done() until true; fails with failure() once `proc` has ended or time is up."""
     deadline = time.monotonic() + timeout
-    while (_latest(ckpt) or 0) < iteration:
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
+    while not done():
+        assert proc.poll() is None and time.monotonic() < deadline, failure()
+        time.sleep(0.2)
 
 
-def _wait_for_iteration(proc, log, iteration: int, timeout: float = 300):
+def _wait_for_save(proc, log, ckpt, iteration: int = 2):
+    """Until `ckpt` holds a published checkpoint at `iteration` or later (a periodic save)."""
+    _wait_until(proc, lambda: (_latest(ckpt) or 0) >= iteration, lambda: log.read_text()[-3000:])
+
+
+def _wait_for_iteration(proc, log, iteration: int):
     """Until the log shows `iteration` trained: a signal sent then must end in a new save (sent
     just after the periodic save, the loop may stop at the iteration already saved)."""
     done = re.compile(rf"^\s*iteration\s+{iteration}\b", re.M)
-    deadline = time.monotonic() + timeout
-    while not done.search(log.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
+    _wait_until(proc, lambda: done.search(log.read_text()), lambda: log.read_text()[-3000:])
 
 
 def _stopped_at(output: str) -> int:
@@ -343,11 +345,8 @@ def _submit(job, *args) -> tuple[subprocess.Popen, Path]:
     return proc, Path(job["SLURM_SUBMIT_DIR"]) / "agentic-cpt-42.out"
 
 
-def _wait_for_log(proc, log, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not log.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "sbatch wrote no log"
-        time.sleep(0.2)
+def _wait_for_log(proc, log):
+    _wait_until(proc, log.exists, lambda: "sbatch wrote no log", timeout=60)
 
 
 def test_slurm_job_requeues_after_preemption_save_and_resumes(env, tmp_path):

@@ -105,7 +105,7 @@ def test_every_drop_is_the_later_document_of_a_pair_and_no_kept_pair_collides(co
 def test_a_rerun_after_a_kill_rewrites_the_removal_files_whole(corpus, tmp_path):
     out = corpus[0]
     buckets, work = out / "dedup/buckets", tmp_path / "work"
-    stale = work / "removals" / "00007" / "00000.tmp"  # a killed task's half-written file
+    stale = work / "removals" / "00007" / "00000.bin.tmp"  # a killed task's half-written file
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"\x01\x02\x03")
     files = sorted(buckets.glob("*.dups"))
