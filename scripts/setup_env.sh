@@ -8,6 +8,7 @@
 # Usage: bash scripts/setup_env.sh [EXTRAS]     e.g. EXTRAS=dev  or  dev,gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/require_disk.sh
 EXTRAS="${1:-dev}"
 VENV=.venv
 
@@ -39,7 +40,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating $VENV with $PYTHON ($("$PYTHON" --version))"
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# --no-cache-dir: a second copy of the multi-GB torch/CUDA wheels in ~/.cache/pip can fill a small disk
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir -q)
 
 stamp="$VENV/.megatron-agentic-installed"
 want="$(cat setup.py scripts/setup_env.sh | sha256sum | cut -c1-16)-$EXTRAS"
@@ -48,6 +50,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 
 if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    # PyPI's Linux torch is the CUDA build: 6.3 GB of .venv measured with everything installed
+    require_free_gb 7 "$VENV (torch's CUDA build from PyPI, megatron-core, transformers)"
     echo "[setup] installing torch (first, on its own; a few minutes)"
     "${PIP[@]}" install --upgrade pip
     "${PIP[@]}" install torch

