@@ -9,11 +9,14 @@ Bad input is an error naming file:line (the line number is counted only when fai
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 
 class InputError(ValueError):
@@ -205,3 +208,42 @@ class PartitionFiles:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class NpyWriter:
+    """A .npy array written a block at a time, for arrays larger than memory: a placeholder
+    header first, the final shape written into it on `close` (numpy pads a header to a multiple
+    of 64 bytes: 128 for any 1-D or two-dimensional shape of fewer than 10^20 elements)."""
+
+    HEADER = 128
+
+    def __init__(self, path: Path, dtype):
+        self.path, self.dtype, self.count = Path(path), np.dtype(dtype), 0
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        self._file.write(b"\0" * self.HEADER)
+
+    def write(self, values: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(values, dtype=self.dtype).tobytes())
+        self.count += len(values)
+
+    def close(self, shape: tuple[int, ...] | None = None) -> None:
+        """Finish the file as an array of `shape` (default: 1-D), C order."""
+        shape = shape or (self.count,)
+        if int(np.prod(shape)) != self.count:
+            raise ValueError(f"{self.path}: {self.count} values cannot have shape {shape}")
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": shape,
+            },
+        )
+        if len(header.getvalue()) != self.HEADER:
+            raise ValueError(
+                f"{self.path}: a {len(header.getvalue())}-byte .npy header for {shape}"
+            )
+        self._file.seek(0)
+        self._file.write(header.getvalue())
+        self._file.close()

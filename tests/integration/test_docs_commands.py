@@ -199,6 +199,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000 --code /tmp/before": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
     ),
+    "python benchmarks/bench_index_build.py --sizes-mb 10 100 1000 --work /tmp/bench_synthesis "
+    "--code /tmp/before": Covered(
+        "tests/unit/test_index_build.py::test_index_build_benchmark_reports_each_checkout_and_"
+        "compares_their_files"
+    ),
     "python -m data_synthesis extract --input bigdoc.jsonl --output OUT --tasks 1 "
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),
     'pip install --no-build-isolation -e ".[gpu,dev]"': INSTALL,

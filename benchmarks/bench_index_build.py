@@ -1,0 +1,87 @@
+"""CPU time and peak RSS of building the environment's search index, per corpus size.
+
+For each size, writes the benchmark corpus (renamed copies of the bundled corpus, as
+bench_synthesis.py does), then builds its index from scratch in a child process per checkout
+(this one, and with --code an earlier one, e.g. a `git worktree` of the commit before a change),
+printing each build's CPU seconds and peak RSS, and whether the two checkouts wrote the same
+index files byte for byte.
+
+    python benchmarks/bench_index_build.py --sizes-mb 10 100 --work /tmp/bench_synthesis \
+        [--code /path/to/earlier/checkout]
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.bench_synthesis import make_corpus  # noqa: E402
+
+CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from data_synthesis.environment.index import CorpusIndex, IndexConfig
+index = CorpusIndex.open([sys.argv[2]], IndexConfig(cache_dir=sys.argv[3]), log=lambda _: None)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+                  "passages": index.stats["passages"], "index_mb": index.stats["index_bytes"] / 1e6,
+                  "directory": str(index.directory)}))
+"""
+
+
+def build(code: Path, corpus: Path, cache: Path) -> dict:
+    """Build the index of `corpus` with `code`'s data_synthesis in a fresh child process."""
+    shutil.rmtree(cache, ignore_errors=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(code), str(corpus), str(cache)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def differing(a: Path, b: Path) -> list[str]:
+    """Files of index directory `a` whose bytes differ from `b`'s (stats.json aside)."""
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    return [n for n in names if n != "stats.json" and not filecmp.cmp(a / n, b / n, shallow=False)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench_synthesis"))
+    parser.add_argument("--code", type=Path, help="an earlier checkout, built on the same corpora")
+    args = parser.parse_args()
+    codes = {"this": REPO} | ({"earlier": args.code.resolve()} if args.code else {})
+    for mb in args.sizes_mb:
+        corpus = args.work / f"corpus_{mb}mb.jsonl"
+        make_corpus(corpus, mb)
+        results = {}
+        for label, code in codes.items():
+            results[label] = build(code, corpus, args.work / f"index_build_{label}_{mb}mb")
+            r = results[label]
+            print(
+                f"{mb:>5} MB  {label:<8} {r['passages']:>10,} passages  {r['cpu_s']:8.1f} CPU s  "
+                f"peak RSS {r['rss_mb']:8.1f} MB  index {r['index_mb']:8.1f} MB",
+                flush=True,
+            )
+        if "earlier" in results:
+            diff = differing(
+                Path(results["this"]["directory"]), Path(results["earlier"]["directory"])
+            )
+            print(
+                f"{mb:>5} MB  same index files: {'yes' if not diff else 'no: ' + ', '.join(diff)}"
+            )
+
+
+if __name__ == "__main__":
+    main()
