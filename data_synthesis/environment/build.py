@@ -210,9 +210,8 @@ def _read_corpora(
                 offsets.write(np.frombuffer(passage_offsets, dtype=np.int64))
                 counts.passages += len(passage_offsets)
                 passage_offsets = array("q")
-                pages.add(
-                    np.array(page_keys, dtype=np.uint64), row=np.array(page_rows, dtype=np.uint64)
-                )
+            if len(page_keys) >= config.chunk_passages:
+                pages.add(np.array(page_keys, np.uint64), row=np.array(page_rows, np.uint64))
                 page_keys, page_rows = [], []
     progress.close()
     tokenised.flush()
