@@ -15,7 +15,8 @@ functions and in bm25s's file format:
    posting is scored as bm25s scores it (its idf and term-frequency functions for the
    retriever's method, from the document frequencies and the average passage length); bm25s's
    CSC arrays are written a block at a time, with each term's best score (`term_max.npy`,
-   MaxScore's bounds). The page runs are merged into `docs.table.npy`.
+   MaxScore's bounds). The page runs are merged into `docs.table.npy`, and the vocabulary is
+   written as `vocab.table.npy` (term hash -> id), which searches use instead of bm25s's dict.
 
 bm25s writes its own vocab and params files (saving a retriever with the real indptr and empty
 score arrays, which are then written here), so `bm25s.BM25.load` reads the result;
@@ -43,9 +44,11 @@ from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scor
 from tqdm import tqdm
 
 from data_synthesis.engine.io import NpyWriter, stable_hash
+from data_synthesis.engine.lookup import write_table
 from data_synthesis.engine.sort import KEY, SortedRuns
 
-INDEX_VERSION = "bm25s-passages-v4"  # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words
+# v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy
+INDEX_VERSION = "bm25s-passages-v5"
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
@@ -235,6 +238,7 @@ def _write_postings(tokenised: _Tokenised, passages: int, tmp: Path) -> int:
     doc_freqs[: len(tokenised.doc_freqs)] = tokenised.doc_freqs
     indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
     np.cumsum(doc_freqs, out=indptr[1:])
+    write_table(tmp / "vocab.table.npy", vocab.items())  # terms -> ids, for searches
     if "" not in vocab:  # as BM25.index(create_empty_token=True) adds it
         vocab[""] = max(vocab.values()) + 1
     dtype, int_dtype = np.dtype(retriever.dtype), np.dtype(retriever.int_dtype)

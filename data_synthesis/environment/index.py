@@ -13,7 +13,8 @@ On disk, next to bm25s's sparse matrix: ``passages.jsonl`` (doc index, title, ur
 ``passages.offsets.npy`` of byte offsets, and ``docs.jsonl`` (one row per document: its id, url,
 title, corpus file and byte offset) with ``docs.table.npy`` (id/url -> row, a look-up table of
 data_synthesis/engine/lookup.py) - so passages and pages are read by seeking, and neither the
-corpus texts nor a per-document dict are held in memory. ``term_max.npy`` holds each term's best
+corpus texts nor a per-document dict are held in memory; a query's terms are found in
+``vocab.table.npy`` (term hash -> id) the same way, so no task holds the vocabulary either. ``term_max.npy`` holds each term's best
 passage score, the bound that lets a search skip reading common terms' postings whole (MaxScore).
 Searches read the postings with pread (data_synthesis/environment/postings.py), not through
 bm25s's memory map, so a long-running search task's RSS does not grow with the pages it touched.
@@ -26,7 +27,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import bm25s
 import numpy as np
 from bm25s.tokenization import _infer_stopwords
 
@@ -61,7 +61,6 @@ class CorpusIndex:
 
     def __init__(self, directory: Path, paths: list[Path], config: IndexConfig):
         self.directory, self.paths, self.config = directory, paths, config
-        self.retriever = bm25s.BM25.load(directory / "bm25", mmap=True, show_progress=False)
         self.stats = json.loads((directory / "stats.json").read_text())
         self.postings = Postings(directory / "bm25", int(self.stats["passages"]))
         self.offsets = NpyArray(directory / "passages.offsets.npy")
@@ -88,12 +87,12 @@ class CorpusIndex:
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The top-k passages for one query (fewer when fewer passages match any term)."""
-        known = [w for w in self._analyse(query) if w in self.retriever.vocab_dict]
-        if not known:
+        terms = self.term_ids(self._analyse(query))
+        if not terms:
             return []
         k = min(k, int(self.stats["passages"]))
         hits = []
-        for passage_id, score in self._top_k(known, k):
+        for passage_id, score in self._top_k(terms, k):
             if score <= 0:
                 continue
             row = self.passage(int(passage_id))
@@ -102,17 +101,22 @@ class CorpusIndex:
             )
         return hits
 
-    def _top_k(self, terms: list[str], k: int) -> list[tuple[int, float]]:
-        """(passage, score) of the k best passages, best first (ties: lower passage first):
-        exact top-k by MaxScore over bm25s's precomputed per-term scores (Postings.top_k), so a
-        query costs its rare terms' postings and a few blocks of the common ones, where bm25s's
-        retrieve scores every passage and summing every posting grows with the corpus."""
-        retriever = self.retriever
-        if retriever.nonoccurrence_array is not None:  # BM25L/BM25+: every passage scores
-            ids, scores = retriever.retrieve([terms], k=k, show_progress=False, n_threads=0)
-            return list(zip(ids[0].tolist(), scores[0].tolist()))
-        ids = retriever.get_tokens_ids(terms)
-        passages, scores = self.postings.top_k(ids, [float(self.term_max[t]) for t in ids], k)
+    def term_ids(self, terms: list[str]) -> list[int]:
+        """The index's id of each analysed term it holds (the others left out), looked up in
+        `vocab.table.npy` by a 64-bit hash of the term, so no task holds the vocabulary (bm25s's
+        vocab dict grows with the corpus: 88,056 terms, 17 MB, at 1 GB). A word the corpus
+        lacks is taken for a term only if their hashes collide (about 1 in 10^13 per word at a
+        10M-term vocabulary)."""
+        table = self.directory / "vocab.table.npy"
+        return [ids[0] for ids in (self._tables.get(table, term) for term in terms) if ids]
+
+    def _top_k(self, terms: list[int], k: int) -> list[tuple[int, float]]:
+        """(passage, score) of the k best passages for some term ids, best first (ties: lower
+        passage first): exact top-k by MaxScore over bm25s's precomputed per-term scores
+        (Postings.top_k), so a query costs its rare terms' postings and a few blocks of the
+        common ones, where bm25s's retrieve scores every passage and summing every posting
+        grows with the corpus."""
+        passages, scores = self.postings.top_k(terms, [float(self.term_max[t]) for t in terms], k)
         return list(zip(passages.tolist(), scores.tolist()))
 
     def _analyse(self, text: str) -> list[str]:

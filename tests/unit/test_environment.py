@@ -128,6 +128,7 @@ def test_search_top_k_equals_scoring_every_passage(
     (the paths long lists take at scale; these queries fit one range of the default)."""
     import random
 
+    import bm25s
     import numpy as np
 
     from data_synthesis.environment import postings
@@ -136,20 +137,23 @@ def test_search_top_k_equals_scoring_every_passage(
     monkeypatch.setattr(postings, "RANGE_POSTINGS", per_range)
     index, common, rare = common_words_index
     index.postings._fences.clear()
+    retriever = bm25s.BM25.load(index.directory / "bm25", mmap=True)
     rng = random.Random(block + per_range)
     compared = 0
     for _ in range(300):
         terms = rng.sample(common, rng.randint(1, 3)) + rng.sample(rare, rng.randint(0, 3))
-        terms = [t for t in index._analyse(" ".join(terms)) if t in index.retriever.vocab_dict]
-        if not terms:
+        terms = index._analyse(" ".join(terms) + " notaword")
+        ids = index.term_ids(terms)  # the vocabulary table gives bm25s's own term ids
+        assert ids == retriever.get_tokens_ids(terms)
+        if not ids:
             continue
-        got = index._top_k(terms, 10)
-        full = index.retriever.get_scores(terms)  # every passage scored
+        got = index._top_k(ids, 10)
+        full = retriever.get_scores(terms)  # every passage scored
         best = np.sort(full[full > 0])[::-1][:10]
         assert np.allclose([score for _, score in got], best, rtol=1e-5)
         assert np.allclose(full[[passage for passage, _ in got]], best, rtol=1e-5)
         exact = np.zeros(len(full))  # the same sums in the same order, then ties by passage
-        for term in sorted(index.retriever.get_tokens_ids(terms), key=index.postings.length):
+        for term in sorted(ids, key=index.postings.length):
             ids, scores = index.postings.read(term)
             exact[ids] += scores
         exact = exact.astype(np.float32)
@@ -172,7 +176,7 @@ def test_postings_look_up_scores_block_by_block(common_words_index, monkeypatch)
     store._fences.clear()
     read = store.ids.read
     monkeypatch.setattr(store.ids, "read", lambda a, b: reads.append(b - a) or read(a, b))
-    term = index.retriever.get_tokens_ids(["river"])[0]
+    term = index.term_ids(["river"])[0]
     ids, scores = store.read(term)
     assert len(ids) > 1000
     rng = np.random.default_rng(0)
