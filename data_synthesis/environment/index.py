@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from bm25s.tokenization import _infer_stopwords
 
-from data_synthesis.engine.lookup import Tables, read_line
+from data_synthesis.engine.lookup import SizedCache, Tables, read_line
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
     IndexConfig,
@@ -40,6 +40,7 @@ from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFA
 )
 from data_synthesis.environment.postings import NpyArray, Postings
 
+TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 MB)
 _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 
 
@@ -67,6 +68,7 @@ class CorpusIndex:
         self.term_max = np.load(directory / "term_max.npy")
         self._passages = (directory / "passages.jsonl").open("rb")
         self._tables = Tables()
+        self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
         self._stopwords = set(_infer_stopwords("en"))
         english = stemmer(config.stem)
         self._stem = english.stemWord if english is not None else (lambda word: word)
@@ -108,7 +110,8 @@ class CorpusIndex:
         lacks is taken for a term only if their hashes collide (about 1 in 10^13 per word at a
         10M-term vocabulary)."""
         table = self.directory / "vocab.table.npy"
-        return [ids[0] for ids in (self._tables.get(table, term) for term in terms) if ids]
+        found = (self._terms.get(t, lambda t=t: self._tables.get(table, t)) for t in terms)
+        return [ids[0] for ids in found if ids]
 
     def _top_k(self, terms: list[int], k: int) -> list[tuple[int, float]]:
         """(passage, score) of the k best passages for some term ids, best first (ties: lower
