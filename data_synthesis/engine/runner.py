@@ -32,6 +32,9 @@ from data_synthesis.engine.dedup import dedup_jobs
 from data_synthesis.engine.fingerprint import check_or_record, run_identity
 from data_synthesis.engine.io import input_files
 from data_synthesis.engine.summary import check_stage, finalize
+from data_synthesis.environment.build import Build, corpus_fingerprint
+from data_synthesis.environment.executor import EnvironmentConfig
+from data_synthesis.environment.jobs import index_jobs
 from data_synthesis.stages import SPEC, STAGES
 
 AUTO_BYTES_PER_TASK = 64 << 20
@@ -93,16 +96,39 @@ def make_plan(
     )
 
 
-def jobs_for(plan: tasks.RunPlan, stage: str) -> list[tuple[str, list, int]]:
-    """(job name, datatrove pipeline, task count) of one stage."""
+def jobs_for(plan: tasks.RunPlan, stage: str, indexes: set | None = None) -> list:
+    """(job name, datatrove pipeline, task count) of one stage. The planning and has stages
+    search their environment's corpora: when the index of those is not built yet (and not in
+    `indexes`, the builds already scheduled), its build jobs (environment/jobs.py) come first,
+    so a cluster builds it in shards instead of every task building it alone."""
     count = {"map": plan.map_tasks, "partitions": plan.partitions, "one": 1}
     if SPEC[stage].tasks == "dedup":
         return dedup_jobs(plan.root, plan.config, plan.partitions)
-    return [(stage, [StageStep(stage, plan)], count[SPEC[stage].tasks])]
+    jobs = []
+    if stage in ("planning", "has") and indexes is not None:
+        for build in _index_builds(plan):
+            if build.directory not in indexes and not (build.directory / "stats.json").exists():
+                indexes.add(build.directory)
+                name = f"index_{len(indexes) - 1}" if len(indexes) > 1 else "index"
+                jobs += index_jobs(build, name)
+    return [*jobs, (stage, [StageStep(stage, plan)], count[SPEC[stage].tasks])]
+
+
+def _index_builds(plan: tasks.RunPlan) -> list[Build]:
+    """The index builds the run's environment searches (its corpora and scholar corpora)."""
+    config = EnvironmentConfig.from_dict({"corpora": list(plan.inputs), **plan.config.environment})
+    index_config = config.index_config()
+    builds = []
+    for corpora in filter(None, (config.corpora, config.scholar_corpora)):
+        paths = [Path(c).resolve() for c in corpora]
+        directory = Path(index_config.cache_dir) / corpus_fingerprint(paths, index_config)
+        builds.append(Build.of(paths, directory, index_config))
+    return builds
 
 
 def _local(plan, name, pipeline, n, rank: int | None):
     return LocalPipelineExecutor(
+        skip_completed=not name.startswith("index"),  # index steps skip their own finished work
         pipeline=pipeline,
         tasks=n,
         workers=min(plan.config.engine.workers, n),
@@ -116,8 +142,10 @@ def _local(plan, name, pipeline, n, rank: int | None):
 def _slurm(plan, name, pipeline, n, depends, stage: str):
     """A SLURM job array; GPUs only for stages with a method (they may call the LLM)."""
     slurm = plan.config.engine.slurm
-    uses_llm = SPEC[stage].method is not None and plan.config.backend.type != "heuristic"
+    uses_llm = name == stage and SPEC[stage].method is not None  # not its index or dedup jobs
+    uses_llm = uses_llm and plan.config.backend.type != "heuristic"
     return SlurmPipelineExecutor(
+        skip_completed=not name.startswith("index"),
         pipeline=pipeline,
         tasks=n,
         time=slurm.time,
@@ -138,9 +166,10 @@ def _slurm(plan, name, pipeline, n, depends, stage: str):
 def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> None:
     """Run stages one after the other on this machine; a stage that yields nothing stops the
     run with an error naming it."""
+    indexes = set() if rank is None else None  # one task of a stage: it opens the index itself
     for stage in stages:
         started = time.monotonic()
-        for name, pipeline, n in jobs_for(plan, stage):
+        for name, pipeline, n in jobs_for(plan, stage, indexes):
             print(f"[data_synthesis] {name}: {n} task(s)", file=sys.stderr, flush=True)
             _local(plan, name, pipeline, n, rank).run()
         if rank is None:
@@ -154,9 +183,9 @@ def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> No
 
 def submit_slurm(plan: tasks.RunPlan, stages=STAGES) -> list[str]:
     """Submit every stage as a SLURM job array, each depending on the one before."""
-    previous, names = None, []
+    previous, names, indexes = None, [], set()
     for stage in stages:
-        for name, pipeline, n in jobs_for(plan, stage):
+        for name, pipeline, n in jobs_for(plan, stage, indexes):
             executor = _slurm(plan, name, pipeline, n, previous, stage)
             previous, names = executor, [*names, name]
     previous.run()  # launches the whole chain of dependencies

@@ -38,6 +38,18 @@ class SortedRuns:
         self._made = 0
         self.rows = 0
 
+    @classmethod
+    def reopen(cls, directory: Path, columns: dict[str, str], memory: int = 32 << 20):
+        """The runs another process wrote under `directory` (a sharded index build's pass 1
+        and pass 2 run as separate tasks)."""
+        runs = cls(directory, columns, memory)
+        for path in sorted(runs.directory.glob("run*")):
+            rows = (path / f"{KEY}.bin").stat().st_size // runs.dtypes[KEY].itemsize
+            runs._runs.append((path, rows))
+            runs.rows += rows
+        runs._made = 1 + max((int(path.name[3:]) for path, _ in runs._runs), default=-1)
+        return runs
+
     def add(self, keys: np.ndarray, **columns: np.ndarray) -> None:
         """One chunk of rows, in any order (an empty chunk writes nothing)."""
         if not len(keys):
@@ -47,6 +59,11 @@ class SortedRuns:
 
     def merged(self) -> Iterator[dict[str, np.ndarray]]:
         """Every row once, in blocks whose keys never decrease from one block to the next."""
+        self.compact()
+        yield from _merge(self._runs, self.dtypes, self._block_rows(len(self._runs)))
+
+    def compact(self) -> None:
+        """Merge runs in groups until at most `fan_in` are left (then `merged()` only reads)."""
         while len(self._runs) > self.fan_in:
             groups = [
                 self._runs[i : i + self.fan_in] for i in range(0, len(self._runs), self.fan_in)
@@ -62,7 +79,6 @@ class SortedRuns:
                 self._runs.append((writer.path, writer.rows))
                 for path, _ in group:
                     shutil.rmtree(path)
-        yield from _merge(self._runs, self.dtypes, self._block_rows(len(self._runs)))
 
     def _block_rows(self, runs: int) -> int:
         width = sum(d.itemsize for d in self.dtypes.values())

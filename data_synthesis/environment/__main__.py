@@ -2,6 +2,7 @@
 tool call.
 
     python -m data_synthesis.environment index CORPUS.jsonl [...] [--cache-dir DIR]
+        [--shards N --workers W]   # N shards, W at once (datatrove's local executor)
     python -m data_synthesis.environment search CORPUS.jsonl "query" [--k 10]
     python -m data_synthesis.environment call '{"name": "python", "arguments": {"code": "..."}}'
         [--tools examples/custom_tools/tools.yaml] [--corpus CORPUS.jsonl]
@@ -13,10 +14,34 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
+from data_synthesis.environment.build import Build, corpus_fingerprint
 from data_synthesis.environment.executor import Environment, EnvironmentConfig
 from data_synthesis.environment.index import CorpusIndex, IndexConfig
+from data_synthesis.environment.jobs import index_jobs
 from data_synthesis.environment.registry import ToolRegistry
+
+
+def build_with_workers(corpora: list[str], config: IndexConfig, workers: int) -> None:
+    """The index build's jobs (environment/jobs.py) on datatrove's local executor, `workers`
+    shard tasks at once; logs under <cache>/logs/<fingerprint>/."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    paths = [Path(c).resolve() for c in corpora]
+    directory = Path(config.cache_dir) / corpus_fingerprint(paths, config)
+    if (directory / "stats.json").exists():
+        return
+    build = Build.of(paths, directory, config)
+    for name, pipeline, tasks in index_jobs(build):
+        LocalPipelineExecutor(
+            pipeline=pipeline,
+            tasks=tasks,
+            workers=min(workers, tasks),
+            logging_dir=str(Path(config.cache_dir) / "logs" / directory.name / name),
+            skip_completed=False,
+            start_method="fork",
+        ).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     index = sub.add_parser("index", help="build (once) and describe the index of corpora")
     index.add_argument("corpora", nargs="+")
+    index.add_argument("--shards", type=int, default=0, help="index shards (0: one per 8 GiB)")
+    index.add_argument(
+        "--workers", type=int, default=1, help="shards built at once (datatrove local tasks)"
+    )
     search = sub.add_parser("search", help="top-k passages for a query")
     search.add_argument("corpus")
     search.add_argument("query")
@@ -37,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "index":
         started = time.perf_counter()
-        opened = CorpusIndex.open(args.corpora, IndexConfig(cache_dir=args.cache_dir))
+        config = IndexConfig(cache_dir=args.cache_dir, shards=args.shards)
+        if args.workers > 1:
+            build_with_workers(args.corpora, config, args.workers)
+        opened = CorpusIndex.open(args.corpora, config)
         stats = dict(opened.stats, directory=str(opened.directory))
         stats["open_seconds"] = round(time.perf_counter() - started, 2)
         print(json.dumps(stats, indent=1))

@@ -1,34 +1,45 @@
-"""Building the search index (data_synthesis/environment/index.py) in memory that does not grow
-with the corpus.
+"""Building the search index (data_synthesis/environment/index.py) in shards, each in memory
+that does not grow with the corpus, as tasks of a datatrove job or in one process.
 
 bm25s's own `BM25.index` takes every passage's token ids at once, as Python lists: 4.0 GB peak
-RSS for 1 GB of text. Here the index is built in two passes, with bm25s's tokenizer and scoring
-functions and in bm25s's file format:
+RSS for 1 GB of text. Here the corpora are cut into shards (byte ranges of their lines,
+engine/io.task_ranges) and each shard becomes an index of its own passages, in bm25s's file
+format and scored with bm25s's functions, but with the statistics of the whole corpus, so the
+scores (and a search over every shard) are those of one index of everything:
 
-1. The corpora are streamed once: each document gets a row in `docs.jsonl`, each passage a line
-   in `passages.jsonl` and its byte offset in `passages.offsets.npy`; passages are tokenised a
-   chunk at a time (one growing vocabulary, as before), and each chunk's postings
-   (term, passage) -> (term frequency, passage length) become a sorted run on disk, as do the
-   pages' (hash of id or url -> docs.jsonl row). Document frequencies and the total passage
-   length are counted on the way.
-2. The postings runs are merged in (term, passage) order (data_synthesis/engine/sort.py) and each
-   posting is scored as bm25s scores it (its idf and term-frequency functions for the
-   retriever's method, from the document frequencies and the average passage length); bm25s's
-   CSC arrays are written a block at a time, with each term's best score (`term_max.npy`,
-   MaxScore's bounds). The page runs are merged into `docs.table.npy`, and the vocabulary is
-   written as `vocab.table.npy` (term hash -> id), which searches use instead of bm25s's dict.
+1. read (a task per shard): the shard's lines are streamed once; each document gets a row in
+   `docs.jsonl`, each passage a line in `passages.jsonl` and its byte offset in
+   `passages.offsets.npy`; passages are tokenised a chunk at a time (one growing vocabulary),
+   and each chunk's postings (term, passage) -> (term frequency, passage length) become a
+   sorted run on disk (data_synthesis/engine/sort.py), as do the pages' (hash of id or url ->
+   docs.jsonl row). The shard's vocabulary, document frequencies and token count are saved.
+2. count (one task): every shard's document frequencies summed by term (hash), in a sorted
+   merge: `df.table.npy` (term hash -> documents holding it in the whole corpus), and the
+   totals (passages, tokens).
+3. write (a task per shard): the shard's runs are merged in (term, passage) order and each
+   posting is scored as bm25s scores it (idf from the corpus-wide frequencies, the corpus's
+   average passage length); bm25s's CSC arrays are written a block at a time with each term's
+   best score (`term_max.npy`, MaxScore's bounds), the page runs become `docs.table.npy` and
+   the vocabulary `vocab.table.npy` (term hash -> id), which searches use instead of bm25s's
+   dict. bm25s writes its own vocab and params files, so `bm25s.BM25.load` reads a shard.
+4. finish (one task): `stats.json`, then the build directory is renamed into place.
 
-bm25s writes its own vocab and params files (saving a retriever with the real indptr and empty
-score arrays, which are then written here), so `bm25s.BM25.load` reads the result;
-tests/unit/test_index_build.py checks the arrays equal what `BM25.index` gives for the same
-passages. What memory a build holds: the vocabulary (tokenizer dicts and one integer per term),
-one chunk of passages, and the merge buffers (`merge_memory`).
+A build lives in `<fingerprint>.build/` until it finishes: every step writes to a temporary
+name and renames it when done, so a killed task is rerun from its start and finished shards are
+kept (a rerun resumes), and two processes building the same index waste work but never mix
+files. Shards are contiguous in corpus order and passage ids are numbered across them, so the
+index is the same whatever the shard count: one shard's arrays equal what `BM25.index` gives
+(tests/unit/test_index_build.py), and a search over several shards returns exactly one shard's
+results. Passage ids are int32 within a shard (bm25s), so shards of under 2^31 passages lift
+that cap from the corpus. Memory of a task: its shard's vocabulary, one chunk of passages and
+the merge buffers (`merge_memory`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -43,12 +54,20 @@ import numpy as np
 from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scorer
 from tqdm import tqdm
 
-from data_synthesis.engine.io import NpyWriter, stable_hash
+from data_synthesis.engine.io import (
+    ByteRange,
+    NpyWriter,
+    line_number,
+    read_lines,
+    stable_hash,
+    task_ranges,
+)
 from data_synthesis.engine.lookup import write_table
 from data_synthesis.engine.sort import KEY, SortedRuns
+from megatron_agentic.data.checks import npy_header
 
-# v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy
-INDEX_VERSION = "bm25s-passages-v5"
+# v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards
+INDEX_VERSION = "bm25s-passages-v6"
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
@@ -56,11 +75,14 @@ DEFAULT_CACHE = os.environ.get(
 )
 _WORD = re.compile(r"\S+")
 _LOW32 = np.uint64(0xFFFFFFFF)
+POSTINGS = {"tf": "uint32", "length": "uint32"}
+PAGES = {"row": "uint64"}
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How corpora are cut into passages, where indexes are cached, and the build's memory."""
+    """How corpora are cut into passages and shards, where indexes are cached, and the build's
+    memory. The shard count changes the files, not the search results."""
 
     cache_dir: str = DEFAULT_CACHE
     passage_words: int = 120
@@ -68,6 +90,14 @@ class IndexConfig:
     stem: bool = True
     chunk_passages: int = 8192  # passages tokenised per sorted run of postings
     merge_memory: int = 8 << 20  # bytes of read buffers while merging the runs
+    shards: int = 0  # 0: one per `shard_bytes` of corpus
+    shard_bytes: int = 8 << 30
+
+    def shard_count(self, paths: list[Path]) -> int:
+        if self.shards < 0 or self.shard_bytes <= 0:
+            raise ValueError(f"index shards must be >= 0 and shard_bytes > 0, got {self}")
+        total = sum(path.stat().st_size for path in paths)
+        return self.shards or max(1, math.ceil(total / self.shard_bytes))
 
 
 def stemmer(enabled: bool):
@@ -82,16 +112,33 @@ def stemmer(enabled: bool):
 
 
 def corpus_fingerprint(paths: list[Path], config: IndexConfig) -> str:
-    """sha256 of the corpora's bytes and of everything that changes the index."""
+    """sha256 of the corpora's bytes and of everything that changes the index (not the shard
+    count). Each file's digest is kept under the cache, keyed by its path, size, inode and
+    modification time, so the many tasks that open one index hash a large corpus once."""
     digest = hashlib.sha256(INDEX_VERSION.encode())
     stem = stemmer(config.stem) is not None
     digest.update(f"{config.passage_words}:{config.passage_stride}:{stem}".encode())
     for path in paths:
-        digest.update(str(path.stat().st_size).encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
+        digest.update(_file_digest(Path(path), Path(config.cache_dir)).encode())
     return digest.hexdigest()[:24]
+
+
+def _file_digest(path: Path, cache: Path) -> str:
+    status = path.resolve().stat()
+    key = f"{path.resolve()}|{status.st_size}|{status.st_ino}|{status.st_mtime_ns}"
+    memo = cache / "digests" / hashlib.sha256(key.encode()).hexdigest()[:32]
+    if memo.exists():
+        return memo.read_text()
+    file_hash = hashlib.sha256(str(status.st_size).encode())
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            file_hash.update(block)
+    value = file_hash.hexdigest()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f"{memo.name}.tmp{os.getpid()}")
+    tmp.write_text(value)
+    tmp.replace(memo)
+    return value
 
 
 def split_passages(text: str, words: int, stride: int) -> list[str]:
@@ -103,29 +150,34 @@ def split_passages(text: str, words: int, stride: int) -> list[str]:
     return [" ".join(tokens[s : s + words]) for s in starts if s < len(tokens)]
 
 
-def _documents(paths: list[Path]):
-    """(corpus index, byte offset, line length, document) for every line; errors name file:line."""
-    for corpus, path in enumerate(paths):
-        offset = 0
-        with path.open("rb") as handle:
-            for number, line in enumerate(handle, 1):
-                start, offset = offset, offset + len(line)
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-                if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
-                    raise ValueError(f"{path}:{number}: a document needs a string 'text'")
-                if "id" not in doc and "url" not in doc:
-                    raise ValueError(f"{path}:{number}: a document needs an 'id' or a 'url'")
-                yield corpus, start, len(line), doc
+def _documents(paths: list[Path], ranges: list[ByteRange]):
+    """(corpus index, byte offset, line length, document) for every line starting in `ranges`;
+    errors name file:line."""
+    for byte_range in ranges:
+        corpus = [str(p) for p in paths].index(byte_range.path)
+        for start, line in read_lines(byte_range):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+                problem = None
+            except json.JSONDecodeError as error:
+                doc, problem = None, f"invalid JSON ({error.msg})"
+            if problem is None and (
+                not isinstance(doc, dict) or not isinstance(doc.get("text"), str)
+            ):
+                problem = "a document needs a string 'text'"
+            if problem is None and "id" not in doc and "url" not in doc:
+                problem = "a document needs an 'id' or a 'url'"
+            if problem:
+                where = f"{byte_range.path}:{line_number(byte_range.path, start)}"
+                raise ValueError(f"{where}: {problem}")
+            yield corpus, start, len(line), doc
 
 
 @dataclass
 class _Counts:
-    """What pass 1 counted."""
+    """What a shard's read counted (saved as its read.json)."""
 
     documents: int = 0
     text_bytes: int = 0
@@ -134,15 +186,15 @@ class _Counts:
 
 
 class _Tokenised:
-    """Pass 1's postings side: chunks of passage texts -> sorted runs of postings, document
-    frequencies and lengths counted."""
+    """The read's postings side: chunks of passage texts -> sorted runs of postings, document
+    frequencies counted."""
 
     def __init__(self, runs: Path, config: IndexConfig):
         self.tokenizer = bm25s.tokenization.Tokenizer(stopwords="en", stemmer=stemmer(config.stem))
-        self.runs = SortedRuns(runs, {"tf": "uint32", "length": "uint32"}, config.merge_memory)
+        self.runs = SortedRuns(runs, POSTINGS, config.merge_memory)
         self.doc_freqs = np.zeros(0, dtype=np.int64)
         self.texts: list[str] = []
-        self.first = 0  # passage id of texts[0]
+        self.first = 0  # shard passage id of texts[0]
         self.tokens = 0
 
     def add(self, text: str, chunk: int) -> None:
@@ -173,18 +225,82 @@ class _Tokenised:
         self.texts = []
 
 
-def _read_corpora(
-    paths: list[Path], tmp: Path, config: IndexConfig
-) -> tuple[_Tokenised, SortedRuns, _Counts]:
-    """Pass 1: docs.jsonl, passages.jsonl, passages.offsets.npy, and the sorted runs."""
+# --- the build directory ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Build:
+    """One index build: its corpora, settings and shard count, and where it lives."""
+
+    paths: tuple[Path, ...]
+    directory: Path  # the finished index
+    config: IndexConfig
+    shards: int
+
+    @classmethod
+    def of(cls, paths, directory: Path, config: IndexConfig) -> Build:
+        paths = tuple(Path(p) for p in paths)
+        return cls(paths, Path(directory), config, config.shard_count(list(paths)))
+
+    @property
+    def work(self) -> Path:
+        return self.directory.with_name(self.directory.name + ".build")
+
+    def shard(self, rank: int) -> Path:
+        return self.work / shard_name(rank)
+
+    def ranges(self, rank: int) -> list[ByteRange]:
+        return task_ranges(list(self.paths), rank, self.shards)
+
+
+def shard_name(rank: int) -> str:
+    return f"s{rank:05d}"
+
+
+def _temporary(path: Path) -> Path:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}-{time.time_ns()}")
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary directory into place; when another process published it
+    first, keep theirs (the same inputs give the same files)."""
+    try:
+        tmp.rename(path)
+    except OSError:
+        if not path.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- 1. read ----------------------------------------------------------------------------------
+
+
+def read_shard(build: Build, rank: int) -> None:
+    """Pass 1 of shard `rank`: docs, passages, offsets, sorted runs, vocabulary and counts."""
+    target = build.shard(rank)
+    if (target / "read.json").exists():
+        return
+    tmp = _temporary(target)
+    try:
+        _read(build, rank, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _publish(tmp, target)
+
+
+def _read(build: Build, rank: int, tmp: Path) -> None:
+    config, ranges = build.config, build.ranges(rank)
     tokenised = _Tokenised(tmp / "runs" / "postings", config)
-    pages = SortedRuns(tmp / "runs" / "pages", {"row": "uint64"}, config.merge_memory)
+    pages = SortedRuns(tmp / "runs" / "pages", PAGES, config.merge_memory)
     counts = _Counts()
     offsets = NpyWriter(tmp / "passages.offsets.npy", np.int64)
     page_keys, page_rows, passage_offsets = [], [], array("q")
     progress = tqdm(
-        desc="[index] read",
-        total=sum(path.stat().st_size for path in paths),
+        desc=f"[index] read shard {rank}/{build.shards}",
+        total=sum(r.end - r.start for r in ranges),
         unit="B",
         unit_scale=True,
         file=sys.stderr,
@@ -192,7 +308,7 @@ def _read_corpora(
         leave=False,
     )
     with (tmp / "passages.jsonl").open("wb") as passages, (tmp / "docs.jsonl").open("wb") as docs:
-        for corpus, offset, size, doc in _documents(paths):
+        for corpus, offset, size, doc in _documents(list(build.paths), ranges):
             progress.update(size)
             doc_id = str(doc.get("id") or doc.get("url"))
             url = str(doc.get("url") or doc_id)
@@ -222,50 +338,200 @@ def _read_corpora(
     counts.passages += len(passage_offsets)
     offsets.close()
     pages.add(np.array(page_keys, dtype=np.uint64), row=np.array(page_rows, dtype=np.uint64))
+    if counts.passages >= 2**31:
+        raise ValueError(
+            f"shard {rank}: {counts.passages:,} passages; bm25s's int32 passage ids hold < 2^31: "
+            "use more shards (IndexConfig.shards / --shards)"
+        )
+    tokenised.runs.compact()  # the write step then only reads the runs (it may be rerun)
+    pages.compact()
     counts.tokens = tokenised.tokens
-    return tokenised, pages, counts
+    vocab = tokenised.tokenizer.get_vocab_dict()
+    doc_freqs = np.zeros(len(vocab), dtype=np.int64)
+    doc_freqs[: len(tokenised.doc_freqs)] = tokenised.doc_freqs
+    np.save(tmp / "doc_freqs.npy", doc_freqs)
+    (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (tmp / "read.json").write_text(json.dumps(vars(counts)))  # last: the shard's read is done
 
 
-def _write_postings(tokenised: _Tokenised, passages: int, tmp: Path) -> int:
-    """Pass 2: bm25s's index files under tmp/bm25 and term_max.npy; returns the vocabulary size."""
+# --- 2. count ---------------------------------------------------------------------------------
+
+
+def count_terms(build: Build) -> None:
+    """The corpus-wide document frequency of every term (`df.table.npy`, term hash -> count,
+    engine/lookup's format) and the totals (`totals.json`), from every shard's read."""
+    target = build.work / "df"
+    if (target / "totals.json").exists():
+        return
+    missing = [shard_name(r) for r in range(build.shards) if not _done(build.shard(r), "read")]
+    if missing:
+        raise RuntimeError(f"index build {build.work}: shards not read yet: {missing[:8]}")
+    totals = _Counts()
+    for rank in range(build.shards):
+        read = json.loads((build.shard(rank) / "read.json").read_text())
+        for name in vars(totals):
+            setattr(totals, name, getattr(totals, name) + read[name])
+    if not totals.passages:
+        raise ValueError(f"corpora {[str(p) for p in build.paths]}: no passages to index")
+    tmp = _temporary(target)
+    runs = SortedRuns(tmp / "runs", {"df": "int64"}, build.config.merge_memory)
+    for rank in range(build.shards):
+        hashes, doc_freqs = _term_hashes(build.shard(rank))
+        present = doc_freqs > 0  # a term of an empty shard's vocabulary (bm25s's "")
+        runs.add(hashes[present], df=doc_freqs[present])
+    table = NpyWriter(tmp / "df.table.npy", np.uint64)
+    counts_file = tmp / "df.counts.bin"
+    with counts_file.open("wb") as counts:
+        for keys, frequencies in _summed(runs.merged()):
+            table.write(keys)
+            counts.write(frequencies.astype(np.uint64).tobytes())
+    _append_row(table, counts_file)
+    shutil.rmtree(tmp / "runs")
+    (tmp / "totals.json").write_text(json.dumps(vars(totals)))
+    _publish(tmp, target)
+
+
+def _done(shard: Path, step: str) -> bool:
+    return (shard / ("read.json" if step == "read" else "index/term_max.npy")).exists()
+
+
+def _term_hashes(shard: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The shard's terms' hashes (in its vocabulary's id order) and their document counts."""
+    vocab = json.loads((shard / "vocab.json").read_text())
+    hashes = np.zeros(len(vocab), dtype=np.uint64)
+    for term, term_id in vocab.items():
+        hashes[term_id] = stable_hash(term)
+    return hashes, np.load(shard / "doc_freqs.npy")
+
+
+def _summed(blocks):
+    """(keys, sums) of merged (key, df) blocks, each key once (equal keys may span blocks)."""
+    carry_key, carry = None, 0
+    for block in blocks:
+        keys, values = block[KEY], block["df"]
+        if not len(keys):
+            continue
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        unique, sums = keys[starts], np.add.reduceat(values, starts)
+        if carry_key is not None and unique[0] == carry_key:
+            sums[0] += carry
+        elif carry_key is not None:
+            yield np.array([carry_key], np.uint64), np.array([carry], np.int64)
+        if len(unique) > 1:
+            yield unique[:-1], sums[:-1]
+        carry_key, carry = unique[-1], int(sums[-1])
+    if carry_key is not None:
+        yield np.array([carry_key], np.uint64), np.array([carry], np.int64)
+
+
+def _append_row(table: NpyWriter, values: Path) -> None:
+    """Finish a look-up table (engine/lookup.py's format: the hashes row, then the values row)
+    whose values were written to a side file."""
+    with values.open("rb") as handle:
+        for part in iter(lambda: handle.read(1 << 24), b""):
+            table.write(np.frombuffer(part, dtype=np.uint64))
+    values.unlink()
+    table.close((2, table.count // 2))
+
+
+def _corpus_df(table: Path, hashes: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+    """The corpus-wide count of each of `hashes` in `df.table.npy`, read a block at a time
+    (a merge against the sorted table: the table, as big as the corpus's vocabulary, is never
+    held whole)."""
+    shape, _, dtype, offset = npy_header(table)
+    size = shape[1]
+    order = np.argsort(hashes, kind="stable")
+    wanted, out = hashes[order], np.zeros(len(hashes), dtype=np.int64)
+    with table.open("rb") as handle:
+        for lo in range(0, size, block):
+            hi = min(lo + block, size)
+            handle.seek(offset + lo * 8)
+            keys = np.frombuffer(handle.read((hi - lo) * 8), dtype)
+            first = np.searchsorted(wanted, keys[0], side="left")
+            last = np.searchsorted(wanted, keys[-1], side="right")
+            if first == last:
+                continue
+            handle.seek(offset + (size + lo) * 8)
+            values = np.frombuffer(handle.read((hi - lo) * 8), dtype)
+            at = np.searchsorted(keys, wanted[first:last])
+            if not np.array_equal(keys[at], wanted[first:last]):
+                raise RuntimeError(f"{table}: a shard's term is missing from the corpus counts")
+            out[order[first:last]] = values[at].astype(np.int64)
+    if len(hashes) and not out.all():
+        raise RuntimeError(f"{table}: a shard's term is missing from the corpus counts")
+    return out
+
+
+# --- 3. write ---------------------------------------------------------------------------------
+
+
+def write_shard(build: Build, rank: int) -> None:
+    """Pass 2 of shard `rank`: its bm25s files, term_max.npy, docs.table.npy, vocab.table.npy
+    under <shard>/index, scored with the corpus's statistics."""
+    shard = build.shard(rank)
+    target = shard / "index"
+    if not _done(shard, "write"):
+        if not (build.work / "df" / "totals.json").exists():
+            raise RuntimeError(f"index build {build.work}: the term counts are not done")
+        tmp = _temporary(target)
+        try:
+            _write_postings(shard, build, tmp)
+            _write_page_table(SortedRuns.reopen(shard / "runs" / "pages", PAGES), tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _publish(tmp, target)
+    shutil.rmtree(shard / "runs", ignore_errors=True)
+
+
+def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
     retriever = bm25s.BM25()
     if retriever.method in retriever.methods_requiring_nonoccurrence:
         raise ValueError(
             f"bm25s method {retriever.method!r}: a streamed build supports no BM25L/BM25+"
         )
-    vocab = dict(tokenised.tokenizer.get_vocab_dict())
-    doc_freqs = np.zeros(len(vocab), dtype=np.int64)
-    doc_freqs[: len(tokenised.doc_freqs)] = tokenised.doc_freqs
+    read = json.loads((shard / "read.json").read_text())
+    totals = json.loads((build.work / "df" / "totals.json").read_text())
+    vocab = json.loads((shard / "vocab.json").read_text())
+    hashes, doc_freqs = _term_hashes(shard)
     indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
     np.cumsum(doc_freqs, out=indptr[1:])
     write_table(tmp / "vocab.table.npy", vocab.items())  # terms -> ids, for searches
     if "" not in vocab:  # as BM25.index(create_empty_token=True) adds it
-        vocab[""] = max(vocab.values()) + 1
+        vocab[""] = max(vocab.values(), default=-1) + 1
     dtype, int_dtype = np.dtype(retriever.dtype), np.dtype(retriever.int_dtype)
     retriever.scores = {
         "data": np.zeros(0, dtype),
         "indices": np.zeros(0, int_dtype),
         "indptr": indptr,
-        "num_docs": passages,
+        "num_docs": read["passages"],
     }
     retriever.vocab_dict, retriever.nonoccurrence_array = vocab, None
     retriever.save(tmp / "bm25", show_progress=False)
-    frequencies = dict(enumerate(doc_freqs.tolist()))
-    idf = _build_idf_array(frequencies, passages, _select_idf_scorer(retriever.idf_method), dtype)
+    frequencies = np.zeros(len(doc_freqs), dtype=np.int64)
+    present = doc_freqs > 0
+    frequencies[present] = _corpus_df(build.work / "df" / "df.table.npy", hashes[present])
+    idf = _build_idf_array(
+        dict(enumerate(frequencies.tolist())),
+        totals["passages"],
+        _select_idf_scorer(retriever.idf_method),
+        dtype,
+    )
     score_tf = _select_tfc_scorer(retriever.method)
-    average = np.float64(tokenised.tokens) / passages  # = numpy's mean of the passage lengths
+    average = np.float64(totals["tokens"]) / totals["passages"]  # numpy's mean of the lengths
     term_max = np.zeros(len(doc_freqs), dtype=np.float64)
     data = NpyWriter(tmp / "bm25" / "data.csc.index.npy", dtype)
     indices = NpyWriter(tmp / "bm25" / "indices.csc.index.npy", int_dtype)
+    runs = SortedRuns.reopen(shard / "runs" / "postings", POSTINGS, build.config.merge_memory)
     progress = tqdm(
-        desc="[index] merge",
-        total=tokenised.runs.rows,
+        desc=f"[index] write {shard.name}",
+        total=runs.rows,
         unit=" postings",
         file=sys.stderr,
         mininterval=5,
         leave=False,
     )
-    for block in tokenised.runs.merged():
+    for block in runs.merged():
         terms = (block[KEY] >> np.uint64(32)).astype(np.int64)
         tfc = score_tf(
             tf_array=block["tf"].astype(dtype),
@@ -287,61 +553,77 @@ def _write_postings(tokenised: _Tokenised, passages: int, tmp: Path) -> int:
     indices.close()
     if data.count != indptr[-1]:
         raise RuntimeError(f"index build: {data.count} postings merged, {indptr[-1]} counted")
-    np.save(tmp / "term_max.npy", term_max)
-    return len(doc_freqs)
+    np.save(tmp / "term_max.npy", term_max)  # last: the shard's write is done
 
 
-def _write_page_table(pages: SortedRuns, path: Path) -> None:
+def _write_page_table(pages: SortedRuns, tmp: Path) -> None:
     """docs.table.npy (engine/lookup.py's format): the hashes row, then the rows row."""
-    table = NpyWriter(path, np.uint64)
-    rows_file = path.with_name(path.name + ".rows")
+    table = NpyWriter(tmp / "docs.table.npy", np.uint64)
+    rows_file = tmp / "docs.table.rows"
     with rows_file.open("wb") as rows:
         for block in pages.merged():
             table.write(block[KEY])
             rows.write(block["row"].astype(np.uint64).tobytes())
-    with rows_file.open("rb") as rows:
-        for part in iter(lambda: rows.read(1 << 24), b""):
-            table.write(np.frombuffer(part, dtype=np.uint64))
-    rows_file.unlink()
-    table.close((2, table.count // 2))
+    _append_row(table, rows_file)
+
+
+# --- 4. finish --------------------------------------------------------------------------------
+
+
+def finish(build: Build, started: float | None = None) -> dict:
+    """stats.json, then the build directory renamed into place (a finished index: nothing to
+    do). Leftovers of killed tasks (temporary directories) are removed first."""
+    if (build.directory / "stats.json").exists():
+        return json.loads((build.directory / "stats.json").read_text())
+    missing = [shard_name(r) for r in range(build.shards) if not _done(build.shard(r), "write")]
+    if missing:
+        raise RuntimeError(f"index build {build.work}: shards not written yet: {missing[:8]}")
+    for leftover in [*build.work.glob("*.tmp*"), *build.work.glob("*/*.tmp*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    totals = json.loads((build.work / "df" / "totals.json").read_text())
+    shards = []
+    for rank in range(build.shards):
+        read = json.loads((build.shard(rank) / "read.json").read_text())
+        shards.append({"name": shard_name(rank), "passages": read["passages"]})
+        for name in ("vocab.json", "doc_freqs.npy"):
+            (build.shard(rank) / name).unlink(missing_ok=True)
+    shutil.rmtree(build.work / "df")
+    stats = {
+        "version": INDEX_VERSION,
+        "corpora": [str(p) for p in build.paths],
+        "documents": totals["documents"],
+        "passages": totals["passages"],
+        "text_bytes": totals["text_bytes"],
+        "shards": shards,
+    }
+    if started is not None:
+        stats["build_seconds"] = round(time.perf_counter() - started, 2)
+    stats["index_bytes"] = sum(f.stat().st_size for f in build.work.rglob("*") if f.is_file())
+    (build.work / "stats.json").write_text(json.dumps(stats, indent=1))
+    _publish(build.work, build.directory)
+    return stats
 
 
 def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=print) -> dict:
-    """Build the index of `paths` under `directory` (written to a temp dir, then renamed)."""
+    """Build the index of `paths` under `directory` in this process, shard after shard
+    (data_synthesis/environment/jobs.py runs the same steps as tasks of datatrove jobs). A
+    corpus error removes the build; any other failure leaves the finished shards for a rerun."""
     started = time.perf_counter()
-    tmp = directory.with_name(directory.name + f".tmp{time.time_ns()}")
-    tmp.mkdir(parents=True)
+    build = Build.of(paths, directory, config)
     try:
-        tokenised, pages, counts = _read_corpora(paths, tmp, config)
-        if not counts.passages:
-            raise ValueError(f"corpora {[str(p) for p in paths]}: no passages to index")
-        if counts.passages >= 2**31:
-            raise ValueError(
-                f"{counts.passages:,} passages: bm25s's int32 passage ids hold < 2^31; shard the corpus"
-            )
-        vocabulary = _write_postings(tokenised, counts.passages, tmp)
-        _write_page_table(pages, tmp / "docs.table.npy")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for rank in range(build.shards):
+            read_shard(build, rank)
+        count_terms(build)
+        for rank in range(build.shards):
+            write_shard(build, rank)
+    except ValueError:
+        shutil.rmtree(build.work, ignore_errors=True)
         raise
-    shutil.rmtree(tmp / "runs")
-    stats = {
-        "corpora": [str(p) for p in paths],
-        "documents": counts.documents,
-        "passages": counts.passages,
-        "text_bytes": counts.text_bytes,
-        "vocabulary": vocabulary,
-        "build_seconds": round(time.perf_counter() - started, 2),
-    }
-    stats["index_bytes"] = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=1))
-    try:
-        tmp.rename(directory)
-    except OSError:  # another process built it meanwhile: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
+    stats = finish(build, started)
     log(
-        f"indexed {counts.documents} documents ({counts.text_bytes / 1e6:.1f} MB) as "
-        f"{counts.passages} passages in {stats['build_seconds']} s -> {directory} "
+        f"indexed {stats['documents']} documents ({stats['text_bytes'] / 1e6:.1f} MB) as "
+        f"{stats['passages']} passages in {build.shards} shard(s) in "
+        f"{time.perf_counter() - started:.1f} s -> {directory} "
         f"({stats['index_bytes'] / 1e6:.1f} MB)"
     )
     return stats

@@ -64,6 +64,7 @@ class EnvironmentConfig:
     cache_dir: str = DEFAULT_CACHE
     passage_words: int = 120
     passage_stride: int = 100
+    index_shards: int = 0  # shards of a corpus's index (0: one per 8 GiB); results do not change
     top_k: int = 10
     snippet_chars: int = 300
     visit_max_chars: int = 6000
@@ -89,7 +90,9 @@ class EnvironmentConfig:
         return cls(**raw)
 
     def index_config(self) -> IndexConfig:
-        return IndexConfig(self.cache_dir, self.passage_words, self.passage_stride)
+        return IndexConfig(
+            self.cache_dir, self.passage_words, self.passage_stride, shards=self.index_shards
+        )
 
 
 class Environment:

@@ -6,22 +6,27 @@ passages are indexed with bm25s (English stop words, Snowball stemming when PySt
 installed). The index lives in ``cache_dir/<fingerprint>/``, where the fingerprint hashes the
 corpora's bytes and the passage/tokenizer settings, so a corpus is indexed once and every later
 run (or process: rollout workers, evaluation) loads it; a changed corpus gets a new index. The
-build (data_synthesis/environment/build.py) streams the corpora, so its memory does not grow
-with them.
+build (data_synthesis/environment/build.py) streams the corpora in shards, so its memory does
+not grow with them, and runs in one process or as datatrove tasks (environment/jobs.py).
 
-On disk, next to bm25s's sparse matrix: ``passages.jsonl`` (doc index, title, url, text) with a
+An index is one or more shards (``s00000/`` ...: contiguous runs of the corpora's documents,
+scored with the whole corpus's statistics); a search takes each shard's exact top k and merges
+them, so the results do not depend on the shard count. In a shard, next to bm25s's sparse
+matrix (``index/bm25``): ``passages.jsonl`` (doc id, title, url, text) with a
 ``passages.offsets.npy`` of byte offsets, and ``docs.jsonl`` (one row per document: its id, url,
-title, corpus file and byte offset) with ``docs.table.npy`` (id/url -> row, a look-up table of
-data_synthesis/engine/lookup.py) - so passages and pages are read by seeking, and neither the
-corpus texts nor a per-document dict are held in memory; a query's terms are found in
-``vocab.table.npy`` (term hash -> id) the same way, so no task holds the vocabulary either. ``term_max.npy`` holds each term's best
-passage score, the bound that lets a search skip reading common terms' postings whole (MaxScore).
-Searches read the postings with pread (data_synthesis/environment/postings.py), not through
-bm25s's memory map, so a long-running search task's RSS does not grow with the pages it touched.
+title, corpus file and byte offset) with ``index/docs.table.npy`` (id/url -> row, a look-up
+table of data_synthesis/engine/lookup.py) - so passages and pages are read by seeking, and
+neither the corpus texts nor a per-document dict are held in memory; a query's terms are found
+in ``index/vocab.table.npy`` (term hash -> id) the same way, so no task holds the vocabulary
+either. ``index/term_max.npy`` holds each term's best passage score, the bound that lets a
+search skip reading common terms' postings whole (MaxScore). Searches read the postings with
+pread (data_synthesis/environment/postings.py), not through bm25s's memory map, so a
+long-running search task's RSS does not grow with the pages it touched.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
@@ -56,6 +61,29 @@ class Hit:
     text: str
 
 
+class Shard:
+    """One shard of an index (data_synthesis/environment/build.py): its postings, passages,
+    pages, vocabulary table and term bounds; passage ids here are the shard's own."""
+
+    def __init__(self, directory: Path, first: int, passages: int):
+        self.directory, self.first, self.passages = directory, first, passages
+        self.postings = Postings(directory / "index" / "bm25", passages)
+        self.offsets = NpyArray(directory / "passages.offsets.npy")
+        self.term_max = np.load(directory / "index" / "term_max.npy")
+        self._passages = (directory / "passages.jsonl").open("rb")
+
+    def top_k(self, terms: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The shard's k best passages for some of its term ids, and their scores (Postings.
+        top_k: exact MaxScore over bm25s's precomputed per-term scores, so a query costs its
+        rare terms' postings and a few blocks of the common ones, where bm25s's retrieve scores
+        every passage)."""
+        return self.postings.top_k(terms, [float(self.term_max[t]) for t in terms], k)
+
+    def passage(self, passage_id: int) -> dict:
+        self._passages.seek(int(self.offsets.read(passage_id, passage_id + 1)[0]))
+        return json.loads(self._passages.readline())
+
+
 class CorpusIndex:
     """Search and page look-up over local corpora. `CorpusIndex.open(paths, config)` builds the
     index on first use and loads it afterwards."""
@@ -63,10 +91,12 @@ class CorpusIndex:
     def __init__(self, directory: Path, paths: list[Path], config: IndexConfig):
         self.directory, self.paths, self.config = directory, paths, config
         self.stats = json.loads((directory / "stats.json").read_text())
-        self.postings = Postings(directory / "bm25", int(self.stats["passages"]))
-        self.offsets = NpyArray(directory / "passages.offsets.npy")
-        self.term_max = np.load(directory / "term_max.npy")
-        self._passages = (directory / "passages.jsonl").open("rb")
+        self.shards, first = [], 0
+        for shard in self.stats["shards"]:
+            if shard["passages"]:
+                self.shards.append(Shard(directory / shard["name"], first, shard["passages"]))
+            first += shard["passages"]
+        self._firsts = [shard.first for shard in self.shards]
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
         self._stopwords = set(_infer_stopwords("en"))
@@ -82,45 +112,54 @@ class CorpusIndex:
             raise FileNotFoundError(f"corpus file(s) not found: {missing}")
         directory = Path(config.cache_dir) / corpus_fingerprint(paths, config)
         if not (directory / "stats.json").exists():
-            build_index(paths, directory, config, log)
+            try:
+                build_index(paths, directory, config, log)
+            except (OSError, RuntimeError):
+                if not (directory / "stats.json").exists():
+                    raise  # not another process finishing the same build under this one
         return cls(directory, paths, config)
 
     # --- search -------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The top-k passages for one query (fewer when fewer passages match any term)."""
-        terms = self.term_ids(self._analyse(query))
+        terms = self._analyse(query)
         if not terms:
             return []
-        k = min(k, int(self.stats["passages"]))
         hits = []
-        for passage_id, score in self._top_k(terms, k):
+        for passage_id, score in self._top_k(terms, min(k, int(self.stats["passages"]))):
             if score <= 0:
                 continue
-            row = self.passage(int(passage_id))
+            row = self.passage(passage_id)
             hits.append(
                 Hit(len(hits) + 1, float(score), row["id"], row["title"], row["url"], row["text"])
             )
         return hits
 
-    def term_ids(self, terms: list[str]) -> list[int]:
-        """The index's id of each analysed term it holds (the others left out), looked up in
-        `vocab.table.npy` by a 64-bit hash of the term, so no task holds the vocabulary (bm25s's
-        vocab dict grows with the corpus: 88,056 terms, 17 MB, at 1 GB). A word the corpus
-        lacks is taken for a term only if their hashes collide (about 1 in 10^13 per word at a
-        10M-term vocabulary)."""
-        table = self.directory / "vocab.table.npy"
-        found = (self._terms.get(t, lambda t=t: self._tables.get(table, t)) for t in terms)
+    def term_ids(self, shard: int, terms: list[str]) -> list[int]:
+        """Shard `shard`'s id of each analysed term it holds (the others left out), looked up
+        in its `vocab.table.npy` by a 64-bit hash of the term, so no task holds the vocabulary
+        (bm25s's vocab dict grows with the corpus: 88,056 terms, 17 MB, at 1 GB). A word the
+        corpus lacks is taken for a term only if their hashes collide (about 1 in 10^13 per word
+        at a 10M-term vocabulary)."""
+        table = self.shards[shard].directory / "index" / "vocab.table.npy"
+        found = (self._terms.get((shard, t), lambda t=t: self._tables.get(table, t)) for t in terms)
         return [ids[0] for ids in found if ids]
 
-    def _top_k(self, terms: list[int], k: int) -> list[tuple[int, float]]:
-        """(passage, score) of the k best passages for some term ids, best first (ties: lower
-        passage first): exact top-k by MaxScore over bm25s's precomputed per-term scores
-        (Postings.top_k), so a query costs its rare terms' postings and a few blocks of the
-        common ones, where bm25s's retrieve scores every passage and summing every posting
-        grows with the corpus."""
-        passages, scores = self.postings.top_k(terms, [float(self.term_max[t]) for t in terms], k)
-        return list(zip(passages.tolist(), scores.tolist()))
+    def _top_k(self, terms: list[str], k: int) -> list[tuple[int, float]]:
+        """(passage, score) of the k best passages for some analysed terms, best first (ties:
+        lower passage first): each shard's exact top k, merged. Scores use the whole corpus's
+        statistics in every shard, so this is the top k of one index of everything."""
+        passages, scores = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)]
+        for rank, shard in enumerate(self.shards):
+            ids = self.term_ids(rank, terms)
+            if ids:
+                found, score = shard.top_k(ids, k)
+                passages.append(found.astype(np.int64) + shard.first)
+                scores.append(score)
+        passages, scores = np.concatenate(passages), np.concatenate(scores)
+        best = np.lexsort((passages, -scores))[:k]
+        return list(zip(passages[best].tolist(), scores[best].tolist()))
 
     def _analyse(self, text: str) -> list[str]:
         """The query's terms, analysed as bm25s's Tokenizer analysed the passages."""
@@ -128,16 +167,19 @@ class CorpusIndex:
         return [self._stem(w) for w in words if w not in self._stopwords]
 
     def passage(self, passage_id: int) -> dict:
-        self._passages.seek(int(self.offsets.read(passage_id, passage_id + 1)[0]))
-        return json.loads(self._passages.readline())
+        """A passage by its id over the whole index (shards numbered in corpus order)."""
+        shard = self.shards[bisect.bisect_right(self._firsts, passage_id) - 1]
+        return shard.passage(passage_id - shard.first)
 
     # --- pages --------------------------------------------------------------------------------
 
     def page(self, key: str) -> dict | None:
         """The document whose url or id is `key` (None when the corpus has no such page)."""
         key = key.strip()
-        for offset in sorted(self._tables.get(self.directory / "docs.table.npy", key)):
-            row = read_line(self.directory / "docs.jsonl", offset)
-            if key in (row["id"], row["url"]):  # the first document with this id or url
-                return read_line(self.paths[row["corpus"]], row["offset"])
+        for shard in self.shards:  # in corpus order: the first document with this id or url
+            table = shard.directory / "index" / "docs.table.npy"
+            for offset in sorted(self._tables.get(table, key)):
+                row = read_line(shard.directory / "docs.jsonl", offset)
+                if key in (row["id"], row["url"]):
+                    return read_line(self.paths[row["corpus"]], row["offset"])
         return None

@@ -1,7 +1,7 @@
 """Integration tests of the synthesis engine (data_synthesis/engine on HF datatrove), end to end
 on the bundled corpus with the CPU heuristic baseline: every stage and the run summary; output
 independent of the number of tasks (1 vs 3) and of the executor (SLURM job arrays through fake
-sbatch/srun vs local); kill -9 at several moments then rerun = uninterrupted run; a rerun with
+sbatch/srun, the search index built by its own sharded arrays, vs local); kill -9 at several moments then rerun = uninterrupted run; a rerun with
 another input refuses; bad input named by file:line (non-UTF-8, a JSON array line), empty input
 exits non-zero, a long document is split. Unit parts: the request checkpoint replays finished
 LLM requests, byte ranges give every line to exactly one task, the memory view resolves links."""
@@ -148,9 +148,11 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
         tool.chmod(0o755)
     env = _env()
     env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    env["MEGATRON_AGENTIC_INDEX_CACHE"] = str(tmp_path / "index_cache")  # built by the arrays
     out = tmp_path / "slurm"
     done = _cli(
         "pipeline",
+        "environment.index_shards=3",
         "--input",
         corpus,
         "--output",
@@ -166,6 +168,10 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
     assert "submitted" in done.stderr
     assert (tmp_path / "array_tasks").read_text().split().count("3") >= 1  # >= 4 array tasks
     assert len(list((out / "logs/extract/completions").iterdir())) == 4
+    # the search index was built before planning as 3 shard tasks, and searched the same
+    assert len(list((out / "logs/index_read/completions").iterdir())) == 3
+    (stats,) = (tmp_path / "index_cache").glob("*/stats.json")
+    assert len(json.loads(stats.read_text())["shards"]) == 3
     _same_outputs(run, out)
 
 

@@ -136,25 +136,26 @@ def test_search_top_k_equals_scoring_every_passage(
     monkeypatch.setattr(postings, "BLOCK", block)
     monkeypatch.setattr(postings, "RANGE_POSTINGS", per_range)
     index, common, rare = common_words_index
-    index.postings._fences.clear()
-    retriever = bm25s.BM25.load(index.directory / "bm25", mmap=True)
+    shard = index.shards[0]
+    shard.postings._fences.clear()
+    retriever = bm25s.BM25.load(shard.directory / "index" / "bm25", mmap=True)
     rng = random.Random(block + per_range)
     compared = 0
     for _ in range(300):
         terms = rng.sample(common, rng.randint(1, 3)) + rng.sample(rare, rng.randint(0, 3))
         terms = index._analyse(" ".join(terms) + " notaword")
-        ids = index.term_ids(terms)  # the vocabulary table gives bm25s's own term ids
+        ids = index.term_ids(0, terms)  # the vocabulary table gives bm25s's own term ids
         assert ids == retriever.get_tokens_ids(terms)
         if not ids:
             continue
-        got = index._top_k(ids, 10)
+        got = list(zip(*shard.top_k(ids, 10)))
         full = retriever.get_scores(terms)  # every passage scored
         best = np.sort(full[full > 0])[::-1][:10]
         assert np.allclose([score for _, score in got], best, rtol=1e-5)
         assert np.allclose(full[[passage for passage, _ in got]], best, rtol=1e-5)
         exact = np.zeros(len(full))  # the same sums in the same order, then ties by passage
-        for term in sorted(ids, key=index.postings.length):
-            ids, scores = index.postings.read(term)
+        for term in sorted(ids, key=shard.postings.length):
+            ids, scores = shard.postings.read(term)
             exact[ids] += scores
         exact = exact.astype(np.float32)
         ranked = np.lexsort((np.arange(len(exact)), -exact))[:10]
@@ -172,11 +173,11 @@ def test_postings_look_up_scores_block_by_block(common_words_index, monkeypatch)
 
     monkeypatch.setattr(postings, "BLOCK", 4)
     index, _, _ = common_words_index
-    store, reads = index.postings, []
+    store, reads = index.shards[0].postings, []
     store._fences.clear()
     read = store.ids.read
     monkeypatch.setattr(store.ids, "read", lambda a, b: reads.append(b - a) or read(a, b))
-    term = index.term_ids(["river"])[0]
+    term = index.term_ids(0, ["river"])[0]
     ids, scores = store.read(term)
     assert len(ids) > 1000
     rng = np.random.default_rng(0)

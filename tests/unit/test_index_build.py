@@ -99,7 +99,8 @@ def test_streamed_build_equals_bm25s_index_and_loads_in_bm25s(tmp_path):
     )
     reference.save(tmp_path / "reference", show_progress=False)
 
-    built, expected = index.directory / "bm25", tmp_path / "reference"
+    shard = index.shards[0].directory
+    built, expected = shard / "index" / "bm25", tmp_path / "reference"
     assert index.stats["passages"] == len(texts) > 300
     for name in ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy"):
         ours, theirs = np.load(built / name), np.load(expected / name)
@@ -115,11 +116,11 @@ def test_streamed_build_equals_bm25s_index_and_loads_in_bm25s(tmp_path):
     nonempty = np.flatnonzero(np.diff(indptr) > 0)
     term_max = np.zeros(len(indptr) - 1)
     term_max[nonempty] = np.maximum.reduceat(data, indptr[nonempty])
-    assert np.array_equal(np.load(index.directory / "term_max.npy"), term_max)
+    assert np.array_equal(np.load(shard / "index" / "term_max.npy"), term_max)
 
-    table = np.load(index.directory / "docs.table.npy")
+    table = np.load(shard / "index" / "docs.table.npy")
     pages, offset = [], 0
-    for line in (index.directory / "docs.jsonl").read_bytes().splitlines(keepends=True):
+    for line in (shard / "docs.jsonl").read_bytes().splitlines(keepends=True):
         row = json.loads(line)
         pages += [(stable_hash(key), offset) for key in dict.fromkeys((row["id"], row["url"]))]
         offset += len(line)
@@ -127,7 +128,7 @@ def test_streamed_build_equals_bm25s_index_and_loads_in_bm25s(tmp_path):
     assert list(table[0]) == sorted(table[0])
     # a duplicated id's page is its first document (d5 is documents 5 and 285)
     assert index.page("d5")["text"] == json.loads(corpus.read_text().splitlines()[5])["text"]
-    assert index.search("w17 river", k=3) and not (index.directory / "runs").exists()
+    assert index.search("w17 river", k=3) and not (shard / "runs").exists()
 
 
 def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
@@ -137,7 +138,7 @@ def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match=r"corpus.jsonl:301: invalid JSON"):
         CorpusIndex.open([corpus], IndexConfig(cache_dir=str(cache), chunk_passages=5))
-    assert list(cache.iterdir()) == []
+    assert [p.name for p in cache.iterdir()] == ["digests"]  # the corpus's digest only
 
 
 def test_words_first_seen_after_the_first_chunk_are_searchable(tmp_path):
@@ -154,6 +155,69 @@ def test_words_first_seen_after_the_first_chunk_are_searchable(tmp_path):
     index = CorpusIndex.open([corpus], config, log=lambda _: None)
     assert [hit.doc_id for hit in index.search("zanzibar")] == ["d2"]
     assert [hit.doc_id for hit in index.search("beta")] == ["d1"]
+
+
+def _searches(index: CorpusIndex, corpus: Path) -> list:
+    rng = random.Random(2)
+    queries = [" ".join(rng.sample(WORDS, rng.randint(1, 6))) for _ in range(150)]
+    found = [[(h.doc_id, h.score, h.url, h.text) for h in index.search(q)] for q in queries]
+    pages = [index.page(f"d{i}") for i in range(0, 280, 7)]
+    return found + pages
+
+
+def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path):
+    """Shards are contiguous runs of documents scored with the corpus's statistics: each term's
+    postings over the shards, passage ids offset, are the one-shard index's, and every search
+    and page look-up gives the same results. Built here by the datatrove jobs (the CLI with two
+    workers), the path a cluster takes."""
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    one = CorpusIndex.open([corpus], IndexConfig(cache_dir=str(tmp_path / "one")), log=print)
+    command = [sys.executable, "-m", "data_synthesis.environment", "index", str(corpus)]
+    command += ["--cache-dir", str(tmp_path / "four"), "--shards", "4", "--workers", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["passages"] == one.stats["passages"]
+    four = CorpusIndex.open([corpus], IndexConfig(cache_dir=str(tmp_path / "four")), log=print)
+    assert [s.passages > 0 for s in four.shards] == [True] * 4
+    assert four.directory.name == one.directory.name  # the shard count is not in the fingerprint
+    whole = one.shards[0]
+    for word in ["w3", "river", "capit", "the", "w399", "titl"]:
+        (term,) = one.term_ids(0, [word]) or [None]
+        if term is None:
+            continue
+        ids, scores = whole.postings.read(term)
+        parts = [
+            (shard.postings.read(found[0])[0] + shard.first, shard.postings.read(found[0])[1])
+            for rank, shard in enumerate(four.shards)
+            if (found := four.term_ids(rank, [word]))
+        ]
+        assert np.array_equal(np.concatenate([p[0] for p in parts]), ids), word
+        assert np.array_equal(np.concatenate([p[1] for p in parts]), scores), word
+    assert _searches(four, corpus) == _searches(one, corpus)
+    assert not list(four.directory.glob("*/runs")) and not list(tmp_path.glob("four/*.build"))
+
+
+def test_a_killed_build_resumes_from_its_finished_shards(tmp_path, monkeypatch):
+    """A build killed after two of three shards were read (one shard's read half-written) is
+    resumed by the next open: the finished shards are not read again, the leftover is removed,
+    and the index equals an uninterrupted build's."""
+    from data_synthesis.environment import build as build_module
+
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    config = IndexConfig(cache_dir=str(tmp_path / "cache"), shards=3)
+    directory = tmp_path / "cache" / build_module.corpus_fingerprint([corpus], config)
+    killed = build_module.Build.of([corpus], directory, config)
+    build_module.read_shard(killed, 0)
+    build_module.read_shard(killed, 1)
+    (killed.work / "s00002.tmp99-1").mkdir()  # what a kill -9 mid-read leaves
+    (killed.work / "s00002.tmp99-1" / "passages.jsonl").write_text("half")
+    reads = []
+    real = build_module._read
+    monkeypatch.setattr(build_module, "_read", lambda b, r, t: reads.append(r) or real(b, r, t))
+    resumed = CorpusIndex.open([corpus], config, log=print)
+    assert reads == [2]
+    assert not killed.work.exists() and not list(directory.rglob("*.tmp*"))
+    fresh = CorpusIndex.open([corpus], IndexConfig(cache_dir=str(tmp_path / "fresh")), log=print)
+    assert _searches(resumed, corpus) == _searches(fresh, corpus)
 
 
 def test_index_build_benchmark_reports_each_checkout_and_compares_their_files(tmp_path):
