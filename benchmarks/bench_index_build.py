@@ -3,11 +3,13 @@
 For each size, writes the benchmark corpus (renamed copies of the bundled corpus, as
 bench_synthesis.py does), then builds its index from scratch in a child process per checkout
 (this one, and with --code an earlier one, e.g. a `git worktree` of the commit before a change),
-printing each build's CPU seconds and peak RSS, and whether the two checkouts wrote the same
-index files byte for byte.
+printing each build's CPU seconds, peak RSS (of its largest process) and wall time, and whether
+the two checkouts wrote the same index files byte for byte. --shards N --workers W also builds
+this checkout's index in N shards, W tasks at once on datatrove's local executor (the figures
+of a sharded build: the largest task's RSS, CPU summed over the tasks).
 
     python benchmarks/bench_index_build.py --sizes-mb 10 100 --work /tmp/bench_synthesis \
-        [--code /path/to/earlier/checkout]
+        [--code /path/to/earlier/checkout] [--shards 8 --workers 2]
 """
 
 from __future__ import annotations
@@ -29,19 +31,37 @@ CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from data_synthesis.environment.index import CorpusIndex, IndexConfig
-index = CorpusIndex.open([sys.argv[2]], IndexConfig(cache_dir=sys.argv[3]), log=lambda _: None)
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+started = time.perf_counter()
+shards, workers = int(sys.argv[4]), int(sys.argv[5])
+config = IndexConfig(cache_dir=sys.argv[3], **({"shards": shards} if shards else {}))
+if workers > 1:
+    from data_synthesis.environment.__main__ import build_with_workers
+    build_with_workers([sys.argv[2]], config, workers)
+index = CorpusIndex.open([sys.argv[2]], config, log=lambda _: None)
+own, tasks = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+print(json.dumps({"cpu_s": own.ru_utime + own.ru_stime + tasks.ru_utime + tasks.ru_stime,
+                  "rss_mb": max(own.ru_maxrss, tasks.ru_maxrss) / 1024,
+                  "wall_s": time.perf_counter() - started,
                   "passages": index.stats["passages"], "index_mb": index.stats["index_bytes"] / 1e6,
                   "directory": str(index.directory)}))
 """
 
 
-def build(code: Path, corpus: Path, cache: Path) -> dict:
-    """Build the index of `corpus` with `code`'s data_synthesis in a fresh child process."""
+def build(code: Path, corpus: Path, cache: Path, shards: int = 0, workers: int = 1) -> dict:
+    """Build the index of `corpus` with `code`'s data_synthesis in a fresh child process
+    (`shards` and `workers`: this checkout's sharded build, its tasks forked by datatrove)."""
     shutil.rmtree(cache, ignore_errors=True)
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(code), str(corpus), str(cache)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(code),
+            str(corpus),
+            str(cache),
+            str(shards),
+            str(workers),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -60,18 +80,27 @@ def main() -> None:
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_synthesis"))
     parser.add_argument("--code", type=Path, help="an earlier checkout, built on the same corpora")
+    parser.add_argument(
+        "--shards", type=int, default=0, help="also build this checkout's index in N shards"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="shard tasks at once (--shards)")
     args = parser.parse_args()
     codes = {"this": REPO} | ({"earlier": args.code.resolve()} if args.code else {})
     for mb in args.sizes_mb:
         corpus = args.work / f"corpus_{mb}mb.jsonl"
         make_corpus(corpus, mb)
         results = {}
-        for label, code in codes.items():
-            results[label] = build(code, corpus, args.work / f"index_build_{label}_{mb}mb")
+        runs = [(label, code, 0, 1) for label, code in codes.items()]
+        if args.shards:
+            runs.append((f"{args.shards}x{args.workers}", REPO, args.shards, args.workers))
+        for label, code, shards, workers in runs:
+            cache = args.work / f"index_build_{label}_{mb}mb"
+            results[label] = build(code, corpus, cache, shards, workers)
             r = results[label]
             print(
                 f"{mb:>5} MB  {label:<8} {r['passages']:>10,} passages  {r['cpu_s']:8.1f} CPU s  "
-                f"peak RSS {r['rss_mb']:8.1f} MB  index {r['index_mb']:8.1f} MB",
+                f"peak RSS {r['rss_mb']:8.1f} MB  index {r['index_mb']:8.1f} MB  "
+                f"wall {r['wall_s']:8.1f} s",
                 flush=True,
             )
         if "earlier" in results:

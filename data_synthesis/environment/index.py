@@ -72,12 +72,12 @@ class Shard:
         self.term_max = np.load(directory / "index" / "term_max.npy")
         self._passages = (directory / "passages.jsonl").open("rb")
 
-    def top_k(self, terms: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(self, terms: list[int], k: int, floor=None) -> tuple[np.ndarray, np.ndarray]:
         """The shard's k best passages for some of its term ids, and their scores (Postings.
         top_k: exact MaxScore over bm25s's precomputed per-term scores, so a query costs its
         rare terms' postings and a few blocks of the common ones, where bm25s's retrieve scores
-        every passage)."""
-        return self.postings.top_k(terms, [float(self.term_max[t]) for t in terms], k)
+        every passage); none scoring at most `floor` (earlier shards' k-th best)."""
+        return self.postings.top_k(terms, [float(self.term_max[t]) for t in terms], k, floor)
 
     def passage(self, passage_id: int) -> dict:
         self._passages.seek(int(self.offsets.read(passage_id, passage_id + 1)[0]))
@@ -149,17 +149,20 @@ class CorpusIndex:
     def _top_k(self, terms: list[str], k: int) -> list[tuple[int, float]]:
         """(passage, score) of the k best passages for some analysed terms, best first (ties:
         lower passage first): each shard's exact top k, merged. Scores use the whole corpus's
-        statistics in every shard, so this is the top k of one index of everything."""
-        passages, scores = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)]
+        statistics in every shard, so this is the top k of one index of everything. Shards are
+        searched in corpus order, each pruning what cannot beat the k-th best found so far."""
+        passages, scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         for rank, shard in enumerate(self.shards):
             ids = self.term_ids(rank, terms)
-            if ids:
-                found, score = shard.top_k(ids, k)
-                passages.append(found.astype(np.int64) + shard.first)
-                scores.append(score)
-        passages, scores = np.concatenate(passages), np.concatenate(scores)
-        best = np.lexsort((passages, -scores))[:k]
-        return list(zip(passages[best].tolist(), scores[best].tolist()))
+            if not ids:
+                continue
+            floor = scores[k - 1] if len(scores) >= k else None
+            found, score = shard.top_k(ids, k, floor)
+            passages = np.concatenate([passages, found.astype(np.int64) + shard.first])
+            scores = np.concatenate([scores, score])
+            best = np.lexsort((passages, -scores))[:k]
+            passages, scores = passages[best], scores[best]
+        return list(zip(passages.tolist(), scores.tolist()))
 
     def _analyse(self, text: str) -> list[str]:
         """The query's terms, analysed as bm25s's Tokenizer analysed the passages."""

@@ -73,10 +73,14 @@ class Postings:
         start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
         return self.ids.read(start, stop), self.scores.read(start, stop)
 
-    def top_k(self, terms: list[int], maxes: list[float], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(
+        self, terms: list[int], maxes: list[float], k: int, floor: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The k best passages for a query (its term ids, each term's best score `maxes`) and
         their scores (the index's dtype), best first, ties lowest passage first; passages
-        without any of the terms are never returned.
+        without any of the terms are never returned. `floor`: the k-th best score of passages
+        that rank before these on ties (an earlier shard's), so passages scoring at most it are
+        pruned too.
 
         Exact top-k by MaxScore. Within a range of passages, the terms' postings are summed
         rarest first; once what the remaining terms could add at most (their best scores)
@@ -89,7 +93,7 @@ class Postings:
         order = sorted(range(len(terms)), key=lambda i: self.length(terms[i]))
         terms, maxes = [terms[i] for i in order], [maxes[i] for i in order]
         bounds = np.cumsum(maxes[::-1])[::-1].tolist() + [0.0]
-        best = _Best(k, self.scores.dtype)
+        best = _Best(k, self.scores.dtype, floor)
         ends: dict[int, tuple[int, int]] = {}  # term's place in `terms` -> (range end, index)
         ranges = -(-sum(self.length(term) for term in terms) // RANGE_POSTINGS)
         size = max(-(-self.passages // max(ranges, 1)), 1)
@@ -184,14 +188,21 @@ class _Best:
     """The k best passages of the ranges searched so far (full scores, float64 and ranked
     by the index's dtype, then passage)."""
 
-    def __init__(self, k: int, dtype):
+    def __init__(self, k: int, dtype, outside: float | None = None):
         self.k, self.dtype = k, dtype
         self.passages, self.scores = np.zeros(0, dtype=np.int64), np.zeros(0)
+        self.outside = None if outside is None else np.asarray(outside, dtype=dtype)
+
+    def floor(self):
+        """The score (index dtype) a later passage must beat to get in, if any yet."""
+        own = self.scores[-1].astype(self.dtype) if len(self.scores) == self.k else None
+        known = [f for f in (own, self.outside) if f is not None]
+        return max(known) if known else None
 
     def shuts_out(self, bound: float) -> bool:
         """Whether a later passage scoring at most `bound` cannot get in (it would at best tie
         with the k-th, and rank after it)."""
-        floor = self.scores[-1].astype(self.dtype) if len(self.scores) == self.k else None
+        floor = self.floor()
         return floor is not None and np.asarray(bound * UP, dtype=self.dtype) <= floor
 
     def add(self, passages: np.ndarray, scores: np.ndarray) -> None:
@@ -211,8 +222,9 @@ def _may_enter(totals: np.ndarray, bound: float, k: int, best: _Best) -> np.ndar
     reach the top k."""
     reach = totals + bound
     keep = reach >= _kth(totals, k) / MARGIN
-    if len(best.scores) == best.k:
-        keep &= (reach * UP).astype(best.dtype) > best.scores[-1].astype(best.dtype)
+    floor = best.floor()
+    if floor is not None:
+        keep &= (reach * UP).astype(best.dtype) > floor
     return keep
 
 

@@ -222,10 +222,11 @@ def test_a_killed_build_resumes_from_its_finished_shards(tmp_path, monkeypatch):
 
 def test_index_build_benchmark_reports_each_checkout_and_compares_their_files(tmp_path):
     """benchmarks/bench_index_build.py (the figures in docs/benchmarks.md) at 1 MB, with this
-    checkout as the earlier one too: both builds reported, and the same files."""
+        checkout as the earlier one too: both builds reported, and the same files; and the build in 3
+    shards by 2 datatrove workers."""
     repo = Path(__file__).resolve().parents[2]
     command = [sys.executable, str(repo / "benchmarks/bench_index_build.py"), "--sizes-mb", "1"]
-    command += ["--work", str(tmp_path), "--code", str(repo)]
+    command += ["--work", str(tmp_path), "--code", str(repo), "--shards", "3", "--workers", "2"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rows = re.findall(
         r"1 MB\s+(this|earlier)\s+([\d,]+) passages\s+([\d.]+) CPU s\s+peak RSS\s+([\d.]+) MB", out
@@ -233,3 +234,5 @@ def test_index_build_benchmark_reports_each_checkout_and_compares_their_files(tm
     assert [r[0] for r in rows] == ["this", "earlier"] and rows[0][1] == rows[1][1], out
     assert all(float(r[2]) > 0 and float(r[3]) > 50 for r in rows), out
     assert "same index files: yes" in out, out
+    sharded = re.search(r"1 MB\s+3x2\s+([\d,]+) passages .* wall\s+([\d.]+) s", out)
+    assert sharded and sharded[1] == rows[0][1], out
