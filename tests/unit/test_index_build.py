@@ -56,6 +56,32 @@ def test_sorted_runs_merge_every_row_once_in_key_order(tmp_path, fan_in):
     assert np.array_equal(keys[merged["row"]], merged[KEY])  # with its own key
 
 
+def test_term_counts_are_summed_across_shards_and_merge_blocks(tmp_path):
+    """The count step sums each term's document counts over the shards' runs; with tiny merge
+    buffers a term's rows span blocks, and each term still comes out once with its total."""
+    from data_synthesis.environment.build import _summed
+
+    rng = np.random.default_rng(3)
+    # fan-in 2: runs merged into longer runs first, which hold a term once per shard
+    runs = SortedRuns(tmp_path / "df", {"df": "int64"}, memory=1, fan_in=2)
+    keys, counts = [], []
+    for _ in range(7):  # seven shards' vocabularies, overlapping
+        shard_keys = np.unique(rng.integers(0, 4000, size=3000, dtype=np.uint64))
+        shard_counts = rng.integers(1, 50, size=len(shard_keys))
+        runs.add(shard_keys, df=shard_counts)
+        keys.append(shard_keys)
+        counts.append(shard_counts)
+    blocks = list(runs.merged())
+    spanning = [a[KEY][-1] == b[KEY][0] for a, b in zip(blocks, blocks[1:])]
+    assert any(spanning)  # small blocks: some term's rows span two of them
+    summed = list(_summed(blocks))
+    got_keys = np.concatenate([k for k, _ in summed])
+    got_counts = np.concatenate([c for _, c in summed])
+    want_keys, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    assert np.array_equal(got_keys, want_keys)
+    assert np.array_equal(got_counts, np.bincount(inverse, weights=np.concatenate(counts)))
+
+
 def test_npy_writer_writes_what_numpy_reads(tmp_path):
     writer = NpyWriter(tmp_path / "a.npy", np.uint64)
     for part in (np.arange(5), np.arange(5, 12)):
