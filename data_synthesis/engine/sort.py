@@ -39,7 +39,7 @@ class SortedRuns:
         self.rows = 0
 
     @classmethod
-    def reopen(cls, directory: Path, columns: dict[str, str], memory: int = 32 << 20):
+    def reopen(cls, directory: Path, columns: dict[str, str], memory: int):
         """The runs another process wrote under `directory` (a sharded index build's pass 1
         and pass 2 run as separate tasks)."""
         runs = cls(directory, columns, memory)

@@ -476,7 +476,8 @@ def write_shard(build: Build, rank: int) -> None:
         tmp = _temporary(target)
         try:
             _write_postings(shard, build, tmp)
-            _write_page_table(SortedRuns.reopen(shard / "runs" / "pages", PAGES), tmp)
+            pages = SortedRuns.reopen(shard / "runs" / "pages", PAGES, build.config.merge_memory)
+            _write_page_table(pages, tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
