@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,16 @@ class Shard:
         return json.loads(self._passages.readline())
 
 
+def _allow_open_files(needed: int) -> None:
+    """Raise the soft limit on open files (up to the hard one) when an index's shards would use
+    half of it: a shard keeps four files open and opens its two look-up tables on first use."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft // 2:
+        return
+    wanted = 2 * needed + soft if hard == resource.RLIM_INFINITY else min(hard, 2 * needed + soft)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 class CorpusIndex:
     """Search and page look-up over local corpora. `CorpusIndex.open(paths, config)` builds the
     index on first use and loads it afterwards."""
@@ -97,6 +108,7 @@ class CorpusIndex:
                 self.shards.append(Shard(directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
         self._firsts = [shard.first for shard in self.shards]
+        _allow_open_files(6 * len(self.shards))
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
         self._stopwords = set(_infer_stopwords("en"))

@@ -262,3 +262,25 @@ def test_index_build_benchmark_reports_each_checkout_and_compares_their_files(tm
     assert "same index files: yes" in out, out
     sharded = re.search(r"1 MB\s+3x2\s+([\d,]+) passages .* wall\s+([\d.]+) s", out)
     assert sharded and sharded[1] == rows[0][1], out
+
+
+def test_an_index_of_many_shards_raises_the_open_files_limit(tmp_path):
+    """Each shard keeps files open; a process under a low soft limit (here 40 files) still
+    searches every shard of an 8-shard index, the index raising the limit toward the hard one."""
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    code = f"""
+import resource
+from data_synthesis.environment.index import CorpusIndex, IndexConfig
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (40, hard))
+config = IndexConfig(cache_dir={str(tmp_path / "cache")!r}, shards=8)
+index = CorpusIndex.open([{str(corpus)!r}], config, log=lambda _: None)
+found = [index.search(word) for word in ("w1 river", "w2", "capital w3", "w5 w6 w7")]
+pages = [index.page(f"d{{i}}") for i in range(0, 280, 9)]
+print(len(index.shards), sum(map(len, found)), sum(p is not None for p in pages))
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts, limit = done.stdout.split("\n")[:2]
+    assert counts == "8 40 32" and int(limit) > 40, done.stdout
