@@ -148,17 +148,13 @@ class Postings:
         else:
             breaks = np.flatnonzero(np.diff(blocks) != 1)
             runs = zip(blocks[np.r_[0, breaks + 1]], blocks[np.r_[breaks, len(blocks) - 1]])
-        for run_first, run_last in runs:
-            lo, hi = (
-                block_of.searchsorted(run_first, "left"),
-                block_of.searchsorted(run_last, "right"),
-            )
-            first, last = (
-                start + int(run_first) * BLOCK,
-                min(start + (int(run_last) + 1) * BLOCK, stop),
-            )
-            ids, scores = self.ids.read(first, last), self.scores.read(first, last)
-            _add_matches(out[lo:hi], passages[lo:hi], ids, scores)
+        spans = [
+            (start + int(run_first) * BLOCK, min(start + (int(run_last) + 1) * BLOCK, stop))
+            for run_first, run_last in runs
+        ]
+        ids = np.concatenate([self.ids.read(first, last) for first, last in spans])
+        scores = np.concatenate([self.scores.read(first, last) for first, last in spans])
+        _add_matches(out, passages, ids, scores)  # the runs' ids, ascending: one search
         return out
 
     def position(self, term: int, passage: int) -> int:

@@ -117,6 +117,32 @@ def common_words_index(tmp_path_factory):
     return index, common, rare
 
 
+def _exact_top_k_checked(index, terms: list[str], retriever) -> bool:
+    """Assert the search's top 10 for some terms is bm25s's (every passage scored), ties lowest
+    passage first; False when none of the terms is indexed."""
+    import numpy as np
+
+    shard = index.shards[0]
+    terms = index._analyse(" ".join(terms) + " notaword")
+    ids = index.term_ids(0, terms)  # the vocabulary table gives bm25s's own term ids
+    assert ids == retriever.get_tokens_ids(terms)
+    if not ids:
+        return False
+    got = list(zip(*shard.top_k(ids, 10)))
+    full = retriever.get_scores(terms)  # every passage scored
+    best = np.sort(full[full > 0])[::-1][:10]
+    assert np.allclose([score for _, score in got], best, rtol=1e-5)
+    assert np.allclose(full[[passage for passage, _ in got]], best, rtol=1e-5)
+    exact = np.zeros(len(full))  # the same sums in the same order, then ties by passage
+    for term in sorted(ids, key=shard.postings.length):
+        passages, scores = shard.postings.read(term)
+        exact[passages] += scores
+    exact = exact.astype(np.float32)
+    ranked = np.lexsort((np.arange(len(exact)), -exact))[:10]
+    assert [passage for passage, _ in got] == ranked[exact[ranked] > 0].tolist()
+    return True
+
+
 @pytest.mark.parametrize("block, per_range", [(128, 1 << 19), (4, 300), (16, 2000)])
 def test_search_top_k_equals_scoring_every_passage(
     common_words_index, block, per_range, monkeypatch
@@ -129,39 +155,49 @@ def test_search_top_k_equals_scoring_every_passage(
     import random
 
     import bm25s
-    import numpy as np
 
     from data_synthesis.environment import postings
 
     monkeypatch.setattr(postings, "BLOCK", block)
     monkeypatch.setattr(postings, "RANGE_POSTINGS", per_range)
     index, common, rare = common_words_index
-    shard = index.shards[0]
-    shard.postings._fences.clear()
-    retriever = bm25s.BM25.load(shard.directory / "index" / "bm25", mmap=True)
+    index.shards[0].postings._fences.clear()
+    retriever = bm25s.BM25.load(index.shards[0].directory / "index" / "bm25", mmap=True)
     rng = random.Random(block + per_range)
     compared = 0
     for _ in range(300):
-        terms = rng.sample(common, rng.randint(1, 3)) + rng.sample(rare, rng.randint(0, 3))
-        terms = index._analyse(" ".join(terms) + " notaword")
-        ids = index.term_ids(0, terms)  # the vocabulary table gives bm25s's own term ids
-        assert ids == retriever.get_tokens_ids(terms)
-        if not ids:
-            continue
-        got = list(zip(*shard.top_k(ids, 10)))
-        full = retriever.get_scores(terms)  # every passage scored
-        best = np.sort(full[full > 0])[::-1][:10]
-        assert np.allclose([score for _, score in got], best, rtol=1e-5)
-        assert np.allclose(full[[passage for passage, _ in got]], best, rtol=1e-5)
-        exact = np.zeros(len(full))  # the same sums in the same order, then ties by passage
-        for term in sorted(ids, key=shard.postings.length):
-            ids, scores = shard.postings.read(term)
-            exact[ids] += scores
-        exact = exact.astype(np.float32)
-        ranked = np.lexsort((np.arange(len(exact)), -exact))[:10]
-        assert [passage for passage, _ in got] == ranked[exact[ranked] > 0].tolist()
-        compared += 1
+        terms = rng.sample(common, rng.randint(1, 5)) + rng.sample(rare, rng.randint(0, 3))
+        compared += _exact_top_k_checked(index, terms, retriever)
     assert compared > 250
+
+
+def test_search_top_k_is_exact_over_copies_of_passages(tmp_path):
+    """A corpus of 40 copies of 30 documents (the synthesis benchmark's shape: every passage
+    repeated, scores tied across the copies): the threshold MaxScore learns by scoring the best
+    candidates in full is exactly the k-th best score, so any error in it changes the results."""
+    import random
+
+    import bm25s
+
+    rng = random.Random(5)
+    vocabulary = [f"word{i}" for i in range(60)]
+    base = [" ".join(rng.choices(vocabulary, k=rng.randint(5, 40))) for _ in range(30)]
+    docs = [
+        {"id": f"c{copy}-d{i}", "title": f"topic{i % 7}", "text": text}
+        for copy in range(40)
+        for i, text in enumerate(base)
+    ]
+    path = tmp_path / "copies.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    index = CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")), log=print)
+    retriever = bm25s.BM25.load(index.shards[0].directory / "index" / "bm25", mmap=True)
+    compared = 0
+    for _ in range(200):
+        text = rng.choice(base).split()
+        start = rng.randrange(len(text))
+        terms = text[start : start + rng.randint(1, 6)] + [f"topic{rng.randrange(7)}"]
+        compared += _exact_top_k_checked(index, terms, retriever)
+    assert compared == 200
 
 
 def test_postings_look_up_scores_block_by_block(common_words_index, monkeypatch):
