@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,15 +34,19 @@ def build_with_workers(corpora: list[str], config: IndexConfig, workers: int) ->
     if (directory / "stats.json").exists():
         return
     build = Build.of(paths, directory, config)
-    for name, pipeline, tasks in index_jobs(build):
-        LocalPipelineExecutor(
-            pipeline=pipeline,
-            tasks=tasks,
-            workers=min(workers, tasks),
-            logging_dir=str(Path(config.cache_dir) / "logs" / directory.name / name),
-            skip_completed=False,
-            start_method="fork",
-        ).run()
+    try:
+        for name, pipeline, tasks in index_jobs(build):
+            LocalPipelineExecutor(
+                pipeline=pipeline,
+                tasks=tasks,
+                workers=min(workers, tasks),
+                logging_dir=str(Path(config.cache_dir) / "logs" / directory.name / name),
+                skip_completed=False,
+                start_method="fork",
+            ).run()
+    except ValueError:  # a corpus error: its fix is another corpus, so drop this build
+        shutil.rmtree(build.work, ignore_errors=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     for p in (index, search, call):
         p.add_argument("--cache-dir", default=IndexConfig.cache_dir)
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     if args.command == "index":
         started = time.perf_counter()
         config = IndexConfig(cache_dir=args.cache_dir, shards=args.shards)

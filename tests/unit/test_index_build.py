@@ -165,6 +165,13 @@ def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
     with pytest.raises(ValueError, match=r"corpus.jsonl:301: invalid JSON"):
         CorpusIndex.open([corpus], IndexConfig(cache_dir=str(cache), chunk_passages=5))
     assert [p.name for p in cache.iterdir()] == ["digests"]  # the corpus's digest only
+    # the same through the datatrove jobs (3 shards, 2 workers): a clear error, no build left
+    command = [sys.executable, "-m", "data_synthesis.environment", "index", str(corpus)]
+    command += ["--cache-dir", str(cache), "--shards", "3", "--workers", "2"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert re.search(r"error: \S*corpus.jsonl:301: invalid JSON", done.stderr), done.stderr
+    assert not [p for p in cache.iterdir() if p.name not in ("digests", "logs")]
 
 
 def test_words_first_seen_after_the_first_chunk_are_searchable(tmp_path):
