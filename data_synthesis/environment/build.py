@@ -588,6 +588,7 @@ def finish(build: Build, started: float | None = None) -> dict:
         shards.append({"name": shard_name(rank), "passages": read["passages"]})
         for name in ("vocab.json", "doc_freqs.npy"):
             (build.shard(rank) / name).unlink(missing_ok=True)
+    terms = npy_header(build.work / "df" / "df.table.npy")[0][1]
     shutil.rmtree(build.work / "df")
     stats = {
         "version": INDEX_VERSION,
@@ -595,6 +596,7 @@ def finish(build: Build, started: float | None = None) -> dict:
         "documents": totals["documents"],
         "passages": totals["passages"],
         "text_bytes": totals["text_bytes"],
+        "vocabulary": terms,  # distinct terms of the corpus
         "shards": shards,
     }
     if started is not None:

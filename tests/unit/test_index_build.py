@@ -128,6 +128,7 @@ def test_streamed_build_equals_bm25s_index_and_loads_in_bm25s(tmp_path):
     shard = index.shards[0].directory
     built, expected = shard / "index" / "bm25", tmp_path / "reference"
     assert index.stats["passages"] == len(texts) > 300
+    assert index.stats["vocabulary"] == len(reference.vocab_dict) - 1  # bm25s adds ""
     for name in ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy"):
         ours, theirs = np.load(built / name), np.load(expected / name)
         assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), name
