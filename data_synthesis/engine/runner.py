@@ -10,7 +10,9 @@ Run directory (OUT):
     dedup/                       MinHash signatures, buckets, clusters, removed documents
     final/fas.jsonl final/has.jsonl final/stats.json   the training documents and the summary
 
-Each stage is one datatrove job (the dedup stage is four) whose tasks are independent; datatrove
+Each stage is one datatrove job (the dedup stage is four; the first of planning and has is
+preceded by the four jobs that build its search index when that is not built yet, in shards:
+environment/jobs.py) whose tasks are independent; datatrove
 marks finished tasks and skips them on a rerun, our checkpoints resume the unfinished ones.
 Locally the jobs run one after the other; on SLURM they are submitted at once as job arrays
 chained with afterok dependencies.
