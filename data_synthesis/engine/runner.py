@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
@@ -34,9 +35,9 @@ from data_synthesis.engine.dedup import dedup_jobs
 from data_synthesis.engine.fingerprint import check_or_record, run_identity
 from data_synthesis.engine.io import input_files
 from data_synthesis.engine.summary import check_stage, finalize
-from data_synthesis.environment.build import Build, corpus_fingerprint
+from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
 from data_synthesis.environment.executor import EnvironmentConfig
-from data_synthesis.environment.jobs import index_jobs
+from data_synthesis.environment.jobs import IndexStep, index_jobs
 from data_synthesis.stages import SPEC, STAGES
 
 AUTO_BYTES_PER_TASK = 64 << 20
@@ -173,7 +174,13 @@ def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> No
         started = time.monotonic()
         for name, pipeline, n in jobs_for(plan, stage, indexes):
             print(f"[data_synthesis] {name}: {n} task(s)", file=sys.stderr, flush=True)
-            _local(plan, name, pipeline, n, rank).run()
+            step = pipeline[0]
+            with (
+                dropped_on_corpus_error(step.build)
+                if isinstance(step, IndexStep)
+                else nullcontext()
+            ):
+                _local(plan, name, pipeline, n, rank).run()
         if rank is None:
             check_stage(plan, stage)
         print(

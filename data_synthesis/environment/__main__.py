@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from data_synthesis.environment.build import Build, corpus_fingerprint
+from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
 from data_synthesis.environment.executor import Environment, EnvironmentConfig
 from data_synthesis.environment.index import CorpusIndex, IndexConfig
 from data_synthesis.environment.jobs import index_jobs
@@ -34,7 +33,7 @@ def build_with_workers(corpora: list[str], config: IndexConfig, workers: int) ->
     if (directory / "stats.json").exists():
         return
     build = Build.of(paths, directory, config)
-    try:
+    with dropped_on_corpus_error(build):
         for name, pipeline, tasks in index_jobs(build):
             LocalPipelineExecutor(
                 pipeline=pipeline,
@@ -44,9 +43,6 @@ def build_with_workers(corpora: list[str], config: IndexConfig, workers: int) ->
                 skip_completed=False,
                 start_method="fork",
             ).run()
-    except ValueError:  # a corpus error: its fix is another corpus, so drop this build
-        shutil.rmtree(build.work, ignore_errors=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

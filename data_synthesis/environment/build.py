@@ -46,6 +46,7 @@ import shutil
 import sys
 import time
 from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,6 +252,18 @@ class Build:
 
     def ranges(self, rank: int) -> list[ByteRange]:
         return task_ranges(list(self.paths), rank, self.shards)
+
+
+@contextmanager
+def dropped_on_corpus_error(build: Build):
+    """A corpus error (a ValueError naming file:line) removes the build directory: its fix is an
+    edited corpus, whose fingerprint differs, so nothing of this build would be reused. Any other
+    failure leaves the finished shards for a rerun."""
+    try:
+        yield
+    except ValueError:
+        shutil.rmtree(build.work, ignore_errors=True)
+        raise
 
 
 def shard_name(rank: int) -> str:
@@ -609,19 +622,15 @@ def finish(build: Build, started: float | None = None) -> dict:
 
 def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=print) -> dict:
     """Build the index of `paths` under `directory` in this process, shard after shard
-    (data_synthesis/environment/jobs.py runs the same steps as tasks of datatrove jobs). A
-    corpus error removes the build; any other failure leaves the finished shards for a rerun."""
+    (data_synthesis/environment/jobs.py runs the same steps as tasks of datatrove jobs)."""
     started = time.perf_counter()
     build = Build.of(paths, directory, config)
-    try:
+    with dropped_on_corpus_error(build):
         for rank in range(build.shards):
             read_shard(build, rank)
         count_terms(build)
         for rank in range(build.shards):
             write_shard(build, rank)
-    except ValueError:
-        shutil.rmtree(build.work, ignore_errors=True)
-        raise
     stats = finish(build, started)
     log(
         f"indexed {stats['documents']} documents ({stats['text_bytes'] / 1e6:.1f} MB) as "

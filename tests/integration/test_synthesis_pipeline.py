@@ -225,6 +225,26 @@ def test_bad_input_is_named_by_file_and_line(tmp_path):
     assert "got a JSON list" in done.stderr
 
 
+def test_a_bad_line_in_a_searched_corpus_stops_the_run_and_leaves_no_index_build(tmp_path):
+    """The index jobs before planning are the first to read the environment's corpora: a bad line
+    there is named by file:line, and the failed build is removed (its fix is another corpus)."""
+    scholar = tmp_path / "scholar.jsonl"
+    scholar.write_text('{"id": "s1", "text": "A paper."}\n{"text": "no id and no url"}\n')
+    env = dict(_env(), MEGATRON_AGENTIC_INDEX_CACHE=str(tmp_path / "cache"))
+    done = _cli(
+        "planning",
+        f"environment.scholar_corpora=[{scholar}]",
+        "--output",
+        tmp_path / "out",
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"error: {scholar}:2: a document needs an 'id' or a 'url'" in done.stderr
+    assert len(list((tmp_path / "cache").glob("*/stats.json"))) == 1  # the input's index
+    assert not list((tmp_path / "cache").glob("*.build"))
+
+
 def test_empty_input_exits_non_zero_naming_the_stage(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
