@@ -10,6 +10,9 @@ of a sharded build: the largest task's RSS, CPU summed over the tasks).
 
     python benchmarks/bench_index_build.py --sizes-mb 10 100 --work /tmp/bench_synthesis \
         [--code /path/to/earlier/checkout] [--shards 8 --workers 2]
+
+--text-roots DIR ... makes each size's corpus from the text files under those folders instead
+(real text, no near-copies: benchmarks/bench_environment.py's make_corpus, the first N MB).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_environment import make_corpus as make_text_corpus  # noqa: E402
 from benchmarks.bench_synthesis import make_corpus  # noqa: E402
 
 CHILD = """
@@ -75,6 +79,19 @@ def differing(a: Path, b: Path) -> list[str]:
     return [n for n in names if n != "stats.json" and not filecmp.cmp(a / n, b / n, shallow=False)]
 
 
+def _corpora(args):
+    """(size in MB, corpus) of each build: the benchmark corpus, or with --text-roots real text."""
+    for mb in args.sizes_mb:
+        if args.text_roots:
+            corpus = args.work / f"text_{mb}mb.jsonl"
+            if not corpus.exists():
+                make_text_corpus([str(root) for root in args.text_roots], mb, corpus)
+        else:
+            corpus = args.work / f"corpus_{mb}mb.jsonl"
+            make_corpus(corpus, mb)
+        yield mb, corpus
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100])
@@ -84,11 +101,12 @@ def main() -> None:
         "--shards", type=int, default=0, help="also build this checkout's index in N shards"
     )
     parser.add_argument("--workers", type=int, default=1, help="shard tasks at once (--shards)")
+    parser.add_argument(
+        "--text-roots", type=Path, nargs="+", help="real text: the text files under these folders"
+    )
     args = parser.parse_args()
     codes = {"this": REPO} | ({"earlier": args.code.resolve()} if args.code else {})
-    for mb in args.sizes_mb:
-        corpus = args.work / f"corpus_{mb}mb.jsonl"
-        make_corpus(corpus, mb)
+    for mb, corpus in _corpora(args):
         results = {}
         runs = [(label, code, 0, 1) for label, code in codes.items()]
         if args.shards:

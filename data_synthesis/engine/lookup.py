@@ -28,8 +28,18 @@ from megatron_agentic.data.checks import npy_header
 
 def write_table(path: Path, pairs) -> None:
     """A look-up table: (key, number) pairs as two rows of uint64, sorted by key hash."""
-    rows = sorted((stable_hash(key), offset) for key, offset in pairs)
-    table = np.array(rows, dtype=np.uint64).reshape(-1, 2).T.copy()
+    pairs = list(pairs)
+    keys, values = zip(*pairs) if pairs else ((), ())
+    hashes = np.fromiter(map(stable_hash, keys), dtype=np.uint64, count=len(keys))
+    write_hashed_table(path, hashes, np.array(values, dtype=np.uint64))
+
+
+def write_hashed_table(path: Path, hashes: np.ndarray, values: np.ndarray) -> None:
+    """A look-up table of keys already hashed (stable_hash): two rows of uint64, sorted by
+    (hash, value)."""
+    hashes, values = np.asarray(hashes, np.uint64), np.asarray(values, np.uint64)
+    order = np.lexsort((values, hashes))
+    table = np.stack([hashes[order], values[order]])
     tmp = path.with_name(path.name[: -len(".npy")] + ".tmp.npy")
     np.save(tmp, table)
     tmp.replace(path)

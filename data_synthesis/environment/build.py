@@ -9,10 +9,12 @@ scores (and a search over every shard) are those of one index of everything:
 
 1. read (a task per shard): the shard's lines are streamed once; each document gets a row in
    `docs.jsonl`, each passage a line in `passages.jsonl` and its byte offset in
-   `passages.offsets.npy`; passages are tokenised a chunk at a time (one growing vocabulary),
-   and each chunk's postings (term, passage) -> (term frequency, passage length) become a
+   `passages.offsets.npy`; passages are tokenised a chunk at a time (one growing vocabulary,
+   numbered as bm25s's tokenizer numbers it but held as hashes: _Vocabulary), and each chunk's
+   postings (term, passage) -> (term frequency, passage length) become a
    sorted run on disk (data_synthesis/engine/sort.py), as do the pages' (hash of id or url ->
-   docs.jsonl row). The shard's vocabulary, document frequencies and token count are saved.
+   docs.jsonl row). The shard's terms (`terms.txt`, `term_hashes.npy`), document frequencies
+   and token count are saved.
 2. count (one task): every shard's document frequencies summed by term (hash), in a sorted
    merge: `df.table.npy` (term hash -> documents holding it in the whole corpus), and the
    totals (passages, tokens).
@@ -31,8 +33,8 @@ files. Shards are contiguous in corpus order and passage ids are numbered across
 index is the same whatever the shard count: one shard's arrays equal what `BM25.index` gives
 (tests/unit/test_index_build.py), and a search over several shards returns exactly one shard's
 results. Passage ids are int32 within a shard (bm25s), so shards of under 2^31 passages lift
-that cap from the corpus. Memory of a task: its shard's vocabulary, one chunk of passages and
-the merge buffers (`merge_memory`).
+that cap from the corpus. Memory of a task: its shard's vocabulary (about 24 bytes a term), a
+cache of the words in use, one chunk of passages and the merge buffers (`merge_memory`).
 """
 
 from __future__ import annotations
@@ -48,11 +50,14 @@ import time
 from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 
 import bm25s
 import numpy as np
-from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scorer
+from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+from bm25s.tokenization import _infer_stopwords
+from bm25s.utils import json_functions
 from tqdm import tqdm
 
 from data_synthesis.engine.io import (
@@ -63,7 +68,7 @@ from data_synthesis.engine.io import (
     stable_hash,
     task_ranges,
 )
-from data_synthesis.engine.lookup import write_table
+from data_synthesis.engine.lookup import write_hashed_table
 from data_synthesis.engine.sort import KEY, SortedRuns
 from megatron_agentic.data.checks import npy_header
 
@@ -75,6 +80,7 @@ DEFAULT_CACHE = os.environ.get(
     os.path.join(os.path.expanduser("~"), ".cache", "megatron-agentic", "environment"),
 )
 _WORD = re.compile(r"\S+")
+_TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 _LOW32 = np.uint64(0xFFFFFFFF)
 POSTINGS = {"tf": "uint32", "length": "uint32"}
 PAGES = {"row": "uint64"}
@@ -186,13 +192,144 @@ class _Counts:
     tokens: int = 0
 
 
+class Analyser:
+    """bm25s's Tokenizer analysis (lower case, words of two or more \\w, English stop words out,
+    PyStemmer stems), written once for the build and the queries."""
+
+    def __init__(self, stem: bool):
+        self.stopwords = frozenset(_infer_stopwords("en"))
+        self.stemmer = stemmer(stem)
+
+    def words(self, text: str) -> list[str]:
+        return _TERM.findall(text.lower())
+
+    def stems(self, words: list[str]) -> list[str]:
+        return self.stemmer.stemWords(words) if self.stemmer is not None else list(words)
+
+    def terms(self, text: str) -> list[str]:
+        return self.stems([w for w in self.words(text) if w not in self.stopwords])
+
+
+class _WordIds:
+    """word -> term id (-1: a stop word), in two generations: `young` is looked up in C, the
+    words it misses in `old` (and moved back to `young`); `age()` makes a full young generation
+    the old one, so the words in use stay cached while the cache stays bounded."""
+
+    def __init__(self, limit: int):
+        self.limit, self.young, self.old = limit, {}, {}
+
+    def ids(self, words: list[str], learn) -> np.ndarray:
+        """The words' ids; `learn(new)` adds the words known to neither generation (in order of
+        first use) to `young`."""
+        ids = self._young_ids(words)
+        missed = np.flatnonzero(ids == -2)
+        if len(missed):
+            words, old = [words[i] for i in missed.tolist()], self.old
+            self.young.update({w: old[w] for w in words if w in old})
+            new = [w for w in dict.fromkeys(words) if w not in self.young]
+            if new:
+                learn(new)
+            ids[missed] = self._young_ids(words)
+        return ids
+
+    def _young_ids(self, words: list[str]) -> np.ndarray:
+        return np.fromiter(map(self.young.get, words, repeat(-2)), np.int64, len(words))
+
+    def age(self) -> None:
+        if len(self.young) > self.limit:
+            self.old, self.young = self.young, {}
+
+
+class _Vocabulary:
+    """Term ids as bm25s's Tokenizer.streaming_tokenize gives them ("" first, then the stems in
+    order of first use; a passage of stop words only is [""]) without its dictionaries of every
+    word and stem: on real text three Python dicts of a million terms were most of a shard
+    build's memory, growing with the corpus. Here the known stems are a sorted array of their
+    64-bit hashes (16 bytes a term, plus 8 for the id -> hash list), each new stem's string is
+    appended to `terms.txt` (id order), and the words in use keep their id in a two-generation
+    cache of about `cached` words (_WordIds). Two stems would share an id only if their 64-bit
+    hashes collide, as in the search's vocab.table.npy."""
+
+    def __init__(self, terms: Path, analyser: Analyser, cached: int = 1 << 17):
+        self.analyser = analyser
+        self.keys = np.zeros(0, dtype=np.uint64)  # stem hashes, sorted
+        self.values = np.zeros(0, dtype=np.int64)  # their ids
+        self.pending: dict[int, int] = {}  # stems new in this chunk: hash -> id
+        self.hashes = array("Q")  # id -> stem hash
+        self.words = _WordIds(cached)
+        self.terms = terms.open("w", encoding="utf-8")
+        self._learn([""], [""])
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def tokenise(self, texts: list[str], group: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Every text's term ids (uint32), concatenated, and each text's count. Texts are split
+        a group at a time: fewer strings alive at once (1 GB of real text read in 135-140 CPU s
+        with groups of 32, 148-163 with 8 or 128); words are mapped by the cache in C, and only
+        the words it misses go through Python."""
+        parts, lengths = [], np.zeros(len(texts), dtype=np.int64)
+        for start in range(0, len(texts), group):
+            split = [self.analyser.words(text) for text in texts[start : start + group]]
+            words = list(chain.from_iterable(split))
+            ids = self.words.ids(words, self._learn_new)
+            counts = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+            text = np.repeat(np.arange(len(split)), counts)
+            kept = ids >= 0  # stop words dropped; a text of none keeps bm25s's "" (id 0)
+            found = np.bincount(text[kept], minlength=len(split))
+            empty = np.flatnonzero(found == 0)
+            ends = np.cumsum(found)
+            parts.append(np.insert(ids[kept], ends[empty] - found[empty], 0).astype(np.uint32))
+            lengths[start : start + len(split)] = np.maximum(found, 1)
+        self._merge_pending()
+        self.words.age()
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint32), lengths
+
+    def _learn_new(self, new: list[str]) -> None:
+        stop = self.analyser.stopwords
+        content = [w for w in new if w not in stop]
+        self.words.young.update((w, -1) for w in new if w in stop)
+        self._learn(content, self.analyser.stems(content))
+
+    def _learn(self, words: list[str], stems: list[str]) -> None:
+        hashes = np.fromiter(map(stable_hash, stems), dtype=np.uint64, count=len(stems))
+        at = np.minimum(np.searchsorted(self.keys, hashes), max(len(self.keys) - 1, 0))
+        known = self.keys[at] == hashes if len(self.keys) else np.zeros(len(hashes), bool)
+        ids = np.where(known, self.values[at] if len(self.keys) else 0, -1)
+        for i in np.flatnonzero(~known).tolist():  # in order of first use, as bm25s numbers them
+            key = int(hashes[i])
+            term_id = self.pending.get(key)
+            if term_id is None:
+                term_id = self.pending[key] = len(self.hashes)
+                self.hashes.append(key)
+                self.terms.write(stems[i] + "\n")
+            ids[i] = term_id
+        self.words.young.update(zip(words, ids.tolist()))
+
+    def _merge_pending(self) -> None:
+        if not self.pending:
+            return
+        keys = np.fromiter(self.pending, dtype=np.uint64, count=len(self.pending))
+        order = np.argsort(keys)
+        where = np.searchsorted(self.keys, keys[order])
+        self.keys = np.insert(self.keys, where, keys[order])
+        values = np.fromiter(self.pending.values(), dtype=np.int64, count=len(self.pending))
+        self.values = np.insert(self.values, where, values[order])
+        self.pending = {}
+
+    def close(self, hashes_file: Path) -> None:
+        self._merge_pending()
+        self.terms.close()
+        np.save(hashes_file, np.frombuffer(self.hashes, dtype=np.uint64))
+
+
 class _Tokenised:
     """The read's postings side: chunks of passage texts -> sorted runs of postings, document
     frequencies counted."""
 
-    def __init__(self, runs: Path, config: IndexConfig):
-        self.tokenizer = bm25s.tokenization.Tokenizer(stopwords="en", stemmer=stemmer(config.stem))
-        self.runs = SortedRuns(runs, POSTINGS, config.merge_memory)
+    def __init__(self, directory: Path, config: IndexConfig):
+        self.vocabulary = _Vocabulary(directory / "terms.txt", Analyser(config.stem))
+        self.runs = SortedRuns(directory / "runs" / "postings", POSTINGS, config.merge_memory)
         self.doc_freqs = np.zeros(0, dtype=np.int64)
         self.texts: list[str] = []
         self.first = 0  # shard passage id of texts[0]
@@ -206,24 +343,28 @@ class _Tokenised:
     def flush(self) -> None:
         if not self.texts:
             return
-        flat, lengths = array("I"), np.zeros(len(self.texts), dtype=np.int64)
-        for i, ids in enumerate(self.tokenizer.streaming_tokenize(self.texts)):
-            flat.extend(ids)
-            lengths[i] = len(ids)
+        flat, lengths = self.vocabulary.tokenise(self.texts)
         self.tokens += len(flat)
         passages = np.arange(self.first, self.first + len(self.texts), dtype=np.uint64)
-        terms = np.frombuffer(flat, dtype=np.uint32).astype(np.uint64)
+        terms = flat.astype(np.uint64)
         keys, tf = np.unique(
             (terms << np.uint64(32)) | np.repeat(passages, lengths), return_counts=True
         )
         term_ids = (keys >> np.uint64(32)).astype(np.int64)
-        vocabulary = len(self.tokenizer.get_vocab_dict())
-        counts = np.bincount(term_ids, minlength=vocabulary)
+        counts = np.bincount(term_ids, minlength=len(self.vocabulary))
         counts[: len(self.doc_freqs)] += self.doc_freqs
         self.doc_freqs = counts
         self.runs.add(keys, tf=tf, length=lengths[(keys & _LOW32) - np.uint64(self.first)])
         self.first += len(self.texts)
         self.texts = []
+
+    def close(self, directory: Path) -> None:
+        """The vocabulary (terms.txt, term_hashes.npy) and document counts of the shard."""
+        self.flush()
+        self.vocabulary.close(directory / "term_hashes.npy")
+        doc_freqs = np.zeros(len(self.vocabulary), dtype=np.int64)
+        doc_freqs[: len(self.doc_freqs)] = self.doc_freqs
+        np.save(directory / "doc_freqs.npy", doc_freqs)
 
 
 # --- the build directory ----------------------------------------------------------------------
@@ -306,7 +447,7 @@ def read_shard(build: Build, rank: int) -> None:
 
 def _read(build: Build, rank: int, tmp: Path) -> None:
     config, ranges = build.config, build.ranges(rank)
-    tokenised = _Tokenised(tmp / "runs" / "postings", config)
+    tokenised = _Tokenised(tmp, config)
     pages = SortedRuns(tmp / "runs" / "pages", PAGES, config.merge_memory)
     counts = _Counts()
     offsets = NpyWriter(tmp / "passages.offsets.npy", np.int64)
@@ -346,7 +487,7 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
                 pages.add(np.array(page_keys, np.uint64), row=np.array(page_rows, np.uint64))
                 page_keys, page_rows = [], []
     progress.close()
-    tokenised.flush()
+    tokenised.close(tmp)
     offsets.write(np.frombuffer(passage_offsets, dtype=np.int64))
     counts.passages += len(passage_offsets)
     offsets.close()
@@ -359,11 +500,6 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
     tokenised.runs.compact()  # the write step then only reads the runs (it may be rerun)
     pages.compact()
     counts.tokens = tokenised.tokens
-    vocab = tokenised.tokenizer.get_vocab_dict()
-    doc_freqs = np.zeros(len(vocab), dtype=np.int64)
-    doc_freqs[: len(tokenised.doc_freqs)] = tokenised.doc_freqs
-    np.save(tmp / "doc_freqs.npy", doc_freqs)
-    (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (tmp / "read.json").write_text(json.dumps(vars(counts)))  # last: the shard's read is done
 
 
@@ -410,11 +546,7 @@ def _done(shard: Path, step: str) -> bool:
 
 def _term_hashes(shard: Path) -> tuple[np.ndarray, np.ndarray]:
     """The shard's terms' hashes (in its vocabulary's id order) and their document counts."""
-    vocab = json.loads((shard / "vocab.json").read_text())
-    hashes = np.zeros(len(vocab), dtype=np.uint64)
-    for term, term_id in vocab.items():
-        hashes[term_id] = stable_hash(term)
-    return hashes, np.load(shard / "doc_freqs.npy")
+    return np.load(shard / "term_hashes.npy"), np.load(shard / "doc_freqs.npy")
 
 
 def _summed(blocks):
@@ -506,13 +638,10 @@ def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
         )
     read = json.loads((shard / "read.json").read_text())
     totals = json.loads((build.work / "df" / "totals.json").read_text())
-    vocab = json.loads((shard / "vocab.json").read_text())
     hashes, doc_freqs = _term_hashes(shard)
-    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+    indptr = np.zeros(len(hashes) + 1, dtype=np.int64)
     np.cumsum(doc_freqs, out=indptr[1:])
-    write_table(tmp / "vocab.table.npy", vocab.items())  # terms -> ids, for searches
-    if "" not in vocab:  # as BM25.index(create_empty_token=True) adds it
-        vocab[""] = max(vocab.values(), default=-1) + 1
+    write_hashed_table(tmp / "vocab.table.npy", hashes, np.arange(len(hashes)))  # for searches
     dtype, int_dtype = np.dtype(retriever.dtype), np.dtype(retriever.int_dtype)
     retriever.scores = {
         "data": np.zeros(0, dtype),
@@ -520,17 +649,13 @@ def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
         "indptr": indptr,
         "num_docs": read["passages"],
     }
-    retriever.vocab_dict, retriever.nonoccurrence_array = vocab, None
+    retriever.vocab_dict, retriever.nonoccurrence_array = {}, None
     retriever.save(tmp / "bm25", show_progress=False)
+    _write_vocab(shard / "terms.txt", tmp / "bm25" / "vocab.index.json")
     frequencies = np.zeros(len(doc_freqs), dtype=np.int64)
     present = doc_freqs > 0
     frequencies[present] = _corpus_df(build.work / "df" / "df.table.npy", hashes[present])
-    idf = _build_idf_array(
-        dict(enumerate(frequencies.tolist())),
-        totals["passages"],
-        _select_idf_scorer(retriever.idf_method),
-        dtype,
-    )
+    idf = _idf(frequencies, totals["passages"], retriever.idf_method, dtype)
     score_tf = _select_tfc_scorer(retriever.method)
     average = np.float64(totals["tokens"]) / totals["passages"]  # numpy's mean of the lengths
     term_max = np.zeros(len(doc_freqs), dtype=np.float64)
@@ -570,6 +695,27 @@ def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
     np.save(tmp / "term_max.npy", term_max)  # last: the shard's write is done
 
 
+def _idf(frequencies: np.ndarray, passages: int, method: str, dtype) -> np.ndarray:
+    """bm25s's idf of each term (its own scalar function, once per distinct frequency)."""
+    idf_of = _select_idf_scorer(method)
+    distinct, inverse = np.unique(frequencies, return_inverse=True)
+    values = np.array([idf_of(df=int(df), N=passages) for df in distinct], dtype=dtype)
+    return values[inverse.reshape(-1)]
+
+
+def _write_vocab(terms: Path, path: Path) -> None:
+    """bm25s's vocab file ({term: id}, written by bm25s's own JSON functions, byte for byte what
+    `BM25.save` writes) from terms.txt (one term a line, id order), streamed: the vocabulary is
+    never a dict here."""
+    separator = "," if json_functions.ORJSON_AVAILABLE else ", "
+    with terms.open(encoding="utf-8") as lines, path.open("w", encoding="utf-8") as out:
+        out.write("{")
+        for term_id, line in enumerate(lines):
+            entry = json_functions.dumps({line.rstrip("\n"): term_id}, ensure_ascii=False)
+            out.write((separator if term_id else "") + entry[1:-1])
+        out.write("}")
+
+
 def _write_page_table(pages: SortedRuns, tmp: Path) -> None:
     """docs.table.npy (engine/lookup.py's format): the hashes row, then the rows row."""
     table = NpyWriter(tmp / "docs.table.npy", np.uint64)
@@ -599,7 +745,7 @@ def finish(build: Build, started: float | None = None) -> dict:
     for rank in range(build.shards):
         read = json.loads((build.shard(rank) / "read.json").read_text())
         shards.append({"name": shard_name(rank), "passages": read["passages"]})
-        for name in ("vocab.json", "doc_freqs.npy"):
+        for name in ("terms.txt", "term_hashes.npy", "doc_freqs.npy"):
             (build.shard(rank) / name).unlink(missing_ok=True)
     terms = npy_header(build.work / "df" / "df.table.npy")[0][1]
     shutil.rmtree(build.work / "df")

@@ -28,26 +28,23 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
 import resource
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from bm25s.tokenization import _infer_stopwords
 
 from data_synthesis.engine.lookup import SizedCache, Tables, read_line
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
+    Analyser,
     IndexConfig,
     build_index,
     corpus_fingerprint,
-    stemmer,
 )
 from data_synthesis.environment.postings import NpyArray, Postings
 
 TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 MB)
-_TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 
 
 @dataclass
@@ -111,9 +108,7 @@ class CorpusIndex:
         _allow_open_files(6 * len(self.shards))
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
-        self._stopwords = set(_infer_stopwords("en"))
-        english = stemmer(config.stem)
-        self._stem = english.stemWord if english is not None else (lambda word: word)
+        self._analyser = Analyser(config.stem)
 
     @classmethod
     def open(cls, paths, config: IndexConfig | None = None, log=print) -> CorpusIndex:
@@ -177,9 +172,8 @@ class CorpusIndex:
         return list(zip(passages.tolist(), scores.tolist()))
 
     def _analyse(self, text: str) -> list[str]:
-        """The query's terms, analysed as bm25s's Tokenizer analysed the passages."""
-        words = _TERM.findall(text.lower())
-        return [self._stem(w) for w in words if w not in self._stopwords]
+        """The query's terms, analysed as the build analysed the passages."""
+        return self._analyser.terms(text)
 
     def passage(self, passage_id: int) -> dict:
         """A passage by its id over the whole index (shards numbered in corpus order)."""
