@@ -33,7 +33,7 @@ files. Shards are contiguous in corpus order and passage ids are numbered across
 index is the same whatever the shard count: one shard's arrays equal what `BM25.index` gives
 (tests/unit/test_index_build.py), and a search over several shards returns exactly one shard's
 results. Passage ids are int32 within a shard (bm25s), so shards of under 2^31 passages lift
-that cap from the corpus. Memory of a task: its shard's vocabulary (about 24 bytes a term), a
+that cap from the corpus. Memory of a task: its shard's vocabulary (about 12 bytes a term), a
 cache of the words in use, one chunk of passages and the merge buffers (`merge_memory`).
 """
 
@@ -245,29 +245,29 @@ class _Vocabulary:
     order of first use; a passage of stop words only is [""]) without its dictionaries of every
     word and stem: on real text three Python dicts of a million terms were most of a shard
     build's memory, growing with the corpus. Here the known stems are a sorted array of their
-    64-bit hashes (16 bytes a term, plus 8 for the id -> hash list), each new stem's string is
+    64-bit hashes with their 32-bit ids (12 bytes a term), each new stem's string is
     appended to `terms.txt` (id order), and the words in use keep their id in a two-generation
     cache of about `cached` words (_WordIds). Two stems would share an id only if their 64-bit
     hashes collide, as in the search's vocab.table.npy."""
 
-    def __init__(self, terms: Path, analyser: Analyser, cached: int = 1 << 17):
+    def __init__(self, terms: Path, analyser: Analyser, cached: int = 1 << 16):
         self.analyser = analyser
         self.keys = np.zeros(0, dtype=np.uint64)  # stem hashes, sorted
-        self.values = np.zeros(0, dtype=np.int64)  # their ids
+        self.values = np.zeros(0, dtype=np.uint32)  # their ids
         self.pending: dict[int, int] = {}  # stems new in this chunk: hash -> id
-        self.hashes = array("Q")  # id -> stem hash
+        self.count = 0  # terms numbered
         self.words = _WordIds(cached)
         self.terms = terms.open("w", encoding="utf-8")
         self._learn([""], [""])
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return self.count
 
     def tokenise(self, texts: list[str], group: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Every text's term ids (uint32), concatenated, and each text's count. Texts are split
-        a group at a time: fewer strings alive at once (1 GB of real text read in 135-140 CPU s
-        with groups of 32, 148-163 with 8 or 128); words are mapped by the cache in C, and only
-        the words it misses go through Python."""
+        a group at a time: fewer strings alive at once (on 1 GB of real text groups of 32 were
+        faster than 8 or 128); words are mapped by the cache in C, and only the words it misses
+        go through Python."""
         parts, lengths = [], np.zeros(len(texts), dtype=np.int64)
         for start in range(0, len(texts), group):
             split = [self.analyser.words(text) for text in texts[start : start + group]]
@@ -295,13 +295,13 @@ class _Vocabulary:
         hashes = np.fromiter(map(stable_hash, stems), dtype=np.uint64, count=len(stems))
         at = np.minimum(np.searchsorted(self.keys, hashes), max(len(self.keys) - 1, 0))
         known = self.keys[at] == hashes if len(self.keys) else np.zeros(len(hashes), bool)
-        ids = np.where(known, self.values[at] if len(self.keys) else 0, -1)
+        ids = np.where(known, self.values[at].astype(np.int64) if len(self.keys) else 0, -1)
         for i in np.flatnonzero(~known).tolist():  # in order of first use, as bm25s numbers them
             key = int(hashes[i])
             term_id = self.pending.get(key)
             if term_id is None:
-                term_id = self.pending[key] = len(self.hashes)
-                self.hashes.append(key)
+                term_id = self.pending[key] = self.count
+                self.count += 1
                 self.terms.write(stems[i] + "\n")
             ids[i] = term_id
         self.words.young.update(zip(words, ids.tolist()))
@@ -313,14 +313,16 @@ class _Vocabulary:
         order = np.argsort(keys)
         where = np.searchsorted(self.keys, keys[order])
         self.keys = np.insert(self.keys, where, keys[order])
-        values = np.fromiter(self.pending.values(), dtype=np.int64, count=len(self.pending))
+        values = np.fromiter(self.pending.values(), dtype=np.uint32, count=len(self.pending))
         self.values = np.insert(self.values, where, values[order])
         self.pending = {}
 
     def close(self, hashes_file: Path) -> None:
         self._merge_pending()
         self.terms.close()
-        np.save(hashes_file, np.frombuffer(self.hashes, dtype=np.uint64))
+        hashes = np.zeros(self.count, dtype=np.uint64)  # id -> stem hash
+        hashes[self.values] = self.keys
+        np.save(hashes_file, hashes)
 
 
 class _Tokenised:
@@ -330,7 +332,7 @@ class _Tokenised:
     def __init__(self, directory: Path, config: IndexConfig):
         self.vocabulary = _Vocabulary(directory / "terms.txt", Analyser(config.stem))
         self.runs = SortedRuns(directory / "runs" / "postings", POSTINGS, config.merge_memory)
-        self.doc_freqs = np.zeros(0, dtype=np.int64)
+        self.doc_freqs = np.zeros(0, dtype=np.int32)  # by term id, with room to grow
         self.texts: list[str] = []
         self.first = 0  # shard passage id of texts[0]
         self.tokens = 0
@@ -351,9 +353,12 @@ class _Tokenised:
             (terms << np.uint64(32)) | np.repeat(passages, lengths), return_counts=True
         )
         term_ids = (keys >> np.uint64(32)).astype(np.int64)
-        counts = np.bincount(term_ids, minlength=len(self.vocabulary))
-        counts[: len(self.doc_freqs)] += self.doc_freqs
-        self.doc_freqs = counts
+        if len(self.vocabulary) > len(self.doc_freqs):
+            grown = np.zeros(max(len(self.vocabulary), len(self.doc_freqs) * 5 // 4), np.int32)
+            grown[: len(self.doc_freqs)] = self.doc_freqs
+            self.doc_freqs = grown
+        present, counts = np.unique(term_ids, return_counts=True)  # one key per (term, passage)
+        self.doc_freqs[present] += counts.astype(np.int32)
         self.runs.add(keys, tf=tf, length=lengths[(keys & _LOW32) - np.uint64(self.first)])
         self.first += len(self.texts)
         self.texts = []
@@ -362,9 +367,9 @@ class _Tokenised:
         """The vocabulary (terms.txt, term_hashes.npy) and document counts of the shard."""
         self.flush()
         self.vocabulary.close(directory / "term_hashes.npy")
-        doc_freqs = np.zeros(len(self.vocabulary), dtype=np.int64)
-        doc_freqs[: len(self.doc_freqs)] = self.doc_freqs
-        np.save(directory / "doc_freqs.npy", doc_freqs)
+        np.save(
+            directory / "doc_freqs.npy", self.doc_freqs[: len(self.vocabulary)].astype(np.int64)
+        )
 
 
 # --- the build directory ----------------------------------------------------------------------
