@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_synthesis.engine.io import stable_hash
+from data_synthesis.engine.io import NpyWriter, stable_hash
 from megatron_agentic.data.checks import npy_header
 
 
@@ -36,12 +36,15 @@ def write_table(path: Path, pairs) -> None:
 
 def write_hashed_table(path: Path, hashes: np.ndarray, values: np.ndarray) -> None:
     """A look-up table of keys already hashed (stable_hash): two rows of uint64, sorted by
-    (hash, value)."""
+    (hash, value), written a row at a time (the file np.save writes, without a copy of the
+    whole table in memory)."""
     hashes, values = np.asarray(hashes, np.uint64), np.asarray(values, np.uint64)
     order = np.lexsort((values, hashes))
-    table = np.stack([hashes[order], values[order]])
     tmp = path.with_name(path.name[: -len(".npy")] + ".tmp.npy")
-    np.save(tmp, table)
+    table = NpyWriter(tmp, np.uint64)
+    table.write(hashes[order])
+    table.write(values[order])
+    table.close((2, len(order)))
     tmp.replace(path)
 
 

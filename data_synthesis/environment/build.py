@@ -33,12 +33,15 @@ files. Shards are contiguous in corpus order and passage ids are numbered across
 index is the same whatever the shard count: one shard's arrays equal what `BM25.index` gives
 (tests/unit/test_index_build.py), and a search over several shards returns exactly one shard's
 results. Passage ids are int32 within a shard (bm25s), so shards of under 2^31 passages lift
-that cap from the corpus. Memory of a task: its shard's vocabulary (about 12 bytes a term), a
-cache of the words in use, one chunk of passages and the merge buffers (`merge_memory`).
+that cap from the corpus. Memory of a task: its shard's vocabulary (about 12 bytes a term; the
+write step loads one array of its size at a time), a cache of the words in use, one chunk of
+passages and the merge buffers (`merge_memory`), with glibc's mmap threshold fixed so freed
+arrays go back to the system (keep_large_arrays_mapped).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import math
@@ -48,6 +51,7 @@ import shutil
 import sys
 import time
 from array import array
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -412,6 +416,19 @@ def dropped_on_corpus_error(build: Build):
         raise
 
 
+def keep_large_arrays_mapped() -> None:
+    """Fix glibc's mmap threshold at its default (128 KiB) for this process. glibc raises the
+    threshold (up to 32 MiB) whenever a larger mapped block is freed, so after a build's first
+    chunk its per-chunk numpy arrays came from the heap, which fragmented and kept what they
+    freed: a read step's RSS grew with the corpus (1 GB of real text: 182 MB peak, 168 with
+    the threshold fixed; docs/benchmarks.md). Mapped arrays go back to the system when freed.
+    Nothing to do without glibc."""
+    try:
+        ctypes.CDLL(None).mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def shard_name(rank: int) -> str:
     return f"s{rank:05d}"
 
@@ -438,6 +455,7 @@ def _publish(tmp: Path, path: Path) -> None:
 
 def read_shard(build: Build, rank: int) -> None:
     """Pass 1 of shard `rank`: docs, passages, offsets, sorted runs, vocabulary and counts."""
+    keep_large_arrays_mapped()
     target = build.shard(rank)
     if (target / "read.json").exists():
         return
@@ -514,6 +532,7 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
 def count_terms(build: Build) -> None:
     """The corpus-wide document frequency of every term (`df.table.npy`, term hash -> count,
     engine/lookup's format) and the totals (`totals.json`), from every shard's read."""
+    keep_large_arrays_mapped()
     target = build.work / "df"
     if (target / "totals.json").exists():
         return
@@ -530,9 +549,9 @@ def count_terms(build: Build) -> None:
     tmp = _temporary(target)
     runs = SortedRuns(tmp / "runs", {"df": "int64"}, build.config.merge_memory)
     for rank in range(build.shards):
-        hashes, doc_freqs = _term_hashes(build.shard(rank))
-        present = doc_freqs > 0  # a term of an empty shard's vocabulary (bm25s's "")
-        runs.add(hashes[present], df=doc_freqs[present])
+        for hashes, doc_freqs in _term_blocks(build.shard(rank)):
+            present = doc_freqs > 0  # a term of an empty shard's vocabulary (bm25s's "")
+            runs.add(hashes[present], df=doc_freqs[present])
     table = NpyWriter(tmp / "df.table.npy", np.uint64)
     counts_file = tmp / "df.counts.bin"
     with counts_file.open("wb") as counts:
@@ -549,9 +568,23 @@ def _done(shard: Path, step: str) -> bool:
     return (shard / ("read.json" if step == "read" else "index/term_max.npy")).exists()
 
 
-def _term_hashes(shard: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The shard's terms' hashes (in its vocabulary's id order) and their document counts."""
-    return np.load(shard / "term_hashes.npy"), np.load(shard / "doc_freqs.npy")
+def _npy_blocks(path: Path, rows: int) -> Iterator[np.ndarray]:
+    """A 1-D .npy file `rows` values at a time (read, not mapped: pages of a mapped file would
+    count in the task's RSS)."""
+    shape, _, dtype, offset = npy_header(path)
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for start in range(0, shape[0], rows):
+            count = min(rows, shape[0] - start)
+            yield np.frombuffer(handle.read(count * dtype.itemsize), dtype).copy()
+
+
+def _term_blocks(shard: Path, rows: int = 1 << 17) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The shard's terms' hashes (in its vocabulary's id order) and their document counts,
+    `rows` terms at a time."""
+    return zip(
+        _npy_blocks(shard / "term_hashes.npy", rows), _npy_blocks(shard / "doc_freqs.npy", rows)
+    )
 
 
 def _summed(blocks):
@@ -584,14 +617,19 @@ def _append_row(table: NpyWriter, values: Path) -> None:
     table.close((2, table.count // 2))
 
 
-def _corpus_df(table: Path, hashes: np.ndarray, block: int = 1 << 20) -> np.ndarray:
-    """The corpus-wide count of each of `hashes` in `df.table.npy`, read a block at a time
-    (a merge against the sorted table: the table, as big as the corpus's vocabulary, is never
-    held whole)."""
+def _corpus_frequencies(shard: Path, table: Path, block: int = 1 << 16) -> np.ndarray:
+    """The corpus-wide document count of each of the shard's terms (by term id; 0 for a term
+    no passage of the shard holds: bm25s's "" when none is empty), in a merge of the shard's
+    terms sorted by hash against `df.table.npy` read a block at a time (the table, as big as
+    the corpus's vocabulary, is never held whole)."""
+    hashes = np.load(shard / "term_hashes.npy")
+    order = np.argsort(hashes)
+    wanted = hashes[order]
+    del hashes
+    present = np.load(shard / "doc_freqs.npy")[order] > 0
+    out = np.zeros(len(wanted), dtype=np.int64)  # in hash order, then by term id
     shape, _, dtype, offset = npy_header(table)
-    size = shape[1]
-    order = np.argsort(hashes, kind="stable")
-    wanted, out = hashes[order], np.zeros(len(hashes), dtype=np.int64)
+    size, found = shape[1], 0
     with table.open("rb") as handle:
         for lo in range(0, size, block):
             hi = min(lo + block, size)
@@ -599,17 +637,22 @@ def _corpus_df(table: Path, hashes: np.ndarray, block: int = 1 << 20) -> np.ndar
             keys = np.frombuffer(handle.read((hi - lo) * 8), dtype)
             first = np.searchsorted(wanted, keys[0], side="left")
             last = np.searchsorted(wanted, keys[-1], side="right")
-            if first == last:
+            at = first + np.flatnonzero(present[first:last])
+            if not len(at):
                 continue
             handle.seek(offset + (size + lo) * 8)
             values = np.frombuffer(handle.read((hi - lo) * 8), dtype)
-            at = np.searchsorted(keys, wanted[first:last])
-            if not np.array_equal(keys[at], wanted[first:last]):
+            where = np.searchsorted(keys, wanted[at])
+            if not np.array_equal(keys[where], wanted[at]):
                 raise RuntimeError(f"{table}: a shard's term is missing from the corpus counts")
-            out[order[first:last]] = values[at].astype(np.int64)
-    if len(hashes) and not out.all():
+            out[at] = values[where].astype(np.int64)
+            found += len(at)
+    if found != np.count_nonzero(present):
         raise RuntimeError(f"{table}: a shard's term is missing from the corpus counts")
-    return out
+    del wanted, present
+    frequencies = np.empty_like(out)
+    frequencies[order] = out
+    return frequencies
 
 
 # --- 3. write ---------------------------------------------------------------------------------
@@ -618,6 +661,7 @@ def _corpus_df(table: Path, hashes: np.ndarray, block: int = 1 << 20) -> np.ndar
 def write_shard(build: Build, rank: int) -> None:
     """Pass 2 of shard `rank`: its bm25s files, term_max.npy, docs.table.npy, vocab.table.npy
     under <shard>/index, scored with the corpus's statistics."""
+    keep_large_arrays_mapped()
     shard = build.shard(rank)
     target = shard / "index"
     if not _done(shard, "write"):
@@ -641,29 +685,15 @@ def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
         raise ValueError(
             f"bm25s method {retriever.method!r}: a streamed build supports no BM25L/BM25+"
         )
-    read = json.loads((shard / "read.json").read_text())
     totals = json.loads((build.work / "df" / "totals.json").read_text())
-    hashes, doc_freqs = _term_hashes(shard)
-    indptr = np.zeros(len(hashes) + 1, dtype=np.int64)
-    np.cumsum(doc_freqs, out=indptr[1:])
-    write_hashed_table(tmp / "vocab.table.npy", hashes, np.arange(len(hashes)))  # for searches
+    postings = _write_terms(shard, retriever, tmp)
     dtype, int_dtype = np.dtype(retriever.dtype), np.dtype(retriever.int_dtype)
-    retriever.scores = {
-        "data": np.zeros(0, dtype),
-        "indices": np.zeros(0, int_dtype),
-        "indptr": indptr,
-        "num_docs": read["passages"],
-    }
-    retriever.vocab_dict, retriever.nonoccurrence_array = {}, None
-    retriever.save(tmp / "bm25", show_progress=False)
-    _write_vocab(shard / "terms.txt", tmp / "bm25" / "vocab.index.json")
-    frequencies = np.zeros(len(doc_freqs), dtype=np.int64)
-    present = doc_freqs > 0
-    frequencies[present] = _corpus_df(build.work / "df" / "df.table.npy", hashes[present])
+    frequencies = _corpus_frequencies(shard, build.work / "df" / "df.table.npy")
     idf = _idf(frequencies, totals["passages"], retriever.idf_method, dtype)
+    del frequencies
     score_tf = _select_tfc_scorer(retriever.method)
     average = np.float64(totals["tokens"]) / totals["passages"]  # numpy's mean of the lengths
-    term_max = np.zeros(len(doc_freqs), dtype=np.float64)
+    term_max = np.zeros(len(idf), dtype=np.float64)
     data = NpyWriter(tmp / "bm25" / "data.csc.index.npy", dtype)
     indices = NpyWriter(tmp / "bm25" / "indices.csc.index.npy", int_dtype)
     runs = SortedRuns.reopen(shard / "runs" / "postings", POSTINGS, build.config.merge_memory)
@@ -695,17 +725,42 @@ def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
     progress.close()
     data.close()
     indices.close()
-    if data.count != indptr[-1]:
-        raise RuntimeError(f"index build: {data.count} postings merged, {indptr[-1]} counted")
+    if data.count != postings:
+        raise RuntimeError(f"index build: {data.count} postings merged, {postings} counted")
     np.save(tmp / "term_max.npy", term_max)  # last: the shard's write is done
+
+
+def _write_terms(shard: Path, retriever: bm25s.BM25, tmp: Path) -> int:
+    """The shard's term files: vocab.table.npy (term hash -> id, for searches) and bm25s's
+    params, vocab and CSC indptr (its postings are written after, a block at a time); returns
+    the shard's posting count. One array of the vocabulary's size is loaded at a time."""
+    read = json.loads((shard / "read.json").read_text())
+    hashes = np.load(shard / "term_hashes.npy")
+    write_hashed_table(tmp / "vocab.table.npy", hashes, np.arange(len(hashes), dtype=np.uint64))
+    del hashes
+    doc_freqs = np.load(shard / "doc_freqs.npy")
+    indptr = np.zeros(len(doc_freqs) + 1, dtype=np.int64)
+    np.cumsum(doc_freqs, out=indptr[1:])
+    del doc_freqs
+    retriever.scores = {
+        "data": np.zeros(0, retriever.dtype),
+        "indices": np.zeros(0, retriever.int_dtype),
+        "indptr": indptr,
+        "num_docs": read["passages"],
+    }
+    retriever.vocab_dict, retriever.nonoccurrence_array = {}, None
+    retriever.save(tmp / "bm25", show_progress=False)
+    retriever.scores = None
+    _write_vocab(shard / "terms.txt", tmp / "bm25" / "vocab.index.json")
+    return int(indptr[-1])
 
 
 def _idf(frequencies: np.ndarray, passages: int, method: str, dtype) -> np.ndarray:
     """bm25s's idf of each term (its own scalar function, once per distinct frequency)."""
     idf_of = _select_idf_scorer(method)
-    distinct, inverse = np.unique(frequencies, return_inverse=True)
+    distinct = np.unique(frequencies)
     values = np.array([idf_of(df=int(df), N=passages) for df in distinct], dtype=dtype)
-    return values[inverse.reshape(-1)]
+    return values[np.searchsorted(distinct, frequencies)]
 
 
 def _write_vocab(terms: Path, path: Path) -> None:

@@ -12,6 +12,7 @@ import random
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import bm25s
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from data_synthesis.engine.io import NpyWriter, stable_hash
+from data_synthesis.engine.lookup import write_hashed_table
 from data_synthesis.engine.sort import KEY, SortedRuns
 from data_synthesis.environment.build import IndexConfig, split_passages, stemmer
 from data_synthesis.environment.index import CorpusIndex
@@ -82,6 +84,47 @@ def test_term_counts_are_summed_across_shards_and_merge_blocks(tmp_path):
     assert np.array_equal(got_counts, np.bincount(inverse, weights=np.concatenate(counts)))
 
 
+def test_corpus_frequencies_are_merged_from_the_table_by_term_id(tmp_path):
+    """The write step's corpus-wide document counts, read from df.table.npy a block at a time
+    against the shard's terms sorted by hash: each term's count at its id, 0 for a term no
+    passage of the shard holds (bm25s's ""), and an error naming the table when a term the
+    shard holds is missing from it."""
+    from data_synthesis.environment.build import _corpus_frequencies
+
+    rng = np.random.default_rng(5)
+    shard = tmp_path / "shard"
+    shard.mkdir()
+    corpus = np.unique(rng.integers(0, 1 << 63, size=500, dtype=np.uint64))
+    counts = rng.integers(1, 1000, size=len(corpus)).astype(np.uint64)
+    terms = rng.permutation(corpus)[:120]  # the shard's terms, in id order
+    doc_freqs = rng.integers(1, 9, size=len(terms))
+    doc_freqs[0] = 0
+    np.save(shard / "term_hashes.npy", terms)
+    np.save(shard / "doc_freqs.npy", doc_freqs)
+    table = tmp_path / "df.table.npy"
+    write_hashed_table(table, corpus, counts)
+    want = counts[np.searchsorted(corpus, terms)].astype(np.int64)
+    want[0] = 0
+    for block in (1, 7, 1 << 16):
+        assert np.array_equal(_corpus_frequencies(shard, table, block=block), want)
+    keep = corpus != terms[5]
+    write_hashed_table(table, corpus[keep], counts[keep])
+    with pytest.raises(RuntimeError, match="df.table.npy: a shard's term is missing"):
+        _corpus_frequencies(shard, table, block=7)
+
+
+def test_look_up_tables_are_the_files_numpy_saves(tmp_path):
+    """write_hashed_table writes its rows one at a time; the file is np.save's, byte for byte."""
+    rng = np.random.default_rng(6)
+    hashes = rng.integers(0, 1 << 63, size=1000, dtype=np.uint64)
+    hashes[:10] = hashes[10]  # equal hashes: sorted by value
+    values = rng.integers(0, 1 << 40, size=1000, dtype=np.uint64)
+    write_hashed_table(tmp_path / "a.table.npy", hashes, values)
+    order = np.lexsort((values, hashes))
+    np.save(tmp_path / "b.npy", np.stack([hashes[order], values[order]]))
+    assert (tmp_path / "a.table.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+
+
 def test_npy_writer_writes_what_numpy_reads(tmp_path):
     writer = NpyWriter(tmp_path / "a.npy", np.uint64)
     for part in (np.arange(5), np.arange(5, 12)):
@@ -108,7 +151,12 @@ def _corpus(path: Path) -> Path:
     return path
 
 
-def test_streamed_build_equals_bm25s_index_and_loads_in_bm25s(tmp_path):
+def test_streamed_build_equals_bm25s_index_and_loads_in_bm25s(tmp_path, monkeypatch):
+    from data_synthesis.environment import build
+
+    # the vocabulary's arrays read a few terms at a time: many blocks of each in every step
+    monkeypatch.setattr(build, "_term_blocks", partial(build._term_blocks, rows=7))
+    monkeypatch.setattr(build, "_corpus_frequencies", partial(build._corpus_frequencies, block=5))
     corpus = _corpus(tmp_path / "corpus.jsonl")
     # 5 passages per run: about 130 runs, more than the merge's fan-in (a two-level merge)
     config = IndexConfig(cache_dir=str(tmp_path / "cache"), chunk_passages=5, merge_memory=1)
