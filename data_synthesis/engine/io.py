@@ -223,7 +223,7 @@ class NpyWriter:
         self._file.write(b"\0" * self.HEADER)
 
     def write(self, values: np.ndarray) -> None:
-        self._file.write(np.ascontiguousarray(values, dtype=self.dtype).tobytes())
+        self._file.write(np.ascontiguousarray(values, dtype=self.dtype).data)  # no bytes copy
         self.count += len(values)
 
     def close(self, shape: tuple[int, ...] | None = None) -> None:

@@ -3,8 +3,10 @@
 `SortedRuns` takes rows a chunk at a time, sorts each chunk and writes it to disk as a run (one
 raw file per column), and `merged()` reads the runs back a block per run at a time, yielding
 blocks of rows in key order. More runs than `fan_in` are first merged in groups into longer runs
-(as many passes as needed), so memory stays at about `memory` bytes of buffers whatever the
-number of rows. Rows with equal keys come out together but in no promised order.
+(as many passes as needed), so a merge works in about `memory` bytes whatever the number of
+rows: a step's read buffers and the block it sorts from them (its rows concatenated, their order
+and the sorted copy: the buffers are a third of `memory`). Rows with equal keys come out
+together but in no promised order.
 
 Used by the search index build (data_synthesis/environment/build.py): the postings, keyed by
 (term, passage), and the page table, keyed by the hash of a document's id or url, are sorted this
@@ -82,7 +84,7 @@ class SortedRuns:
 
     def _block_rows(self, runs: int) -> int:
         width = sum(d.itemsize for d in self.dtypes.values())
-        return max(1024, self.memory // (max(runs, 1) * width))
+        return max(1024, self.memory // (3 * max(runs, 1) * width))
 
     def _new_run(self) -> Path:
         path = self.directory / f"run{self._made:06d}"
@@ -106,7 +108,7 @@ class _RunWriter:
 
     def write(self, block: dict[str, np.ndarray]) -> None:
         for name, dtype in self.dtypes.items():
-            self._files[name].write(np.ascontiguousarray(block[name], dtype=dtype).tobytes())
+            self._files[name].write(np.ascontiguousarray(block[name], dtype=dtype).data)
         self.rows += len(block[KEY])
 
     def __enter__(self) -> _RunWriter:

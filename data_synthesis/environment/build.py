@@ -100,7 +100,7 @@ class IndexConfig:
     passage_stride: int = 100
     stem: bool = True
     chunk_passages: int = 8192  # passages tokenised per sorted run of postings
-    merge_memory: int = 8 << 20  # bytes of read buffers while merging the runs
+    merge_memory: int = 8 << 20  # bytes a merge of the runs works in
     shards: int = 0  # 0: one per `shard_bytes` of corpus
     shard_bytes: int = 8 << 30
 
@@ -557,7 +557,7 @@ def count_terms(build: Build) -> None:
     with counts_file.open("wb") as counts:
         for keys, frequencies in _summed(runs.merged()):
             table.write(keys)
-            counts.write(frequencies.astype(np.uint64).tobytes())
+            counts.write(frequencies.astype(np.uint64).data)
     _append_row(table, counts_file)
     shutil.rmtree(tmp / "runs")
     (tmp / "totals.json").write_text(json.dumps(vars(totals)))
@@ -783,7 +783,7 @@ def _write_page_table(pages: SortedRuns, tmp: Path) -> None:
     with rows_file.open("wb") as rows:
         for block in pages.merged():
             table.write(block[KEY])
-            rows.write(block["row"].astype(np.uint64).tobytes())
+            rows.write(block["row"].astype(np.uint64, copy=False).data)
     _append_row(table, rows_file)
 
 

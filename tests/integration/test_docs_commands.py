@@ -213,8 +213,8 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "~/.pyenv /usr/share /usr/lib --work /tmp/bench_text --code /tmp/before": Covered(
         "tests/unit/test_index_build.py::test_index_build_benchmark_indexes_real_text"
     ),
-    "python benchmarks/bench_index_build.py --sizes-mb 10 1000 --text-roots .venv .venv-vllm "
-    "~/.pyenv /usr/share /usr/lib --work /tmp/bench_text --code /tmp/nomap": Covered(
+    "python benchmarks/bench_index_build.py --sizes-mb 10 100 1000 --text-roots .venv .venv-vllm "
+    "~/.pyenv /usr/share /usr/lib --work /tmp/bench_text --code /tmp/base": Covered(
         "tests/unit/test_index_build.py::test_index_build_benchmark_indexes_real_text"
     ),
     "python -m data_synthesis.environment index CORPUS.jsonl --shards 8 --workers 2": Covered(
