@@ -23,6 +23,7 @@ from datatrove.pipeline.base import PipelineStep
 from data_synthesis.environment.build import (
     Build,
     count_terms,
+    dropped_on_corpus_error,
     finish,
     read_shard,
     write_shard,
@@ -43,7 +44,10 @@ class IndexStep(PipelineStep):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         if self.phase == "read":
-            read_shard(self.build, rank)
+            # a bad corpus line fails the task and removes the build, here in the task: on
+            # SLURM no local process is left to do it, and the fixed corpus is another build
+            with dropped_on_corpus_error(self.build):
+                read_shard(self.build, rank)
         elif self.phase == "count":
             count_terms(self.build)
         elif self.phase == "write":

@@ -222,6 +222,24 @@ def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
     assert not [p for p in cache.iterdir() if p.name not in ("digests", "logs")]
 
 
+def test_a_read_task_that_meets_a_bad_line_removes_the_build(tmp_path):
+    """A SLURM array task of index_read runs alone: when its shard holds a bad line it fails
+    with the line's place and removes the build (the shards its siblings finished included:
+    the fixed corpus has another fingerprint), so no `<fingerprint>.build/` is left behind."""
+    from data_synthesis.environment.build import Build
+    from data_synthesis.environment.jobs import IndexStep
+
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    with corpus.open("a") as handle:
+        handle.write("{not json\n")
+    build = Build.of([corpus], tmp_path / "cache" / "idx", IndexConfig(shards=3))
+    IndexStep("read", build).run(None, rank=0, world_size=3)
+    assert (build.shard(0) / "read.json").exists()
+    with pytest.raises(ValueError, match=r"corpus.jsonl:301: invalid JSON"):
+        IndexStep("read", build).run(None, rank=2, world_size=3)
+    assert not build.work.exists()
+
+
 @pytest.mark.parametrize("stem", [True, False])
 def test_vocabulary_numbers_terms_as_bm25s_without_its_dicts(tmp_path, stem):
     """The build's vocabulary (sorted stem hashes, a word cache cleared past `cached` words)
