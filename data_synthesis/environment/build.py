@@ -36,7 +36,7 @@ results. Passage ids are int32 within a shard (bm25s), so shards of under 2^31 p
 that cap from the corpus. Memory of a task: its shard's vocabulary (about 12 bytes a term; the
 write step loads one array of its size at a time), a cache of the words in use, one chunk of
 passages and the merge buffers (`merge_memory`), with glibc's mmap threshold fixed so freed
-arrays go back to the system (keep_large_arrays_mapped).
+arrays go back to the system (large_arrays_mapped).
 """
 
 from __future__ import annotations
@@ -416,17 +416,31 @@ def dropped_on_corpus_error(build: Build):
         raise
 
 
-def keep_large_arrays_mapped() -> None:
-    """Fix glibc's mmap threshold at its default (128 KiB) for this process. glibc raises the
+@contextmanager
+def large_arrays_mapped():
+    """Within it, glibc's mmap threshold is fixed at its default (128 KiB). glibc raises the
     threshold (up to 32 MiB) whenever a larger mapped block is freed, so after a build's first
     chunk its per-chunk numpy arrays came from the heap, which fragmented and kept what they
     freed: a read step's RSS grew with the corpus (1 GB of real text: 182 MB peak, 168 with
     the threshold fixed; docs/benchmarks.md). Mapped arrays go back to the system when freed.
-    Nothing to do without glibc."""
+    On leaving, the threshold is set where glibc's own raising tops out (32 MiB; trimming at
+    64 MiB): left at 128 KiB, every later allocation over it is a fresh mapping, which made
+    torch's CPU training in the same process 1.4-1.7x slower. Nothing to do without glibc."""
     try:
-        ctypes.CDLL(None).mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        pass
+        mallopt = None
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 128 << 10)
+    try:
+        yield
+    finally:
+        if mallopt is not None:
+            mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+            mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def shard_name(rank: int) -> str:
@@ -453,9 +467,9 @@ def _publish(tmp: Path, path: Path) -> None:
 # --- 1. read ----------------------------------------------------------------------------------
 
 
+@large_arrays_mapped()
 def read_shard(build: Build, rank: int) -> None:
     """Pass 1 of shard `rank`: docs, passages, offsets, sorted runs, vocabulary and counts."""
-    keep_large_arrays_mapped()
     target = build.shard(rank)
     if (target / "read.json").exists():
         return
@@ -529,10 +543,10 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
 # --- 2. count ---------------------------------------------------------------------------------
 
 
+@large_arrays_mapped()
 def count_terms(build: Build) -> None:
     """The corpus-wide document frequency of every term (`df.table.npy`, term hash -> count,
     engine/lookup's format) and the totals (`totals.json`), from every shard's read."""
-    keep_large_arrays_mapped()
     target = build.work / "df"
     if (target / "totals.json").exists():
         return
@@ -658,10 +672,10 @@ def _corpus_frequencies(shard: Path, table: Path, block: int = 1 << 16) -> np.nd
 # --- 3. write ---------------------------------------------------------------------------------
 
 
+@large_arrays_mapped()
 def write_shard(build: Build, rank: int) -> None:
     """Pass 2 of shard `rank`: its bm25s files, term_max.npy, docs.table.npy, vocab.table.npy
     under <shard>/index, scored with the corpus's statistics."""
-    keep_large_arrays_mapped()
     shard = build.shard(rank)
     target = shard / "index"
     if not _done(shard, "write"):
