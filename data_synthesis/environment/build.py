@@ -74,6 +74,7 @@ from data_synthesis.engine.io import (
 )
 from data_synthesis.engine.lookup import write_hashed_table
 from data_synthesis.engine.sort import KEY, SortedRuns
+from data_synthesis.environment.postings import NpyArray
 from megatron_agentic.data.checks import npy_header
 
 # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards
@@ -416,6 +417,9 @@ def dropped_on_corpus_error(build: Build):
         raise
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+
+
 @contextmanager
 def large_arrays_mapped():
     """Within it, glibc's mmap threshold is fixed at its default (128 KiB). glibc raises the
@@ -438,9 +442,6 @@ def large_arrays_mapped():
         if mallopt is not None:
             mallopt(_M_MMAP_THRESHOLD, 32 << 20)
             mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def shard_name(rank: int) -> str:
@@ -582,23 +583,14 @@ def _done(shard: Path, step: str) -> bool:
     return (shard / ("read.json" if step == "read" else "index/term_max.npy")).exists()
 
 
-def _npy_blocks(path: Path, rows: int) -> Iterator[np.ndarray]:
-    """A 1-D .npy file `rows` values at a time (read, not mapped: pages of a mapped file would
-    count in the task's RSS)."""
-    shape, _, dtype, offset = npy_header(path)
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        for start in range(0, shape[0], rows):
-            count = min(rows, shape[0] - start)
-            yield np.frombuffer(handle.read(count * dtype.itemsize), dtype).copy()
-
-
 def _term_blocks(shard: Path, rows: int = 1 << 17) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The shard's terms' hashes (in its vocabulary's id order) and their document counts,
-    `rows` terms at a time."""
-    return zip(
-        _npy_blocks(shard / "term_hashes.npy", rows), _npy_blocks(shard / "doc_freqs.npy", rows)
-    )
+    `rows` terms at a time (read, not mapped: pages of a mapped file would count in the task's
+    RSS)."""
+    hashes, doc_freqs = NpyArray(shard / "term_hashes.npy"), NpyArray(shard / "doc_freqs.npy")
+    for start in range(0, len(hashes), rows):
+        stop = min(start + rows, len(hashes))
+        yield hashes.read(start, stop), doc_freqs.read(start, stop)
 
 
 def _summed(blocks):

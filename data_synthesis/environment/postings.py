@@ -36,7 +36,11 @@ class NpyArray:
         shape, fortran, self.dtype, self.offset = npy_header(path)
         if len(shape) != 1 or fortran:
             raise ValueError(f"{path}: expected a 1-D array, found shape {shape}")
+        self.size = shape[0]
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - lives as long as the index
+
+    def __len__(self) -> int:
+        return self.size
 
     def read(self, start: int, stop: int) -> np.ndarray:
         width = self.dtype.itemsize
