@@ -6,6 +6,9 @@ index (built first if the cache has none) and runs them, printing CPU millisecon
 and the process's peak RSS before and after the searches. --code runs another checkout's
 data_synthesis (e.g. a `git worktree` of an earlier commit) on the same queries, for a
 before/after comparison; --hits writes every query's (document, score) results as JSON.
+--record runs the synthesis pipeline on --corpus and writes every search its stages make (one
+per line: query, tab, k); --replay searches such a file's queries, in order (their repeats
+included), instead of drawn ones.
 
     python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl \
         --cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000
@@ -18,6 +21,7 @@ import json
 import random
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +43,30 @@ def queries(corpus: Path, count: int, seed: int = 0) -> list[str]:
     return out
 
 
+def record(corpus: Path, cache_dir: str, out: Path) -> None:
+    """Run the pipeline on `corpus` in this process (one task at a time), logging its searches."""
+    from data_synthesis.__main__ import main as synthesis
+    from data_synthesis.environment.index import CorpusIndex
+
+    search = CorpusIndex.search
+    with out.open("w", encoding="utf-8") as log, tempfile.TemporaryDirectory() as run:
+
+        def logged(self, query: str, k: int = 10):
+            log.write(f"{' '.join(query.split())}\t{k}\n")
+            return search(self, query, k)
+
+        CorpusIndex.search = logged
+        synthesis(
+            ["pipeline", f"environment.cache_dir={cache_dir}", "--input", str(corpus)]
+            + ["--output", run, "--workers", "1"]
+        )
+
+
+def replayed(path: Path) -> list[tuple[str, int]]:
+    rows = [line.rstrip("\n").split("\t") for line in path.open(encoding="utf-8")]
+    return [(row[0], int(row[1]) if len(row) > 1 else 10) for row in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, required=True)
@@ -48,15 +76,24 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose code is measured")
     parser.add_argument("--hits", type=Path, help="write each query's results here (JSON)")
+    parser.add_argument("--record", type=Path, help="log the pipeline's searches here and stop")
+    parser.add_argument("--replay", type=Path, help="search a --record log's queries instead")
     args = parser.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
     from data_synthesis.environment.index import CorpusIndex, IndexConfig
 
-    asked = queries(args.corpus, args.queries)
+    if args.record:
+        record(args.corpus, args.cache_dir, args.record)
+        print(json.dumps({"recorded": len(replayed(args.record)), "to": str(args.record)}))
+        return
+    if args.replay:
+        asked = replayed(args.replay)
+    else:
+        asked = [(query, 10) for query in queries(args.corpus, args.queries)]
     index = CorpusIndex.open([args.corpus], IndexConfig(cache_dir=args.cache_dir))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.process_time()
-    results = [[(hit.doc_id, round(hit.score, 4)) for hit in index.search(q)] for q in asked]
+    results = [[(hit.doc_id, round(hit.score, 4)) for hit in index.search(*q)] for q in asked]
     cpu_ms = (time.process_time() - started) / len(asked) * 1e3
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {"code": str(args.code), "passages": index.stats["passages"], "queries": len(asked)}

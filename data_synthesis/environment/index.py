@@ -45,6 +45,7 @@ from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFA
 from data_synthesis.environment.postings import NpyArray, Postings
 
 TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 MB)
+RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 
 
 @dataclass
@@ -108,6 +109,7 @@ class CorpusIndex:
         _allow_open_files(6 * len(self.shards))
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
+        self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
         self._analyser = Analyser(config.stem)
 
     @classmethod
@@ -129,12 +131,17 @@ class CorpusIndex:
     # --- search -------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The top-k passages for one query (fewer when fewer passages match any term)."""
+        """The top-k passages for one query (fewer when fewer passages match any term). A task's
+        queries repeat (an entity's questions in several styles, the same check of several
+        plans: 28% of the bundled pipeline's 3,996 searches), so the last RESULTS_CACHED
+        queries' passage ids and scores are kept, keyed by their analysed terms."""
         terms = self._analyse(query)
         if not terms:
             return []
+        k = min(k, int(self.stats["passages"]))
         hits = []
-        for passage_id, score in self._top_k(terms, min(k, int(self.stats["passages"]))):
+        passages, scores = self._results.get((tuple(terms), k), lambda: self._top_k(terms, k))
+        for passage_id, score in zip(passages.tolist(), scores.tolist()):
             if score <= 0:
                 continue
             row = self.passage(passage_id)
@@ -153,8 +160,8 @@ class CorpusIndex:
         found = (self._terms.get((shard, t), lambda t=t: self._tables.get(table, t)) for t in terms)
         return [ids[0] for ids in found if ids]
 
-    def _top_k(self, terms: list[str], k: int) -> list[tuple[int, float]]:
-        """(passage, score) of the k best passages for some analysed terms, best first (ties:
+    def _top_k(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best passages (int64) and their scores for some analysed terms, best first (ties:
         lower passage first): each shard's exact top k, merged. Scores use the whole corpus's
         statistics in every shard, so this is the top k of one index of everything. Shards are
         searched in corpus order, each pruning what cannot beat the k-th best found so far."""
@@ -169,7 +176,7 @@ class CorpusIndex:
             scores = np.concatenate([scores, score])
             best = np.lexsort((passages, -scores))[:k]
             passages, scores = passages[best], scores[best]
-        return list(zip(passages.tolist(), scores.tolist()))
+        return passages, scores
 
     def _analyse(self, text: str) -> list[str]:
         """The query's terms, analysed as the build analysed the passages."""

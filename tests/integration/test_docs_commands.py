@@ -199,6 +199,18 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000 --code /tmp/before": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
     ),
+    "python benchmarks/bench_search.py --corpus data_synthesis/data/corpus.jsonl --cache-dir "
+    "/tmp/rec_cache --record /tmp/pipeline_queries.tsv": Covered(
+        "tests/unit/test_environment.py::test_search_benchmark_records_the_pipelines_searches_"
+        "and_replays_them"
+    ),
+    "python benchmarks/bench_search.py --corpus /tmp/bench_text/text_1000mb.jsonl --cache-dir "
+    "/tmp/bench_text/index_build_this_1000mb --replay /tmp/pipeline_queries.tsv --code /tmp/base": (
+        Covered(
+            "tests/unit/test_environment.py::test_search_benchmark_records_the_pipelines_"
+            "searches_and_replays_them"
+        )
+    ),
     "python benchmarks/bench_index_build.py --sizes-mb 10 100 1000 --work /tmp/bench_synthesis "
     "--code /tmp/before": Covered(
         "tests/unit/test_index_build.py::test_index_build_benchmark_reports_each_checkout_and_"

@@ -200,6 +200,21 @@ def test_search_top_k_is_exact_over_copies_of_passages(tmp_path):
     assert compared == 200
 
 
+def test_a_repeated_query_is_answered_from_the_results_kept(common_words_index, monkeypatch):
+    """A query whose analysed terms were searched before (with the same k) is not searched
+    again, and gets the same hits; another k is searched anew."""
+    index, _, _ = common_words_index
+    index._results.clear()
+    calls, top_k = [], index._top_k
+    monkeypatch.setattr(index, "_top_k", lambda terms, k: calls.append(k) or top_k(terms, k))
+    first = index.search("city river name3")
+    assert first and index.search("City,  river NAME3") == first
+    assert [hit.doc_id for hit in index.search("city river name3", k=5)] == [
+        hit.doc_id for hit in first[:5]
+    ]
+    assert calls == [10, 5]
+
+
 def test_postings_look_up_scores_block_by_block(common_words_index, monkeypatch):
     """A look-up reads only the blocks its fence names; the scores equal the whole list's,
     and a passage without the term (before, between or after its postings) scores 0."""
@@ -243,6 +258,29 @@ def test_search_benchmark_reports_cpu_and_memory_and_the_hits(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, check=True)
     assert json.loads(again.stdout.strip().splitlines()[-1])["code"] == str(REPO)
     assert json.loads(hits.read_text()) == results
+
+
+def test_search_benchmark_records_the_pipelines_searches_and_replays_them(tmp_path):
+    """bench_search.py --record runs the pipeline (40 bundled documents) logging each search
+    it makes, repeats included; --replay searches exactly those queries, in order."""
+    corpus = tmp_path / "corpus.jsonl"
+    lines = (REPO / "data_synthesis/data/corpus.jsonl").read_text().splitlines(keepends=True)
+    corpus.write_text("".join(lines[:40]))
+    log, hits = tmp_path / "queries.tsv", tmp_path / "hits.json"
+    command = [sys.executable, str(REPO / "benchmarks/bench_search.py"), "--corpus", str(corpus)]
+    command += ["--cache-dir", str(tmp_path / "c")]
+    subprocess.run(command + ["--record", str(log)], capture_output=True, text=True, check=True)
+    asked = [line.split("\t") for line in log.read_text().splitlines()]
+    assert len(asked) > 100 and all(len(row) == 2 and row[0] and int(row[1]) for row in asked)
+    assert len({tuple(row) for row in asked}) < len(asked)  # the stages repeat queries
+    done = subprocess.run(
+        command + ["--replay", str(log), "--hits", str(hits)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1])["queries"] == len(asked)
+    assert len(json.loads(hits.read_text())) == len(asked)
 
 
 def test_visit_returns_the_page_and_says_when_it_is_missing(env):
