@@ -200,6 +200,41 @@ def test_search_top_k_is_exact_over_copies_of_passages(tmp_path):
     assert compared == 200
 
 
+@pytest.mark.parametrize("block, per_range", [(128, 1 << 19), (8, 5000)])
+def test_search_top_k_is_exact_on_zipf_distributed_words(tmp_path, block, per_range, monkeypatch):
+    """Words drawn by Zipf's law, as in real text: each query mixes terms of a few postings
+    with terms of thousands, so candidates differ in how many terms they summed before their
+    look-ups. The top-k must still be exactly what scoring every passage gives."""
+    import random
+
+    import bm25s
+
+    from data_synthesis.environment import postings
+
+    monkeypatch.setattr(postings, "BLOCK", block)
+    monkeypatch.setattr(postings, "RANGE_POSTINGS", per_range)
+    rng = random.Random(block)
+    vocabulary = [f"w{i}x" for i in range(3000)]
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    docs = [
+        {
+            "id": f"d{i}",
+            "title": "",
+            "text": " ".join(rng.choices(vocabulary, weights, k=rng.randint(3, 60))),
+        }
+        for i in range(4000)
+    ]
+    path = tmp_path / "zipf.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    index = CorpusIndex.open([path], IndexConfig(cache_dir=str(tmp_path / "c")), log=lambda _: None)
+    retriever = bm25s.BM25.load(index.shards[0].directory / "index" / "bm25", mmap=True)
+    compared = 0
+    for _ in range(250):
+        terms = rng.choices(vocabulary, weights, k=rng.randint(1, 9))
+        compared += _exact_top_k_checked(index, terms, retriever)
+    assert compared == 250
+
+
 def test_a_repeated_query_is_answered_from_the_results_kept(common_words_index, monkeypatch):
     """A query whose analysed terms were searched before (with the same k) is not searched
     again, and gets the same hits; another k is searched anew."""
