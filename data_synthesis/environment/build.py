@@ -427,15 +427,20 @@ def large_arrays_mapped():
     chunk its per-chunk numpy arrays came from the heap, which fragmented and kept what they
     freed: a read step's RSS grew with the corpus (1 GB of real text: 182 MB peak, 168 with
     the threshold fixed; docs/benchmarks.md). Mapped arrays go back to the system when freed.
+    On entering, the heap is trimmed: the threshold only applies to what the heap's free space
+    cannot hold, so in a process that had run a step (or anything) before, arrays still came
+    from the heap.
     On leaving, the threshold is set where glibc's own raising tops out (32 MiB; trimming at
     64 MiB): left at 128 KiB, every later allocation over it is a fresh mapping, which made
     torch's CPU training in the same process 1.4-1.7x slower. Nothing to do without glibc."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError):
         mallopt = None
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, 128 << 10)
+        malloc_trim(0)
     try:
         yield
     finally:
