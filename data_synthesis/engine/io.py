@@ -4,6 +4,8 @@ A map task reads only its own byte range of the input files: the inputs are view
 concatenated byte stream cut into `world_size` equal ranges, and a task owns every line that
 *starts* inside its range (so each line belongs to exactly one task, whatever the task count).
 Bad input is an error naming file:line (the line number is counted only when failing).
+Large 1-D arrays are written a block at a time (`NpyWriter`) and read a range at a time with
+pread (`NpyArray`), so neither is held whole nor mapped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from megatron_agentic.data.checks import npy_header
 
 
 class InputError(ValueError):
@@ -247,3 +251,33 @@ class NpyWriter:
         self._file.seek(0)
         self._file.write(header.getvalue())
         self._file.close()
+
+
+class NpyArray:
+    """Element ranges of a 1-D .npy array, read with pread from a file kept open."""
+
+    def __init__(self, path: Path):
+        shape, fortran, self.dtype, self.offset = npy_header(path)
+        if len(shape) != 1 or fortran:
+            raise ValueError(f"{path}: expected a 1-D array, found shape {shape}")
+        self.size = shape[0]
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - lives as long as the index
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        width = self.dtype.itemsize
+        data = _pread(self._file.fileno(), (stop - start) * width, self.offset + start * width)
+        return np.frombuffer(data, self.dtype)
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    parts = []
+    while size > 0:  # one pread returns at most ~2 GiB
+        part = os.pread(fd, size, offset)
+        if not part:
+            raise EOFError(f"file descriptor {fd}: {size} bytes missing at offset {offset}")
+        parts.append(part)
+        size, offset = size - len(part), offset + len(part)
+    return b"".join(parts)

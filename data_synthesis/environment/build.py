@@ -66,6 +66,7 @@ from tqdm import tqdm
 
 from data_synthesis.engine.io import (
     ByteRange,
+    NpyArray,
     NpyWriter,
     line_number,
     read_lines,
@@ -74,7 +75,6 @@ from data_synthesis.engine.io import (
 )
 from data_synthesis.engine.lookup import write_hashed_table
 from data_synthesis.engine.sort import KEY, SortedRuns
-from data_synthesis.environment.postings import NpyArray
 from megatron_agentic.data.checks import npy_header
 
 # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards

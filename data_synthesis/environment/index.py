@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_synthesis.engine.io import NpyArray
 from data_synthesis.engine.lookup import SizedCache, Tables, read_line
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
@@ -42,7 +43,7 @@ from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFA
     build_index,
     corpus_fingerprint,
 )
-from data_synthesis.environment.postings import NpyArray, Postings
+from data_synthesis.environment.postings import Postings
 
 TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 MB)
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)

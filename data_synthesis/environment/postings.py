@@ -14,49 +14,18 @@ Only `indptr` (one integer per term) and the fences are held in memory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from data_synthesis.engine.io import NpyArray
 from data_synthesis.engine.lookup import SizedCache, every
-from megatron_agentic.data.checks import npy_header
 
 BLOCK = 128  # postings per block read by a look-up
 FENCE_LIMIT = 1 << 22  # fence ids kept in all (16 MiB), least recently used dropped first
 RANGE_POSTINGS = 1 << 19  # a query's postings per range of passages searched at a time
 MARGIN = 1 + 1e-6  # bounds within a range are float64 sums; ranks compare float32 scores
 UP = 1 + 1e-12  # a float64 sum's rounding, before comparing in the index's dtype
-
-
-class NpyArray:
-    """Element ranges of a 1-D .npy array, read with pread from a file kept open."""
-
-    def __init__(self, path: Path):
-        shape, fortran, self.dtype, self.offset = npy_header(path)
-        if len(shape) != 1 or fortran:
-            raise ValueError(f"{path}: expected a 1-D array, found shape {shape}")
-        self.size = shape[0]
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - lives as long as the index
-
-    def __len__(self) -> int:
-        return self.size
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        width = self.dtype.itemsize
-        data = _pread(self._file.fileno(), (stop - start) * width, self.offset + start * width)
-        return np.frombuffer(data, self.dtype)
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    parts = []
-    while size > 0:  # one pread returns at most ~2 GiB
-        part = os.pread(fd, size, offset)
-        if not part:
-            raise EOFError(f"file descriptor {fd}: {size} bytes missing at offset {offset}")
-        parts.append(part)
-        size, offset = size - len(part), offset + len(part)
-    return b"".join(parts)
 
 
 class Postings:
