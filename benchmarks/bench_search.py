@@ -3,11 +3,13 @@
 Draws --queries queries from the corpus's first 3,000 documents (a seeded random run of 2-12
 words of a document's text, plus its title: the shape of a planning or agent query), opens the
 index (built first if the cache has none) and runs them, printing CPU milliseconds per search
-and the process's peak RSS before and after the searches. --code runs another checkout's
+and the process's peak RSS before and after the searches, and the memory the opened index holds
+(`index_open_mb`, traced by tracemalloc). --code runs another checkout's
 data_synthesis (e.g. a `git worktree` of an earlier commit) on the same queries, for a
 before/after comparison; --hits writes every query's (document, score) results as JSON.
 --record runs the synthesis pipeline on --corpus and writes every search its stages make (one
-per line: query, tab, k); --replay searches such a file's queries, in order (their repeats
+per line: query, k and stage, tab-separated), and prints each stage's searches per question;
+--replay searches such a file's queries, in order (their repeats
 included), instead of drawn ones.
 
     python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl \
@@ -23,7 +25,10 @@ import resource
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections import Counter
 from pathlib import Path
+from traceback import walk_stack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,23 +48,36 @@ def queries(corpus: Path, count: int, seed: int = 0) -> list[str]:
     return out
 
 
-def record(corpus: Path, cache_dir: str, out: Path) -> None:
-    """Run the pipeline on `corpus` in this process (one task at a time), logging its searches."""
+def record(corpus: Path, cache_dir: str, out: Path) -> dict:
+    """Run the pipeline on `corpus` in this process (one task at a time), logging its searches
+    with the stage that made each (the stage method's module on the call stack); returns each
+    stage's searches, and per question of the run."""
     from data_synthesis.__main__ import main as synthesis
     from data_synthesis.environment.index import CorpusIndex
+    from data_synthesis.stages import STAGE_TABLE
 
-    search = CorpusIndex.search
+    stage_of = {spec.method[0]: spec.name for spec in STAGE_TABLE if spec.method}
+    search, made = CorpusIndex.search, Counter()
     with out.open("w", encoding="utf-8") as log, tempfile.TemporaryDirectory() as run:
 
-        def logged(self, query: str, k: int = 10):
-            log.write(f"{' '.join(query.split())}\t{k}\n")
-            return search(self, query, k)
+        def logged(self, query: str, k: int = 10, shards=None):
+            frames = (frame.f_globals.get("__name__") for frame, _ in walk_stack(None))
+            stage = next((stage_of[name] for name in frames if name in stage_of), "other")
+            made[stage] += 1
+            log.write(f"{' '.join(query.split())}\t{k}\t{stage}\n")
+            return search(self, query, k, shards)
 
         CorpusIndex.search = logged
         synthesis(
             ["pipeline", f"environment.cache_dir={cache_dir}", "--input", str(corpus)]
             + ["--output", run, "--workers", "1"]
         )
+        questions = sum(1 for path in Path(run, "questions").glob("*.jsonl") for _ in path.open())
+    return {
+        "questions": questions,
+        "searches": dict(made),
+        "per_question": {stage: round(n / max(questions, 1), 2) for stage, n in made.items()},
+    }
 
 
 def replayed(path: Path) -> list[tuple[str, int]]:
@@ -74,6 +92,7 @@ def main() -> None:
         "--cache-dir", required=True, help="the index cache (environment.cache_dir)"
     )
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--shards", type=int, default=0, help="the index's shards (0: per 8 GiB)")
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose code is measured")
     parser.add_argument("--hits", type=Path, help="write each query's results here (JSON)")
     parser.add_argument("--record", type=Path, help="log the pipeline's searches here and stop")
@@ -83,14 +102,20 @@ def main() -> None:
     from data_synthesis.environment.index import CorpusIndex, IndexConfig
 
     if args.record:
-        record(args.corpus, args.cache_dir, args.record)
-        print(json.dumps({"recorded": len(replayed(args.record)), "to": str(args.record)}))
+        made = record(args.corpus, args.cache_dir, args.record)
+        print(json.dumps({"recorded": len(replayed(args.record)), "to": str(args.record)} | made))
         return
     if args.replay:
         asked = replayed(args.replay)
     else:
         asked = [(query, 10) for query in queries(args.corpus, args.queries)]
-    index = CorpusIndex.open([args.corpus], IndexConfig(cache_dir=args.cache_dir))
+    config = IndexConfig(cache_dir=args.cache_dir)
+    if args.shards:  # an index is cached per layout (older checkouts' IndexConfig has `shards` too)
+        config = IndexConfig(cache_dir=args.cache_dir, shards=args.shards)
+    tracemalloc.start()  # numpy's arrays are traced too; RSS would not tell (a reused heap)
+    index = CorpusIndex.open([args.corpus], config)
+    opened_mb = tracemalloc.get_traced_memory()[0] / 2**20  # what the open index holds
+    tracemalloc.stop()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.process_time()
     results = [[(hit.doc_id, round(hit.score, 4)) for hit in index.search(*q)] for q in asked]
@@ -98,6 +123,7 @@ def main() -> None:
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {"code": str(args.code), "passages": index.stats["passages"], "queries": len(asked)}
     row.update(cpu_ms_per_search=round(cpu_ms, 3), peak_rss_mb=[round(before), round(after)])
+    row.update(shards=len(index.shards), index_open_mb=round(opened_mb, 1))
     print(json.dumps(row))
     if args.hits:
         args.hits.write_text(json.dumps(results))

@@ -79,8 +79,10 @@ def make_corpus(path: Path, megabytes: int) -> int:
     return count
 
 
-def _cli(stage: str, corpus: Path, out: Path, tasks: int, rank: int | None) -> list[str]:
-    command = [sys.executable, "-m", "data_synthesis", stage, _index_override(out)]
+def _cli(
+    stage: str, corpus: Path, out: Path, tasks: int, rank: int | None, overrides: list[str]
+) -> list[str]:
+    command = [sys.executable, "-m", "data_synthesis", stage, _index_override(out), *overrides]
     command += ["--input", str(corpus), "--output", str(out)]
     command += ["--tasks", str(tasks), "--partitions", str(tasks)]
     return command + (["--rank", str(rank)] if rank is not None else [])
@@ -119,8 +121,22 @@ def _forget(out: Path, stage: str, ranks: list[int]) -> None:
         (out / "logs" / stage / "completions" / f"{rank:05d}").unlink(missing_ok=True)
 
 
+def _layout(overrides: list[str]) -> list[str]:
+    """The index build's flags for the layout that `environment.index_shards` and
+    `environment.index_shard_mb` overrides ask for (an index is cached per layout)."""
+    flags = {"environment.index_shards": "--shards", "environment.index_shard_mb": "--shard-mb"}
+    pairs = (override.split("=", 1) for override in overrides)
+    return [part for key, value in pairs if key in flags for part in (flags[key], value)]
+
+
 def bench(
-    megabytes: int, work: Path, mb_per_task: int, stages: list[str], jobs: int, sample: int = 0
+    megabytes: int,
+    work: Path,
+    mb_per_task: int,
+    stages: list[str],
+    jobs: int,
+    sample: int = 0,
+    overrides: tuple[str, ...] = (),
 ) -> dict:
     corpus = work / f"corpus_{megabytes}mb.jsonl"
     documents = make_corpus(corpus, megabytes)
@@ -132,16 +148,18 @@ def bench(
         for stage in stages:
             if stage in ("planning", "has") and "index" not in rows:
                 build = [sys.executable, "-m", "data_synthesis.environment", "index", str(corpus)]
-                rows["index"] = _row([run_measured([*build, "--cache-dir", str(_index_dir(out))])])
+                build += ["--cache-dir", str(_index_dir(out)), *_layout(list(overrides))]
+                rows["index"] = _row([run_measured(build)])
             if stage in STAGES_BY_RANK:
                 if sample:
                     _forget(out, stage, ranks)
-                commands = [_cli(stage, corpus, out, tasks, r) for r in ranks]
+                commands = [_cli(stage, corpus, out, tasks, r, list(overrides)) for r in ranks]
                 rows[stage] = _row(list(pool.map(run_measured, commands)), tasks / len(ranks))
             elif sample:
                 raise SystemExit(f"--sample-tasks: {stage} runs all its tasks in one job")
             else:  # dedup, finalize: the engine runs their datatrove jobs, `jobs` at once
-                command = [*_cli(stage, corpus, out, tasks, None), "--workers", str(jobs)]
+                command = [*_cli(stage, corpus, out, tasks, None, list(overrides))]
+                command += ["--workers", str(jobs)]
                 rows[stage] = _row([run_measured(command)])
     total = sum(row["seconds"] for name, row in rows.items() if name != "index")
     final = out / "final/stats.json"
@@ -187,12 +205,20 @@ def main() -> None:
         help="run only this many tasks of each stage, spread over the ranks (again, when an "
         "earlier run finished them), and scale their CPU seconds to all tasks",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every stage of the run (e.g. environment.search_shards=2); "
+        "give the same ones to every invocation on a run, since they are part of its fingerprint",
+    )
     args = parser.parse_args()
     stages = [s for s in ALL_STAGES if s in args.stages]
     results = []
     for size in args.sizes_mb:
         results.append(
-            bench(size, args.work, args.mb_per_task, stages, args.jobs, args.sample_tasks)
+            bench(size, args.work, args.mb_per_task, stages, args.jobs, args.sample_tasks, args.set)
         )
         (args.work / "results.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results[-1]), flush=True)

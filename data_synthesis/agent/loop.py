@@ -28,6 +28,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from data_synthesis import react
+from data_synthesis.environment.executor import Scope
 
 SYSTEM_PROMPT = """You are a research agent. Answer the user's question by using the tools, one step per reply.
 
@@ -106,6 +107,7 @@ class AgentState:
 
     key: str
     question: str
+    scope: Scope | None = None  # the question's id and source documents (its searches' shards)
     steps: list[dict] = field(default_factory=list)
     replies: int = 0
     malformed: int = 0
@@ -209,8 +211,9 @@ class LLMPolicy:
 
 
 def run_agent(questions: list[dict], policy, env, config: AgentConfig) -> list[dict]:
-    """Roll out every question ({"key", "question"}) to an answer or a failure reason."""
-    states = [AgentState(q["key"], q["question"]) for q in questions]
+    """Roll out every question ({"key", "question"}, and its "id" and "source_docs" when its
+    searches are scoped: Environment.execute) to an answer or a failure reason."""
+    states = [AgentState(q["key"], q["question"], Scope.of(q)) for q in questions]
     for turn in range(config.max_turns):
         open_states = [s for s in states if not s.done]
         if not open_states:
@@ -264,7 +267,7 @@ def _advance(state: AgentState, step: dict, env, config: AgentConfig) -> None:
         state.prediction = str(step["answer"])
         return
     call = react.call_of(step)
-    result = env.execute(call)
+    result = env.execute(call, state.scope)
     if result.error and (
         result.error.startswith(("unknown tool", "invalid arguments", "malformed call"))
     ):

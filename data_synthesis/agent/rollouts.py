@@ -67,7 +67,13 @@ def rollout(
 def _items(questions: list[dict], samples: int, skip: set[str]) -> list[dict]:
     """One work item per (question, sample) not in `skip`; key "<id>#<sample>"."""
     return [
-        {"key": f"{q['id']}#{s}", "id": q["id"], "sample": s, "question": q["question"]}
+        {
+            "key": f"{q['id']}#{s}",
+            "id": q["id"],
+            "sample": s,
+            "question": q["question"],
+            "source_docs": q.get("source_docs") or [],
+        }
         for q in questions
         for s in range(samples)
         if f"{q['id']}#{s}" not in skip

@@ -6,6 +6,9 @@ tool call.
     python -m data_synthesis.environment search CORPUS.jsonl "query" [--k 10]
     python -m data_synthesis.environment call '{"name": "python", "arguments": {"code": "..."}}'
         [--tools examples/custom_tools/tools.yaml] [--corpus CORPUS.jsonl]
+
+Every command takes the index's layout, `--shards N` or `--shard-mb M` (as the `environment:`
+keys index_shards and index_shard_mb): an index is cached per layout.
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     index = sub.add_parser("index", help="build (once) and describe the index of corpora")
     index.add_argument("corpora", nargs="+")
-    index.add_argument("--shards", type=int, default=0, help="index shards (0: one per 8 GiB)")
     index.add_argument(
         "--workers", type=int, default=1, help="shards built at once (datatrove local tasks)"
     )
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     call.add_argument("--corpus", action="append", default=None)
     for p in (index, search, call):
         p.add_argument("--cache-dir", default=IndexConfig.cache_dir)
+        p.add_argument("--shards", type=int, default=0, help="index shards (0: one per --shard-mb)")
+        p.add_argument("--shard-mb", type=int, default=8192, help="MiB of corpus per index shard")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -72,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _index_config(args) -> IndexConfig:
+    return IndexConfig(
+        cache_dir=args.cache_dir, shards=args.shards, shard_bytes=args.shard_mb << 20
+    )
+
+
 def _run(args) -> int:
     if args.command == "index":
         started = time.perf_counter()
-        config = IndexConfig(cache_dir=args.cache_dir, shards=args.shards)
+        config = _index_config(args)
         if args.workers > 1:
             build_with_workers(args.corpora, config, args.workers)
         opened = CorpusIndex.open(args.corpora, config)
@@ -83,11 +93,12 @@ def _run(args) -> int:
         stats["open_seconds"] = round(time.perf_counter() - started, 2)
         print(json.dumps(stats, indent=1))
     elif args.command == "search":
-        opened = CorpusIndex.open([args.corpus], IndexConfig(cache_dir=args.cache_dir))
+        opened = CorpusIndex.open([args.corpus], _index_config(args))
         for hit in opened.search(args.query, args.k):
             print(f"{hit.rank}. {hit.score:.2f} [{hit.title}]({hit.url}) {hit.text[:160]}")
     else:
-        config = EnvironmentConfig(cache_dir=args.cache_dir)
+        config = EnvironmentConfig(cache_dir=args.cache_dir, index_shards=args.shards)
+        config.index_shard_mb = args.shard_mb
         if args.corpus:
             config.corpora = args.corpus
         env = Environment(ToolRegistry.from_config(args.tools), config)

@@ -124,12 +124,15 @@ def stemmer(enabled: bool):
 
 
 def corpus_fingerprint(paths: list[Path], config: IndexConfig) -> str:
-    """sha256 of the corpora's bytes and of everything that changes the index (not the shard
-    count). Each file's digest is kept under the cache, keyed by its path, size, inode and
-    modification time, so the many tasks that open one index hash a large corpus once."""
+    """sha256 of the corpora's bytes and of everything that changes the index, the shard count
+    included: it does not change a search over every shard, but a search limited to some
+    shards (`environment.search_shards`) covers shards of this layout. Each file's digest is
+    kept under the cache, keyed by its path, size, inode and modification time, so the many
+    tasks that open one index hash a large corpus once."""
     digest = hashlib.sha256(INDEX_VERSION.encode())
     stem = stemmer(config.stem) is not None
-    digest.update(f"{config.passage_words}:{config.passage_stride}:{stem}".encode())
+    shards = config.shard_count([Path(path) for path in paths])
+    digest.update(f"{config.passage_words}:{config.passage_stride}:{stem}:{shards}".encode())
     for path in paths:
         digest.update(_file_digest(Path(path), Path(config.cache_dir)).encode())
     return digest.hexdigest()[:24]

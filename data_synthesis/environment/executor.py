@@ -64,7 +64,12 @@ class EnvironmentConfig:
     cache_dir: str = DEFAULT_CACHE
     passage_words: int = 120
     passage_stride: int = 100
-    index_shards: int = 0  # shards of a corpus's index (0: one per 8 GiB); results do not change
+    index_shards: int = 0  # shards of a corpus's index (0: one per index_shard_mb of corpus)
+    index_shard_mb: int = 8192  # the shard count changes the files, not the results
+    # 0: a search covers every shard (exact over the corpus). N: a question's searches cover
+    # the shards of its source documents plus shards drawn by its id, N in all, so a search's
+    # cost stops growing with the corpus (CorpusIndex.scope; docs/data_synthesis.md)
+    search_shards: int = 0
     top_k: int = 10
     snippet_chars: int = 300
     visit_max_chars: int = 6000
@@ -87,12 +92,39 @@ class EnvironmentConfig:
         for key in ("corpora", "scholar_corpora"):
             if isinstance(raw.get(key), str):
                 raw[key] = [raw[key]]
-        return cls(**raw)
+        config = cls(**raw)
+        for key in ("index_shards", "search_shards"):
+            if not isinstance(getattr(config, key), int) or getattr(config, key) < 0:
+                raise ValueError(f"{where}.{key}: an integer >= 0, got {getattr(config, key)!r}")
+        if not isinstance(config.index_shard_mb, int) or config.index_shard_mb <= 0:
+            raise ValueError(
+                f"{where}.index_shard_mb: an integer > 0, got {config.index_shard_mb!r}"
+            )
+        return config
 
     def index_config(self) -> IndexConfig:
         return IndexConfig(
-            self.cache_dir, self.passage_words, self.passage_stride, shards=self.index_shards
+            self.cache_dir,
+            self.passage_words,
+            self.passage_stride,
+            shards=self.index_shards,
+            shard_bytes=self.index_shard_mb << 20,
         )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose searches these are: a question's id and source documents (`search_shards`)."""
+
+    key: str
+    docs: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, question: dict) -> Scope | None:
+        """A question's scope (None for one without an id: its searches cover every shard)."""
+        if "id" not in question:
+            return None
+        return cls(str(question["id"]), tuple(question.get("source_docs") or ()))
 
 
 class Environment:
@@ -109,6 +141,7 @@ class Environment:
         self.config = config or EnvironmentConfig()
         self.llm, self.log = llm, log
         self._indexes: dict[tuple[str, ...], CorpusIndex] = {}
+        self._scopes: dict[tuple[int, Scope], tuple[int, ...] | None] = {}
         self._pool = ThreadPoolExecutor(max_workers=4)
         self.hidden: set[str] = set()
         if self.config.exclude_docs_file:
@@ -117,29 +150,31 @@ class Environment:
 
     # --- entry point --------------------------------------------------------------------------
 
-    def execute(self, call: dict) -> ToolResult:
+    def execute(self, call: dict, scope: Scope | None = None) -> ToolResult:
+        """Run one call; `scope`: the question it is made for, which limits its searches to
+        that question's shards when `search_shards` is set (else ignored)."""
         reason = self.registry.validate_call(call)
         if reason:
             return ToolResult(f"Error: {reason}", False, reason)
         spec = self.registry.get(call["name"])
         try:
-            return self._dispatch(spec, call["arguments"])
+            return self._dispatch(spec, call["arguments"], scope)
         except Exception as error:  # a tool's failure is the model's observation, not a crash
             reason = f"tool error: {type(error).__name__}: {error}"
             return ToolResult(f"Error: {reason}", False, reason)
 
-    def _dispatch(self, spec: ToolSpec, arguments: dict) -> ToolResult:
+    def _dispatch(self, spec: ToolSpec, arguments: dict, scope: Scope | None) -> ToolResult:
         if spec.kind == "none":
             reason = f"tool {spec.name!r} is declared but has no implementation (add `run:`)"
             return ToolResult(f"Error: {reason}", False, reason)
         if spec.kind == "search":
             corpus = _resolve(spec.run["search"]["corpus"], spec)
-            return self.search(arguments.get("query") or [], [corpus])
+            return self.search(arguments.get("query") or [], [corpus], scope)
         if spec.kind == "python":
             return self._entry_point(spec, arguments)
         if spec.kind == "command":
             return self._command(spec, arguments)
-        return getattr(self, f"_builtin_{spec.name}")(arguments)
+        return getattr(self, f"_builtin_{spec.name}")(arguments, scope)
 
     # --- built-ins ----------------------------------------------------------------------------
 
@@ -149,16 +184,31 @@ class Environment:
             self._indexes[key] = CorpusIndex.open(corpora, self.config.index_config(), self.log)
         return self._indexes[key]
 
-    def search(self, queries: list[str], corpora: list[str] | None = None) -> ToolResult:
+    def search(
+        self, queries: list[str], corpora: list[str] | None = None, scope: Scope | None = None
+    ) -> ToolResult:
         index = self.index(corpora or self.config.corpora)
-        blocks = [self._format_hits(q, self._hits(index, q)) for q in queries]
+        shards = self._shards(index, scope)
+        blocks = [self._format_hits(q, self._hits(index, q, shards)) for q in queries]
         return ToolResult(self._truncate("\n=======\n".join(blocks)))
 
-    def _hits(self, index: CorpusIndex, query: str) -> list[Hit]:
+    def _shards(self, index: CorpusIndex, scope: Scope | None) -> tuple[int, ...] | None:
+        """The shards of `index` a scope's searches cover (None: all), kept per scope: a
+        question's calls come one after another."""
+        if scope is None or not self.config.search_shards:
+            return None
+        key = (id(index), scope)
+        if key not in self._scopes:
+            if len(self._scopes) >= 4096:
+                self._scopes.pop(next(iter(self._scopes)))
+            self._scopes[key] = index.scope(scope.key, list(scope.docs), self.config.search_shards)
+        return self._scopes[key]
+
+    def _hits(self, index: CorpusIndex, query: str, shards: tuple[int, ...] | None) -> list[Hit]:
         k = self.config.top_k
         if not self.hidden:
-            return index.search(query, k)
-        hits = index.search(query, k + 4 * k)
+            return index.search(query, k, shards)
+        hits = index.search(query, k + 4 * k, shards)
         kept = [h for h in hits if h.doc_id not in self.hidden and h.url not in self.hidden][:k]
         for rank, hit in enumerate(kept, 1):
             hit.rank = rank
@@ -176,13 +226,13 @@ class Environment:
         limit = self.config.snippet_chars
         return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
-    def _builtin_search(self, arguments: dict) -> ToolResult:
-        return self.search(arguments["query"])
+    def _builtin_search(self, arguments: dict, scope: Scope | None = None) -> ToolResult:
+        return self.search(arguments["query"], None, scope)
 
-    def _builtin_google_scholar(self, arguments: dict) -> ToolResult:
-        return self.search(arguments["query"], self.config.scholar_corpora or None)
+    def _builtin_google_scholar(self, arguments: dict, scope: Scope | None = None) -> ToolResult:
+        return self.search(arguments["query"], self.config.scholar_corpora or None, scope)
 
-    def _builtin_visit(self, arguments: dict) -> ToolResult:
+    def _builtin_visit(self, arguments: dict, scope: Scope | None = None) -> ToolResult:
         index = self.index(self.config.corpora)
         parts, found = [], 0
         for url in arguments["url"]:
@@ -206,7 +256,7 @@ class Environment:
         summary = self.llm.generate([[{"role": "user", "content": prompt}]], seed=0)[0].strip()
         return f"The useful information in {url} ({title}) for the goal '{goal}':\n{summary}"
 
-    def _builtin_python(self, arguments: dict) -> ToolResult:
+    def _builtin_python(self, arguments: dict, scope: Scope | None = None) -> ToolResult:
         result = run_python(
             arguments["code"],
             self.config.python_timeout_s,
@@ -216,7 +266,7 @@ class Environment:
         text = result.output if result.ok else f"{result.output}\n[{result.error}]".lstrip()
         return ToolResult(text or "(no output)", result.ok, result.error)
 
-    def _builtin_parse_file(self, arguments: dict) -> ToolResult:
+    def _builtin_parse_file(self, arguments: dict, scope: Scope | None = None) -> ToolResult:
         if not self.config.files_dir:
             return ToolResult("Error: no files_dir configured", False, "no files_dir configured")
         root = Path(self.config.files_dir).resolve()

@@ -15,6 +15,7 @@ number formats ignored).
 from __future__ import annotations
 
 from data_synthesis.answers import answer_in_text, name_in_text, sentence_in_text
+from data_synthesis.environment.executor import Scope
 
 KEYS = ("judge_yes_env_yes", "judge_yes_env_no", "judge_no_env_yes", "judge_no_env_no")
 
@@ -30,17 +31,22 @@ def statement_found(statement: dict, text: str) -> bool:
 
 
 def ground_plan(call: dict | None, question: dict, env) -> dict:
-    """Execute `call` ({"name", "arguments"}; None for a plan that answers directly) and record
-    which of the question's supporting statements its results contain."""
+    """Execute `call` ({"name", "arguments"}; None for a plan that answers directly) for the
+    question (its searches scoped to it: Environment.execute) and record which of the
+    question's supporting statements its results contain."""
     supporting = question.get("supporting") or []
     record = {"executed": False, "error": None, "supporting_found": 0}
     record.update(supporting_total=len(supporting), grounded=False, response_chars=0)
     if not call:
         record["error"] = "no tool call"
         return record
-    result = env.execute(call)
+    result = env.execute(call, Scope.of(question))
     record.update(executed=True, error=result.error, response_chars=len(result.text))
-    found = sum(statement_found(s, result.text) for s in supporting)
+    text = result.text
+    queries = (call.get("arguments") or {}).get("query") or []
+    for query in [queries] if isinstance(queries, str) else queries:
+        text = text.replace(f"'{query}'", "''")  # a search response echoes its queries
+    found = sum(statement_found(s, text) for s in supporting)
     record.update(supporting_found=found, grounded=found > 0)
     return record
 

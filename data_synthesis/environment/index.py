@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import bisect
 import json
+import random
 import resource
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data_synthesis.engine.io import NpyArray
+from data_synthesis.engine.io import NpyArray, stable_hash
 from data_synthesis.engine.lookup import SizedCache, Tables, read_line
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
@@ -69,7 +70,8 @@ class Shard:
         self.directory, self.first, self.passages = directory, first, passages
         self.postings = Postings(directory / "index" / "bm25", passages)
         self.offsets = NpyArray(directory / "passages.offsets.npy")
-        self.term_max = np.load(directory / "index" / "term_max.npy")
+        self.term_max = NpyArray(directory / "index" / "term_max.npy")
+        self._maxes = SizedCache(TERMS_CACHED, lambda best: 1)
         self._passages = (directory / "passages.jsonl").open("rb")
 
     def top_k(self, terms: list[int], k: int, floor=None) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +79,10 @@ class Shard:
         top_k: exact MaxScore over bm25s's precomputed per-term scores, so a query costs its
         rare terms' postings and a few blocks of the common ones, where bm25s's retrieve scores
         every passage); none scoring at most `floor` (earlier shards' k-th best)."""
-        return self.postings.top_k(terms, [float(self.term_max[t]) for t in terms], k, floor)
+        maxes = [
+            self._maxes.get(t, lambda t=t: float(self.term_max.read(t, t + 1)[0])) for t in terms
+        ]
+        return self.postings.top_k(terms, maxes, k, floor)
 
     def passage(self, passage_id: int) -> dict:
         self._passages.seek(int(self.offsets.read(passage_id, passage_id + 1)[0]))
@@ -86,7 +91,7 @@ class Shard:
 
 def _allow_open_files(needed: int) -> None:
     """Raise the soft limit on open files (up to the hard one) when an index's shards would use
-    half of it: a shard keeps four files open and opens its two look-up tables on first use."""
+    half of it: a shard keeps six files open and opens its two look-up tables on first use."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or needed <= soft // 2:
         return
@@ -101,13 +106,13 @@ class CorpusIndex:
     def __init__(self, directory: Path, paths: list[Path], config: IndexConfig):
         self.directory, self.paths, self.config = directory, paths, config
         self.stats = json.loads((directory / "stats.json").read_text())
+        _allow_open_files(8 * len(self.stats["shards"]))
         self.shards, first = [], 0
         for shard in self.stats["shards"]:
             if shard["passages"]:
                 self.shards.append(Shard(directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
         self._firsts = [shard.first for shard in self.shards]
-        _allow_open_files(6 * len(self.shards))
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
@@ -131,8 +136,9 @@ class CorpusIndex:
 
     # --- search -------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The top-k passages for one query (fewer when fewer passages match any term). A task's
+    def search(self, query: str, k: int = 10, shards: tuple[int, ...] | None = None) -> list[Hit]:
+        """The top-k passages for one query (fewer when fewer passages match any term), over
+        every shard or only `shards` (ranks in `self.shards`, ascending: see `scope`). A task's
         queries repeat (an entity's questions in several styles, the same check of several
         plans: 28% of the bundled pipeline's 3,996 searches), so the last RESULTS_CACHED
         queries' passage ids and scores are kept, keyed by their analysed terms."""
@@ -141,7 +147,9 @@ class CorpusIndex:
             return []
         k = min(k, int(self.stats["passages"]))
         hits = []
-        passages, scores = self._results.get((tuple(terms), k), lambda: self._top_k(terms, k))
+        passages, scores = self._results.get(
+            (tuple(terms), k, shards), lambda: self._top_k(terms, k, shards)
+        )
         for passage_id, score in zip(passages.tolist(), scores.tolist()):
             if score <= 0:
                 continue
@@ -161,13 +169,17 @@ class CorpusIndex:
         found = (self._terms.get((shard, t), lambda t=t: self._tables.get(table, t)) for t in terms)
         return [ids[0] for ids in found if ids]
 
-    def _top_k(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top_k(
+        self, terms: list[str], k: int, shards: tuple[int, ...] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The k best passages (int64) and their scores for some analysed terms, best first (ties:
         lower passage first): each shard's exact top k, merged. Scores use the whole corpus's
-        statistics in every shard, so this is the top k of one index of everything. Shards are
-        searched in corpus order, each pruning what cannot beat the k-th best found so far."""
+        statistics in every shard, so this is the top k of one index of everything (of the
+        passages of `shards`, when given). Shards are searched in corpus order, each pruning
+        what cannot beat the k-th best found so far."""
         passages, scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        for rank, shard in enumerate(self.shards):
+        for rank in range(len(self.shards)) if shards is None else sorted(shards):
+            shard = self.shards[rank]
             ids = self.term_ids(rank, terms)
             if not ids:
                 continue
@@ -192,11 +204,36 @@ class CorpusIndex:
 
     def page(self, key: str) -> dict | None:
         """The document whose url or id is `key` (None when the corpus has no such page)."""
-        key = key.strip()
-        for shard in self.shards:  # in corpus order: the first document with this id or url
+        found = self._locate(key.strip())
+        return (
+            None if found is None else read_line(self.paths[found[1]["corpus"]], found[1]["offset"])
+        )
+
+    def _locate(self, key: str) -> tuple[int, dict] | None:
+        """The shard rank and docs.jsonl row of the first document (in corpus order) whose id
+        or url is `key`: one look-up in each shard's `docs.table.npy` until found."""
+        for rank, shard in enumerate(self.shards):
             table = shard.directory / "index" / "docs.table.npy"
             for offset in sorted(self._tables.get(table, key)):
                 row = read_line(shard.directory / "docs.jsonl", offset)
                 if key in (row["id"], row["url"]):
-                    return read_line(self.paths[row["corpus"]], row["offset"])
+                    return rank, row
         return None
+
+    # --- scopes -------------------------------------------------------------------------------
+
+    def scope(self, key: str, docs: list[str], count: int) -> tuple[int, ...] | None:
+        """The shards one question's searches cover when they are limited to `count` shards
+        (`environment.search_shards`): the shards holding its source documents `docs`, then
+        shards drawn at random, seeded by the question's `key`, up to `count` (more when its
+        documents span more). None - every shard - when `count` is 0 or covers them all.
+
+        A search then costs what it costs on `count` shards of text, whatever the corpus's
+        size, and the question's evidence stays findable; what changes is that the agent sees
+        the rest of the corpus only through the drawn shards (docs/data_synthesis.md)."""
+        if not count or count >= len(self.shards):
+            return None
+        own = {found[0] for found in map(self._locate, docs) if found is not None}
+        others = sorted(set(range(len(self.shards))) - own)
+        drawn = random.Random(stable_hash(key)).sample(others, max(0, count - len(own)))
+        return tuple(sorted(own | set(drawn)))

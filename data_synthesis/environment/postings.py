@@ -9,7 +9,9 @@ fault maps up to 16 neighbouring pages. Here nothing is mapped:
   whole: a fence (every BLOCK-th passage id, built on the term's first look-up and kept, within
   FENCE_LIMIT ids in all) says which blocks can hold the passages, and only those are read;
 - `top_k(terms, maxes, k)` is the search itself (MaxScore, see there).
-Only `indptr` (one integer per term) and the fences are held in memory.
+Only the fences and the places of the terms in use (`span`, read from `indptr`) are held in
+memory, so an index of many shards costs a search task little per shard (a 1 TB corpus is 128
+shards of 8 GiB, each with millions of terms).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from data_synthesis.engine.lookup import SizedCache, every
 
 BLOCK = 128  # postings per block read by a look-up
 FENCE_LIMIT = 1 << 22  # fence ids kept in all (16 MiB), least recently used dropped first
+SPANS_CACHED = 1 << 12  # terms whose place in the postings is kept, the most recent
 RANGE_POSTINGS = 1 << 19  # a query's postings per range of passages searched at a time
 MARGIN = 1 + 1e-6  # bounds within a range are float64 sums; ranks compare float32 scores
 UP = 1 + 1e-12  # a float64 sum's rounding, before comparing in the index's dtype
@@ -33,17 +36,23 @@ class Postings:
 
     def __init__(self, directory: Path, passages: int):
         self.passages = passages
-        self.indptr = np.load(directory / "indptr.csc.index.npy")
+        self.indptr = NpyArray(directory / "indptr.csc.index.npy")
         self.ids = NpyArray(directory / "indices.csc.index.npy")
         self.scores = NpyArray(directory / "data.csc.index.npy")
         self._fences = SizedCache(FENCE_LIMIT, len)
+        self._spans = SizedCache(SPANS_CACHED, lambda span: 1)
+
+    def span(self, term: int) -> tuple[int, int]:
+        """Where the term's postings start and stop in the postings files."""
+        return self._spans.get(term, lambda: tuple(self.indptr.read(term, term + 2).tolist()))
 
     def length(self, term: int) -> int:
-        return int(self.indptr[term + 1] - self.indptr[term])
+        start, stop = self.span(term)
+        return stop - start
 
     def read(self, term: int) -> tuple[np.ndarray, np.ndarray]:
         """The term's passages (ascending) and its score in each."""
-        start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
+        start, stop = self.span(term)
         return self.ids.read(start, stop), self.scores.read(start, stop)
 
     def top_k(
@@ -92,12 +101,12 @@ class Postings:
         term = terms[place]
         end_of_last = ends.get(place)
         if lo == 0:
-            begin = int(self.indptr[term])
+            begin = self.span(term)[0]
         elif end_of_last and end_of_last[0] == lo:
             begin = end_of_last[1]
         else:
             begin = self.position(term, lo)
-        end = int(self.indptr[term + 1]) if hi >= self.passages else self.position(term, hi)
+        end = self.span(term)[1] if hi >= self.passages else self.position(term, hi)
         ends[place] = (hi, end)
         return self.ids.read(begin, end), self.scores.read(begin, end)
 
@@ -106,7 +115,7 @@ class Postings:
         Only the blocks that can hold the passages are read (their whole span at once when
         they cover most of it)."""
         out = np.zeros(len(passages), dtype=np.float64)
-        start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
+        start, stop = self.span(term)
         if start == stop or not len(passages):
             return out
         if stop - start <= 4 * BLOCK or len(passages) * BLOCK * 4 >= stop - start:
@@ -132,7 +141,7 @@ class Postings:
 
     def position(self, term: int, passage: int) -> int:
         """The index (in the postings file) of the term's first posting at or after `passage`."""
-        start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
+        start, stop = self.span(term)
         block = int(self._fence(term, start, stop).searchsorted(passage, "left")) - 1
         if block < 0:
             return start

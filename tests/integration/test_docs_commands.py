@@ -211,6 +211,20 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
             "searches_and_replays_them"
         )
     ),
+    "python benchmarks/bench_search.py --corpus /tmp/bench_text/text_1000mb.jsonl --cache-dir "
+    "/tmp/bench_text/index_build_8x2_1000mb --shards 8 --queries 300 --code /tmp/base_head": (
+        Covered(
+            "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_"
+            "the_hits"
+        )
+    ),
+    "python benchmarks/bench_search.py --corpus /tmp/bench_text/text_1000mb.jsonl --cache-dir "
+    "/tmp/bench_text/index_build_this_1000mb --shards 1 --queries 300 --code /tmp/base_head": (
+        Covered(
+            "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_"
+            "the_hits"
+        )
+    ),
     "python benchmarks/bench_index_build.py --sizes-mb 10 100 1000 --work /tmp/bench_synthesis "
     "--code /tmp/before": Covered(
         "tests/unit/test_index_build.py::test_index_build_benchmark_reports_each_checkout_and_"
@@ -237,6 +251,8 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     'pip install --no-build-isolation -e ".[gpu,dev]"': INSTALL,
     "bash -n": PROSE,
     "python -m data_synthesis pipeline --output runs/synth": Run("synthesis"),
+    "python -m data_synthesis pipeline environment.index_shards=4 environment.search_shards=1 "
+    "--output runs/scoped": Run("synthesis"),
     "bash scripts/quickstart.sh --smoke": Covered(
         "tests/integration/test_quickstart.py::test_quickstart_runs_every_step_and_summarises"
     ),

@@ -5,6 +5,7 @@ registry (validation, custom tools declared once and executed), and the grounded
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -241,13 +242,106 @@ def test_a_repeated_query_is_answered_from_the_results_kept(common_words_index, 
     index, _, _ = common_words_index
     index._results.clear()
     calls, top_k = [], index._top_k
-    monkeypatch.setattr(index, "_top_k", lambda terms, k: calls.append(k) or top_k(terms, k))
+    monkeypatch.setattr(
+        index, "_top_k", lambda terms, k, shards: calls.append(k) or top_k(terms, k, shards)
+    )
     first = index.search("city river name3")
     assert first and index.search("City,  river NAME3") == first
     assert [hit.doc_id for hit in index.search("city river name3", k=5)] == [
         hit.doc_id for hit in first[:5]
     ]
     assert calls == [10, 5]
+
+
+@pytest.fixture(scope="module")
+def sharded_corpus(tmp_path_factory):
+    """1,200 one-passage documents of common words and rare names, indexed in 4 shards."""
+    import random
+
+    rng = random.Random(1)
+    common = ["city", "river", "museum", "bridge", "market"]
+    docs = []
+    for i in range(1200):
+        words = rng.choices(common, k=rng.randint(3, 12)) + [f"name{rng.randrange(300)}"]
+        docs.append({"id": f"d{i}", "url": f"https://example.org/{i}", "text": " ".join(words)})
+    docs[-1]["text"] = "The lighthouse keeper counted seventeen grey herons on the pier at dawn."
+    tmp = tmp_path_factory.mktemp("sharded")
+    path = tmp / "corpus.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    config = IndexConfig(cache_dir=str(tmp / "c"), shards=4)
+    index = CorpusIndex.open([path], config, log=lambda _: None)
+    assert len(index.shards) == 4
+    return path, index, common
+
+
+def test_a_search_over_some_shards_is_the_exact_top_k_of_their_passages(sharded_corpus):
+    """search(..., shards=) ranks only those shards' passages, with the whole corpus's
+    statistics: its top 10 is the full ranking's, filtered to those shards, ties included."""
+    import random
+
+    _, index, common = sharded_corpus
+    shard_of = {f"d{i}": index._locate(f"d{i}")[0] for i in range(1200)}
+    rng = random.Random(2)
+    for _ in range(40):
+        query = " ".join(rng.sample(common, rng.randint(1, 3)) + [f"name{rng.randrange(300)}"])
+        ranking = [(hit.doc_id, hit.score) for hit in index.search(query, k=1200)]
+        for shards in [(1,), (0, 2), (1, 2, 3)]:
+            got = [(hit.doc_id, hit.score) for hit in index.search(query, 10, shards)]
+            assert got == [hit for hit in ranking if shard_of[hit[0]] in shards][:10]
+            assert len(got) == 10
+
+
+def test_a_questions_searches_cover_its_documents_shards_and_drawn_ones(sharded_corpus, tmp_path):
+    """With search_shards, a question's searches (a plan's check, an agent's calls) cover the
+    shards of its source documents and others drawn by its id, `search_shards` in all; its
+    evidence stays findable. Without a scope, or with search_shards 0, every shard."""
+    from data_synthesis.agent.loop import AgentConfig
+    from data_synthesis.agent.rollouts import rollout
+    from data_synthesis.environment.executor import Scope
+
+    with pytest.raises(ValueError, match="environment.search_shards: an integer >= 0, got -1"):
+        EnvironmentConfig.from_dict({"search_shards": -1})
+    with pytest.raises(ValueError, match="environment.index_shard_mb: an integer > 0, got 0"):
+        EnvironmentConfig.from_dict({"index_shard_mb": 0})
+    path, index, _ = sharded_corpus
+    shard_of = {f"https://example.org/{i}": index._locate(f"d{i}")[0] for i in range(1200)}
+    assert index.scope("q", ["d5"], 0) is None and index.scope("q", ["d5"], 4) is None
+    own = shard_of["https://example.org/5"]
+    scopes = {index.scope(f"q{i}", ["d5"], 2) for i in range(40)}
+    assert all(len(s) == 2 and own in s for s in scopes) and len(scopes) == 3  # drawn by id
+    assert index.scope("q7", ["d5"], 2) == index.scope("q7", ["d5"], 2)
+    spread = [f"d{i}" for i in range(0, 1200, 150)]  # documents in every shard
+    assert index.scope("q", spread, 2) == (0, 1, 2, 3) and len(index.scope("q", ["nope"], 2)) == 2
+
+    text = json.loads(path.read_text().splitlines()[5])["text"]
+    call = {"name": "search", "arguments": {"query": [text]}}
+    urls = lambda result: re.findall(r"\]\((https://example.org/\d+)\)", result.text)  # noqa: E731
+    config = EnvironmentConfig(corpora=[str(path)], cache_dir=index.config.cache_dir)
+    config.index_shards, config.search_shards = 4, 1
+    env = Environment(config=config, log=lambda _: None)
+    key = next(f"q{i}" for i in range(99) if index.scope(f"q{i}", [], 1) != (own,))
+    question = {"id": key, "question": text, "source_docs": ["d5"], "supporting": []}
+    scoped = urls(env.execute(call, Scope.of(question)))
+    assert scoped[0] == "https://example.org/5" and {shard_of[u] for u in scoped} == {own}
+    assert len({shard_of[u] for u in urls(env.execute(call))}) > 1  # no scope: every shard
+
+    class Searcher:  # a scripted policy: one search, then an answer
+        def replies(self, states, turn):
+            step = {"thought": "look", "tool": "search", "arguments": call["arguments"]}
+            return [step if turn == 0 else {"answer": "x"} for _ in states]
+
+    record = rollout([question | {"answer": "x"}], Searcher(), env, AgentConfig())[0]
+    assert {
+        shard_of[u] for u in re.findall(r"\]\((https://[^)]+)\)", record["steps"][0]["response"])
+    } == {own}
+    assert shard_of["https://example.org/1199"] != own
+    elsewhere = json.loads(path.read_text().splitlines()[1199])["text"]  # its own words
+    check = {"name": "search", "arguments": {"query": ["lighthouse keeper herons pier"]}}
+    question["supporting"] = [{"sentence": elsewhere}]  # evidence outside the question's shards
+    assert not ground_plan(check, question, env)["grounded"]
+    config.search_shards = 0
+    assert len({shard_of[u] for u in urls(env.execute(call, Scope.of(question)))}) > 1
+    assert ground_plan(check, question, env)["grounded"]
 
 
 def test_postings_look_up_scores_block_by_block(common_words_index, monkeypatch):
@@ -287,27 +381,39 @@ def test_search_benchmark_reports_cpu_and_memory_and_the_hits(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert row["queries"] == 40 and row["passages"] > 300 and row["cpu_ms_per_search"] > 0
+    assert row["shards"] == 1 and 0 <= row["index_open_mb"] < 50
     results = json.loads(hits.read_text())
     assert len(results) == 40 and sum(len(r) for r in results) > 40
     command += ["--code", str(REPO)]  # a checkout to measure (here the same one)
     again = subprocess.run(command, capture_output=True, text=True, check=True)
     assert json.loads(again.stdout.strip().splitlines()[-1])["code"] == str(REPO)
     assert json.loads(hits.read_text()) == results
+    command += ["--shards", "3"]  # another layout: its own index, the same hits
+    sharded = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert json.loads(sharded.stdout.strip().splitlines()[-1])["shards"] == 3
+    assert json.loads(hits.read_text()) == results
 
 
 def test_search_benchmark_records_the_pipelines_searches_and_replays_them(tmp_path):
     """bench_search.py --record runs the pipeline (40 bundled documents) logging each search
-    it makes, repeats included; --replay searches exactly those queries, in order."""
+    it makes, repeats included, with the stage that made it (only planning and has search);
+    --replay searches exactly those queries, in order."""
     corpus = tmp_path / "corpus.jsonl"
     lines = (REPO / "data_synthesis/data/corpus.jsonl").read_text().splitlines(keepends=True)
     corpus.write_text("".join(lines[:40]))
     log, hits = tmp_path / "queries.tsv", tmp_path / "hits.json"
     command = [sys.executable, str(REPO / "benchmarks/bench_search.py"), "--corpus", str(corpus)]
     command += ["--cache-dir", str(tmp_path / "c")]
-    subprocess.run(command + ["--record", str(log)], capture_output=True, text=True, check=True)
+    recorded = subprocess.run(
+        command + ["--record", str(log)], capture_output=True, text=True, check=True
+    )
     asked = [line.split("\t") for line in log.read_text().splitlines()]
-    assert len(asked) > 100 and all(len(row) == 2 and row[0] and int(row[1]) for row in asked)
+    assert len(asked) > 100 and all(len(row) == 3 and row[0] and int(row[1]) for row in asked)
     assert len({tuple(row) for row in asked}) < len(asked)  # the stages repeat queries
+    made = json.loads(recorded.stdout.strip().splitlines()[-1])
+    by_stage = {stage: sum(row[2] == stage for row in asked) for stage in ("planning", "has")}
+    assert made["searches"] == by_stage and min(by_stage.values()) > 0  # no search left unnamed
+    assert made["per_question"]["planning"] == round(by_stage["planning"] / made["questions"], 2)
     done = subprocess.run(
         command + ["--replay", str(log), "--hits", str(hits)],
         capture_output=True,
@@ -448,6 +554,9 @@ def test_grounded_planning_check_and_its_agreement_with_the_judge(env):
     assert good["executed"] and good["grounded"] and good["supporting_found"] == 1
     bad = ground_plan({"name": "search", "arguments": {"query": ["Rhone cuisine"]}}, question, env)
     assert bad["executed"] and not bad["grounded"]
+    absent = "Graz hosts the Styriarte festival every summer."  # in no page of the corpus
+    echo = {"name": "search", "arguments": {"query": [absent]}}
+    assert not ground_plan(echo, {"supporting": [{"sentence": absent}]}, env)["grounded"]
     assert not ground_plan(None, question, env)["executed"]
     counts = {grounding_key(True, True): 6, grounding_key(False, False): 2}
     counts[grounding_key(True, False)] = 2
