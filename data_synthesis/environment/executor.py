@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+from data_synthesis.engine.lookup import SizedCache
 from data_synthesis.environment.index import DEFAULT_CACHE, CorpusIndex, Hit, IndexConfig
 from data_synthesis.environment.registry import ToolRegistry, ToolSpec
 from data_synthesis.environment.sandbox import run_python
@@ -65,7 +66,7 @@ class EnvironmentConfig:
     passage_words: int = 120
     passage_stride: int = 100
     index_shards: int = 0  # shards of a corpus's index (0: one per index_shard_mb of corpus)
-    index_shard_mb: int = 8192  # the shard count changes the files, not the results
+    index_shard_mb: int = 8192  # the layout changes no search over every shard
     # 0: a search covers every shard (exact over the corpus). N: a question's searches cover
     # the shards of its source documents plus shards drawn by its id, N in all, so a search's
     # cost stops growing with the corpus (CorpusIndex.scope; docs/data_synthesis.md)
@@ -141,7 +142,7 @@ class Environment:
         self.config = config or EnvironmentConfig()
         self.llm, self.log = llm, log
         self._indexes: dict[tuple[str, ...], CorpusIndex] = {}
-        self._scopes: dict[tuple[int, Scope], tuple[int, ...] | None] = {}
+        self._scopes = SizedCache(4096, lambda shards: 1)  # (index, scope) -> its shards
         self._pool = ThreadPoolExecutor(max_workers=4)
         self.hidden: set[str] = set()
         if self.config.exclude_docs_file:
@@ -197,12 +198,10 @@ class Environment:
         question's calls come one after another."""
         if scope is None or not self.config.search_shards:
             return None
-        key = (id(index), scope)
-        if key not in self._scopes:
-            if len(self._scopes) >= 4096:
-                self._scopes.pop(next(iter(self._scopes)))
-            self._scopes[key] = index.scope(scope.key, list(scope.docs), self.config.search_shards)
-        return self._scopes[key]
+        count = self.config.search_shards
+        return self._scopes.get(
+            (id(index), scope), lambda: index.scope(scope.key, list(scope.docs), count)
+        )
 
     def _hits(self, index: CorpusIndex, query: str, shards: tuple[int, ...] | None) -> list[Hit]:
         k = self.config.top_k

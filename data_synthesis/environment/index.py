@@ -205,9 +205,10 @@ class CorpusIndex:
     def page(self, key: str) -> dict | None:
         """The document whose url or id is `key` (None when the corpus has no such page)."""
         found = self._locate(key.strip())
-        return (
-            None if found is None else read_line(self.paths[found[1]["corpus"]], found[1]["offset"])
-        )
+        if found is None:
+            return None
+        row = found[1]
+        return read_line(self.paths[row["corpus"]], row["offset"])
 
     def _locate(self, key: str) -> tuple[int, dict] | None:
         """The shard rank and docs.jsonl row of the first document (in corpus order) whose id
