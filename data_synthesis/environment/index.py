@@ -48,6 +48,7 @@ from data_synthesis.environment.postings import Postings
 
 TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 MB)
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
+DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
 
 
 @dataclass
@@ -116,6 +117,7 @@ class CorpusIndex:
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
+        self._located = SizedCache(DOCS_CACHED, lambda found: 1)  # a question's documents
         self._analyser = Analyser(config.stem)
 
     @classmethod
@@ -212,7 +214,12 @@ class CorpusIndex:
 
     def _locate(self, key: str) -> tuple[int, dict] | None:
         """The shard rank and docs.jsonl row of the first document (in corpus order) whose id
-        or url is `key`: one look-up in each shard's `docs.table.npy` until found."""
+        or url is `key`: one look-up in each shard's `docs.table.npy` until found. Kept for the
+        most recent documents: an entity's questions share their sources, and the pages an
+        agent visits are the ones its searches found."""
+        return self._located.get(key, lambda: self._find(key))
+
+    def _find(self, key: str) -> tuple[int, dict] | None:
         for rank, shard in enumerate(self.shards):
             table = shard.directory / "index" / "docs.table.npy"
             for offset in sorted(self._tables.get(table, key)):

@@ -191,6 +191,30 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: dedup and finalize over every document of the 10 MB and 100 MB runs above "
         "(needs them), ~20 minutes"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 1000 --jobs 2 --stages extract memory value_index "
+    "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
+        "benchmark: extract..value_index of the scoped runs at 10 MB, 100 MB, 1 GB, ~1 hour"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --stages questions "
+    "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
+        "benchmark: questions of the scoped runs above (needs them), ~5 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 2 --stages questions "
+    "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
+        "benchmark: questions of 2 of the 1 GB scoped run's 200 partitions (needs it)"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 1 --stages planning has "
+    "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
+        "benchmark: planning and has of the 10 MB scoped run (needs it), ~4 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 1 --sample-tasks 2 --stages planning has "
+    "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
+        "benchmark: planning and has of 2 of the 100 MB scoped run's tasks (needs it), ~10 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 2 --stages planning has "
+    "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
+        "benchmark: planning and has of 2 of the 1 GB scoped run's tasks (needs it), ~8 minutes"
+    ),
     "python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl "
     "--cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
