@@ -310,6 +310,12 @@ def test_a_questions_searches_cover_its_documents_shards_and_drawn_ones(sharded_
     scopes = {index.scope(f"q{i}", ["d5"], 2) for i in range(40)}
     assert all(len(s) == 2 and own in s for s in scopes) and len(scopes) == 3  # drawn by id
     assert index.scope("q7", ["d5"], 2) == index.scope("q7", ["d5"], 2)
+    index._located.clear()
+    found, find = [], index._find
+    index._find = lambda key: found.append(key) or find(key)  # noqa: E731 - count the look-ups
+    index.scope("q8", ["d5", "d6"], 2), index.scope("q9", ["d6"], 2), index.page("d5")
+    assert found == ["d5", "d6"]  # a document is looked up in the shards once, then kept
+    del index._find
     spread = [f"d{i}" for i in range(0, 1200, 150)]  # documents in every shard
     assert index.scope("q", spread, 2) == (0, 1, 2, 3) and len(index.scope("q", ["nope"], 2)) == 2
 
