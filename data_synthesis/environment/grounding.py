@@ -9,7 +9,9 @@ judge), and how often the two agree.
 
 A supporting statement counts as found when its sentence (or, failing that, its value next to
 its entity) appears in the tool response (data_synthesis.answers matching: case, punctuation,
-number formats ignored).
+number formats ignored), leaving out the response's echo of the query: a search response quotes
+its query ("A search for '...' found", "No results found for '...'"), and a query that copies
+a supporting sentence would otherwise find it there.
 """
 
 from __future__ import annotations
