@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from data_synthesis.engine.lookup import SizedCache
 from data_synthesis.environment.index import DEFAULT_CACHE, CorpusIndex, Hit, IndexConfig
 from data_synthesis.environment.registry import ToolRegistry, ToolSpec
 from data_synthesis.environment.sandbox import run_python
@@ -142,7 +141,6 @@ class Environment:
         self.config = config or EnvironmentConfig()
         self.llm, self.log = llm, log
         self._indexes: dict[tuple[str, ...], CorpusIndex] = {}
-        self._scopes = SizedCache(4096, lambda shards: 1)  # (index, scope) -> its shards
         self._pool = ThreadPoolExecutor(max_workers=4)
         self.hidden: set[str] = set()
         if self.config.exclude_docs_file:
@@ -194,14 +192,10 @@ class Environment:
         return ToolResult(self._truncate("\n=======\n".join(blocks)))
 
     def _shards(self, index: CorpusIndex, scope: Scope | None) -> tuple[int, ...] | None:
-        """The shards of `index` a scope's searches cover (None: all), kept per scope: a
-        question's calls come one after another."""
+        """The shards of `index` a scope's searches cover (None: all)."""
         if scope is None or not self.config.search_shards:
             return None
-        count = self.config.search_shards
-        return self._scopes.get(
-            (id(index), scope), lambda: index.scope(scope.key, list(scope.docs), count)
-        )
+        return index.scope(scope.key, list(scope.docs), self.config.search_shards)
 
     def _hits(self, index: CorpusIndex, query: str, shards: tuple[int, ...] | None) -> list[Hit]:
         k = self.config.top_k

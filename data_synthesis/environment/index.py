@@ -69,10 +69,9 @@ class Shard:
 
     def __init__(self, directory: Path, first: int, passages: int):
         self.directory, self.first, self.passages = directory, first, passages
-        self.postings = Postings(directory / "index" / "bm25", passages)
+        index = directory / "index"
+        self.postings = Postings(index / "bm25", passages, index / "term_max.npy")
         self.offsets = NpyArray(directory / "passages.offsets.npy")
-        self.term_max = NpyArray(directory / "index" / "term_max.npy")
-        self._maxes = SizedCache(TERMS_CACHED, lambda best: 1)
         self._passages = (directory / "passages.jsonl").open("rb")
 
     def top_k(self, terms: list[int], k: int, floor=None) -> tuple[np.ndarray, np.ndarray]:
@@ -80,10 +79,7 @@ class Shard:
         top_k: exact MaxScore over bm25s's precomputed per-term scores, so a query costs its
         rare terms' postings and a few blocks of the common ones, where bm25s's retrieve scores
         every passage); none scoring at most `floor` (earlier shards' k-th best)."""
-        maxes = [
-            self._maxes.get(t, lambda t=t: float(self.term_max.read(t, t + 1)[0])) for t in terms
-        ]
-        return self.postings.top_k(terms, maxes, k, floor)
+        return self.postings.top_k(terms, [self.postings.best(t) for t in terms], k, floor)
 
     def passage(self, passage_id: int) -> dict:
         self._passages.seek(int(self.offsets.read(passage_id, passage_id + 1)[0]))

@@ -8,9 +8,10 @@ fault maps up to 16 neighbouring pages. Here nothing is mapped:
 - `lookup(term, passages)` gives the term's scores for some passages. A long list is not read
   whole: a fence (every BLOCK-th passage id, built on the term's first look-up and kept, within
   FENCE_LIMIT ids in all) says which blocks can hold the passages, and only those are read;
-- `top_k(terms, maxes, k)` is the search itself (MaxScore, see there).
-Only the fences and the places of the terms in use (`span`, read from `indptr`) are held in
-memory, so an index of many shards costs a search task little per shard (a 1 TB corpus is 128
+- `top_k(terms, maxes, k)` is the search itself (MaxScore, see there), with each term's best
+  score (`best`, from the index's `term_max.npy`) as its bound.
+Only the fences and, for the terms in use, their places (`span`, read from `indptr`) and best
+scores are held in memory, so an index of many shards costs a search task little per shard (a 1 TB corpus is 128
 shards of 8 GiB, each with millions of terms).
 """
 
@@ -25,26 +26,40 @@ from data_synthesis.engine.lookup import SizedCache, every
 
 BLOCK = 128  # postings per block read by a look-up
 FENCE_LIMIT = 1 << 22  # fence ids kept in all (16 MiB), least recently used dropped first
-SPANS_CACHED = 1 << 12  # terms whose place in the postings is kept, the most recent
+TERMS_KEPT = 1 << 12  # terms whose place in the postings and best score are kept, the most recent
 RANGE_POSTINGS = 1 << 19  # a query's postings per range of passages searched at a time
 MARGIN = 1 + 1e-6  # bounds within a range are float64 sums; ranks compare float32 scores
 UP = 1 + 1e-12  # a float64 sum's rounding, before comparing in the index's dtype
 
 
 class Postings:
-    """The postings of a bm25s index directory (`<index>/bm25`) over `passages` passages."""
+    """The postings of a bm25s index directory (`<index>/bm25`) over `passages` passages, and
+    each term's best score in them (`bounds`: the index's `term_max.npy`)."""
 
-    def __init__(self, directory: Path, passages: int):
+    def __init__(self, directory: Path, passages: int, bounds: Path):
         self.passages = passages
         self.indptr = NpyArray(directory / "indptr.csc.index.npy")
         self.ids = NpyArray(directory / "indices.csc.index.npy")
         self.scores = NpyArray(directory / "data.csc.index.npy")
+        self.bounds = NpyArray(bounds)
         self._fences = SizedCache(FENCE_LIMIT, len)
-        self._spans = SizedCache(SPANS_CACHED, lambda span: 1)
+        self._terms = SizedCache(TERMS_KEPT, lambda term: 1)
+
+    def _term(self, term: int) -> tuple[int, int, float]:
+        """The term's postings' start and stop in the postings files, and its best score."""
+        return self._terms.get(term, lambda: self._read_term(term))
+
+    def _read_term(self, term: int) -> tuple[int, int, float]:
+        start, stop = self.indptr.read(term, term + 2).tolist()
+        return start, stop, float(self.bounds.read(term, term + 1)[0])
 
     def span(self, term: int) -> tuple[int, int]:
         """Where the term's postings start and stop in the postings files."""
-        return self._spans.get(term, lambda: tuple(self.indptr.read(term, term + 2).tolist()))
+        return self._term(term)[:2]
+
+    def best(self, term: int) -> float:
+        """The term's best score in any passage (MaxScore's bound)."""
+        return self._term(term)[2]
 
     def length(self, term: int) -> int:
         start, stop = self.span(term)
