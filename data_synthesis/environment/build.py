@@ -507,7 +507,13 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
         mininterval=5,
         leave=False,
     )
-    with (tmp / "passages.jsonl").open("wb") as passages, (tmp / "docs.jsonl").open("wb") as docs:
+    # (the bar is cleared before an error leaves this task, so the error's message that the
+    # caller prints is never written over the bar's line by a late clean-up)
+    with (
+        progress,
+        (tmp / "passages.jsonl").open("wb") as passages,
+        (tmp / "docs.jsonl").open("wb") as docs,
+    ):
         for corpus, offset, size, doc in _documents(list(build.paths), ranges):
             progress.update(size)
             doc_id = str(doc.get("id") or doc.get("url"))
@@ -532,7 +538,6 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
             if len(page_keys) >= config.chunk_passages:
                 pages.add(np.array(page_keys, np.uint64), row=np.array(page_rows, np.uint64))
                 page_keys, page_rows = [], []
-    progress.close()
     tokenised.close(tmp)
     offsets.write(np.frombuffer(passage_offsets, dtype=np.int64))
     counts.passages += len(passage_offsets)
@@ -719,24 +724,24 @@ def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
         mininterval=5,
         leave=False,
     )
-    for block in runs.merged():
-        terms = (block[KEY] >> np.uint64(32)).astype(np.int64)
-        tfc = score_tf(
-            tf_array=block["tf"].astype(dtype),
-            l_d=block["length"].astype(np.int64),
-            l_avg=average,
-            k1=retriever.k1,
-            b=retriever.b,
-            delta=retriever.delta,
-        )
-        scores = (idf[terms] * tfc).astype(dtype)
-        data.write(scores)
-        indices.write((block[KEY] & _LOW32).astype(int_dtype))
-        starts = np.flatnonzero(np.diff(terms, prepend=-1))
-        best = np.maximum.reduceat(scores, starts)
-        term_max[terms[starts]] = np.maximum(term_max[terms[starts]], best)
-        progress.update(len(terms))
-    progress.close()
+    with progress:
+        for block in runs.merged():
+            terms = (block[KEY] >> np.uint64(32)).astype(np.int64)
+            tfc = score_tf(
+                tf_array=block["tf"].astype(dtype),
+                l_d=block["length"].astype(np.int64),
+                l_avg=average,
+                k1=retriever.k1,
+                b=retriever.b,
+                delta=retriever.delta,
+            )
+            scores = (idf[terms] * tfc).astype(dtype)
+            data.write(scores)
+            indices.write((block[KEY] & _LOW32).astype(int_dtype))
+            starts = np.flatnonzero(np.diff(terms, prepend=-1))
+            best = np.maximum.reduceat(scores, starts)
+            term_max[terms[starts]] = np.maximum(term_max[terms[starts]], best)
+            progress.update(len(terms))
     data.close()
     indices.close()
     if data.count != postings:
