@@ -4,8 +4,9 @@ A table is two rows of uint64 (a stable 64-bit hash of each key, a number stored
 sorted by hash, saved with numpy (`*.table.npy`). A look-up finds the key's block through a
 fence kept in memory, reads that block (nothing is read whole, nothing is mapped) and returns
 every number stored under the hash, in order. Most tables store the byte offset of the key's
-line in a JSONL file: callers read the line there and check it is the key's (two keys sharing a
-64-bit hash are possible in principle); the entity memory's membership tables store counts.
+line in a JSONL file: callers read the line there (`Tables.line`) and check it is the key's
+(two keys sharing a 64-bit hash are possible in principle); the entity memory's membership
+tables store counts.
 Used by the entity memory (data_synthesis/engine/memory_store.py) and the search index's page
 look-up (data_synthesis/environment/index.py), so neither keeps a dict that grows with the
 corpus. Beside the tables: `every` reads a fence of any on-disk array a chunk at a time (also
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,33 +51,55 @@ def write_hashed_table(path: Path, hashes: np.ndarray, values: np.ndarray) -> No
 
 
 BLOCK = 512  # hashes per block: one 4 KiB read finds a key once its block is known
+FILES_OPEN = 64  # files a Tables keeps open
+LINE_READ = 4096  # bytes read at a time for a line (doubling until its end)
 
 
 class Tables:
-    """Look-up tables opened on first use, the most recently used kept (their block fences).
+    """Look-up tables opened on first use, the most recently used kept (their block fences),
+    and the files they and their rows lie in, kept open.
 
     A look-up binary-searches the table's fence (the first hash of every BLOCK, held in
     memory: 1/512 of the table), then reads that block of hashes and, on a hit, the values
     with pread. Memory-mapping the tables instead made a task's RSS grow with the number of
     tables it touched: every page fault maps up to 16 neighbouring pages (fault-around), and a
-    binary search faults on about 8 pages."""
+    binary search faults on about 8 pages. The last FILES_OPEN files read are kept open (an
+    open and a close cost about as much as the look-up itself); the rest are closed, so a task
+    that touches thousands of tables stays within its open-files limit."""
 
-    def __init__(self, size: int = 4096):
+    def __init__(self, size: int = 4096, files: int = FILES_OPEN):
         self._open = SizedCache(size, lambda table: 1)
+        self._files = SizedCache(files, lambda fd: 1, drop=os.close)
+        weakref.finalize(self, self._files.clear)
 
     def get(self, path: Path, key: str) -> list[int]:
         """The numbers stored under `key` ([] when none or the table does not exist)."""
         table = self._open.get(path, lambda: _Table.open(path))
-        return table.get(stable_hash(key)) if table is not None else []
+        return table.get(stable_hash(key), self._fd(path)) if table is not None else []
+
+    def line(self, path: Path, offset: int) -> dict:
+        """The JSON line that starts at byte `offset` of `path`."""
+        fd, size, chunks = self._fd(path), LINE_READ, []
+        while True:
+            chunk = os.pread(fd, size, offset)
+            end = chunk.find(b"\n")
+            chunks.append(chunk if end < 0 else chunk[:end])
+            if end >= 0 or len(chunk) < size:
+                return json.loads(b"".join(chunks))
+            offset, size = offset + len(chunk), size * 2
+
+    def _fd(self, path: Path) -> int:
+        return self._files.get(str(path), lambda: os.open(path, os.O_RDONLY))
 
 
 class SizedCache:
     """The most recently used values, the oldest dropped once their summed `size` passes
     `limit` (a size per value: records, lists and fences vary by orders of magnitude)."""
 
-    def __init__(self, limit: int, size):
+    def __init__(self, limit: int, size, drop=None):
         self._items: OrderedDict = OrderedDict()
         self._total, self.limit, self.size = 0, limit, size
+        self._drop = drop or (lambda value: None)  # called on each value dropped
 
     def get(self, key, make):
         """The cached value of `key`, or make()'s, kept."""
@@ -85,11 +109,14 @@ class SizedCache:
         value = self._items[key] = make()
         self._total += self.size(value)
         while self._total > self.limit and len(self._items) > 1:
-            self._total -= self.size(self._items.popitem(last=False)[1])
+            dropped = self._items.popitem(last=False)[1]
+            self._total -= self.size(dropped)
+            self._drop(dropped)
         return value
 
     def clear(self) -> None:
-        self._items.clear()
+        while self._items:
+            self._drop(self._items.popitem()[1])
         self._total = 0
 
 
@@ -97,7 +124,6 @@ class SizedCache:
 class _Table:
     """Where a table's rows lie in its .npy file, and its fence."""
 
-    path: str
     offset: int  # byte offset of the hash row; the value row follows it
     rows: int
     fence: np.ndarray  # hashes[::BLOCK]
@@ -116,25 +142,20 @@ class _Table:
         def read(start: int, stop: int) -> np.ndarray:
             return np.fromfile(path, dtype=np.uint64, count=stop - start, offset=offset + start * 8)
 
-        return cls(str(path), offset, shape[1], every(read, 0, shape[1], BLOCK))
+        return cls(offset, shape[1], every(read, 0, shape[1], BLOCK))
 
-    def get(self, key_hash: int) -> list[int]:
+    def get(self, key_hash: int, fd: int) -> list[int]:
+        """The numbers under `key_hash`, read from `fd` (this table's file, open)."""
         h = np.uint64(key_hash)
         first = int(self.fence.searchsorted(h, "left"))
         start = max(first - 1, 0) * BLOCK
         end = min(int(self.fence.searchsorted(h, "right")) * BLOCK, self.rows)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            block = np.frombuffer(
-                os.pread(fd, (end - start) * 8, self.offset + start * 8), np.uint64
-            )
-            lo, hi = block.searchsorted(h, "left"), block.searchsorted(h, "right")
-            if lo == hi:
-                return []
-            at = self.offset + (self.rows + start + int(lo)) * 8
-            return np.frombuffer(os.pread(fd, int(hi - lo) * 8, at), np.uint64).tolist()
-        finally:
-            os.close(fd)
+        block = np.frombuffer(os.pread(fd, (end - start) * 8, self.offset + start * 8), np.uint64)
+        lo, hi = block.searchsorted(h, "left"), block.searchsorted(h, "right")
+        if lo == hi:
+            return []
+        at = self.offset + (self.rows + start + int(lo)) * 8
+        return np.frombuffer(os.pread(fd, int(hi - lo) * 8, at), np.uint64).tolist()
 
 
 def every(read, start: int, stop: int, step: int, steps_per_read: int = 4096) -> np.ndarray:
@@ -144,9 +165,3 @@ def every(read, start: int, stop: int, step: int, steps_per_read: int = 4096) ->
     size = step * steps_per_read
     parts = [read(a, min(a + size, stop))[::step] for a in range(start, stop, size)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-
-
-def read_line(path: Path, offset: int) -> dict:
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        return json.loads(handle.readline())

@@ -37,7 +37,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from data_synthesis.engine.io import dumps, iter_jsonl, partition_of, stable_hash, write_json
-from data_synthesis.engine.lookup import SizedCache, Tables, read_line, write_table
+from data_synthesis.engine.lookup import SizedCache, Tables, write_table
 
 
 def _memory_module():
@@ -323,7 +323,7 @@ class PartitionedMemory:
     def _line(self, files: tuple[Path, Path], key: str, match) -> dict | None:
         path, table = files
         for offset in self._tables.get(table, key):
-            row = read_line(path, offset)
+            row = self._tables.line(path, offset)
             if match(row):
                 return row
         return None

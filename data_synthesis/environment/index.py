@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from data_synthesis.engine.io import NpyArray, stable_hash
-from data_synthesis.engine.lookup import SizedCache, Tables, read_line
+from data_synthesis.engine.lookup import SizedCache, Tables
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
     Analyser,
@@ -206,7 +206,7 @@ class CorpusIndex:
         if found is None:
             return None
         row = found[1]
-        return read_line(self.paths[row["corpus"]], row["offset"])
+        return self._tables.line(self.paths[row["corpus"]], row["offset"])
 
     def _locate(self, key: str) -> tuple[int, dict] | None:
         """The shard rank and docs.jsonl row of the first document (in corpus order) whose id
@@ -219,7 +219,7 @@ class CorpusIndex:
         for rank, shard in enumerate(self.shards):
             table = shard.directory / "index" / "docs.table.npy"
             for offset in sorted(self._tables.get(table, key)):
-                row = read_line(shard.directory / "docs.jsonl", offset)
+                row = self._tables.line(shard.directory / "docs.jsonl", offset)
                 if key in (row["id"], row["url"]):
                     return rank, row
         return None

@@ -184,3 +184,37 @@ def test_look_up_tables_find_every_value_across_block_boundaries(tmp_path):
     ]
     assert tables.get(tmp_path / "t.table.npy", "absent") == []
     assert tables.get(tmp_path / "missing.table.npy", "key 1") == []
+
+
+def test_look_up_tables_keep_a_bounded_number_of_files_open(tmp_path):
+    """Tables keeps the files it reads open, but never more than `files` of them, and closes
+    them when dropped; a line is read whole however long, the last one without its newline."""
+    import gc
+    import os
+
+    from data_synthesis.engine.lookup import LINE_READ, Tables, write_table
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    paths = [tmp_path / f"t{i}.table.npy" for i in range(10)]
+    for i, path in enumerate(paths):
+        write_table(path, [(f"k{j}", i * 100 + j) for j in range(50)])
+    gc.collect()  # (earlier tests' tables, closed when collected)
+    before = open_fds()
+    tables = Tables(files=4)
+    for _ in range(3):
+        for i, path in enumerate(paths):
+            assert tables.get(path, "k7") == [i * 100 + 7]
+            assert open_fds() - before <= 4
+    assert open_fds() - before == 4
+    lines = [{"n": 1}, {"text": "x" * (5 * LINE_READ)}, {"n": 3}]
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("\n".join(json.dumps(line) for line in lines))  # no newline at the end
+    offsets = [0]
+    for line in lines[:-1]:
+        offsets.append(offsets[-1] + len(json.dumps(line)) + 1)
+    assert [tables.line(jsonl, at) for at in offsets] == lines
+    del tables
+    gc.collect()
+    assert open_fds() == before
