@@ -79,7 +79,7 @@ class Shard:
         top_k: exact MaxScore over bm25s's precomputed per-term scores, so a query costs its
         rare terms' postings and a few blocks of the common ones, where bm25s's retrieve scores
         every passage); none scoring at most `floor` (earlier shards' k-th best)."""
-        return self.postings.top_k(terms, [self.postings.best(t) for t in terms], k, floor)
+        return self.postings.top_k(terms, k, floor)
 
     def passage(self, passage_id: int) -> dict:
         self._passages.seek(int(self.offsets.read(passage_id, passage_id + 1)[0]))

@@ -8,11 +8,11 @@ fault maps up to 16 neighbouring pages. Here nothing is mapped:
 - `lookup(term, passages)` gives the term's scores for some passages. A long list is not read
   whole: a fence (every BLOCK-th passage id, built on the term's first look-up and kept, within
   FENCE_LIMIT ids in all) says which blocks can hold the passages, and only those are read;
-- `top_k(terms, maxes, k)` is the search itself (MaxScore, see there), with each term's best
-  score (`best`, from the index's `term_max.npy`) as its bound.
+- `top_k(terms, k)` is the search itself (MaxScore, see there), with each term's best score
+  (`best`, from the index's `term_max.npy`) as its bound.
 Only the fences and, for the terms in use, their places (`span`, read from `indptr`) and best
-scores are held in memory, so an index of many shards costs a search task little per shard (a 1 TB corpus is 128
-shards of 8 GiB, each with millions of terms).
+scores are held in memory, so an index of many shards costs a search task little per shard (a
+1 TB corpus is 128 shards of 8 GiB, each with millions of terms).
 """
 
 from __future__ import annotations
@@ -71,10 +71,9 @@ class Postings:
         return self.ids.read(start, stop), self.scores.read(start, stop)
 
     def top_k(
-        self, terms: list[int], maxes: list[float], k: int, floor: float | None = None
+        self, terms: list[int], k: int, floor: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The k best passages for a query (its term ids, each term's best score `maxes`) and
-        their scores (the index's dtype), best first, ties lowest passage first; passages
+        """The k best passages for a query (its term ids) and their scores (the index's dtype), best first, ties lowest passage first; passages
         without any of the terms are never returned. `floor`: the k-th best score of passages
         that rank before these on ties (an earlier shard's), so passages scoring at most it are
         pruned too.
@@ -87,8 +86,8 @@ class Postings:
         hold the query's postings to RANGE_POSTINGS per range - usually one - so a search's
         memory stays bounded when its terms are common. A passage of a later range that can
         at best tie with the k best of the earlier ones ranks after them and is dropped."""
-        order = sorted(range(len(terms)), key=lambda i: self.length(terms[i]))
-        terms, maxes = [terms[i] for i in order], [maxes[i] for i in order]
+        terms = sorted(terms, key=self.length)
+        maxes = [self.best(term) for term in terms]
         bounds = np.cumsum(maxes[::-1])[::-1].tolist() + [0.0]
         best = _Best(k, self.scores.dtype, floor)
         ends: dict[int, tuple[int, int]] = {}  # term's place in `terms` -> (range end, index)
