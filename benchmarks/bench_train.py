@@ -4,7 +4,9 @@
 The proxy keeps the full width (hidden 2048, 32 heads, 4 query groups, all 128 experts, top-8,
 expert FFN 768, vocab 151,936) and fewer layers, so that it fits one GPU. Each sequence length
 runs a few warm-up and timed steps of the real training step (megatron-core, bf16, TE spec when
-TransformerEngine and a GPU are present), then prints one row per length:
+TransformerEngine and a GPU are present), then prints one row per length (peak GiB: the most
+allocated; static GiB: allocated between steps, i.e. weights, gradients and optimizer states;
+both beyond what was allocated before this length's model was built):
 
     python benchmarks/bench_train.py --layers 4 --seq-lengths 4096 32768 65536 --recompute full
     python benchmarks/bench_train.py --tiny --seq-lengths 64 128         # CPU: the same harness
@@ -16,6 +18,7 @@ Run it as one process per GPU under torchrun for several GPUs (CP with --cp).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 
@@ -36,6 +39,8 @@ def bench(seq_length: int, args) -> dict:
     model_cfg = get_preset(preset, **({} if args.tiny else {"num_layers": args.layers}))
     par = parallel.ParallelConfig(cp=args.cp, use_distributed_optimizer=True)
     parallel.initialize(par)
+    gpu = torch.cuda.is_available()
+    before = torch.cuda.memory_allocated() if gpu else 0  # what an earlier length left behind
     bf16 = torch.cuda.is_available()
     config = transformer_config(
         model_cfg,
@@ -62,12 +67,15 @@ def bench(seq_length: int, args) -> dict:
         "loss_mask": torch.ones(1, seq_length, device=device),
         "position_ids": torch.arange(seq_length, device=device).unsqueeze(0),
     }
-    if torch.cuda.is_available():
+    if gpu:
         torch.cuda.reset_peak_memory_stats()
     times = []
+    static_gib = float("nan")
     for step in range(args.warmup + args.steps):
-        if torch.cuda.is_available():
+        if gpu:
             torch.cuda.synchronize()
+            if step == args.warmup:  # weights, gradients, optimizer states: all allocated by now
+                static_gib = (torch.cuda.memory_allocated() - before) / 2**30
         start = time.perf_counter()
         train_step(model, optimizer, config, iter([batch]), 1, 1, seq_length)
         if torch.cuda.is_available():
@@ -78,10 +86,10 @@ def bench(seq_length: int, args) -> dict:
     world = torch.distributed.get_world_size()
     tokens_per_s = seq_length / seconds  # one sequence per step over the CP group
     tflops = training_flops_per_token(model_cfg, seq_length) * tokens_per_s / world / 1e12
-    peak_gib = (
-        torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-    )
+    peak_gib = (torch.cuda.max_memory_allocated() - before) / 2**30 if gpu else float("nan")
     parallel.destroy()
+    del model, optimizer, batch
+    gc.collect()
     return {
         "seq": seq_length,
         "layers": model_cfg.num_layers,
@@ -90,6 +98,7 @@ def bench(seq_length: int, args) -> dict:
         "TFLOP/s/GPU": tflops,
         "MFU": tflops / args.peak_tflops,
         "peak GiB": peak_gib,
+        "static GiB": static_gib,
     }
 
 

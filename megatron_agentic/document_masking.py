@@ -12,11 +12,11 @@ options (config keys `data.reset_attention_mask`, `data.reset_position_ids`,
 
 megatron-core's GPTDataset computes all three from the EOD token (`GPTDatasetConfig` fields of
 the same names); this module decides how the mask reaches the attention:
-- CPU / no TransformerEngine: the dataset's explicit [1, s, s] boolean mask (True = masked),
+- CPU, or a GPU without TransformerEngine: the dataset's explicit [1, s, s] boolean mask (True = masked),
   stacked into the batch as `attention_mask`; megatron-core's local attention applies it, and
   `cp_attention.ContextParallelAttention` applies it under CP (its rows sliced by
   `get_batch_on_this_cp_rank`, its columns global). O(s^2) memory: meant for tests and short runs.
-- GPU with TransformerEngine (written, not yet run: no GPU has been lent): no dense mask; the
+- GPU with TransformerEngine (written, not yet run: the one GPU lent had no TE): no dense mask; the
   documents become TE's packed "THD" format, `PackedSeqParams(qkv_format="thd", cu_seqlens...)`,
   with cu_seqlens read off the reset position ids (which this path therefore requires). TE's fused
   attention then masks per document and its RoPE restarts per document. Limits: micro_batch_size 1,
@@ -40,50 +40,53 @@ class DocumentMaskingError(ValueError):
     """Document-masking options that cannot work with the rest of the configuration."""
 
 
-def uses_packed_sequences(data, on_gpu: bool) -> bool:
-    """Whether document masking goes through TE's THD path (GPU) instead of a dense mask."""
-    return bool(data.reset_attention_mask) and on_gpu
+def uses_packed_sequences(data, te_attention: bool) -> bool:
+    """Whether document masking goes through TE's THD path instead of a dense mask.
+
+    `te_attention`: TransformerEngine and a GPU are present (`layer_specs.transformer_engine_available`);
+    a GPU without TE runs megatron-core's local attention, which takes the dense mask as on CPU."""
+    return bool(data.reset_attention_mask) and te_attention
 
 
 DENSE_MASK_MAX_SEQ = 16384  # a dense boolean mask is seq_length^2 bytes per sample (256 MiB here)
 
 
-def check(data, parallel, on_gpu: bool) -> None:
+def check(data, parallel, te_attention: bool) -> None:
     """Raise DocumentMaskingError naming the keys if the options cannot run on this machine."""
-    if data.reset_attention_mask and not on_gpu and data.seq_length > DENSE_MASK_MAX_SEQ:
+    if data.reset_attention_mask and not te_attention and data.seq_length > DENSE_MASK_MAX_SEQ:
         raise DocumentMaskingError(
             f"data.reset_attention_mask=true without TransformerEngine builds a dense "
             f"seq_length^2 mask: data.seq_length={data.seq_length} is above {DENSE_MASK_MAX_SEQ}"
         )
-    if not uses_packed_sequences(data, on_gpu):
+    if not uses_packed_sequences(data, te_attention):
         return
     problems = []
     if not data.reset_position_ids:
         problems.append(
-            "data.reset_attention_mask=true on GPUs needs data.reset_position_ids=true (the "
+            "data.reset_attention_mask=true with TransformerEngine needs data.reset_position_ids=true (the "
             "packed-sequence path finds documents where the position ids restart)"
         )
     if data.micro_batch_size != 1:
         problems.append(
-            f"data.reset_attention_mask=true on GPUs needs data.micro_batch_size=1 "
+            f"data.reset_attention_mask=true with TransformerEngine needs data.micro_batch_size=1 "
             f"(got {data.micro_batch_size}): one packed THD sequence per micro-batch"
         )
     if parallel.cp > 1:
         problems.append(
-            f"data.reset_attention_mask=true with parallel.cp={parallel.cp} on GPUs is not "
+            f"data.reset_attention_mask=true with parallel.cp={parallel.cp} with TransformerEngine is not "
             "supported: TE's THD attention under CP needs documents padded to multiples of 2*cp"
         )
     if problems:
         raise DocumentMaskingError("; ".join(problems))
 
 
-def dataset_options(data, on_gpu: bool) -> dict:
+def dataset_options(data, te_attention: bool) -> dict:
     """The GPTDatasetConfig fields for these options."""
     return dict(
         reset_position_ids=bool(data.reset_position_ids),
         reset_attention_mask=bool(data.reset_attention_mask),
         eod_mask_loss=bool(data.eod_mask_loss),
-        create_attention_mask=bool(data.reset_attention_mask) and not on_gpu,
+        create_attention_mask=bool(data.reset_attention_mask) and not te_attention,
     )
 
 

@@ -243,4 +243,7 @@ def build_model(
                 vp_stage=vp,
             )
         )
+    if not config.use_cpu_initialization:  # as Megatron-LM's get_model: modules built on the
+        for chunk in chunks:  # host (our RMSNorm) join the rest on this rank's GPU
+            chunk.cuda(torch.cuda.current_device())
     return chunks

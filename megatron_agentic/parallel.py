@@ -156,5 +156,9 @@ def is_rank0() -> bool:
 def destroy() -> None:
     """Tear down megatron-core's groups (torch.distributed itself stays up)."""
     from megatron.core import parallel_state
+    from megatron.core.transformer.moe.moe_logging import destroy_moe_metrics_tracker
 
     parallel_state.destroy_model_parallel()
+    # Its per-layer metrics are sized by the first model's depth: a deeper model built later in
+    # the same process (benchmarks, the GPU script) would index past them.
+    destroy_moe_metrics_tracker()

@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from megatron_agentic import document_masking
     from megatron_agentic.checkpointing import CheckpointCorrupt, CheckpointSaveError
+    from megatron_agentic.layer_specs import transformer_engine_available
 
-    try:  # depends on this machine (dense mask on CPU, TE's packed sequences on GPUs)
-        document_masking.check(config.data, config.parallel, torch.cuda.is_available())
+    try:  # depends on this machine (a dense mask without TE, TE's packed sequences with it)
+        document_masking.check(config.data, config.parallel, transformer_engine_available())
     except document_masking.DocumentMaskingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -156,7 +157,6 @@ def _build_data(config, num_chunks: int):
     deterministically from the seed, split over this rank's data-parallel position."""
     from pathlib import Path
 
-    import torch
     from megatron.core import parallel_state
 
     from megatron_agentic import document_masking
@@ -164,10 +164,11 @@ def _build_data(config, num_chunks: int):
     from megatron_agentic.data.batches import GlobalBatches
     from megatron_agentic.data.blend import build_gpt_datasets, load_blend
     from megatron_agentic.evaluation import Validation
+    from megatron_agentic.layer_specs import transformer_engine_available
     from megatron_agentic.tokenizer import build_tokenizer
 
     data, training = config.data, config.training
-    on_gpu = torch.cuda.is_available()
+    te_attention = transformer_engine_available()
     tokenizer = build_tokenizer(data.tokenizer_type, data.tokenizer_model)
     if tokenizer.vocab_size > config.model.vocab_size:
         raise ConfigError(
@@ -182,11 +183,11 @@ def _build_data(config, num_chunks: int):
         training.seed,
         (config.schedule.train_iters * data.global_batch_size, evals * data.global_batch_size, 0),
         data.cache_dir or str(Path(config.checkpoint.save or ".") / "data_cache"),
-        document_masking.dataset_options(data, on_gpu),
+        document_masking.dataset_options(data, te_attention),
     )
     dp_size = parallel_state.get_data_parallel_world_size()
     split = {
-        "packed": document_masking.uses_packed_sequences(data, on_gpu),
+        "packed": document_masking.uses_packed_sequences(data, te_attention),
         "micro_batch_size": data.micro_batch_size,
         "num_micro": data.global_batch_size // (data.micro_batch_size * dp_size),
         "dp_rank": parallel_state.get_data_parallel_rank(),

@@ -40,9 +40,10 @@ def megatron_logits(checkpoint: str, layout: dict) -> list:
     chunks = build_model(model_cfg, transformer_config(model_cfg, par), TOKENS.shape[1])
     checkpointing.load_checkpoint(checkpoint, chunks, None, None, load_optimizer=False)
     model = chunks[0].eval()
+    device = next(model.parameters()).device  # the GPU where there is one
     with torch.no_grad():
-        positions = torch.arange(TOKENS.shape[1]).unsqueeze(0)
-        logits = model(TOKENS, positions, None)
+        positions = torch.arange(TOKENS.shape[1], device=device).unsqueeze(0)
+        logits = model(TOKENS.to(device), positions, None)
         logits = tensor_parallel.gather_from_tensor_model_parallel_region(logits)
     parallel.destroy()
     return logits.tolist()  # by value: a shared-memory tensor dies with the rank process

@@ -105,10 +105,12 @@ def test_gpu_path_refuses_what_it_cannot_run():
 
     data = DataSection(reset_attention_mask=True, reset_position_ids=False, micro_batch_size=2)
     with pytest.raises(document_masking.DocumentMaskingError) as error:
-        document_masking.check(data, ParallelConfig(cp=2), on_gpu=True)
+        document_masking.check(data, ParallelConfig(cp=2), te_attention=True)
     for key in ("data.reset_position_ids", "data.micro_batch_size", "parallel.cp=2"):
         assert key in str(error.value)
-    document_masking.check(data, ParallelConfig(cp=2), on_gpu=False)  # dense mask on CPU: fine
+    document_masking.check(
+        data, ParallelConfig(cp=2), te_attention=False
+    )  # dense mask on CPU: fine
     long = DataSection(reset_attention_mask=True, seq_length=131072)
     with pytest.raises(document_masking.DocumentMaskingError, match="data.seq_length=131072"):
-        document_masking.check(long, ParallelConfig(), on_gpu=False)
+        document_masking.check(long, ParallelConfig(), te_attention=False)

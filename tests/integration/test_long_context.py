@@ -1,6 +1,6 @@
 """128K batching on CPU: GPTDataset samples of 131,072 tokens with their position ids and loss
 mask, and the context-parallel split of such a batch against an independent reference. (The
-CP=2 vs CP=1 loss comparison needs TransformerEngine attention on a GPU; no GPU was lent yet.)"""
+CP=2 vs CP=1 loss comparison needs TransformerEngine attention on a GPU; the one GPU lent had no TE.)"""
 
 from __future__ import annotations
 
