@@ -10,7 +10,8 @@ before/after comparison; --hits writes every query's (document, score) results a
 --record runs the synthesis pipeline on --corpus and writes every search its stages make (one
 per line: query, k and stage, tab-separated), and prints each stage's searches per question;
 --replay searches such a file's queries, in order (their repeats
-included), instead of drawn ones.
+included), instead of drawn ones. --pages N then locates N documents drawn from the whole corpus
+by id and by url (CPU microseconds per page; the index's cache of located pages is bypassed).
 
     python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl \
         --cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000
@@ -46,6 +47,25 @@ def queries(corpus: Path, count: int, seed: int = 0) -> list[str]:
             " ".join(words[start : start + rng.randint(2, 12)]) + " " + (doc.get("title") or "")
         )
     return out
+
+
+def page_keys(corpus: Path, count: int, seed: int = 0) -> list[str]:
+    """The ids and urls of `count` documents drawn uniformly from the whole corpus (a reservoir
+    sample), so pages of every shard are looked up."""
+    rng, drawn = random.Random(seed), []
+    with corpus.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            slot = number if number < count else rng.randrange(number + 1)
+            if slot >= count:
+                continue
+            doc = json.loads(line)
+            key = str(doc.get("id") or doc.get("url"))
+            pair = (key, str(doc.get("url") or key))
+            if number < count:
+                drawn.append(pair)
+            else:
+                drawn[slot] = pair
+    return [key for pair in drawn for key in pair]
 
 
 def record(corpus: Path, cache_dir: str, out: Path) -> dict:
@@ -97,6 +117,9 @@ def main() -> None:
     parser.add_argument("--hits", type=Path, help="write each query's results here (JSON)")
     parser.add_argument("--record", type=Path, help="log the pipeline's searches here and stop")
     parser.add_argument("--replay", type=Path, help="search a --record log's queries instead")
+    parser.add_argument(
+        "--pages", type=int, default=0, help="then locate this many documents' ids and urls"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
     from data_synthesis.environment.index import CorpusIndex, IndexConfig
@@ -124,6 +147,12 @@ def main() -> None:
     row = {"code": str(args.code), "passages": index.stats["passages"], "queries": len(asked)}
     row.update(cpu_ms_per_search=round(cpu_ms, 3), peak_rss_mb=[round(before), round(after)])
     row.update(shards=len(index.shards), index_open_mb=round(opened_mb, 1))
+    if args.pages:  # locating a page by id or url, none of them kept from an earlier look-up
+        keys = page_keys(args.corpus, args.pages)
+        started = time.process_time()
+        located = sum(index._find(key) is not None for key in keys)
+        cpu_us = (time.process_time() - started) / len(keys) * 1e6
+        row.update(pages=len(keys), pages_found=located, cpu_us_per_page=round(cpu_us, 1))
     print(json.dumps(row))
     if args.hits:
         args.hits.write_text(json.dumps(results))

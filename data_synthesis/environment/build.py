@@ -17,14 +17,16 @@ scores (and a search over every shard) are those of one index of everything:
    and token count are saved.
 2. count (one task): every shard's document frequencies summed by term (hash), in a sorted
    merge: `df.table.npy` (term hash -> documents holding it in the whole corpus), and the
-   totals (passages, tokens).
+   totals (passages, tokens); the shards' page runs merged the same way into
+   `pages.table.npy` (hash of id or url -> shard), so a page is found in its shard at once.
 3. write (a task per shard): the shard's runs are merged in (term, passage) order and each
    posting is scored as bm25s scores it (idf from the corpus-wide frequencies, the corpus's
    average passage length); bm25s's CSC arrays are written a block at a time with each term's
    best score (`term_max.npy`, MaxScore's bounds), the page runs become `docs.table.npy` and
    the vocabulary `vocab.table.npy` (term hash -> id), which searches use instead of bm25s's
    dict. bm25s writes its own vocab and params files, so `bm25s.BM25.load` reads a shard.
-4. finish (one task): `stats.json`, then the build directory is renamed into place.
+4. finish (one task): `stats.json` (and `pages.table.npy` moved beside it), then the build
+   directory is renamed into place.
 
 A build lives in `<fingerprint>.build/` until it finishes: every step writes to a temporary
 name and renames it when done, so a killed task is rerun from its start and finished shards are
@@ -78,7 +80,8 @@ from data_synthesis.engine.sort import KEY, SortedRuns
 from megatron_agentic.data.checks import npy_header
 
 # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards
-INDEX_VERSION = "bm25s-passages-v6"
+INDEX_VERSION = "bm25s-passages-v7"  # v7: pages.table.npy (page -> shards)
+SHARD_TABLE = "pages.table.npy"
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
@@ -588,8 +591,28 @@ def count_terms(build: Build) -> None:
             counts.write(frequencies.astype(np.uint64).data)
     _append_row(table, counts_file)
     shutil.rmtree(tmp / "runs")
+    _write_shard_table(build, tmp)
     (tmp / "totals.json").write_text(json.dumps(vars(totals)))
     _publish(tmp, target)
+
+
+def _write_shard_table(build: Build, tmp: Path) -> None:
+    """pages.table.npy (engine/lookup.py's format): every document id and url -> the shards
+    holding it, merged from the shards' page runs, so a page is found with one look-up here and
+    one in its shard's docs.table.npy, however many shards the index has."""
+    runs = SortedRuns(tmp / "runs", {"shard": "uint64"}, build.config.merge_memory)
+    for rank in range(build.shards):
+        pages = SortedRuns.reopen(build.shard(rank) / "runs" / "pages", PAGES, 1 << 20)
+        for block in pages.merged():
+            runs.add(block[KEY], shard=np.full(len(block[KEY]), rank, np.uint64))
+    table = NpyWriter(tmp / SHARD_TABLE, np.uint64)
+    shards_file = tmp / "pages.shards.bin"
+    with shards_file.open("wb") as shards:
+        for block in runs.merged():
+            table.write(block[KEY])
+            shards.write(block["shard"].data)
+    _append_row(table, shards_file)
+    shutil.rmtree(tmp / "runs")
 
 
 def _done(shard: Path, step: str) -> bool:
@@ -827,6 +850,7 @@ def finish(build: Build, started: float | None = None) -> dict:
         for name in ("terms.txt", "term_hashes.npy", "doc_freqs.npy"):
             (build.shard(rank) / name).unlink(missing_ok=True)
     terms = npy_header(build.work / "df" / "df.table.npy")[0][1]
+    (build.work / "df" / SHARD_TABLE).replace(build.work / SHARD_TABLE)
     shutil.rmtree(build.work / "df")
     stats = {
         "version": INDEX_VERSION,

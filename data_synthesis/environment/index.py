@@ -15,7 +15,8 @@ them, so the results do not depend on the shard count. In a shard, next to bm25s
 matrix (``index/bm25``): ``passages.jsonl`` (doc id, title, url, text) with a
 ``passages.offsets.npy`` of byte offsets, and ``docs.jsonl`` (one row per document: its id, url,
 title, corpus file and byte offset) with ``index/docs.table.npy`` (id/url -> row, a look-up
-table of data_synthesis/engine/lookup.py) - so passages and pages are read by seeking, and
+table of data_synthesis/engine/lookup.py; the index's ``pages.table.npy`` says which shard
+holds an id or url) - so passages and pages are read by seeking, and
 neither the corpus texts nor a per-document dict are held in memory; a query's terms are found
 in ``index/vocab.table.npy`` (term hash -> id) the same way, so no task holds the vocabulary
 either. ``index/term_max.npy`` holds each term's best passage score, the bound that lets a
@@ -39,6 +40,7 @@ from data_synthesis.engine.io import NpyArray, stable_hash
 from data_synthesis.engine.lookup import SizedCache, Tables
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
+    SHARD_TABLE,
     Analyser,
     IndexConfig,
     build_index,
@@ -105,8 +107,10 @@ class CorpusIndex:
         self.stats = json.loads((directory / "stats.json").read_text())
         _allow_open_files(8 * len(self.stats["shards"]))
         self.shards, first = [], 0
-        for shard in self.stats["shards"]:
+        self._ranks = {}  # the build's shard rank -> its place in self.shards (empty ones left out)
+        for rank, shard in enumerate(self.stats["shards"]):
             if shard["passages"]:
+                self._ranks[rank] = len(self.shards)
                 self.shards.append(Shard(directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
         self._firsts = [shard.first for shard in self.shards]
@@ -210,18 +214,22 @@ class CorpusIndex:
 
     def _locate(self, key: str) -> tuple[int, dict] | None:
         """The shard rank and docs.jsonl row of the first document (in corpus order) whose id
-        or url is `key`: one look-up in each shard's `docs.table.npy` until found. Kept for the
-        most recent documents: an entity's questions share their sources, and the pages an
-        agent visits are the ones its searches found."""
+        or url is `key`: the index's `pages.table.npy` names the shards that may hold it (one
+        unless ids repeat across shards, or two keys' hashes collide), then one look-up in each
+        of those shards' `docs.table.npy`. Kept for the most recent documents: an entity's
+        questions share their sources, and the pages an agent visits are the ones its searches
+        found."""
         return self._located.get(key, lambda: self._find(key))
 
     def _find(self, key: str) -> tuple[int, dict] | None:
-        for rank, shard in enumerate(self.shards):
+        named = set(self._tables.get(self.directory / SHARD_TABLE, key)) & self._ranks.keys()
+        for rank in sorted(named):
+            shard = self.shards[self._ranks[rank]]
             table = shard.directory / "index" / "docs.table.npy"
             for offset in sorted(self._tables.get(table, key)):
                 row = self._tables.line(shard.directory / "docs.jsonl", offset)
                 if key in (row["id"], row["url"]):
-                    return rank, row
+                    return self._ranks[rank], row
         return None
 
     # --- scopes -------------------------------------------------------------------------------

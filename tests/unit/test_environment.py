@@ -291,6 +291,31 @@ def test_a_search_over_some_shards_is_the_exact_top_k_of_their_passages(sharded_
             assert len(got) == 10
 
 
+def test_a_page_is_found_in_its_own_shard_alone(sharded_corpus):
+    """pages.table.npy names a page's shard: locating it reads that table and one shard's
+    docs.table.npy, not every shard's (the rows agree with a scan of the shards' docs.jsonl)."""
+    _, index, _ = sharded_corpus
+    rows = {}
+    for rank, shard in enumerate(index.shards):
+        for line in (shard.directory / "docs.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            rows[row["id"]] = rows[row["url"]] = (rank, row)
+    assert len({rank for rank, _ in rows.values()}) == 4
+    read, get = [], index._tables.get
+    index._tables.get = lambda path, key: read.append(path.name) or get(path, key)  # noqa: E731
+    try:
+        for i in range(0, 1200, 7):
+            for key in (f"d{i}", f"https://example.org/{i}"):
+                index._located.clear()
+                read.clear()
+                assert index._locate(key) == rows[key]
+                assert read == ["pages.table.npy", "docs.table.npy"], key
+        index._located.clear()
+        assert index._locate("https://example.org/none") is None and index.page("nope") is None
+    finally:
+        del index._tables.get
+
+
 def test_a_questions_searches_cover_its_documents_shards_and_drawn_ones(sharded_corpus, tmp_path):
     """With search_shards, a question's searches (a plan's check, an agent's calls) cover the
     shards of its source documents and others drawn by its id, `search_shards` in all; its
