@@ -66,6 +66,9 @@ def alias_key(key: str) -> str:
 # --- sentences --------------------------------------------------------------------------------
 
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+# A blank line: a sentence never runs on across it (a heading, a list, a hard-wrapped paragraph
+# ending without a full stop), though it runs on across one line break (hard-wrapped text).
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
 _ABBREV = re.compile(r"(?:\b[A-Z]\.|\b(?:Mr|Mrs|Dr|St|Mt|No|vs|etc|e\.g|i\.e|Inc|Ltd|Jr|Sr)\.)$")
 
 
@@ -74,11 +77,15 @@ def sentences(text: str) -> list[tuple[int, int]]:
     spans: list[list[int]] = []
     for m in _SENTENCE.finditer(text):
         start, end = m.start(), m.end()
-        if spans and (
-            _ABBREV.search(text[spans[-1][0] : spans[-1][1]])
-            or (start < len(text) and text[start : start + 2].strip()[:1].islower())
-            or re.search(r"\d\.$", text[spans[-1][0] : spans[-1][1]])
-            and text[start : start + 1].isdigit()
+        if (
+            spans
+            and not _PARAGRAPH_BREAK.search(text, spans[-1][1] - 1, start)
+            and (
+                _ABBREV.search(text[spans[-1][0] : spans[-1][1]])
+                or (start < len(text) and text[start : start + 2].strip()[:1].islower())
+                or re.search(r"\d\.$", text[spans[-1][0] : spans[-1][1]])
+                and text[start : start + 1].isdigit()
+            )
         ):
             spans[-1][1] = end
         else:
@@ -477,6 +484,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
         subject, statements = found
         topic = topic or subject
         for entity, relation, whole, time in statements:
+            whole = _TRAILING_CONJUNCTION.sub("", whole)  # "X and, in 2021, Y" cut at the comma
             for value in _items(whole):
                 record = _statement(
                     entity, relation, value, sentence, (start, end), doc, time, "heuristic"
@@ -490,6 +498,9 @@ def heuristic_statements(doc: dict) -> list[dict]:
                 ):
                     out.append(record)
     return out
+
+
+_TRAILING_CONJUNCTION = re.compile(r"\s+(?:and|or|but|nor)$")
 
 
 def _items(value: str) -> list[str]:

@@ -271,6 +271,27 @@ def test_heuristic_memory_reads_reworded_text():
     assert born["extractor"] == "heuristic"
 
 
+def test_a_statement_stays_in_its_paragraph_and_drops_a_dangling_conjunction():
+    """A sentence runs on across a line break (hard-wrapped text) but never across a blank line
+    (seen on docstrings: a heading or a command list read into the sentence before it), and a
+    value cut at a comma loses the conjunction before it."""
+    from data_synthesis.memory import sentences
+
+    text = "Usage notes\n\nthe tool reads a file\nand writes it back. Done."
+    assert [text[a:b] for a, b in sentences(text)] == [
+        "Usage notes",
+        "the tool reads a file\nand writes it back.",
+        "Done.",
+    ]
+    docs = [
+        {"id": "t", "text": "Tokyo hosted the 1964 Summer Olympics and, in 2021, the Games."},
+        {"id": "c", "text": "The copy module copies objects\n\nshallow copies share children."},
+    ]
+    values = {s["value"]["text"] for d in docs for s in heuristic_statements(d)}
+    assert "the 1964 Summer Olympics" in values
+    assert all("\n\n" not in s["sentence"] for d in docs for s in heuristic_statements(d))
+
+
 def test_heuristic_memory_on_pythons_own_docs():
     """Docstrings of the standard library: prose nobody wrote for this project."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
