@@ -74,6 +74,7 @@ from data_synthesis.engine.io import (
     read_lines,
     stable_hash,
     task_ranges,
+    write_json,
 )
 from data_synthesis.engine.lookup import write_hashed_table
 from data_synthesis.engine.sort import KEY, SortedRuns
@@ -834,39 +835,65 @@ def _write_page_table(pages: SortedRuns, tmp: Path) -> None:
 
 def finish(build: Build, started: float | None = None) -> dict:
     """stats.json, then the build directory renamed into place (a finished index: nothing to
-    do). Leftovers of killed tasks (temporary directories) are removed first."""
+    do). It may be killed anywhere and rerun: what its clean-up deletes (the term counts, the
+    shards' term lists) is summed into finish.json first, and stats.json is written whole
+    before the rename."""
     if (build.directory / "stats.json").exists():
         return json.loads((build.directory / "stats.json").read_text())
+    if not (build.work / "stats.json").exists():
+        facts = _finish_facts(build)
+        _clean_up(build)
+        stats = {"version": INDEX_VERSION, "corpora": [str(p) for p in build.paths], **facts}
+        if started is not None:
+            stats["build_seconds"] = round(time.perf_counter() - started, 2)
+        stats["index_bytes"] = sum(
+            f.stat().st_size
+            for f in build.work.rglob("*")
+            if f.is_file() and f.name != FINISH_FACTS
+        )
+        write_json(build.work / "stats.json", stats)
+    (build.work / FINISH_FACTS).unlink(missing_ok=True)
+    _publish(build.work, build.directory)
+    return json.loads((build.directory / "stats.json").read_text())
+
+
+FINISH_FACTS = "finish.json"
+
+
+def _finish_facts(build: Build) -> dict:
+    """The index's totals and shards, from the count step and the shards' reads (finish.json
+    once summed: a rerun after the clean-up reads them there)."""
+    saved = build.work / FINISH_FACTS
+    if saved.exists():
+        return json.loads(saved.read_text())
     missing = [shard_name(r) for r in range(build.shards) if not _done(build.shard(r), "write")]
     if missing:
         raise RuntimeError(f"index build {build.work}: shards not written yet: {missing[:8]}")
+    totals = json.loads((build.work / "df" / "totals.json").read_text())
+    facts = {key: totals[key] for key in ("documents", "passages", "text_bytes")}
+    facts["vocabulary"] = npy_header(build.work / "df" / "df.table.npy")[0][1]  # distinct terms
+    facts["shards"] = [
+        {
+            "name": shard_name(rank),
+            "passages": json.loads((build.shard(rank) / "read.json").read_text())["passages"],
+        }
+        for rank in range(build.shards)
+    ]
+    write_json(saved, facts)
+    return facts
+
+
+def _clean_up(build: Build) -> None:
+    """What only the build needed: killed tasks' temporary directories, the count step's
+    directory (its page table moved beside stats.json), the shards' term lists."""
     for leftover in [*build.work.glob("*.tmp*"), *build.work.glob("*/*.tmp*")]:
         shutil.rmtree(leftover, ignore_errors=True)
-    totals = json.loads((build.work / "df" / "totals.json").read_text())
-    shards = []
+    if (build.work / "df" / SHARD_TABLE).exists():
+        (build.work / "df" / SHARD_TABLE).replace(build.work / SHARD_TABLE)
+    shutil.rmtree(build.work / "df", ignore_errors=True)
     for rank in range(build.shards):
-        read = json.loads((build.shard(rank) / "read.json").read_text())
-        shards.append({"name": shard_name(rank), "passages": read["passages"]})
         for name in ("terms.txt", "term_hashes.npy", "doc_freqs.npy"):
             (build.shard(rank) / name).unlink(missing_ok=True)
-    terms = npy_header(build.work / "df" / "df.table.npy")[0][1]
-    (build.work / "df" / SHARD_TABLE).replace(build.work / SHARD_TABLE)
-    shutil.rmtree(build.work / "df")
-    stats = {
-        "version": INDEX_VERSION,
-        "corpora": [str(p) for p in build.paths],
-        "documents": totals["documents"],
-        "passages": totals["passages"],
-        "text_bytes": totals["text_bytes"],
-        "vocabulary": terms,  # distinct terms of the corpus
-        "shards": shards,
-    }
-    if started is not None:
-        stats["build_seconds"] = round(time.perf_counter() - started, 2)
-    stats["index_bytes"] = sum(f.stat().st_size for f in build.work.rglob("*") if f.is_file())
-    (build.work / "stats.json").write_text(json.dumps(stats, indent=1))
-    _publish(build.work, build.directory)
-    return stats
 
 
 def build_index(paths: list[Path], directory: Path, config: IndexConfig, log=print) -> dict:

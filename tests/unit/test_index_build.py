@@ -383,6 +383,50 @@ def test_a_killed_build_resumes_from_its_finished_shards(tmp_path, monkeypatch):
     assert _searches(resumed, corpus) == _searches(fresh, corpus)
 
 
+@pytest.mark.parametrize("killed_after", ["_finish_facts", "_clean_up", "stats.json"])
+def test_a_finish_killed_anywhere_is_resumed(tmp_path, monkeypatch, killed_after):
+    """The finish step deletes what only the build needed: killed right after summing what it
+    keeps, after deleting, or after writing stats.json, its rerun still publishes the index an
+    uninterrupted build publishes (before, a kill after the clean-up left a build that could
+    never finish: its counts were gone)."""
+    from data_synthesis.environment import build as build_module
+
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    config = IndexConfig(cache_dir=str(tmp_path / "cache"), shards=2)
+    directory = tmp_path / "cache" / build_module.corpus_fingerprint([corpus], config)
+    build = build_module.Build.of([corpus], directory, config)
+    for rank in range(2):
+        build_module.read_shard(build, rank)
+    build_module.count_terms(build)
+    for rank in range(2):
+        build_module.write_shard(build, rank)
+    name = "write_json" if killed_after == "stats.json" else killed_after
+    real = getattr(build_module, name)
+
+    def killed(*args):
+        done = real(*args)
+        if name != "write_json" or Path(args[0]).name == "stats.json":
+            raise KeyboardInterrupt  # stands for a kill -9 right here
+        return done
+
+    monkeypatch.setattr(build_module, name, killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_module.finish(build)
+    monkeypatch.undo()
+    assert not (directory / "stats.json").exists()
+    stats = build_module.finish(build)
+    fresh = build_module.build_index([corpus], tmp_path / "fresh", config, log=print)
+    fresh.pop("build_seconds")
+    assert stats == fresh
+    files = lambda root: sorted(  # noqa: E731
+        (str(f.relative_to(root)), f.stat().st_size) for f in root.rglob("*") if f.is_file()
+    )
+    assert [f for f in files(directory) if f[0] != "stats.json"] == [
+        f for f in files(tmp_path / "fresh") if f[0] != "stats.json"
+    ]
+    assert not build.work.exists()
+
+
 def test_index_build_benchmark_reports_each_checkout_and_compares_their_files(tmp_path):
     """benchmarks/bench_index_build.py (the figures in docs/benchmarks.md) at 1 MB, with this
         checkout as the earlier one too: both builds reported, and the same files; and the build in 3
