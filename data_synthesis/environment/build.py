@@ -30,8 +30,8 @@ scores (and a search over every shard) are those of one index of everything:
 
 A build lives in `<fingerprint>.build/` until it finishes: every step writes to a temporary
 name and renames it when done, so a killed task is rerun from its start and finished shards are
-kept (a rerun resumes), and two processes building the same index waste work but never mix
-files. Shards are contiguous in corpus order and passage ids are numbered across them, so the
+kept (a rerun resumes; the finish step, which deletes files, first saves what it needs of
+them), and two processes building the same index waste work but never mix files. Shards are contiguous in corpus order and passage ids are numbered across them, so the
 index is the same whatever the shard count: one shard's arrays equal what `BM25.index` gives
 (tests/unit/test_index_build.py), and a search over several shards returns exactly one shard's
 results. Passage ids are int32 within a shard (bm25s), so shards of under 2^31 passages lift
