@@ -114,6 +114,9 @@ class SizedCache:
             self._drop(dropped)
         return value
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def clear(self) -> None:
         while self._items:
             self._drop(self._items.popitem()[1])

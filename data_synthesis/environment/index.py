@@ -31,6 +31,7 @@ import bisect
 import json
 import random
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from data_synthesis.environment.postings import Postings
 TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 MB)
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
+SHARDS_OPEN = 256  # shards a task keeps open (six files each), the most recently used
 
 
 @dataclass
@@ -88,6 +90,28 @@ class Shard:
         return json.loads(self._passages.readline())
 
 
+class OpenShards(Sequence):
+    """An index's non-empty shards in corpus order, each opened on first use and the
+    SHARDS_OPEN most recently used kept open: a task of an index of thousands of small shards
+    (`search_shards`) does not hold six files per shard. A shard dropped here closes its files
+    once nothing else holds it, and is opened again (its caches empty) when next used."""
+
+    def __init__(self, places: list[tuple[Path, int, int]]):
+        self._places = places  # (directory, first passage id, passages) per shard
+        self._open = SizedCache(SHARDS_OPEN, lambda shard: 1)
+
+    def __len__(self) -> int:
+        return len(self._places)
+
+    def __getitem__(self, rank: int) -> Shard:
+        rank = range(len(self._places))[rank]  # IndexError past the end, as a list
+        return self._open.get(rank, lambda: Shard(*self._places[rank]))
+
+    def opened(self) -> int:
+        """How many shards are open now."""
+        return len(self._open)
+
+
 def _allow_open_files(needed: int) -> None:
     """Raise the soft limit on open files (up to the hard one) when an index's shards would use
     half of it: a shard keeps six files open and opens its two look-up tables on first use."""
@@ -105,15 +129,16 @@ class CorpusIndex:
     def __init__(self, directory: Path, paths: list[Path], config: IndexConfig):
         self.directory, self.paths, self.config = directory, paths, config
         self.stats = json.loads((directory / "stats.json").read_text())
-        _allow_open_files(8 * len(self.stats["shards"]))
-        self.shards, first = [], 0
+        places, first = [], 0
         self._ranks = {}  # the build's shard rank -> its place in self.shards (empty ones left out)
         for rank, shard in enumerate(self.stats["shards"]):
             if shard["passages"]:
-                self._ranks[rank] = len(self.shards)
-                self.shards.append(Shard(directory / shard["name"], first, shard["passages"]))
+                self._ranks[rank] = len(places)
+                places.append((directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
-        self._firsts = [shard.first for shard in self.shards]
+        self.shards = OpenShards(places)
+        self._firsts = [first for _, first, _ in places]
+        _allow_open_files(8 * min(len(places), SHARDS_OPEN))
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries

@@ -481,3 +481,31 @@ print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     assert done.returncode == 0, done.stderr[-2000:]
     counts, limit = done.stdout.split("\n")[:2]
     assert counts == "8 40 32" and int(limit) > 40, done.stdout
+
+
+def test_a_task_keeps_a_bounded_number_of_shards_open(tmp_path, monkeypatch):
+    """Shards are opened on first use and only the most recently used SHARDS_OPEN stay open:
+    with 2 of 6 allowed, every search and page look-up gives what an index holding all six
+    gives, while the process never holds more than two shards' files."""
+    import os
+
+    from data_synthesis.environment import index as index_module
+
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    config = IndexConfig(cache_dir=str(tmp_path / "cache"), shards=6)
+    every = CorpusIndex.open([corpus], config, log=print)
+    expected = _searches(every, corpus)
+    assert every.shards.opened() == 6
+    del every
+    monkeypatch.setattr(index_module, "SHARDS_OPEN", 2)
+    files = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = files()
+    bounded = CorpusIndex.open([corpus], config, log=print)
+    assert bounded.shards.opened() == 0  # nothing is opened before it is used
+    most = 0
+    for query in ("w1 river", "w2", "capital w3", "w5 w6 w7"):
+        assert bounded.search(query) == bounded.search(query, shards=tuple(range(6)))
+        most = max(most, bounded.shards.opened())
+    assert _searches(bounded, corpus) == expected
+    assert most == 2 and bounded.shards.opened() == 2
+    assert files() - before <= 2 * 6 + 64  # two shards' files and the look-up tables'
