@@ -201,10 +201,13 @@ class Environment:
         k = self.config.top_k
         if not self.hidden:
             return index.search(query, k, shards)
-        hits = index.search(query, k + 4 * k, shards)
-        kept = [h for h in hits if h.doc_id not in self.hidden and h.url not in self.hidden][:k]
-        for rank, hit in enumerate(kept, 1):
-            hit.rank = rank
+        kept = []  # the first k of the top 5k that are not hidden, ranked anew
+        for hit in index.ranked(query, k + 4 * k, shards):
+            if hit.doc_id not in self.hidden and hit.url not in self.hidden:
+                hit.rank = len(kept) + 1
+                kept.append(hit)
+                if len(kept) == k:
+                    break
         return kept
 
     def _format_hits(self, query: str, hits: list[Hit]) -> str:

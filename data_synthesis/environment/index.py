@@ -169,22 +169,25 @@ class CorpusIndex:
         queries repeat (an entity's questions in several styles, the same check of several
         plans: 28% of the bundled pipeline's 3,996 searches), so the last RESULTS_CACHED
         queries' passage ids and scores are kept, keyed by their analysed terms."""
+        return list(self.ranked(query, k, shards))
+
+    def ranked(self, query: str, k: int = 10, shards: tuple[int, ...] | None = None):
+        """search()'s hits one at a time, best first, each passage read when it is reached: a
+        caller that passes over some (the environment's held-out documents) and stops once it
+        has enough reads no more passages than it needs."""
         terms = self._analyse(query)
         if not terms:
-            return []
+            return
         k = min(k, int(self.stats["passages"]))
-        hits = []
         passages, scores = self._results.get(
             (tuple(terms), k, shards), lambda: self._top_k(terms, k, shards)
         )
+        rank = 0
         for passage_id, score in zip(passages.tolist(), scores.tolist()):
             if score <= 0:
                 continue
-            row = self.passage(passage_id)
-            hits.append(
-                Hit(len(hits) + 1, float(score), row["id"], row["title"], row["url"], row["text"])
-            )
-        return hits
+            row, rank = self.passage(passage_id), rank + 1
+            yield Hit(rank, float(score), row["id"], row["title"], row["url"], row["text"])
 
     def term_ids(self, shard: int, terms: list[str]) -> list[int]:
         """Shard `shard`'s id of each analysed term it holds (the others left out), looked up
