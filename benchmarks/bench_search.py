@@ -77,7 +77,7 @@ def record(corpus: Path, cache_dir: str, out: Path) -> dict:
     from data_synthesis.stages import STAGE_TABLE
 
     stage_of = {spec.method[0]: spec.name for spec in STAGE_TABLE if spec.method}
-    search, made = CorpusIndex.search, Counter()
+    ranked, made = CorpusIndex.ranked, Counter()  # every search goes through ranked()
     with out.open("w", encoding="utf-8") as log, tempfile.TemporaryDirectory() as run:
 
         def logged(self, query: str, k: int = 10, shards=None):
@@ -85,9 +85,9 @@ def record(corpus: Path, cache_dir: str, out: Path) -> dict:
             stage = next((stage_of[name] for name in frames if name in stage_of), "other")
             made[stage] += 1
             log.write(f"{' '.join(query.split())}\t{k}\t{stage}\n")
-            return search(self, query, k, shards)
+            yield from ranked(self, query, k, shards)
 
-        CorpusIndex.search = logged
+        CorpusIndex.ranked = logged
         synthesis(
             ["pipeline", f"environment.cache_dir={cache_dir}", "--input", str(corpus)]
             + ["--output", run, "--workers", "1"]
