@@ -215,6 +215,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
         "benchmark: planning and has of 2 of the 1 GB scoped run's tasks (needs it), ~8 minutes"
     ),
+    "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
+    "--queries 200 --pages 1000": Covered(
+        "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
+    ),
     "python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl "
     "--cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
@@ -273,7 +277,6 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python -m data_synthesis extract --input bigdoc.jsonl --output OUT --tasks 1 "
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),
     'pip install --no-build-isolation -e ".[gpu,dev]"': INSTALL,
-    "bash -n": PROSE,
     "python -m data_synthesis pipeline --output runs/synth": Run("synthesis"),
     "python -m data_synthesis pipeline environment.index_shards=4 environment.search_shards=1 "
     "--output runs/scoped": Run("synthesis"),

@@ -419,10 +419,11 @@ def test_search_benchmark_reports_cpu_and_memory_and_the_hits(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, check=True)
     assert json.loads(again.stdout.strip().splitlines()[-1])["code"] == str(REPO)
     assert json.loads(hits.read_text()) == results
-    command += ["--shards", "3"]  # another layout: its own index, the same hits
+    command += ["--shards", "3", "--pages", "50"]  # another layout: its own index, same hits
     sharded = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert json.loads(sharded.stdout.strip().splitlines()[-1])["shards"] == 3
-    assert json.loads(hits.read_text()) == results
+    row = json.loads(sharded.stdout.strip().splitlines()[-1])
+    assert row["shards"] == 3 and json.loads(hits.read_text()) == results
+    assert row["pages"] == 100 and row["pages_found"] == 100 and row["cpu_us_per_page"] > 0
 
 
 def test_search_benchmark_records_the_pipelines_searches_and_replays_them(tmp_path):
