@@ -41,11 +41,10 @@ def bench(seq_length: int, args) -> dict:
     parallel.initialize(par)
     gpu = torch.cuda.is_available()
     before = torch.cuda.memory_allocated() if gpu else 0  # what an earlier length left behind
-    bf16 = torch.cuda.is_available()
     config = transformer_config(
         model_cfg,
         par,
-        bf16=bf16,
+        bf16=gpu,
         recompute_granularity="full" if args.recompute == "full" else None,
         recompute_method="uniform" if args.recompute == "full" else None,
         recompute_num_layers=1 if args.recompute == "full" else None,
@@ -53,14 +52,14 @@ def bench(seq_length: int, args) -> dict:
     optimizer_cfg = OptimizerConfig(
         optimizer="adam",
         lr=1e-5,
-        bf16=bf16,
+        bf16=gpu,
         params_dtype=config.params_dtype,
         use_distributed_optimizer=True,
     )
     model, optimizer = setup_model_and_optimizer(model_cfg, config, optimizer_cfg, seq_length, True)
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, model_cfg.vocab_size, (1, seq_length + 1), generator=generator)
-    device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+    device = torch.cuda.current_device() if gpu else "cpu"
     batch = {
         "tokens": tokens[:, :-1].to(device),
         "labels": tokens[:, 1:].to(device),
@@ -78,7 +77,7 @@ def bench(seq_length: int, args) -> dict:
                 static_gib = (torch.cuda.memory_allocated() - before) / 2**30
         start = time.perf_counter()
         train_step(model, optimizer, config, iter([batch]), 1, 1, seq_length)
-        if torch.cuda.is_available():
+        if gpu:
             torch.cuda.synchronize()
         if step >= args.warmup:
             times.append(time.perf_counter() - start)

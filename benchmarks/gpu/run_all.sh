@@ -55,7 +55,7 @@ for step in build import train export parity thd; do
 done
 
 if [[ -z "$DRY" ]]; then
-    # MFU of the 4-layer proxy (no recompute), and its peak memory; then the planner's estimate
+    # MFU of the proxy (no recompute), and its peak memory; then the planner's estimate
     # for the same model and layout (one GPU) to compare with that peak.
     run_step mfu "${MFU_BUDGET:-300}" "$PY" benchmarks/bench_train.py --layers "$LAYERS" \
         --seq-lengths "${SEQS[@]}" --steps 3

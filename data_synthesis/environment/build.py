@@ -31,8 +31,9 @@ scores (and a search over every shard) are those of one index of everything:
 A build lives in `<fingerprint>.build/` until it finishes: every step writes to a temporary
 name and renames it when done, so a killed task is rerun from its start and finished shards are
 kept (a rerun resumes; the finish step, which deletes files, first saves what it needs of
-them), and two processes building the same index waste work but never mix files. Shards are contiguous in corpus order and passage ids are numbered across them, so the
-index is the same whatever the shard count: one shard's arrays equal what `BM25.index` gives
+them), and two processes building the same index waste work but never mix files. Shards are
+contiguous in corpus order and passage ids are numbered across them, so the index is the same
+whatever the shard count: one shard's arrays equal what `BM25.index` gives
 (tests/unit/test_index_build.py), and a search over several shards returns exactly one shard's
 results. Passage ids are int32 within a shard (bm25s), so shards of under 2^31 passages lift
 that cap from the corpus. Memory of a task: its shard's vocabulary (about 12 bytes a term; the
@@ -584,13 +585,7 @@ def count_terms(build: Build) -> None:
         for hashes, doc_freqs in _term_blocks(build.shard(rank)):
             present = doc_freqs > 0  # a term of an empty shard's vocabulary (bm25s's "")
             runs.add(hashes[present], df=doc_freqs[present])
-    table = NpyWriter(tmp / "df.table.npy", np.uint64)
-    counts_file = tmp / "df.counts.bin"
-    with counts_file.open("wb") as counts:
-        for keys, frequencies in _summed(runs.merged()):
-            table.write(keys)
-            counts.write(frequencies.astype(np.uint64).data)
-    _append_row(table, counts_file)
+    _write_streamed_table(tmp / "df.table.npy", _summed(runs.merged()))
     shutil.rmtree(tmp / "runs")
     _write_shard_table(build, tmp)
     (tmp / "totals.json").write_text(json.dumps(vars(totals)))
@@ -601,18 +596,13 @@ def _write_shard_table(build: Build, tmp: Path) -> None:
     """pages.table.npy (engine/lookup.py's format): every document id and url -> the shards
     holding it, merged from the shards' page runs, so a page is found with one look-up here and
     one in its shard's docs.table.npy, however many shards the index has."""
-    runs = SortedRuns(tmp / "runs", {"shard": "uint64"}, build.config.merge_memory)
+    memory = build.config.merge_memory
+    runs = SortedRuns(tmp / "runs", {"shard": "uint64"}, memory)
     for rank in range(build.shards):
-        pages = SortedRuns.reopen(build.shard(rank) / "runs" / "pages", PAGES, 1 << 20)
+        pages = SortedRuns.reopen(build.shard(rank) / "runs" / "pages", PAGES, memory)
         for block in pages.merged():
             runs.add(block[KEY], shard=np.full(len(block[KEY]), rank, np.uint64))
-    table = NpyWriter(tmp / SHARD_TABLE, np.uint64)
-    shards_file = tmp / "pages.shards.bin"
-    with shards_file.open("wb") as shards:
-        for block in runs.merged():
-            table.write(block[KEY])
-            shards.write(block["shard"].data)
-    _append_row(table, shards_file)
+    _write_streamed_table(tmp / SHARD_TABLE, ((b[KEY], b["shard"]) for b in runs.merged()))
     shutil.rmtree(tmp / "runs")
 
 
@@ -650,13 +640,20 @@ def _summed(blocks):
         yield np.array([carry_key], np.uint64), np.array([carry], np.int64)
 
 
-def _append_row(table: NpyWriter, values: Path) -> None:
-    """Finish a look-up table (engine/lookup.py's format: the hashes row, then the values row)
-    whose values were written to a side file."""
-    with values.open("rb") as handle:
+def _write_streamed_table(path: Path, blocks) -> None:
+    """A look-up table (engine/lookup.py's format: the hashes row, then the values row) from
+    (hashes, values) blocks in hash order, never whole in memory: the hashes are written as
+    the blocks come, the values to a side file appended after them."""
+    table = NpyWriter(path, np.uint64)
+    side = path.with_name(path.name + ".values")
+    with side.open("wb") as values:
+        for hashes, numbers in blocks:
+            table.write(hashes)
+            values.write(np.asarray(numbers).astype(np.uint64, copy=False).data)
+    with side.open("rb") as handle:
         for part in iter(lambda: handle.read(1 << 24), b""):
             table.write(np.frombuffer(part, dtype=np.uint64))
-    values.unlink()
+    side.unlink()
     table.close((2, table.count // 2))
 
 
@@ -820,14 +817,8 @@ def _write_vocab(terms: Path, path: Path) -> None:
 
 
 def _write_page_table(pages: SortedRuns, tmp: Path) -> None:
-    """docs.table.npy (engine/lookup.py's format): the hashes row, then the rows row."""
-    table = NpyWriter(tmp / "docs.table.npy", np.uint64)
-    rows_file = tmp / "docs.table.rows"
-    with rows_file.open("wb") as rows:
-        for block in pages.merged():
-            table.write(block[KEY])
-            rows.write(block["row"].astype(np.uint64, copy=False).data)
-    _append_row(table, rows_file)
+    """docs.table.npy (engine/lookup.py's format): id or url hash -> docs.jsonl row."""
+    _write_streamed_table(tmp / "docs.table.npy", ((b[KEY], b["row"]) for b in pages.merged()))
 
 
 # --- 4. finish --------------------------------------------------------------------------------
