@@ -451,7 +451,8 @@ def _raw_number(words: list[str]) -> float | None:
 
 def _statement(entity, relation, value_text, sentence, span, doc, time, extractor, name=None):
     value = typed_value(value_text)
-    if not relation or not value["text"] or len(value["text"]) > 200:
+    # a value of punctuation alone (")" after a cut parenthesis) can be no answer
+    if not relation or not re.search(r"\w", value["text"]) or len(value["text"]) > 200:
         return None
     return {
         "entity": entity_key(name or entity),

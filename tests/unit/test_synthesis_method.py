@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import sysconfig
 from pathlib import Path
 
@@ -287,8 +288,10 @@ def test_a_statement_stays_in_its_paragraph_and_drops_a_dangling_conjunction():
         {"id": "t", "text": "Tokyo hosted the 1964 Summer Olympics and, in 2021, the Games."},
         {"id": "c", "text": "The copy module copies objects\n\nshallow copies share children."},
     ]
+    docs.append({"id": "p", "text": "* Batched computation (multiple matrices in a single run)"})
     values = {s["value"]["text"] for d in docs for s in heuristic_statements(d)}
     assert "the 1964 Summer Olympics" in values
+    assert all(re.search(r"\w", value) for value in values)  # not ")" alone
     assert all("\n\n" not in s["sentence"] for d in docs for s in heuristic_statements(d))
 
 
