@@ -12,6 +12,7 @@ per line: query, k and stage, tab-separated), and prints each stage's searches p
 --replay searches such a file's queries, in order (their repeats
 included), instead of drawn ones. --pages N then locates N documents drawn from the whole corpus
 by id and by url (CPU microseconds per page; the index's cache of located pages is bypassed).
+--shards-open N keeps at most N shards open (the cost of reopening them).
 
     python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl \
         --cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000
@@ -120,9 +121,16 @@ def main() -> None:
     parser.add_argument(
         "--pages", type=int, default=0, help="then locate this many documents' ids and urls"
     )
+    parser.add_argument(
+        "--shards-open", type=int, default=0, help="shards a task keeps open (index.SHARDS_OPEN)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
+    from data_synthesis.environment import index as index_module
     from data_synthesis.environment.index import CorpusIndex, IndexConfig
+
+    if args.shards_open:  # fewer than the index's shards: searches over all of them reopen some
+        index_module.SHARDS_OPEN = args.shards_open
 
     if args.record:
         made = record(args.corpus, args.cache_dir, args.record)
@@ -147,6 +155,8 @@ def main() -> None:
     row = {"code": str(args.code), "passages": index.stats["passages"], "queries": len(asked)}
     row.update(cpu_ms_per_search=round(cpu_ms, 3), peak_rss_mb=[round(before), round(after)])
     row.update(shards=len(index.shards), index_open_mb=round(opened_mb, 1))
+    if hasattr(index.shards, "opened"):  # older checkouts hold every shard open
+        row.update(shards_open=index.shards.opened())
     if args.pages:  # locating a page by id or url, none of them kept from an earlier look-up
         keys = page_keys(args.corpus, args.pages)
         started = time.process_time()

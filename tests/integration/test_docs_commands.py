@@ -219,6 +219,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--queries 200 --pages 1000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
     ),
+    "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
+    "--queries 200 --shards-open 16": Covered(
+        "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
+    ),
     "python benchmarks/bench_search.py --corpus /tmp/bench_synthesis/corpus_100mb.jsonl "
     "--cache-dir /tmp/bench_synthesis/run_100mb_index --queries 3000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"

@@ -422,8 +422,14 @@ def test_search_benchmark_reports_cpu_and_memory_and_the_hits(tmp_path):
     command += ["--shards", "3", "--pages", "50"]  # another layout: its own index, same hits
     sharded = subprocess.run(command, capture_output=True, text=True, check=True)
     row = json.loads(sharded.stdout.strip().splitlines()[-1])
-    assert row["shards"] == 3 and json.loads(hits.read_text()) == results
+    assert (
+        row["shards"] == 3 and row["shards_open"] == 3 and json.loads(hits.read_text()) == results
+    )
     assert row["pages"] == 100 and row["pages_found"] == 100 and row["cpu_us_per_page"] > 0
+    command += ["--shards-open", "1"]  # shards reopened as the searches need them: same hits
+    bounded = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert json.loads(bounded.stdout.strip().splitlines()[-1])["shards_open"] == 1
+    assert json.loads(hits.read_text()) == results
 
 
 def test_search_benchmark_records_the_pipelines_searches_and_replays_them(tmp_path):
