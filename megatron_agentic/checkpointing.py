@@ -179,7 +179,7 @@ def save_checkpoint(
     state, metadata = _state_to_save(trainable, progress, run_config, options)
     publish = functools.partial(_publish, partial, final, progress.iteration, run_config, options)
     if async_queue is None:
-        with _without_async_notice():
+        with without_async_notice():
             save = functools.partial(dist_checkpointing.save, content_metadata=metadata)
             explained(_on_all_ranks, save, state, str(partial))
         explained(publish)
@@ -347,7 +347,7 @@ def _no_space(root: Path, error: BaseException | None) -> bool:
 
 
 @contextmanager
-def _without_async_notice():
+def without_async_notice():
     """megatron-core routes synchronous saves through its async writer, which then logs "MCore's
     async save is deprecated" although nothing is asynchronous: drop that one record."""
     torch_strategy = logging.getLogger("megatron.core.dist_checkpointing.strategies.torch")

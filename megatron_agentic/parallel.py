@@ -122,12 +122,10 @@ def initialize(parallel: ParallelConfig, seed: int = 1234) -> None:
     if not on_gpu:
         cpu_runtime.install()
     if not torch.distributed.is_initialized():
+        kwargs = process_group_kwargs(parallel, on_gpu)
         if on_gpu:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group(
-            backend="nccl" if on_gpu else "gloo",
-            timeout=datetime.timedelta(minutes=parallel.distributed_timeout_minutes),
-        )
+            torch.cuda.set_device(kwargs["device_id"])
+        torch.distributed.init_process_group(**kwargs)
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=parallel.tp,
         pipeline_model_parallel_size=parallel.pp,
@@ -139,6 +137,19 @@ def initialize(parallel: ParallelConfig, seed: int = 1234) -> None:
     )
     set_seed(seed)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def process_group_kwargs(parallel: ParallelConfig, on_gpu: bool) -> dict:
+    """`init_process_group`'s arguments. On GPUs the rank's own device (torchrun's LOCAL_RANK)
+    is named: without it NCCL guesses the device from the global rank ("Guessing device ID"),
+    which hangs when nodes hold different GPU counts or CUDA_VISIBLE_DEVICES reorders them."""
+    kwargs = {
+        "backend": "nccl" if on_gpu else "gloo",
+        "timeout": datetime.timedelta(minutes=parallel.distributed_timeout_minutes),
+    }
+    if on_gpu:
+        kwargs["device_id"] = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return kwargs
 
 
 def set_seed(seed: int) -> None:

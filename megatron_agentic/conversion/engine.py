@@ -215,7 +215,8 @@ def import_rank(hf_dir: str, output: str, parallel_cfg, dtype: str) -> list[str]
         staging.mkdir(parents=True)
         print("[import] writing the dist checkpoint", flush=True)
     torch.distributed.barrier()
-    dist_checkpointing.save(state, str(staging))
+    with checkpointing.without_async_notice():
+        dist_checkpointing.save(state, str(staging))
     torch.distributed.barrier()
     used = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(used, sorted(hf.used))

@@ -45,3 +45,22 @@ def test_context_parallel_layout_checks():
 def test_valid_layout_returns_data_parallel_size():
     model = get_preset("qwen3_30b_a3b")
     assert validate_layout(model, ParallelConfig(tp=2, pp=4, ep=8), 64, seq_length=32768) == 8
+
+
+def test_each_gpu_rank_names_its_own_device_to_nccl(monkeypatch):
+    """Without `device_id`, NCCL guessed the device from the global rank (warned on the H200)."""
+    import inspect
+
+    import torch
+
+    from megatron_agentic.parallel import process_group_kwargs
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    config = ParallelConfig(distributed_timeout_minutes=2)
+    gpu = process_group_kwargs(config, on_gpu=True)
+    assert gpu["backend"] == "nccl" and gpu["device_id"] == torch.device("cuda", 3)
+    assert gpu["timeout"].total_seconds() == 120
+    cpu = process_group_kwargs(config, on_gpu=False)
+    assert cpu["backend"] == "gloo" and "device_id" not in cpu
+    accepted = inspect.signature(torch.distributed.init_process_group).parameters
+    assert set(gpu) <= set(accepted)
