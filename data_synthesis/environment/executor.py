@@ -66,10 +66,11 @@ class EnvironmentConfig:
     passage_stride: int = 100
     index_shards: int = 0  # shards of a corpus's index (0: one per index_shard_mb of corpus)
     index_shard_mb: int = 8192  # the layout changes no search over every shard
-    # 0: a search covers every shard (exact over the corpus). N: a question's searches cover
-    # the shards of its source documents plus shards drawn by its id, N in all, so a search's
-    # cost stops growing with the corpus (CorpusIndex.scope; docs/data_synthesis.md)
-    search_shards: int = 0
+    # N: a question's searches cover the shards of its source documents plus shards drawn by
+    # its id, N in all (32 GiB of text at the default shard size), so a search's cost stops
+    # growing with the corpus; an index of N shards or fewer is searched whole, as with 0:
+    # every shard, exact over the corpus (CorpusIndex.scope; docs/data_synthesis.md)
+    search_shards: int = 4
     top_k: int = 10
     snippet_chars: int = 300
     visit_max_chars: int = 6000
@@ -141,6 +142,7 @@ class Environment:
         self.config = config or EnvironmentConfig()
         self.llm, self.log = llm, log
         self._indexes: dict[tuple[str, ...], CorpusIndex] = {}
+        self._scoped: set[CorpusIndex] = set()  # indexes whose scoped searches were announced
         self._pool = ThreadPoolExecutor(max_workers=4)
         self.hidden: set[str] = set()
         if self.config.exclude_docs_file:
@@ -195,7 +197,14 @@ class Environment:
         """The shards of `index` a scope's searches cover (None: all)."""
         if scope is None or not self.config.search_shards:
             return None
-        return index.scope(scope.key, list(scope.docs), self.config.search_shards)
+        shards = index.scope(scope.key, list(scope.docs), self.config.search_shards)
+        if shards is not None and index not in self._scoped:
+            self._scoped.add(index)
+            self.log(
+                f"environment: a question's searches cover {self.config.search_shards} of the "
+                f"index's {len(index.shards)} shards (environment.search_shards; 0: every shard)"
+            )
+        return shards
 
     def _hits(self, index: CorpusIndex, query: str, shards: tuple[int, ...] | None) -> list[Hit]:
         k = self.config.top_k

@@ -261,7 +261,7 @@ def test_synthesis_config_uses_the_same_loader_and_override_syntax(tmp_path):
 @pytest.mark.parametrize("name", ["cpu_default.yaml", "vllm_cluster.yaml"])
 def test_shipped_synthesis_configs_load_and_their_environment_validates(name):
     """The configs under data_synthesis/configs load, and their `environment:` sections pass
-    EnvironmentConfig's checks (the cluster config limits searches to 4 shards of 8 GiB)."""
+    EnvironmentConfig's checks (searches limited to 4 shards of 8 GiB, the default)."""
     from pathlib import Path
 
     from data_synthesis.config import load_pipeline_config
@@ -269,4 +269,4 @@ def test_shipped_synthesis_configs_load_and_their_environment_validates(name):
 
     path = Path(__file__).resolve().parents[2] / "data_synthesis/configs" / name
     environment = EnvironmentConfig.from_dict(load_pipeline_config(path).environment)
-    assert environment.search_shards == (4 if name == "vllm_cluster.yaml" else 0)
+    assert environment.search_shards == 4

@@ -319,7 +319,8 @@ def test_a_page_is_found_in_its_own_shard_alone(sharded_corpus):
 def test_a_questions_searches_cover_its_documents_shards_and_drawn_ones(sharded_corpus, tmp_path):
     """With search_shards, a question's searches (a plan's check, an agent's calls) cover the
     shards of its source documents and others drawn by its id, `search_shards` in all; its
-    evidence stays findable. Without a scope, or with search_shards 0, every shard."""
+    evidence stays findable. Without a scope, with search_shards 0, or with at least as many as
+    the index has (the default 4 here), every shard."""
     from data_synthesis.agent.loop import AgentConfig
     from data_synthesis.agent.rollouts import rollout
     from data_synthesis.environment.executor import Scope
@@ -348,13 +349,23 @@ def test_a_questions_searches_cover_its_documents_shards_and_drawn_ones(sharded_
     call = {"name": "search", "arguments": {"query": [text]}}
     urls = lambda result: re.findall(r"\]\((https://example.org/\d+)\)", result.text)  # noqa: E731
     config = EnvironmentConfig(corpora=[str(path)], cache_dir=index.config.cache_dir)
-    config.index_shards, config.search_shards = 4, 1
-    env = Environment(config=config, log=lambda _: None)
+    config.index_shards = 4
+    assert config.search_shards == 4  # the default: an index of 4 shards is searched whole
+    whole, told = Environment(config=config, log=lambda _: None), []
+    question = {"id": "q1", "question": text, "source_docs": ["d5"], "supporting": []}
+    assert whole.execute(call, Scope.of(question)).text == whole.execute(call).text
+    config.search_shards = 1
+    env = Environment(config=config, log=told.append)
     key = next(f"q{i}" for i in range(99) if index.scope(f"q{i}", [], 1) != (own,))
     question = {"id": key, "question": text, "source_docs": ["d5"], "supporting": []}
     scoped = urls(env.execute(call, Scope.of(question)))
     assert scoped[0] == "https://example.org/5" and {shard_of[u] for u in scoped} == {own}
     assert len({shard_of[u] for u in urls(env.execute(call))}) > 1  # no scope: every shard
+    env.execute(call, Scope.of(question))
+    assert told == [
+        "environment: a question's searches cover 1 of the index's 4 shards "
+        "(environment.search_shards; 0: every shard)"
+    ]  # said once
 
     class Searcher:  # a scripted policy: one search, then an answer
         def replies(self, states, turn):
