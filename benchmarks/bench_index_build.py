@@ -105,6 +105,7 @@ def main() -> None:
         "--text-roots", type=Path, nargs="+", help="real text: the text files under these folders"
     )
     args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
     codes = {"this": REPO} | ({"earlier": args.code.resolve()} if args.code else {})
     for mb, corpus in _corpora(args):
         results = {}
