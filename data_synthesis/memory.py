@@ -72,6 +72,16 @@ _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
 _ABBREV = re.compile(r"(?:\b[A-Z]\.|\b(?:Mr|Mrs|Dr|St|Mt|No|vs|etc|e\.g|i\.e|Inc|Ltd|Jr|Sr)\.)$")
 
 
+_LEADING_MARKS = re.compile(r"[^\S\n]*[`*_\[(\"']*")
+
+
+def _starts_lower(text: str, start: int) -> bool:
+    """Whether the text at `start` goes on a sentence: it starts in lower case, maybe after a
+    mark ("`pyproject.toml` projects", "[docs](...)")."""
+    at = _LEADING_MARKS.match(text, start).end()
+    return at < len(text) and text[at].islower()
+
+
 def sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) character spans of the sentences of a text (abbreviations kept whole)."""
     spans: list[list[int]] = []
@@ -82,7 +92,7 @@ def sentences(text: str) -> list[tuple[int, int]]:
             and not _PARAGRAPH_BREAK.search(text, spans[-1][1] - 1, start)
             and (
                 _ABBREV.search(text[spans[-1][0] : spans[-1][1]])
-                or (start < len(text) and text[start : start + 2].strip()[:1].islower())
+                or _starts_lower(text, start)
                 or re.search(r"\d\.$", text[spans[-1][0] : spans[-1][1]])
                 and text[start : start + 1].isdigit()
             )
@@ -344,6 +354,13 @@ def _base_verb(word: str) -> bool:
     return word.islower() and getAllLemmas(word).get("VERB", ("",))[0] == word
 
 
+def _only_verb(word: str) -> bool:
+    """A word that is a verb and nothing else ("encode", "added", "located", not "use")."""
+    from lemminflect import getAllLemmas
+
+    return set(getAllLemmas(word)) == {"VERB"}
+
+
 def _is_participle(word: str) -> bool:
     from lemminflect import getAllLemmas, getInflection
 
@@ -471,15 +488,59 @@ def _statement(entity, relation, value_text, sentence, span, doc, time, extracto
     }
 
 
+# Markdown (READMEs, docs, wikis exported as markdown): a clause is read from the sentence's
+# text without its inline marks, so a value is "a Runner", not "a [Runner](https"; the
+# statement keeps the sentence as written (its span). Code blocks and table rows hold no prose.
+_INLINE_MARKS = (
+    (re.compile(r"!\[[^\]]*\]\([^)\s]*\)"), ""),  # images (badges)
+    (re.compile(r"\[([^\]]*)\]\([^)\s]*\)"), r"\1"),  # links: their text (a badge's: none)
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference links
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # bold
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # italics
+    (re.compile(r"`+([^`]+?)`+"), r"\1"),  # inline code
+    (re.compile(r"^#{1,6}\s+"), ""),  # a heading's marks
+)
+_CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
+_NOT_PROSE = re.compile(r"^(?:\||>>>|\$ |[-=*_]{3,}\s*$)")  # a table row, a prompt, a rule
+
+
+def unmarked(sentence: str) -> str:
+    """A sentence without markdown's inline marks: "**optional**" -> "optional"."""
+    for pattern, replacement in _INLINE_MARKS:
+        sentence = pattern.sub(replacement, sentence)
+    return sentence
+
+
+# Where neither a full stop nor a line break ends a sentence: a link, inline code, a bare url.
+_NO_SENTENCE_END = re.compile(r"\[[^\]]*\]\([^)\s]*\)|`[^`\n]+`|\bhttps?://\S+")
+
+
+_NEUTRAL = str.maketrans(".!?\n", "___ ")
+
+
+def _prose_sentences(text: str) -> list[tuple[int, int]]:
+    """`sentences(text)` outside fenced code blocks, table rows, prompts and rules, none cut
+    inside a link's target or inline code ("[Trainer](https://x.io/a.Trainer.html)")."""
+    code = [m.span() for m in _CODE_BLOCK.finditer(text)] if "``" in text or "~~" in text else []
+    masked = _NO_SENTENCE_END.sub(
+        lambda m: m.group(0).translate(_NEUTRAL), text
+    )  # the same length: its spans are the text's
+    return [
+        (start, end)
+        for start, end in sentences(masked)
+        if not any(a <= start < b for a, b in code) and not _NOT_PROSE.match(text[start:end])
+    ]
+
+
 def heuristic_statements(doc: dict) -> list[dict]:
     """Statements of one document by the generic subject / verb group / object baseline."""
     text, topic = doc["text"], doc.get("title")
     out = []
-    for start, end in sentences(text):
+    for start, end in _prose_sentences(text):
         sentence = text[start:end]
         if len(sentence) > MAX_SENTENCE_CHARS or len(sentence.split()) < 3:
             continue
-        found = _clause(sentence, topic)
+        found = _clause(unmarked(sentence), topic)
         if found is None:
             continue
         subject, statements = found
@@ -566,6 +627,8 @@ def _clause(sentence: str, topic: str | None):
         or first in AUX
         or first in SUBORDINATORS
         or (first.endswith("ing") and first[:1].isalpha() and len(subject.split()) > 1)
+        or (len(words) > 1 and words[1][:1].islower() and _only_verb(first))  # "Improved the
+        # detection ...": a changelog's or a command's verb ("Mars", "Google" are verbs too)
         or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
         or "--" in subject
         or len(subject.split()) > 8

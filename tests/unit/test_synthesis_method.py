@@ -295,6 +295,48 @@ def test_a_statement_stays_in_its_paragraph_and_drops_a_dangling_conjunction():
     assert all("\n\n" not in s["sentence"] for d in docs for s in heuristic_statements(d))
 
 
+MARKDOWN = """[![PyPI](https://img.shields.io/pypi/v/kiln.svg)](https://pypi.org/project/kiln)
+
+# Kiln
+
+**Kiln** is a [build tool](https://example.org/docs/tools.html) for Python packages.
+Kiln provides a [Runner](https://kiln.readthedocs.io/en/latest/api.Runner.html) for
+`pyproject.toml` projects.
+
+```bash
+pip install kiln
+Kiln installs into the active venv.
+```
+
+| Option | Meaning |
+| Timeout is the limit of a build. |
+
+- Improved the detection reliability based on user reports.
+- Kiln uses *zstd* for its caches.
+"""
+
+
+def test_markdown_gives_statements_without_marks_code_or_tables():
+    """A README's links, inline code and emphasis stay out of names and values (before: 353 of
+    887 statements of 51 package READMEs held them, e.g. "a [Runner](https"); fenced code and
+    table rows give no statement; a sentence is not cut inside a link's url; a bullet that is
+    a changelog's verb ("Improved the detection ... based on") is no subject."""
+    doc = {"id": "readme-kiln", "title": "Kiln", "text": MARKDOWN}
+    found = {
+        (s["entity_name"], s["relation"], s["value"]["text"]) for s in heuristic_statements(doc)
+    }
+    assert ("Kiln", "is a", "build tool") in found
+    assert ("Kiln", "provides", "a Runner") in found
+    assert ("Kiln", "uses", "zstd for its caches") in found
+    assert all(not re.search(r"[\[\]`*#|]", " ".join(f)) for f in found), found
+    assert not [f for f in found if f[0].startswith(("Kiln installs", "Timeout", "Improved"))]
+    spans = [s["span"] for s in heuristic_statements(doc)]
+    runner = next(s for s in heuristic_statements(doc) if s["value"]["text"] == "a Runner")
+    assert runner["sentence"] == MARKDOWN[runner["span"][0] : runner["span"][1]]
+    assert runner["sentence"].endswith("projects.")  # the url's dots and line break end nothing
+    assert all(MARKDOWN.index("```") > a or a > MARKDOWN.rindex("```") for a, _ in spans)
+
+
 def test_heuristic_memory_on_pythons_own_docs():
     """Docstrings of the standard library: prose nobody wrote for this project."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
