@@ -4,6 +4,10 @@ library. It is the "text the extractor never saw" corpus of docs/data_synthesis.
 was written for this project.
 
     python scripts/make_machine_corpus.py --output runs/machine_corpus.jsonl --max-docs 200
+
+`--source package-readmes` takes instead the markdown READMEs of the installed Python packages
+(the long descriptions in site-packages/*.dist-info/METADATA, 2,000 characters or more), whole
+and as written - badges, links, code blocks, tables, changelogs: the markdown corpus.
 """
 
 from __future__ import annotations
@@ -76,12 +80,39 @@ def documents(max_docs: int) -> list[dict]:
     return docs[:max_docs]
 
 
+def package_readmes(max_docs: int) -> list[dict]:
+    """The installed packages' markdown READMEs, whole, in package-name order."""
+    import email
+    import site
+
+    docs = []
+    for root in site.getsitepackages():
+        for path in sorted(Path(root).glob("*.dist-info/METADATA")):
+            meta = email.message_from_string(path.read_text(encoding="utf-8", errors="replace"))
+            body = meta.get_payload()
+            markdown = "markdown" in (meta.get("Description-Content-Type") or "")
+            if markdown and isinstance(body, str) and len(body) >= 2000:
+                name = meta.get("Name")
+                docs.append(
+                    {
+                        "id": f"readme-{name}",
+                        "title": name,
+                        "url": f"https://pypi.org/project/{name}/",
+                        "text": body,
+                    }
+                )
+    return docs[:max_docs]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", required=True)
     parser.add_argument("--max-docs", type=int, default=200)
+    parser.add_argument(
+        "--source", choices=("prose", "package-readmes"), default="prose", help="see above"
+    )
     args = parser.parse_args(argv)
-    docs = documents(args.max_docs)
+    docs = (package_readmes if args.source == "package-readmes" else documents)(args.max_docs)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         for doc in docs:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import resource
 import time
 from pathlib import Path
@@ -129,6 +130,11 @@ def main(argv=None) -> int:
         "documents": len(documents),
         "statements": len(out["statements"]),
         "value_types": _count(s["value"]["type"] for s in out["statements"]),
+        # names or values holding markdown's marks ("a [Runner](https"): text read as prose?
+        "statements_with_markup": sum(
+            bool(re.search(r"[\[\]`*#|]", f"{s['entity_name']} {s['value']['text']}"))
+            for s in out["statements"]
+        ),
         "records": len(out["records"]),
         "records_with_2plus_sources": count_multi_source(out["records"]),
         "questions": _count(q["style"] for q in out["questions"]),

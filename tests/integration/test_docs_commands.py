@@ -275,6 +275,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "~/.pyenv /usr/share /usr/lib --work /tmp/bench_text --code /tmp/base": Covered(
         "tests/unit/test_index_build.py::test_index_build_benchmark_indexes_real_text"
     ),
+    "python benchmarks/bench_index_build.py --sizes-mb 100 1000 --text-roots .venv ~/.pyenv "
+    "/usr/share /usr/lib --work /tmp/bench_text --code /tmp/nomap": Covered(
+        "tests/unit/test_index_build.py::test_index_build_benchmark_indexes_real_text"
+    ),
     "python -m data_synthesis.environment index CORPUS.jsonl --shards 8 --workers 2": Covered(
         "tests/unit/test_index_build.py::test_a_sharded_index_is_one_index_cut_in_pieces"
     ),
@@ -321,6 +325,13 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python scripts/make_machine_corpus.py --output machine.jsonl --max-docs 200": Run(
         "machine_corpus"
     ),
+    "python scripts/make_machine_corpus.py --source package-readmes --output readmes.jsonl": Run(
+        "readmes"
+    ),
+    "python scripts/synthesis_method_report.py --input readmes.jsonl --json readmes_report.json": (
+        Run("readmes")
+    ),
+    "python -m data_synthesis pipeline --input readmes.jsonl --output runs/readmes": Run("readmes"),
     "python -m data_synthesis.environment index CORPUS...": TEMPLATE,
     "python benchmarks/bench_environment.py --megabytes 256": NotRun(
         "benchmark: indexes 256 MB of text, minutes on 2 cores"

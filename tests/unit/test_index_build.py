@@ -447,16 +447,17 @@ def test_index_build_benchmark_reports_each_checkout_and_compares_their_files(tm
 
 def test_index_build_benchmark_indexes_real_text(tmp_path):
     """--text-roots (the real-text figures in docs/benchmarks.md): a corpus of the text files
-    under the given folders, cut at the size asked, is built."""
+    under the given folders, cut at the size asked, is built (in a --work folder not yet made:
+    a fresh machine's first run failed there)."""
     repo = Path(__file__).resolve().parents[2]
     command = [sys.executable, str(repo / "benchmarks/bench_index_build.py"), "--sizes-mb", "1"]
     roots = [str(repo / name) for name in ("docs", "data_synthesis", "megatron_agentic", "tests")]
     command += ["--text-roots", *roots]
     out = subprocess.run(
-        command + ["--work", str(tmp_path)], capture_output=True, text=True, check=True
+        command + ["--work", str(tmp_path / "new")], capture_output=True, text=True, check=True
     ).stdout
     assert re.search(r"1 MB\s+this\s+[1-9][\d,]* passages", out), out
-    rows = [json.loads(line) for line in (tmp_path / "text_1mb.jsonl").open()]
+    rows = [json.loads(line) for line in (tmp_path / "new" / "text_1mb.jsonl").open()]
     assert any(row["id"].endswith("docs/data_synthesis.md#0") for row in rows), rows[:3]
     assert 1e6 <= sum(len(row["text"].encode()) for row in rows) < 1e6 + 80_000
 
