@@ -2,7 +2,8 @@
 
 Run directory (OUT):
     run.json                     fingerprint of inputs + config (a mismatching rerun refuses)
-    logs/<job>/                  datatrove logs, per-task completion markers, stats
+    logs/<job>/                  datatrove logs, per-task completion markers, stats (time and
+                                 counters of every task, merged in stats.json)
     checkpoints/<stage>/         finished batches of running tasks (removed when a task ends)
     requests/<stage>/            finished LLM requests of each task (replayed after a kill)
     counters/<stage>/tNNNNN.json each task's counts and reject reasons
@@ -20,6 +21,7 @@ chained with afterok dependencies.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -44,26 +46,41 @@ AUTO_BYTES_PER_TASK = 64 << 20
 
 
 class StageStep(PipelineStep):
-    """A datatrove step that runs one task of one synthesis stage."""
+    """A datatrove step that runs one task of one synthesis stage. Its datatrove stats (the
+    "Stats" datatrove prints, logs/<stage>/stats.json) carry the task's time and counters:
+    counts as "<group>: <name>", reject reasons as "rejected (<group>): <reason>"."""
 
     type = "🧪 - SYNTHESIS"
 
     def __init__(self, stage: str, plan: tasks.RunPlan):
+        self.name = f"synthesis {stage}"  # before PipelineStep names its stats after it
         super().__init__()
         self.stage, self.plan = stage, plan
-        self.name = f"synthesis {stage}"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        if self.stage == "extract":
-            tasks.run_extract(self.plan, rank, world_size)
-        elif self.stage == "memory":
-            tasks.run_memory(self.plan, rank, world_size)
-        elif self.stage == "value_index":
-            tasks.run_value_index(self.plan, rank, world_size)
-        elif self.stage == "finalize":
-            finalize(self.plan)
-        else:
-            tasks.run_partition_stage(self.plan, self.stage, rank, world_size)
+        with self.track_time("task"):
+            if self.stage == "extract":
+                tasks.run_extract(self.plan, rank, world_size)
+            elif self.stage == "memory":
+                tasks.run_memory(self.plan, rank, world_size)
+            elif self.stage == "value_index":
+                tasks.run_value_index(self.plan, rank, world_size)
+            elif self.stage == "finalize":
+                finalize(self.plan)
+            else:
+                tasks.run_partition_stage(self.plan, self.stage, rank, world_size)
+        self._report(tasks.counters_file(self.plan, self.stage, rank))
+
+    def _report(self, counters: Path) -> None:
+        if not counters.exists():  # finalize: its summary is final/stats.json
+            return
+        task = json.loads(counters.read_text())
+        for group, counts in task["counts"].items():
+            for name, value in counts.items():
+                self.stat_update(f"{group}: {name}", value=value, unit="task")
+        for group, reasons in task["rejects"].items():
+            for reason, value in reasons.items():
+                self.stat_update(f"rejected ({group}): {reason}", value=value, unit="task")
 
 
 def make_plan(

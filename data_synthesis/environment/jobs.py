@@ -38,22 +38,23 @@ class IndexStep(PipelineStep):
     type = "🔎 - INDEX"
 
     def __init__(self, phase: Phase, build: Build):
+        self.name = f"index {phase}"  # before PipelineStep names its stats after it
         super().__init__()
         self.phase, self.build = phase, build
-        self.name = f"index {phase}"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        if self.phase == "read":
-            # a bad corpus line fails the task and removes the build, here in the task: on
-            # SLURM no local process is left to do it, and the fixed corpus is another build
-            with dropped_on_corpus_error(self.build):
-                read_shard(self.build, rank)
-        elif self.phase == "count":
-            count_terms(self.build)
-        elif self.phase == "write":
-            write_shard(self.build, rank)
-        else:
-            finish(self.build)
+        with self.track_time("task"):
+            if self.phase == "read":
+                # a bad corpus line fails the task and removes the build, here in the task: on
+                # SLURM no local process is left to do it, and the fixed corpus is another build
+                with dropped_on_corpus_error(self.build):
+                    read_shard(self.build, rank)
+            elif self.phase == "count":
+                count_terms(self.build)
+            elif self.phase == "write":
+                write_shard(self.build, rank)
+            else:
+                finish(self.build)
 
 
 def index_jobs(build: Build, prefix: str = "index") -> list[tuple[str, list, int]]:

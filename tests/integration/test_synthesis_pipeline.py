@@ -85,6 +85,17 @@ def test_every_stage_yields_and_the_summary_counts_them(run):
     # checkpoints are gone once tasks finish; every task left its counters
     assert not list((run / "checkpoints").rglob("*.partial"))
     assert len(list((run / "counters/memory").glob("t*.json"))) == 2
+    # datatrove's own stats (its summary, logs/<job>/stats.json) name each stage and carry its
+    # time and counters (before: "🧪 - SYNTHESIS: None", no time, no counts)
+    for stage in ("extract", "memory", "questions", "planning", "has"):
+        block = json.loads((run / "logs" / stage / "stats.json").read_text())[0]
+        assert block["name"] == f"🧪 - SYNTHESIS: synthesis {stage}"
+        assert block["time_stats"]["total"] > 0 and block["stats"]
+    counted = json.loads((run / "logs/questions/stats.json").read_text())[0]["stats"]
+    heldout = counted["questions: heldout"]["total"]  # the evaluation's, out of training
+    assert heldout == stats["heldout_questions"] > 0
+    assert counted["questions: out"]["total"] - heldout == sum(stats["questions"].values())
+    assert counted["rejected (questions): entity without a usable statement group"]["total"] > 0
 
 
 def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
