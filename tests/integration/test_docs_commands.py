@@ -286,6 +286,8 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),
     'pip install --no-build-isolation -e ".[gpu,dev]"': INSTALL,
     "python -m data_synthesis pipeline --output runs/synth": Run("synthesis"),
+    "python -m datatrove.tools.jobs_status runs/synth/logs": Run("synthesis"),
+    "python -m datatrove.tools.failed_logs runs/synth/logs/<job>": TEMPLATE,
     "python -m data_synthesis pipeline environment.index_shards=4 environment.search_shards=1 "
     "--output runs/scoped": Run("synthesis"),
     "bash scripts/quickstart.sh --smoke": Covered(
