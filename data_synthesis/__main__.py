@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--trajectories", help="has: user-supplied ReAct trajectories JSONL")
     parser.add_argument("--tasks", type=int, help="map tasks over the input (engine.tasks)")
     parser.add_argument("--partitions", type=int, help="memory partitions (engine.partitions)")
+    parser.add_argument(
+        "--partition-tasks",
+        type=int,
+        help="tasks of the partition stages, each covering several partitions with one LLM "
+        "engine (engine.partition_tasks; default: one per partition)",
+    )
     parser.add_argument("--workers", type=int, help="local tasks at once (engine.workers)")
     parser.add_argument("--executor", choices=["local", "slurm"], help="engine.executor")
     parser.add_argument("--rank", type=int, help="run only this task of the stage (local)")
@@ -72,6 +78,7 @@ def main(argv=None) -> int:
                 for k, v in {
                     "tasks": args.tasks,
                     "partitions": args.partitions,
+                    "partition_tasks": args.partition_tasks,
                     "workers": args.workers,
                     "executor": args.executor,
                 }.items()

@@ -98,11 +98,16 @@ class SlurmConfig:
 
 @dataclass
 class EngineConfig:
-    """How the run is cut into tasks (data_synthesis/engine). Output never depends on `tasks`
-    or `workers`; it depends on `partitions` (kept in the run's fingerprint)."""
+    """How the run is cut into tasks (data_synthesis/engine). Output never depends on `tasks`,
+    `partition_tasks` or `workers`; it depends on `partitions` (kept in the run's
+    fingerprint, as are the task counts: a rerun must find its tasks' completion marks)."""
 
     tasks: int | None = None  # map tasks over the input; None: one per 64 MiB of input
     partitions: int | None = None  # entity/question partitions; None: one per 64 MiB of input
+    # tasks of the partition stages (questions, planning, reasoning, has), each covering every
+    # N-th partition with one LLM engine (a model load per task, not per partition); 0: one
+    # task per partition
+    partition_tasks: int = 0
     workers: int = 1  # local executor: tasks run at once
     batch_size: int = 64  # items per method call (one LLM batch, one checkpoint line)
     batch_chars: int = 1_000_000  # ... and at most this much input text per batch

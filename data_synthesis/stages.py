@@ -4,13 +4,16 @@
     extract    map tasks    input byte ranges                  memory/statements/pP/tT.jsonl
     memory     partitions   memory/statements/pP/*             memory/entities/pP.jsonl (+ indexes)
     value_index partitions  memory/{values,relations}/*P/*     memory/lookup/ (one line per key)
-    questions  partitions   memory/entities/pP.jsonl           questions/pP.jsonl
-    planning   partitions   questions/pP.jsonl                 docs/planning/pP.jsonl
-    reasoning  partitions   questions/pP.jsonl                 docs/reasoning/pP.jsonl
-    has        partitions   questions/pP.jsonl (or --trajectories byte ranges)  docs/has/pP.jsonl
+    questions  partition tasks  memory/entities/pP.jsonl       questions/pP.jsonl
+    planning   partition tasks  questions/pP.jsonl             docs/planning/pP.jsonl
+    reasoning  partition tasks  questions/pP.jsonl             docs/reasoning/pP.jsonl
+    has        partition tasks  questions/pP.jsonl (or --trajectories byte ranges)  docs/has/pP.jsonl
     dedup      MinHash      docs/*/pP.jsonl                    final/parts/ (near-duplicates and
                                                                contaminated documents removed)
     finalize   one          final/parts/                       final/{fas,has}.jsonl, summary
+
+A partition task (`engine.partition_tasks`, default one per partition) covers every N-th
+partition with one LLM engine and one tool environment.
 
 Held-out questions (a source document in the evaluation split, data_synthesis/eval/heldout.py)
 leave the questions stage for OUT/eval/ and never become training documents.
@@ -28,7 +31,7 @@ from typing import Literal
 
 from data_synthesis.stage_api import StageMethod
 
-TaskCount = Literal["map", "partitions", "dedup", "one"]
+TaskCount = Literal["map", "partitions", "partition_tasks", "dedup", "one"]
 
 
 @dataclass(frozen=True)
@@ -52,28 +55,28 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
     StageSpec("value_index", "partitions", "memory/values, memory/relations", "memory/lookup"),
     StageSpec(
         "questions",
-        "partitions",
+        "partition_tasks",
         "memory/entities",
         "questions",
         ("data_synthesis.fas.questions", "LLMQuestions", "HeuristicQuestions"),
     ),
     StageSpec(
         "planning",
-        "partitions",
+        "partition_tasks",
         "questions",
         "docs/planning",
         ("data_synthesis.fas.planning", "LLMPlanning", "HeuristicPlanning"),
     ),
     StageSpec(
         "reasoning",
-        "partitions",
+        "partition_tasks",
         "questions",
         "docs/reasoning",
         ("data_synthesis.fas.reasoning", "LLMReasoning", "HeuristicReasoning"),
     ),
     StageSpec(
         "has",
-        "partitions",
+        "partition_tasks",
         "questions",
         "docs/has",
         ("data_synthesis.has.synthesis", "LLMHAS", "HeuristicHAS"),

@@ -40,6 +40,7 @@ from data_synthesis.engine.summary import check_stage, finalize
 from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
 from data_synthesis.environment.executor import EnvironmentConfig
 from data_synthesis.environment.jobs import IndexStep, index_jobs
+from data_synthesis.stage_api import Counters
 from data_synthesis.stages import SPEC, STAGES
 
 AUTO_BYTES_PER_TASK = 64 << 20
@@ -69,16 +70,20 @@ class StageStep(PipelineStep):
                 finalize(self.plan)
             else:
                 tasks.run_partition_stage(self.plan, self.stage, rank, world_size)
-        self._report(tasks.counters_file(self.plan, self.stage, rank))
+        grouped = SPEC[self.stage].tasks == "partition_tasks"
+        keys = tasks.partitions_of(self.plan, rank) if grouped else [rank]
+        self._report([tasks.counters_file(self.plan, self.stage, key) for key in keys])
 
-    def _report(self, counters: Path) -> None:
-        if not counters.exists():  # finalize: its summary is final/stats.json
-            return
-        task = json.loads(counters.read_text())
-        for group, counts in task["counts"].items():
+    def _report(self, files: list[Path]) -> None:
+        """The task's counters (of each partition it covers) as datatrove stats."""
+        counted = Counters()
+        for path in files:
+            if path.exists():  # finalize has none: its summary is final/stats.json
+                counted.merge(Counters.from_dict(json.loads(path.read_text())))
+        for group, counts in counted.counts.items():
             for name, value in counts.items():
                 self.stat_update(f"{group}: {name}", value=value, unit="task")
-        for group, reasons in task["rejects"].items():
+        for group, reasons in counted.rejects.items():
             for reason, value in reasons.items():
                 self.stat_update(f"rejected ({group}): {reason}", value=value, unit="task")
 
@@ -96,6 +101,9 @@ def make_plan(
     auto = max(1, math.ceil(total / AUTO_BYTES_PER_TASK))
     map_tasks = config.engine.tasks or auto
     partitions = config.engine.partitions or auto
+    if config.engine.partition_tasks < 0:
+        raise ValueError(f"engine.partition_tasks: >= 0, got {config.engine.partition_tasks}")
+    partition_tasks = min(config.engine.partition_tasks or partitions, partitions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     identity = run_identity(
@@ -111,6 +119,7 @@ def make_plan(
         config=config,
         map_tasks=map_tasks,
         partitions=partitions,
+        partition_tasks=partition_tasks,
         trajectories=trajectories,
         config_dir=str(Path(config_path).resolve().parent) if config_path else None,
     )
@@ -121,7 +130,12 @@ def jobs_for(plan: tasks.RunPlan, stage: str, indexes: set | None = None) -> lis
     search their environment's corpora: when the index of those is not built yet (and not in
     `indexes`, the builds already scheduled), its build jobs (environment/jobs.py) come first,
     so a cluster builds it in shards instead of every task building it alone."""
-    count = {"map": plan.map_tasks, "partitions": plan.partitions, "one": 1}
+    count = {
+        "map": plan.map_tasks,
+        "partitions": plan.partitions,
+        "partition_tasks": plan.partition_tasks,
+        "one": 1,
+    }
     if SPEC[stage].tasks == "dedup":
         return dedup_jobs(plan.root, plan.config, plan.partitions)
     jobs = []

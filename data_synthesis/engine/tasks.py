@@ -54,6 +54,7 @@ class RunPlan:
     config: PipelineConfig = field(hash=False)
     map_tasks: int
     partitions: int
+    partition_tasks: int = 0  # tasks of the partition stages; 0: one per partition
     trajectories: str | None = None
     config_dir: str | None = None  # custom tools' files are relative to the config file
 
@@ -71,9 +72,9 @@ def stage_output(plan: RunPlan, stage: str, partition: int) -> Path:
     return plan.root / folder / f"p{partition:05d}.jsonl"
 
 
-def _progress(stage: str, rank: int, world: int, total: int, unit: str) -> tqdm:
+def _progress(stage: str, label: str, total: int | None, unit: str) -> tqdm:
     return tqdm(
-        desc=f"[{stage} {rank + 1}/{world}]",
+        desc=f"[{stage} {label}]",
         total=total,
         unit=unit,
         unit_scale=unit == "B",
@@ -118,28 +119,47 @@ def _environment(plan: RunPlan, stage: str, llm):
     )
 
 
-def _context(plan: RunPlan, stage: str, rank: int, counters: Counters) -> StageContext:
-    from data_synthesis.llm import build_backend
+@dataclass
+class TaskTools:
+    """What a task builds once and every partition it covers shares: the LLM backend (a vLLM
+    engine loads its model once per task, not once per partition) and the tool environment
+    (its search index opened once)."""
 
-    config = plan.config
-    backend = build_backend(config.backend)
-    if backend is not None:
-        backend = RequestCache(backend, plan.root / "requests" / stage / f"t{rank:05d}.jsonl")
-    env = _environment(plan, stage, backend) if stage in ("planning", "has") else None
-    if env is not None:
-        tools = env.registry
-    else:
+    backend: object | None
+    env: object | None
+    tools: object
+
+    @classmethod
+    def build(cls, plan: RunPlan, stage: str) -> TaskTools:
+        from data_synthesis.llm import build_backend
+
+        backend = build_backend(plan.config.backend)
+        env = _environment(plan, stage, backend) if stage in ("planning", "has") else None
+        if env is not None:
+            return cls(backend, env, env.registry)
         from data_synthesis.environment.registry import ToolRegistry
 
-        tools = ToolRegistry.from_config(config.tools, base_dir=plan.config_dir)
+        return cls(backend, None, ToolRegistry.from_config(plan.config.tools, plan.config_dir))
+
+
+def _context(
+    plan: RunPlan, stage: str, key: int, counters: Counters, shared: TaskTools
+) -> StageContext:
+    """The stage method's context for one unit of work (`key`: a map task's rank or a
+    partition): its finished LLM requests are logged under requests/<stage>/t<key>.jsonl."""
+    backend = shared.backend
+    if backend is not None:
+        backend = RequestCache(backend, plan.root / "requests" / stage / f"t{key:05d}.jsonl")
+    if shared.env is not None:
+        shared.env.llm = backend  # visit summaries replay with the rest
     return StageContext(
-        config=config,
+        config=plan.config,
         llm=backend,
-        tools=tools,
-        env=env,
+        tools=shared.tools,
+        env=shared.env,
         memory=PartitionedMemory(plan.root, plan.partitions),
         counters=counters,
-        seed=config.seed,
+        seed=plan.config.seed,
         stage=stage,
     )
 
@@ -162,20 +182,31 @@ def _batched(items: Iterator, size: int, max_chars: int) -> Iterator[list]:
         yield batch
 
 
-def _run_batches(plan, stage, rank, world, items, total, unit, size_of) -> BatchCheckpoint:
-    """Run the stage method over `items` in checkpointed batches; returns the task's counters
-    (the checkpoint keeps the outputs)."""
+@dataclass(frozen=True)
+class Work:
+    """One unit of a task's work: a map task's byte ranges or one partition (`key`), its
+    items, their total for the progress bar (`unit`s) and each item's share of it."""
+
+    key: int
+    items: Iterator
+    total: int | None
+    unit: str = "item"
+    size_of: object = staticmethod(lambda _: 1)
+
+
+def _run_batches(plan, stage, work: Work, shared: TaskTools, label: str) -> BatchCheckpoint:
+    """Run the stage method over `work`'s items in checkpointed batches; the checkpoint keeps
+    the outputs and counters. `label` names the bar ("2/8": map task 2 of 8, "p17/64": partition 17 of 64)."""
     from data_synthesis.stages import method_for
 
-    checkpoint = BatchCheckpoint(plan.root / "checkpoints" / stage / f"t{rank:05d}.partial")
-    counters = Counters()
-    ctx = _context(plan, stage, rank, counters)
+    checkpoint = BatchCheckpoint(plan.root / "checkpoints" / stage / f"t{work.key:05d}.partial")
+    ctx = _context(plan, stage, work.key, Counters(), shared)
     method = method_for(stage, ctx.llm is not None)
-    progress = _progress(stage, rank, world, total, unit)
+    progress = _progress(stage, label, work.total, work.unit)
     try:
         engine = plan.config.engine
-        for index, batch in enumerate(_batched(items, engine.batch_size, engine.batch_chars)):
-            progress.update(sum(size_of(item) for item in batch))
+        for index, batch in enumerate(_batched(work.items, engine.batch_size, engine.batch_chars)):
+            progress.update(sum(work.size_of(item) for item in batch))
             if index < checkpoint.done:
                 continue
             ctx.counters = Counters()
@@ -285,16 +316,10 @@ def run_extract(plan: RunPlan, rank: int, world: int) -> None:
     input_counters, heldout = Counters(), []
     ranges = task_ranges([Path(p) for p in plan.inputs], rank, world)
     total = sum(r.end - r.start for r in ranges)
-    checkpoint = _run_batches(
-        plan,
-        "extract",
-        rank,
-        world,
-        _documents(plan, rank, world, input_counters, heldout),
-        total,
-        "B",
-        lambda doc: doc.pop("_bytes", 0),
-    )
+    documents = _documents(plan, rank, world, input_counters, heldout)
+    work = Work(rank, documents, total, "B", lambda doc: doc.pop("_bytes", 0))
+    shared = TaskTools.build(plan, "extract")
+    checkpoint = _run_batches(plan, "extract", work, shared, f"{rank + 1}/{world}")
     with PartitionFiles(lambda p: statements_file(plan.root, p, rank)) as files:
         for record in checkpoint.records():
             p = entity_partition(record["entity"], plan.partitions)
@@ -352,14 +377,21 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def _partition_items(plan: RunPlan, stage: str, rank: int, world: int):
+def partitions_of(plan: RunPlan, rank: int) -> range:
+    """The partitions task `rank` of a partition stage covers: every `partition_tasks`-th one
+    from `rank` (all partitions are about the same size: entities are hashed to them)."""
+    return range(rank, plan.partitions, plan.partition_tasks or plan.partitions)
+
+
+def _partition_work(plan: RunPlan, stage: str, partition: int) -> Work:
     if stage == "questions":
-        source = entities_file(plan.root, rank)
-        return (iter_jsonl(source) if source.exists() else iter(())), _count_lines(source)
-    if stage == "has" and plan.trajectories:
-        return _trajectories(plan.trajectories, rank, world), None
-    source = stage_output(plan, "questions", rank)
-    return (iter_jsonl(source) if source.exists() else iter(())), _count_lines(source)
+        source = entities_file(plan.root, partition)
+    elif stage == "has" and plan.trajectories:
+        return Work(partition, _trajectories(plan.trajectories, partition, plan.partitions), None)
+    else:
+        source = stage_output(plan, "questions", partition)
+    items = iter_jsonl(source) if source.exists() else iter(())
+    return Work(partition, items, _count_lines(source))
 
 
 def _trajectories(path: str, rank: int, world: int) -> Iterator[dict]:
@@ -380,15 +412,27 @@ def _trajectories(path: str, rank: int, world: int) -> Iterator[dict]:
 
 
 def run_partition_stage(plan: RunPlan, stage: str, rank: int, world: int) -> None:
-    items, total = _partition_items(plan, stage, rank, world)
-    checkpoint = _run_batches(plan, stage, rank, world, items, total, "item", lambda _: 1)
+    """Task `rank` of a partition stage: each of its partitions in turn, one LLM backend and
+    environment for all; a partition finished before a kill (its counters written last) is
+    not redone."""
+    shared = None
+    for partition in partitions_of(plan, rank):
+        if counters_file(plan, stage, partition).exists():
+            continue
+        shared = shared or TaskTools.build(plan, stage)
+        _run_partition(plan, stage, partition, shared)
+
+
+def _run_partition(plan: RunPlan, stage: str, partition: int, shared: TaskTools) -> None:
+    work = _partition_work(plan, stage, partition)
+    checkpoint = _run_batches(plan, stage, work, shared, f"p{partition}/{plan.partitions}")
     counters = checkpoint.counters()
     if stage == "questions":
-        held = plan.root / "eval" / "heldout_questions" / f"p{rank:05d}.jsonl"
+        held = plan.root / "eval" / "heldout_questions" / f"p{partition:05d}.jsonl"
         write_jsonl(held, (q for q in checkpoint.records() if is_heldout_question(plan, q)))
         records = (q for q in checkpoint.records() if not is_heldout_question(plan, q))
         counters.add("questions", "heldout", sum(1 for _ in iter_jsonl(held)))
     else:
         records = checkpoint.records()
-    write_jsonl(stage_output(plan, stage, rank), records)
-    _finish(plan, stage, rank, counters, checkpoint)
+    write_jsonl(stage_output(plan, stage, partition), records)
+    _finish(plan, stage, partition, counters, checkpoint)

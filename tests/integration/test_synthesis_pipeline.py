@@ -1,6 +1,7 @@
 """Integration tests of the synthesis engine (data_synthesis/engine on HF datatrove), end to end
 on the bundled corpus with the CPU heuristic baseline: every stage and the run summary; output
-independent of the number of tasks (1 vs 3) and of the executor (SLURM job arrays through fake
+independent of the number of tasks (1 vs 3 map tasks, a partition task per partition vs one
+over several) and of the executor (SLURM job arrays through fake
 sbatch/srun, the search index built by its own sharded arrays, vs local); kill -9 at several moments then rerun = uninterrupted run; a rerun with
 another input refuses; bad input named by file:line (non-UTF-8, a JSON array line), empty input
 exits non-zero, a long document is split. Unit parts: the request checkpoint replays finished
@@ -126,8 +127,47 @@ def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
         "2",
         "--partitions",
         "2",
+        "--partition-tasks",
+        "1",  # one task over both partitions of questions, planning, reasoning and has
     )
     _same_outputs(run, tmp_path / "t3")
+
+
+def test_a_task_of_several_partitions_builds_its_llm_once_and_resumes_by_partition(
+    corpus, tmp_path, monkeypatch
+):
+    """engine.partition_tasks: 2 tasks over 4 partitions. The questions stage builds its LLM
+    backend and environment once per task (a vLLM engine loads its model once, not once per
+    partition: 16,384 loads per stage in the 1 TB plan before); a task killed after its first
+    partition redoes only the second; the output equals one task per partition's."""
+    from data_synthesis.engine import tasks
+
+    built, build = [], tasks.TaskTools.build
+    monkeypatch.setattr(
+        tasks.TaskTools,
+        "build",
+        classmethod(lambda cls, plan, stage: built.append(stage) or build(plan, stage)),
+    )
+    common = ["--input", str(corpus), "--partitions", "4"]
+    out, per_partition = tmp_path / "two_tasks", tmp_path / "four_tasks"
+    for stage in ("extract", "memory", "value_index", "questions"):
+        assert main([stage, *common, "--output", str(out), "--partition-tasks", "2"]) == 0
+        assert main([stage, *common, "--output", str(per_partition)]) == 0
+    assert built.count("questions") == 2 + 4
+    executor = json.loads((out / "logs/questions/executor.json").read_text())
+    assert executor["world_size"] == 2
+    files = [out / f"questions/p{p:05d}.jsonl" for p in range(4)]
+    assert [f.read_bytes() for f in files] == [
+        (per_partition / f"questions/p{p:05d}.jsonl").read_bytes() for p in range(4)
+    ]
+    # task 1 (partitions 1 and 3) killed after partition 1: no counters, output nor completion
+    first, before = files[1].stat().st_mtime_ns, files[3].read_bytes()
+    for path in (files[3], out / "counters/questions/t00003.json"):
+        path.unlink()
+    (out / "logs/questions/completions/00001").unlink()
+    assert main(["questions", *common, "--output", str(out), "--partition-tasks", "2"]) == 0
+    assert built.count("questions") == 2 + 4 + 1
+    assert files[1].stat().st_mtime_ns == first and files[3].read_bytes() == before
 
 
 def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, tmp_path):
