@@ -5,7 +5,8 @@ Run directory (OUT):
     logs/<job>/                  datatrove logs, per-task completion markers, stats (time and
                                  counters of every task, merged in stats.json)
     checkpoints/<stage>/         finished batches of running tasks (removed when a task ends)
-    requests/<stage>/            finished LLM requests of each task (replayed after a kill)
+    requests/<stage>/            finished LLM requests of each running task (replayed after a
+                                 kill; removed with the checkpoint when it ends)
     counters/<stage>/tNNNNN.json each task's counts and reject reasons
     memory/ questions/ docs/     stage outputs (see data_synthesis/stages.py)
     dedup/                       MinHash signatures, buckets, clusters, removed documents

@@ -67,6 +67,10 @@ def counters_file(plan: RunPlan, stage: str, rank: int) -> Path:
     return plan.root / "counters" / stage / f"t{rank:05d}.json"
 
 
+def requests_file(plan: RunPlan, stage: str, key: int) -> Path:
+    return plan.root / "requests" / stage / f"t{key:05d}.jsonl"
+
+
 def stage_output(plan: RunPlan, stage: str, partition: int) -> Path:
     folder = {"questions": "questions"}.get(stage, f"docs/{stage}")
     return plan.root / folder / f"p{partition:05d}.jsonl"
@@ -149,7 +153,7 @@ def _context(
     partition): its finished LLM requests are logged under requests/<stage>/t<key>.jsonl."""
     backend = shared.backend
     if backend is not None:
-        backend = RequestCache(backend, plan.root / "requests" / stage / f"t{key:05d}.jsonl")
+        backend = RequestCache(backend, requests_file(plan, stage, key))
     if shared.env is not None:
         shared.env.llm = backend  # visit summaries replay with the rest
     return StageContext(
@@ -336,9 +340,13 @@ def run_extract(plan: RunPlan, rank: int, world: int) -> None:
     _finish(plan, "extract", rank, counters, checkpoint)
 
 
-def _finish(plan: RunPlan, stage: str, rank: int, counters: Counters, checkpoint) -> None:
-    write_json(counters_file(plan, stage, rank), counters.to_dict())
+def _finish(plan: RunPlan, stage: str, key: int, counters: Counters, checkpoint) -> None:
+    """Mark a task's (or partition's) work finished - its counters, written last - and drop
+    what only a resume needed: its checkpoint and its LLM request log (all the text the LLM
+    wrote for it: at 1 TB as large as the outputs)."""
+    write_json(counters_file(plan, stage, key), counters.to_dict())
     checkpoint.remove()
+    requests_file(plan, stage, key).unlink(missing_ok=True)
 
 
 # --- memory (reduce) -----------------------------------------------------------------------

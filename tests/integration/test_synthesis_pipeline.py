@@ -165,9 +165,13 @@ def test_a_task_of_several_partitions_builds_its_llm_once_and_resumes_by_partiti
     for path in (files[3], out / "counters/questions/t00003.json"):
         path.unlink()
     (out / "logs/questions/completions/00001").unlink()
+    log = out / "requests/questions/t00003.jsonl"  # its LLM request log, kept for a resume
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text('{"key": "k", "reply": "r"}\n')
     assert main(["questions", *common, "--output", str(out), "--partition-tasks", "2"]) == 0
     assert built.count("questions") == 2 + 4 + 1
     assert files[1].stat().st_mtime_ns == first and files[3].read_bytes() == before
+    assert not log.exists()  # dropped with the checkpoint once the partition is finished
 
 
 def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, tmp_path):
