@@ -177,7 +177,7 @@ def test_a_task_of_several_partitions_builds_its_llm_once_and_resumes_by_partiti
 def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, tmp_path):
     """datatrove's SlurmPipelineExecutor writes sbatch scripts; the fake sbatch runs each array
     task in turn (SLURM_ARRAY_TASK_ID), the fake srun runs its command, the fake scontrol names
-    this host."""
+    this host. The partition stages run one task over both partitions (engine.partition_tasks)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(
@@ -218,11 +218,15 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
         "4",
         "--partitions",
         "2",
+        "--partition-tasks",
+        "1",
         env=env,
     )
     assert "submitted" in done.stderr
     assert (tmp_path / "array_tasks").read_text().split().count("3") >= 1  # >= 4 array tasks
     assert len(list((out / "logs/extract/completions").iterdir())) == 4
+    assert len(list((out / "logs/memory/completions").iterdir())) == 2  # a task per partition
+    assert len(list((out / "logs/has/completions").iterdir())) == 1  # one over both
     # the search index was built before planning as 3 shard tasks, and searched the same
     assert len(list((out / "logs/index_read/completions").iterdir())) == 3
     (stats,) = (tmp_path / "index_cache").glob("*/stats.json")
