@@ -89,8 +89,9 @@ def main(argv=None) -> int:
         plan = make_plan(config, args.output, args.input, args.trajectories, args.config)
         stages = STAGES if args.stage == "pipeline" else (args.stage,)
         if config.engine.executor == "slurm":
-            names = submit_slurm(plan, stages)
-            print(f"submitted {len(names)} SLURM job arrays: {', '.join(names)}", file=sys.stderr)
+            jobs = submit_slurm(plan, stages)
+            listed = "".join(f"\n  {job}" for job in jobs)
+            print(f"submitted {len(jobs)} SLURM job arrays:{listed}", file=sys.stderr)
         else:
             run_local(plan, stages, rank=args.rank)
     except StageEmpty as error:

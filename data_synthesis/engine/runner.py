@@ -223,11 +223,13 @@ def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> No
 
 
 def submit_slurm(plan: tasks.RunPlan, stages=STAGES) -> list[str]:
-    """Submit every stage as a SLURM job array, each depending on the one before."""
-    previous, names, indexes = None, [], set()
+    """Submit every stage as a SLURM job array, each depending on the one before; returns one
+    line per job: its name, array size and GPUs per task."""
+    previous, jobs, indexes = None, [], set()
     for stage in stages:
         for name, pipeline, n in jobs_for(plan, stage, indexes):
             executor = _slurm(plan, name, pipeline, n, previous, stage)
-            previous, names = executor, [*names, name]
+            previous = executor
+            jobs.append(f"{name}: {n} task(s), {executor.gpus_per_task} GPU(s) each")
     previous.run()  # launches the whole chain of dependencies
-    return names
+    return jobs

@@ -223,6 +223,8 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
         env=env,
     )
     assert "submitted" in done.stderr
+    assert "\n  extract: 4 task(s), 0 GPU(s) each" in done.stderr  # the CPU baseline: no GPU
+    assert "\n  has: 1 task(s), 0 GPU(s) each" in done.stderr
     assert (tmp_path / "array_tasks").read_text().split().count("3") >= 1  # >= 4 array tasks
     assert len(list((out / "logs/extract/completions").iterdir())) == 4
     assert len(list((out / "logs/memory/completions").iterdir())) == 2  # a task per partition
@@ -232,6 +234,31 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
     (stats,) = (tmp_path / "index_cache").glob("*/stats.json")
     assert len(json.loads(stats.read_text())["shards"]) == 3
     _same_outputs(run, out)
+
+
+def test_slurm_arrays_ask_gpus_only_for_stages_that_call_the_llm(corpus, tmp_path):
+    """With an LLM backend, extract and the question-side stages get the node's GPUs; the
+    memory reduce, the value index, the index build, dedup and finalize get none."""
+    from data_synthesis.config import load_pipeline_config
+    from data_synthesis.engine.runner import _slurm, jobs_for, make_plan
+    from data_synthesis.stages import STAGES
+
+    config = load_pipeline_config(
+        None,
+        ["backend.type=vllm", "engine.slurm.gpus_per_task=8", "engine.partitions=4"]
+        + [f"environment.cache_dir={tmp_path / 'index'}"],  # not built yet: its jobs come too
+    )
+    plan = make_plan(config, tmp_path / "out", [str(corpus)])
+    gpus, indexes = {}, set()
+    for stage in STAGES:
+        for name, pipeline, n in jobs_for(plan, stage, indexes):
+            gpus[name] = _slurm(plan, name, pipeline, n, None, stage).gpus_per_task
+    llm = {"extract", "questions", "planning", "reasoning", "has"}
+    assert {name for name, count in gpus.items() if count == 8} == llm
+    assert {"memory", "value_index", "index_read", "finalize"} <= {
+        n for n, c in gpus.items() if c == 0
+    }
+    assert any(name.startswith("dedup") for name in gpus) and len(gpus) > len(llm) + 4
 
 
 def test_kill_9_at_any_moment_then_rerun_is_identical(run, corpus, tmp_path):
