@@ -105,6 +105,7 @@ def make_plan(
     if config.engine.partition_tasks < 0:
         raise ValueError(f"engine.partition_tasks: >= 0, got {config.engine.partition_tasks}")
     partition_tasks = min(config.engine.partition_tasks or partitions, partitions)
+    _warn_model_loads(config, map_tasks, partition_tasks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     identity = run_identity(
@@ -124,6 +125,25 @@ def make_plan(
         trajectories=trajectories,
         config_dir=str(Path(config_path).resolve().parent) if config_path else None,
     )
+
+
+MANY_MODEL_LOADS = 256
+
+
+def _warn_model_loads(config: PipelineConfig, map_tasks: int, partition_tasks: int) -> None:
+    """An in-process LLM engine (vllm, transformers) loads its model once per task: say so
+    when a stage would load it more than MANY_MODEL_LOADS times (the task counts default to
+    one per 64 MiB of input: 16,384 at 1 TB)."""
+    if config.backend.type not in ("vllm", "transformers"):
+        return
+    for key, count in (("engine.tasks", map_tasks), ("engine.partition_tasks", partition_tasks)):
+        if count > MANY_MODEL_LOADS:
+            print(
+                f"warning: {key} is {count}: each task loads the {config.backend.type} model "
+                f"once, {count} loads per stage; fewer, larger tasks load it less (the 1 TB "
+                "plan in docs/data_synthesis.md: engine.tasks 1024, engine.partition_tasks 256)",
+                file=sys.stderr,
+            )
 
 
 def jobs_for(plan: tasks.RunPlan, stage: str, indexes: set | None = None) -> list:

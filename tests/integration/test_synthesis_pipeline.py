@@ -261,6 +261,25 @@ def test_slurm_arrays_ask_gpus_only_for_stages_that_call_the_llm(corpus, tmp_pat
     assert any(name.startswith("dedup") for name in gpus) and len(gpus) > len(llm) + 4
 
 
+def test_many_model_loads_per_stage_are_announced(corpus, tmp_path, capsys):
+    """An in-process LLM engine loads its model once per task: 300 partition tasks would load
+    it 300 times per stage, and the run says so naming the setting; 64 do not warn, nor does
+    a served model (the openai backend loads nothing)."""
+    from data_synthesis.config import load_pipeline_config
+    from data_synthesis.engine.runner import make_plan
+
+    def warned(*overrides) -> str:
+        config = load_pipeline_config(None, ["engine.tasks=2", *overrides])
+        make_plan(config, tmp_path / f"out{len(list(tmp_path.iterdir()))}", [str(corpus)])
+        return capsys.readouterr().err
+
+    many = warned("backend.type=vllm", "engine.partitions=300")
+    assert "engine.partition_tasks is 300: each task loads the vllm model once" in many
+    assert "engine.tasks" not in many.replace("engine.tasks 1024", "")
+    assert not warned("backend.type=vllm", "engine.partitions=300", "engine.partition_tasks=64")
+    assert not warned("backend.type=openai", "engine.partitions=300")
+
+
 def test_kill_9_at_any_moment_then_rerun_is_identical(run, corpus, tmp_path):
     """Kills land in different stages and mid-task (batches of 4 items are checkpointed); the
     rerun resumes each and equals the uninterrupted run (the module's, batches of 64)."""
