@@ -13,7 +13,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +186,10 @@ def _batched(items: Iterator, size: int, max_chars: int) -> Iterator[list]:
         yield batch
 
 
+def _one(_item) -> int:
+    return 1
+
+
 @dataclass(frozen=True)
 class Work:
     """One unit of a task's work: a map task's byte ranges or one partition (`key`), its
@@ -195,7 +199,7 @@ class Work:
     items: Iterator
     total: int | None
     unit: str = "item"
-    size_of: object = staticmethod(lambda _: 1)
+    size_of: Callable[[dict], int] = _one
 
 
 def _run_batches(plan, stage, work: Work, shared: TaskTools, label: str) -> BatchCheckpoint:
