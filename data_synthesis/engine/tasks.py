@@ -1,7 +1,8 @@
 """One task of one stage: what a datatrove rank runs.
 
-Every task reads only its own input (a byte range of the raw input for `extract`, one partition
-file for the later stages), calls the stage method in batches, checkpoints each finished batch
+Every task reads only its own input (a byte range of the raw input for `extract`, its partition
+files for the later stages: one, or every N-th with `engine.partition_tasks`, sharing one LLM
+engine and tool environment), calls the stage method in batches, checkpoints each finished batch
 (data_synthesis/engine/checkpoint.py) and finally writes its outputs atomically, then its
 counters. Rerunning a killed task resumes from the checkpoint; rerunning a finished one rewrites
 identical files. Each task prints progress with an ETA (tqdm on stderr).
@@ -204,7 +205,8 @@ class Work:
 
 def _run_batches(plan, stage, work: Work, shared: TaskTools, label: str) -> BatchCheckpoint:
     """Run the stage method over `work`'s items in checkpointed batches; the checkpoint keeps
-    the outputs and counters. `label` names the bar ("2/8": map task 2 of 8, "p17/64": partition 17 of 64)."""
+    the outputs and counters. `label` names the progress bar: "2/8" (map task 2 of 8) or
+    "p17/64" (partition 17 of 64)."""
     from data_synthesis.stages import method_for
 
     checkpoint = BatchCheckpoint(plan.root / "checkpoints" / stage / f"t{work.key:05d}.partial")
