@@ -4,8 +4,9 @@ Every task reads only its own input (a byte range of the raw input for `extract`
 files for the later stages: one, or every N-th with `engine.partition_tasks`, sharing one LLM
 engine and tool environment), calls the stage method in batches, checkpoints each finished batch
 (data_synthesis/engine/checkpoint.py) and finally writes its outputs atomically, then its
-counters. Rerunning a killed task resumes from the checkpoint; rerunning a finished one rewrites
-identical files. Each task prints progress with an ETA (tqdm on stderr).
+counters. Rerunning a killed task resumes from the checkpoint and skips the partitions it had
+finished; rerunning a finished map task rewrites identical files. Each task prints progress
+with an ETA (tqdm on stderr).
 """
 
 from __future__ import annotations
