@@ -37,6 +37,7 @@ from data_synthesis.engine import tasks
 from data_synthesis.engine.dedup import dedup_jobs
 from data_synthesis.engine.fingerprint import check_or_record, run_identity
 from data_synthesis.engine.io import input_files
+from data_synthesis.engine.progress import JobProgress
 from data_synthesis.engine.summary import check_stage, finalize
 from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
 from data_synthesis.environment.executor import EnvironmentConfig
@@ -227,10 +228,12 @@ def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> No
         for name, pipeline, n in jobs_for(plan, stage, indexes):
             print(f"[data_synthesis] {name}: {n} task(s)", file=sys.stderr, flush=True)
             step = pipeline[0]
+            completions = plan.root / "logs" / name / "completions"
             with (
                 dropped_on_corpus_error(step.build)
                 if isinstance(step, IndexStep)
-                else nullcontext()
+                else nullcontext(),
+                JobProgress(name, completions, n if rank is None else 1),
             ):
                 _local(plan, name, pipeline, n, rank).run()
         if rank is None:

@@ -115,7 +115,7 @@ def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
 
 
 def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
-    _cli(
+    done = _cli(
         "pipeline",
         "--input",
         corpus,
@@ -131,6 +131,7 @@ def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
         "1",  # one task over both partitions of questions, planning, reasoning and has
     )
     _same_outputs(run, tmp_path / "t3")
+    assert "[data_synthesis] extract: 3/3 tasks (100%), " in done.stderr  # a job's progress
 
 
 def test_a_task_of_several_partitions_builds_its_llm_once_and_resumes_by_partition(
@@ -397,6 +398,33 @@ class _CountingBackend:
     def generate(self, prompts, seed=0):
         self.prompts += len(prompts)
         return [f"{len(p)}:{seed}" for p in prompts]
+
+
+def test_a_jobs_progress_counts_completion_marks_and_extrapolates_an_eta(tmp_path):
+    """JobProgress (a stage's ETA over its tasks): a line when marks appear, one at the end; the
+    rate counts only the tasks finished in this run, not those an earlier run had finished."""
+    import io
+
+    from data_synthesis.engine.progress import JobProgress
+
+    folder = tmp_path / "completions"
+    folder.mkdir()
+    (folder / "00000").touch()  # finished by an earlier run
+    out = io.StringIO()
+    with JobProgress("planning", folder, 5, interval=0, out=out) as progress:
+        assert progress.line(1, 10.0).endswith("1/5 tasks (20%), 0:00:10 elapsed, ETA unknown")
+        assert progress.line(3, 20.0).endswith("3/5 tasks (60%), 0:00:20 elapsed, ETA 0:00:20")
+        for name in ("00001", "00002"):
+            (folder / name).touch()
+        deadline = time.monotonic() + 10
+        while "3/5 tasks" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for name in ("00003", "00004"):
+            (folder / name).touch()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[data_synthesis] planning: 3/5 tasks (60%), ") and "ETA" in lines[0]
+    assert lines[-1].startswith("[data_synthesis] planning: 5/5 tasks (100%), ")
+    assert "ETA" not in lines[-1]
 
 
 def test_request_cache_replays_finished_requests_after_a_restart(tmp_path):
