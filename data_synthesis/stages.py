@@ -8,9 +8,11 @@
     planning   partition tasks  questions/pP.jsonl             docs/planning/pP.jsonl
     reasoning  partition tasks  questions/pP.jsonl             docs/reasoning/pP.jsonl
     has        partition tasks  questions/pP.jsonl (or --trajectories byte ranges)  docs/has/pP.jsonl
-    dedup      MinHash      docs/*/pP.jsonl                    final/parts/ (near-duplicates and
-                                                               contaminated documents removed)
-    finalize   one          final/parts/                       final/{fas,has}.jsonl, summary
+    dedup      MinHash      docs/*/pP.jsonl                    final/{fas,has}/tT.jsonl (near-
+                                                               duplicates and contaminated
+                                                               documents removed), their counts
+    finalize   one          counters, final/counts/            final/stats.json (the summary);
+                                                               final/{fas,has}.jsonl when small
 
 A partition task (`engine.partition_tasks`, default one per partition) covers every N-th
 partition with one LLM engine and one tool environment.
@@ -81,8 +83,8 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
         "docs/has",
         ("data_synthesis.has.synthesis", "LLMHAS", "HeuristicHAS"),
     ),
-    StageSpec("dedup", "dedup", "docs", "final/parts"),
-    StageSpec("finalize", "one", "final/parts", "final"),
+    StageSpec("dedup", "dedup", "docs", "final/fas, final/has, final/counts"),
+    StageSpec("finalize", "one", "counters, final/counts", "final/stats.json"),
 )
 STAGES = tuple(spec.name for spec in STAGE_TABLE)
 SPEC = {spec.name: spec for spec in STAGE_TABLE}

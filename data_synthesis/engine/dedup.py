@@ -21,6 +21,10 @@ first of a group of mutual duplicates and never keep both documents of a collidi
 differ on chains: with A < B < C, A~C and B~C colliding but not A~B, the clusters step keeps A
 alone, this keeps A and B (they are not near duplicates of each other as far as LSH saw).
 
+The filter tasks also write the run's training documents: each kept document goes to
+`final/fas/<task>.jsonl` or `final/has/<task>.jsonl`, and each task counts its documents and
+words by kind (`SplitByKind`), so the finalize step reads counts, never the documents.
+
 Decontamination: in the same filter tasks, a document sharing any word n-gram (`filters.ngram`
 words) with a text of the configured evaluation sets is dropped and counted. Each task loads the
 n-gram hashes of the evaluation sets (small), never the synthesized documents whole.
@@ -33,6 +37,7 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +55,7 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from data_synthesis.engine.io import PartitionFiles, iter_jsonl
+from data_synthesis.engine.io import PartitionFiles, count_lines, iter_jsonl, write_json
 
 _WORD = re.compile(r"\w+")
 
@@ -126,6 +131,43 @@ class Decontaminate(PipelineStep):
         path = Path(self.removed_folder) / f"{rank:05d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"contaminated": removed}))
+
+
+KEPT = ("fas", "has")  # final/<split>/<task>.jsonl: FAS (planning, reasoning) and HAS documents
+
+
+def split_of(kind: str) -> str:
+    return "has" if kind == "has" else "fas"
+
+
+class SplitByKind(PipelineStep):
+    """Routes each kept document to final/fas/ or final/has/ (the writer's `${split}`) and
+    counts each kind's documents and words in COUNTS/<task>.json, so that no later step reads
+    the documents again: the run's training files are these shards, written in parallel."""
+
+    name = "split by kind"
+    type = "📦 - FINAL"
+
+    def __init__(self, counts_folder: str):
+        super().__init__()
+        self.counts_folder = counts_folder
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        documents, words = Counter(), Counter()
+        for document in data:
+            kind = str(document.metadata.get("kind", "unknown"))
+            document.metadata["split"] = split_of(kind)
+            documents[kind] += 1
+            words[kind] += len(document.text.split())
+            yield document
+        counts = {"documents": dict(documents), "tokens": dict(words)}
+        write_json(Path(self.counts_folder) / f"{rank:05d}.json", counts)
+
+
+def _kept_record(self, document) -> dict:
+    """A kept document as written: the record without the routing field."""
+    metadata = {k: v for k, v in document.metadata.items() if k != "split"}
+    return {"id": document.id, "text": document.text, **metadata}
 
 
 U32 = np.dtype("<u4")  # pairs are (file1, doc1, file2, doc2) as 4 x U32; positions are U32
@@ -295,11 +337,12 @@ def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]
                 Decontaminate(
                     config.filters.eval_sets, config.filters.ngram, str(work / "contaminated")
                 ),
+                SplitByKind(str(out / "final" / "counts")),
                 JsonlWriter(
-                    str(out / "final" / "parts"),
-                    output_filename="${rank}.jsonl",
+                    str(out / "final"),
+                    output_filename="${split}/${rank}.jsonl",
                     compression=None,
-                    adapter=_record,
+                    adapter=_kept_record,
                 ),
             ],
             partitions,
@@ -309,9 +352,7 @@ def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]
 
 def removal_counts(out: Path) -> dict:
     work = Path(out) / "dedup"
-    near = sum(
-        sum(1 for _ in open(p, encoding="utf-8")) for p in sorted(work.glob("removed/*.jsonl"))
-    )
+    near = sum(count_lines(p) for p in sorted(work.glob("removed/*.jsonl")))
     contaminated = sum(
         json.loads(p.read_text())["contaminated"] for p in sorted(work.glob("contaminated/*.json"))
     )

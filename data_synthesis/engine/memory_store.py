@@ -188,7 +188,12 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
     )
     tmp.replace(target)
     statements = sum(r.get("counts", {}).get("statements", len(r["statements"])) for r in records)
-    return {"entities": len(records), "statements": statements}
+    multi_source = sum(len(r.get("sources", [])) >= 2 for r in records)
+    return {
+        "entities": len(records),
+        "statements": statements,
+        "entities with 2+ sources": multi_source,
+    }
 
 
 def lookup_file(out: Path, kind: str, index: int) -> Path:

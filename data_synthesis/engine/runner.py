@@ -10,7 +10,8 @@ Run directory (OUT):
     counters/<stage>/tNNNNN.json each task's counts and reject reasons
     memory/ questions/ docs/     stage outputs (see data_synthesis/stages.py)
     dedup/                       MinHash signatures, buckets, clusters, removed documents
-    final/fas.jsonl final/has.jsonl final/stats.json   the training documents and the summary
+    final/fas/ final/has/        the training documents, a shard per dedup filter task
+    final/stats.json             the summary (and, for a small run, final/{fas,has}.jsonl)
 
 Each stage is one datatrove job (the dedup stage is four; the first of planning and has is
 preceded by the four jobs that build its search index when that is not built yet, in shards:

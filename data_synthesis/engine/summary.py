@@ -1,9 +1,12 @@
-"""The run summary, the final output files, and the "a stage produced nothing" check.
+"""The run summary, the small run's single output files, and the "a stage produced nothing"
+check.
 
 The summary (OUT/final/stats.json, also printed) holds: input documents and tokens
 (whitespace-separated words), statements, entities and how many combine >= 2 sources,
-questions by style, training documents by kind and their tokens, and every reject reason by
-stage (from the tasks' counters, which survive resumes) plus the dedup/decontamination removals.
+questions by style, training documents by kind and their tokens, every reject reason by stage
+and the dedup/decontamination removals, and where the training documents are. It is built from
+the tasks' counters (which survive resumes) and the dedup filter tasks' counts: the one
+finalize task parses no document, question or entity file, whatever the run's size.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from data_synthesis.engine.dedup import removal_counts
-from data_synthesis.engine.io import dumps, iter_jsonl, write_json
+from data_synthesis.engine.dedup import KEPT, removal_counts
+from data_synthesis.engine.io import write_json
 from data_synthesis.stage_api import Counters
 
 
@@ -64,43 +67,57 @@ def check_stage(plan, stage: str) -> None:
                 f"(reject reasons: {_reasons(counters, stage)})"
             )
     elif stage == "dedup":
-        parts = sorted((root / "final" / "parts").glob("*.jsonl"))
-        if not any(p.stat().st_size for p in parts):
+        if not any(p.stat().st_size for p in final_shards(root)):
             raise StageEmpty("stage dedup kept no documents")
 
 
-def _write_split(root: Path) -> tuple[Counter, Counter]:
-    """final/parts/* -> final/fas.jsonl and final/has.jsonl (streamed, atomic)."""
-    final = root / "final"
-    kinds, tokens = Counter(), Counter()
-    tmp = {
-        name: open(final / f"{name}.jsonl.tmp", "w", encoding="utf-8") for name in ("fas", "has")
-    }
-    try:
-        for part in sorted((final / "parts").glob("*.jsonl")):
-            for document in iter_jsonl(part):
-                kind = document.get("kind", "unknown")
-                kinds[kind] += 1
-                tokens[kind] += len(document["text"].split())
-                tmp["has" if kind == "has" else "fas"].write(dumps(document) + "\n")
-    finally:
-        for handle in tmp.values():
-            handle.close()
-    for name in tmp:
-        os.replace(final / f"{name}.jsonl.tmp", final / f"{name}.jsonl")
-    return kinds, tokens
+def final_shards(root: Path, split: str | None = None) -> list[Path]:
+    """The kept documents as the dedup filter tasks wrote them: final/<split>/<task>.jsonl."""
+    splits = [split] if split else list(KEPT)
+    return [p for s in splits for p in sorted((Path(root) / "final" / s).glob("*.jsonl"))]
+
+
+def _kept_counts(root: Path) -> tuple[Counter, Counter]:
+    """Documents and words by kind, summed over the filter tasks' counts."""
+    documents, words = Counter(), Counter()
+    for path in sorted((Path(root) / "final" / "counts").glob("*.json")):
+        counts = json.loads(path.read_text(encoding="utf-8"))
+        documents.update(counts["documents"])
+        words.update(counts["tokens"])
+    return documents, words
 
 
 def _concat(parts: list[Path], target: Path) -> int:
+    """`parts` joined byte for byte into `target` (atomic; no line is parsed); returns the
+    number of lines."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with open(target.with_name(target.name + ".tmp"), "w", encoding="utf-8") as handle:
+    tmp, lines = target.with_name(target.name + ".tmp"), 0
+    with open(tmp, "wb") as handle:
         for part in parts:
-            for record in iter_jsonl(part):
-                handle.write(dumps(record) + "\n")
-                count += 1
-    os.replace(target.with_name(target.name + ".tmp"), target)
-    return count
+            with open(part, "rb") as source:
+                while chunk := source.read(1 << 20):
+                    handle.write(chunk)
+                    lines += chunk.count(b"\n")
+    os.replace(tmp, target)
+    return lines
+
+
+def _single_files(plan) -> dict[str, str]:
+    """final/fas.jsonl and final/has.jsonl, each its shards joined, when all the shards hold at
+    most `engine.final_single_file_mb` (a small run's one file per kind); else, or with 0, the
+    shards are the output. Returns where each kind's documents are."""
+    root, limit = plan.root, plan.config.engine.final_single_file_mb << 20
+    total = sum(p.stat().st_size for p in final_shards(root))
+    where = {}
+    for split in KEPT:
+        single = root / "final" / f"{split}.jsonl"
+        if limit and total <= limit:
+            _concat(final_shards(root, split), single)
+            where[split] = f"final/{split}.jsonl"
+        else:
+            single.unlink(missing_ok=True)
+            where[split] = f"final/{split}/*.jsonl"
+    return where
 
 
 def _optional(module: str, function: str, counts: dict):
@@ -114,17 +131,18 @@ def _optional(module: str, function: str, counts: dict):
 
 
 def build_summary(plan, kinds: Counter, tokens: Counter) -> dict:
+    """The run's summary from counters alone: no document, question or entity file is read
+    (at 1 TB they are billions of lines, and this is one task)."""
     root = plan.root
     counters = Counters()
     for stage in ("extract", "memory", "questions", "planning", "reasoning", "has"):
         counters.merge(stage_counters(root, stage))
-    styles: Counter = Counter()
-    for path in sorted((root / "questions").glob("p*.jsonl")):
-        styles.update(q.get("style", "unknown") for q in iter_jsonl(path))
-    multi_source = 0
-    for path in sorted((root / "memory" / "entities").glob("p*.jsonl")):
-        multi_source += sum(1 for r in iter_jsonl(path) if len(r.get("sources", [])) >= 2)
     counts = counters.counts
+    styles = {
+        name.removeprefix("training "): n
+        for name, n in counts.get("questions", {}).items()
+        if name.startswith("training ")
+    }
     heldout = _concat(
         sorted((root / "eval" / "heldout_questions").glob("p*.jsonl")),
         root / "eval" / "heldout_questions.jsonl",
@@ -137,7 +155,7 @@ def build_summary(plan, kinds: Counter, tokens: Counter) -> dict:
         "input_tokens": counts.get("input", {}).get("tokens", 0),
         "statements": counts.get("memory", {}).get("statements", 0),
         "entities": counts.get("memory", {}).get("entities", 0),
-        "entities_with_2plus_sources": multi_source,
+        "entities_with_2plus_sources": counts.get("memory", {}).get("entities with 2+ sources", 0),
         "questions": dict(sorted(styles.items())),
         "heldout_questions": heldout,
         "heldout_documents": counts.get("input", {}).get("heldout documents", 0),
@@ -160,8 +178,8 @@ def finalize(plan) -> dict:
     """Write the final files and the summary; raise StageEmpty naming the first empty stage."""
     for stage in ("extract", "memory", "questions", "planning", "reasoning", "has", "dedup"):
         check_stage(plan, stage)
-    kinds, tokens = _write_split(plan.root)
-    summary = build_summary(plan, kinds, tokens)
+    kinds, tokens = _kept_counts(plan.root)
+    summary = {**build_summary(plan, kinds, tokens), "outputs": _single_files(plan)}
     write_json(plan.root / "final" / "stats.json", summary)
     print(json.dumps(summary, indent=2, sort_keys=True), file=sys.stdout, flush=True)
     return summary

@@ -27,6 +27,7 @@ from data_synthesis.engine.checkpoint import BatchCheckpoint, RequestCache
 from data_synthesis.engine.io import (
     InputError,
     PartitionFiles,
+    count_lines,
     dumps,
     iter_jsonl,
     line_number,
@@ -385,13 +386,6 @@ def run_value_index(plan: RunPlan, rank: int, world: int) -> None:
 # --- partition stages ----------------------------------------------------------------------
 
 
-def _count_lines(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with open(path, "rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-
-
 def partitions_of(plan: RunPlan, rank: int) -> range:
     """The partitions task `rank` of a partition stage covers: every `partition_tasks`-th one
     from `rank` (all partitions are about the same size: entities are hashed to them)."""
@@ -406,7 +400,7 @@ def _partition_work(plan: RunPlan, stage: str, partition: int) -> Work:
     else:
         source = stage_output(plan, "questions", partition)
     items = iter_jsonl(source) if source.exists() else iter(())
-    return Work(partition, items, _count_lines(source))
+    return Work(partition, items, count_lines(source))
 
 
 def _trajectories(path: str, rank: int, world: int) -> Iterator[dict]:
@@ -438,6 +432,14 @@ def run_partition_stage(plan: RunPlan, stage: str, rank: int, world: int) -> Non
         _run_partition(plan, stage, partition, shared)
 
 
+def _counted_styles(questions: Iterator[dict], counters: Counters) -> Iterator[dict]:
+    """The training questions, each counted by style ("training factual": the summary's
+    questions by style, from counters instead of a pass over every question file)."""
+    for question in questions:
+        counters.add("questions", f"training {question.get('style', 'unknown')}")
+        yield question
+
+
 def _run_partition(plan: RunPlan, stage: str, partition: int, shared: TaskTools) -> None:
     work = _partition_work(plan, stage, partition)
     checkpoint = _run_batches(plan, stage, work, shared, f"p{partition}/{plan.partitions}")
@@ -445,7 +447,9 @@ def _run_partition(plan: RunPlan, stage: str, partition: int, shared: TaskTools)
     if stage == "questions":
         held = plan.root / "eval" / "heldout_questions" / f"p{partition:05d}.jsonl"
         write_jsonl(held, (q for q in checkpoint.records() if is_heldout_question(plan, q)))
-        records = (q for q in checkpoint.records() if not is_heldout_question(plan, q))
+        records = _counted_styles(
+            (q for q in checkpoint.records() if not is_heldout_question(plan, q)), counters
+        )
         counters.add("questions", "heldout", sum(1 for _ in iter_jsonl(held)))
     else:
         records = checkpoint.records()

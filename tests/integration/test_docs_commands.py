@@ -141,7 +141,7 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "pip install -e '.[synth]'": INSTALL,
     'pip install -v --no-build-isolation --config-settings "--build-option=--cpp_ext" '
     '--config-settings "--build-option=--cuda_ext" ./apex': INSTALL,
-    "python tools/preprocess_data.py --input /data/synth/final/fas.jsonl --output-prefix "
+    "python tools/preprocess_data.py --input /data/synth/final/fas/ --output-prefix "
     "/data/tok/fas --tokenizer-type HuggingFaceTokenizer --tokenizer-model "
     "/models/Qwen3-30B-A3B-Base --append-eod --workers 32": BIG_MODEL,
     "DATA_BLEND=/data/stage1.yaml TOKENIZER=/models/Qwen3-30B-A3B-Base CKPT_DIR=/ckpt/stage1 "

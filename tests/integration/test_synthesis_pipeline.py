@@ -99,6 +99,43 @@ def test_every_stage_yields_and_the_summary_counts_them(run):
     assert counted["rejected (questions): entity without a usable statement group"]["total"] > 0
 
 
+def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
+    run, corpus, tmp_path
+):
+    """The training documents are written by the dedup filter tasks (final/fas/, final/has/,
+    in parallel); finalize builds the summary from counters and joins the shards into one file
+    per kind only for a small run: the same summary with every question, entity and document
+    file gone, and with `engine.final_single_file_mb: 0` no single files, the same documents."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    for folder in ("logs/finalize", "questions", "memory/entities", "docs"):
+        shutil.rmtree(copy / folder)
+    for name in FINAL:
+        (copy / name).unlink()
+    assert (
+        main(["finalize", "--input", str(corpus), "--output", str(copy), "--partitions", "2"]) == 0
+    )
+    _same_outputs(run, copy)
+    stats = json.loads((run / "final/stats.json").read_text())
+    assert stats["outputs"] == {"fas": "final/fas.jsonl", "has": "final/has.jsonl"}
+    assert sum(stats["documents_by_kind"].values()) == sum(
+        len(open(path).readlines()) for path in sorted((run / "final").glob("[fh]as/*.jsonl"))
+    )
+
+    shards = tmp_path / "shards"
+    args = ["pipeline", "engine.final_single_file_mb=0", "--input", str(corpus)]
+    assert main([*args, "--output", str(shards), "--partitions", "2"]) == 0
+    assert not (shards / "final/fas.jsonl").exists() and not (shards / "final/has.jsonl").exists()
+    summary = json.loads((shards / "final/stats.json").read_text())
+    assert summary.pop("outputs") == {"fas": "final/fas/*.jsonl", "has": "final/has/*.jsonl"}
+    assert summary == {k: v for k, v in stats.items() if k != "outputs"}
+    for kind in ("fas", "has"):
+        joined = b"".join(p.read_bytes() for p in sorted((shards / "final" / kind).glob("*.jsonl")))
+        assert joined == (run / "final" / f"{kind}.jsonl").read_bytes()
+
+
 def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
     view = PartitionedMemory(run, 2)
     files = sorted((run / "memory/entities").glob("p*.jsonl"))
