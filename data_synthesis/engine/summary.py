@@ -12,13 +12,12 @@ finalize task parses no document, question or entity file, whatever the run's si
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
 from data_synthesis.engine.dedup import KEPT, removal_counts
-from data_synthesis.engine.io import write_json
+from data_synthesis.engine.io import join_files, write_json
 from data_synthesis.stage_api import Counters
 
 
@@ -87,21 +86,6 @@ def _kept_counts(root: Path) -> tuple[Counter, Counter]:
     return documents, words
 
 
-def _concat(parts: list[Path], target: Path) -> int:
-    """`parts` joined byte for byte into `target` (atomic; no line is parsed); returns the
-    number of lines."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp, lines = target.with_name(target.name + ".tmp"), 0
-    with open(tmp, "wb") as handle:
-        for part in parts:
-            with open(part, "rb") as source:
-                while chunk := source.read(1 << 20):
-                    handle.write(chunk)
-                    lines += chunk.count(b"\n")
-    os.replace(tmp, target)
-    return lines
-
-
 def _single_files(plan) -> dict[str, str]:
     """final/fas.jsonl and final/has.jsonl, each its shards joined, when all the shards hold at
     most `engine.final_single_file_mb` (a small run's one file per kind); else, or with 0, the
@@ -112,7 +96,7 @@ def _single_files(plan) -> dict[str, str]:
     for split in KEPT:
         single = root / "final" / f"{split}.jsonl"
         if limit and total <= limit:
-            _concat(final_shards(root, split), single)
+            join_files(final_shards(root, split), single)
             where[split] = f"final/{split}.jsonl"
         else:
             single.unlink(missing_ok=True)
@@ -143,7 +127,7 @@ def build_summary(plan, kinds: Counter, tokens: Counter) -> dict:
         for name, n in counts.get("questions", {}).items()
         if name.startswith("training ")
     }
-    heldout = _concat(
+    heldout = join_files(
         sorted((root / "eval" / "heldout_questions").glob("p*.jsonl")),
         root / "eval" / "heldout_questions.jsonl",
     )

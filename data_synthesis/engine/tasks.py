@@ -30,6 +30,7 @@ from data_synthesis.engine.io import (
     count_lines,
     dumps,
     iter_jsonl,
+    join_files,
     line_number,
     parse_document,
     read_lines,
@@ -117,13 +118,11 @@ def _environment(plan: RunPlan, stage: str, llm):
     raw = dict(plan.config.environment)
     raw.setdefault("corpora", list(plan.inputs))
     config = dataclasses.replace(plan.config, environment=raw)
-    exclude = heldout_docs_file(plan) if stage == "has" and plan.config.heldout_share else None
-    return environment_for(
-        config,
-        llm,
-        exclude_docs_file=str(exclude) if exclude else None,
-        base_dir=plan.config_dir,
-    )
+    from data_synthesis.eval.heldout import HeldoutRule
+
+    share = plan.config.heldout_share
+    heldout = HeldoutRule(share, plan.config.seed) if stage == "has" and share else None
+    return environment_for(config, llm, heldout=heldout, base_dir=plan.config_dir)
 
 
 @dataclass
@@ -363,12 +362,10 @@ def _finish(plan: RunPlan, stage: str, key: int, counters: Counters, checkpoint)
 def run_memory(plan: RunPlan, rank: int, world: int) -> None:
     engine = plan.config.engine
     counts = reduce_partition(plan.root, rank, plan.partitions, engine.max_statements_per_entity)
-    if rank == 0:
-        parts = sorted((plan.root / "eval" / "heldout_docs").glob("t*.txt"))
-        ids = sorted({line for p in parts for line in p.read_text(encoding="utf-8").split()})
-        target = heldout_docs_file(plan)
-        target.with_suffix(".tmp").write_text("".join(f"{d}\n" for d in ids), encoding="utf-8")
-        target.with_suffix(".tmp").replace(target)
+    if rank == 0:  # the held-out ids in input order, joined byte for byte (nothing held)
+        join_files(
+            sorted((plan.root / "eval" / "heldout_docs").glob("t*.txt")), heldout_docs_file(plan)
+        )
     counters = Counters()
     for key, n in counts.items():
         counters.add("memory", key, n)

@@ -128,6 +128,24 @@ class Scope:
         return cls(str(question["id"]), tuple(question.get("source_docs") or ()))
 
 
+@dataclass(frozen=True)
+class Hidden:
+    """The documents no tool may return: ids or urls `listed` (`exclude_docs_file`) and the
+    ids a `heldout` rule holds out (eval/heldout.py's HeldoutRule: computed per id, so nothing
+    per held-out document is kept in memory)."""
+
+    listed: set[str] = field(default_factory=set)
+    heldout: object | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.listed) or self.heldout is not None
+
+    def doc(self, doc_id: str, url: str) -> bool:
+        if doc_id in self.listed or url in self.listed:
+            return True
+        return self.heldout is not None and doc_id in self.heldout
+
+
 class Environment:
     """Executes calls of the registry's tools; indexes are opened lazily (first search)."""
 
@@ -137,6 +155,7 @@ class Environment:
         config: EnvironmentConfig | None = None,
         llm=None,
         log=print,
+        heldout=None,
     ):
         self.registry = registry or ToolRegistry.from_config(None)
         self.config = config or EnvironmentConfig()
@@ -144,10 +163,11 @@ class Environment:
         self._indexes: dict[tuple[str, ...], CorpusIndex] = {}
         self._scoped: set[CorpusIndex] = set()  # indexes whose scoped searches were announced
         self._pool = ThreadPoolExecutor(max_workers=4)
-        self.hidden: set[str] = set()
+        listed: set[str] = set()
         if self.config.exclude_docs_file:
             lines = Path(self.config.exclude_docs_file).read_text(encoding="utf-8").splitlines()
-            self.hidden = {line.strip() for line in lines if line.strip()}
+            listed = {line.strip() for line in lines if line.strip()}
+        self.hidden = Hidden(listed, heldout)
 
     # --- entry point --------------------------------------------------------------------------
 
@@ -212,7 +232,7 @@ class Environment:
             return index.search(query, k, shards)
         kept = []  # the first k of the top 5k that are not hidden, ranked anew
         for hit in index.ranked(query, k + 4 * k, shards):
-            if hit.doc_id not in self.hidden and hit.url not in self.hidden:
+            if not self.hidden.doc(hit.doc_id, hit.url):
                 hit.rank = len(kept) + 1
                 kept.append(hit)
                 if len(kept) == k:
@@ -241,8 +261,8 @@ class Environment:
         index = self.index(self.config.corpora)
         parts, found = [], 0
         for url in arguments["url"]:
-            page = None if url in self.hidden else index.page(url)
-            if page is not None and str(page.get("id")) in self.hidden:
+            page = None if url in self.hidden.listed else index.page(url)
+            if page is not None and self.hidden.doc(str(page.get("id")), url):
                 page = None
             if page is None:
                 parts.append(f"The useful information in {url}: the page could not be found.")
@@ -354,15 +374,14 @@ def _load_entry_point(spec: ToolSpec):
 
 
 def environment_for(
-    config, llm=None, exclude_docs_file: str | None = None, base_dir: str | Path | None = None
+    config, llm=None, heldout=None, base_dir: str | Path | None = None
 ) -> Environment:
     """The environment of a pipeline config: its `tools` list (built-ins + custom tools; paths in
     a tool's `run` relative to `base_dir`, the config file's folder) and its `environment:`
-    section (when the config has one)."""
+    section (when the config has one); `heldout`: a rule of documents to hide besides the
+    config's `exclude_docs_file` (eval/heldout.py's HeldoutRule)."""
     base_dir = base_dir or getattr(config, "config_dir", None)
     registry = ToolRegistry.from_config(getattr(config, "tools", None), base_dir=base_dir)
     raw = getattr(config, "environment", None)
     env_config = raw if isinstance(raw, EnvironmentConfig) else EnvironmentConfig.from_dict(raw)
-    if exclude_docs_file:
-        env_config.exclude_docs_file = exclude_docs_file
-    return Environment(registry, env_config, llm)
+    return Environment(registry, env_config, llm, heldout=heldout)

@@ -3,21 +3,34 @@
 A document is held out when a hash of (seed, its id) falls below `share`; a question is held out
 when ANY of its source documents is, and then it never becomes training data (no FAS/HAS document
 is built from it), while training questions have no held-out source document at all. Rollouts
-that make training data run with the held-out documents hidden from the tools
-(`EnvironmentConfig.exclude_docs_file`), so no held-out page reaches a training text through a
-tool response either; the evaluation runs with the whole corpus. Deterministic: the same seed
+that make training data run with the held-out documents hidden from the tools (`HeldoutRule`,
+by id, or a listed `EnvironmentConfig.exclude_docs_file`), so no held-out page reaches a
+training text through a tool response either; the evaluation runs with the whole corpus. Deterministic: the same seed
 gives the same split on any number of machines, without coordination.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 
 def heldout_doc(doc_id: str, share: float, seed: int) -> bool:
     digest = hashlib.sha256(f"heldout:{seed}:{doc_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+class HeldoutRule:
+    """The held-out documents as a rule, not a list: `doc_id in rule` hashes the id (a chunk
+    "<id>#c3" is its document's), so a task that hides them holds nothing per document,
+    whatever the corpus's size."""
+
+    def __init__(self, share: float, seed: int):
+        self.share, self.seed = share, seed
+
+    def __contains__(self, doc_id: str) -> bool:
+        return heldout_doc(re.sub(r"#c\d+$", "", str(doc_id)), self.share, self.seed)
 
 
 def question_docs(question: dict) -> list[str]:

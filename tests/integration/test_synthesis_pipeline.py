@@ -70,6 +70,30 @@ def run(tmp_path_factory, corpus):
     return out
 
 
+def test_no_heldout_page_reaches_a_has_text(run, corpus, tmp_path, monkeypatch):
+    """HAS rollouts hide the held-out documents (a rule per id, eval/heldout.py): none of their
+    urls is in a HAS text. The same has stage with the rule switched off shows some, so the
+    check can fail."""
+    import shutil
+
+    from data_synthesis.eval.heldout import HeldoutRule, heldout_doc
+
+    docs = [json.loads(line) for line in open(corpus)]
+    held = {d["url"] for d in docs if heldout_doc(d["id"], 0.1, 1234)}
+
+    def shown(text: str) -> list[str]:
+        return [url for url in held if f"({url})" in text]
+
+    assert held and not shown((run / "final/has.jsonl").read_text())
+    copy = tmp_path / "unhidden"
+    shutil.copytree(run, copy)
+    for folder in ("logs/has", "counters/has", "docs/has"):
+        shutil.rmtree(copy / folder)
+    monkeypatch.setattr(HeldoutRule, "__contains__", lambda self, doc_id: False)
+    assert main(["has", "--input", str(corpus), "--output", str(copy), "--partitions", "2"]) == 0
+    assert shown("".join(p.read_text() for p in (copy / "docs/has").glob("*.jsonl")))
+
+
 def test_every_stage_yields_and_the_summary_counts_them(run):
     stats = json.loads((run / "final/stats.json").read_text())
     assert stats["documents"] == 80

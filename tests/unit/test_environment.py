@@ -492,6 +492,20 @@ def test_hidden_documents_never_reach_a_tool_response(corpus, tmp_path):
     assert "333 metres" not in result.text and "example.org/tokyo" not in result.text
     call = {"name": "visit", "arguments": {"url": ["https://example.org/tokyo"], "goal": "x"}}
     assert not env.execute(call).ok
+    # the evaluation split's rule instead of a list: decided per id, nothing held per document
+    from data_synthesis.eval.heldout import HeldoutRule, heldout_doc
+
+    held = lambda s: heldout_doc("d-tokyo", 0.5, s) and not heldout_doc("d-lyon", 0.5, s)  # noqa: E731
+    seed = next(s for s in range(400) if held(s))
+    rule = HeldoutRule(0.5, seed)
+    assert "d-tokyo" in rule and "d-tokyo#c2" in rule and "d-lyon" not in rule
+    config.exclude_docs_file = None
+    ruled = Environment(config=config, log=lambda _: None, heldout=rule)
+    result = ruled.execute({"name": "search", "arguments": {"query": ["Tokyo Tower"]}})
+    assert "333 metres" not in result.text and "example.org/tokyo" not in result.text
+    assert not ruled.execute(call).ok
+    lyon = {"name": "visit", "arguments": {"url": ["https://example.org/lyon"], "goal": "x"}}
+    assert ruled.execute(lyon).ok  # a url is never hashed as if it were an id
 
 
 def test_python_runs_code_and_truncates_output():
