@@ -218,3 +218,43 @@ def test_look_up_tables_keep_a_bounded_number_of_files_open(tmp_path):
     del tables
     gc.collect()
     assert open_fds() == before
+
+
+def _value_partition(out, reduce_tasks: int, hub: int) -> None:
+    """Value partition 0 as `reduce_tasks` reduce tasks write it (sorted rows): a common value
+    ("is a: city") with `hub` entities in all, and 200 rare values."""
+    from data_synthesis.memory import relation_key
+
+    folder = out / "memory" / "values" / "v00000"
+    folder.mkdir(parents=True)
+    rel = relation_key("is a")  # as the reduce tasks key it
+    for task in range(reduce_tasks):
+        rows = [(rel, "city", f"city {task}-{i:07d}") for i in range(hub // reduce_tasks)]
+        rows += [(rel, f"rare {task}-{k}", f"town {task}-{k}") for k in range(200 // reduce_tasks)]
+        with open(folder / f"p{task:05d}.jsonl", "w") as handle:
+            for relation, value, entity in sorted(rows):
+                handle.write(json.dumps({"relation": relation, "value": value, "entity": entity}))
+                handle.write("\n")
+
+
+def test_the_value_index_streams_a_common_values_list(tmp_path):
+    """A common value's entity list grows with the corpus; the value_index task writes it while
+    the reduce tasks' sorted rows stream by, holding 16 bytes per entry of its tables instead of
+    every (relation, value, entity) of the partition (before: 1.56x RSS from 10 MB to 1 GB).
+    Peak traced memory for 4x the hub grows by well under the ~100 bytes an entity name held
+    in a set costs, and the look-ups still find, count and check every entity."""
+    import tracemalloc
+
+    peaks = {}
+    for hub in (20_000, 80_000):
+        out = tmp_path / str(hub)
+        _value_partition(out, 20, hub)
+        tracemalloc.start()
+        assert build_lookups(out, 0)["value keys"] == 201
+        peaks[hub] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        memory = PartitionedMemory(out, 1)
+        assert memory.count("is a", "city") == hub and len(memory.find("is a", "city")) == hub
+        assert memory.has("city 19-0000001", "is a", "city")
+        assert memory.find("is a", "rare 0-3") == ["town 0-3"]
+    assert (peaks[80_000] - peaks[20_000]) / 60_000 < 50, peaks
