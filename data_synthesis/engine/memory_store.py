@@ -271,8 +271,8 @@ def _merge_values(out: Path, index: int) -> int:
                 handle.write((", " if count else "").encode() + _json(entity))
                 member_keys.append(stable_hash(f"{key}|{entity}"))
                 count += 1
-            tail = f'], "relation": {json.dumps(relation, ensure_ascii=False)}, "value": '
-            handle.write((tail + json.dumps(value, ensure_ascii=False) + "}\n").encode("utf-8"))
+            handle.write(b'], "relation": ' + _json(relation) + b', "value": ' + _json(value))
+            handle.write(b"}\n")
             member_keys.append(stable_hash(key))
             member_counts.extend([1] * count + [count])
     tmp.replace(path)

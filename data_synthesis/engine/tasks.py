@@ -96,13 +96,8 @@ def heldout_docs_file(plan: RunPlan) -> Path:
     return plan.root / "eval" / "heldout_docs.txt"
 
 
-def base_doc_id(doc_id: str) -> str:
-    """The input document of a chunk id ("<id>#c3" -> "<id>")."""
-    return re.sub(r"#c\d+$", "", str(doc_id))
-
-
 def is_heldout_question(plan: RunPlan, question: dict) -> bool:
-    from data_synthesis.eval.heldout import heldout_doc, question_docs
+    from data_synthesis.eval.heldout import base_doc_id, heldout_doc, question_docs
 
     share = plan.config.heldout_share
     return share > 0 and any(

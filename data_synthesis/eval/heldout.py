@@ -5,8 +5,9 @@ when ANY of its source documents is, and then it never becomes training data (no
 is built from it), while training questions have no held-out source document at all. Rollouts
 that make training data run with the held-out documents hidden from the tools (`HeldoutRule`,
 by id, or a listed `EnvironmentConfig.exclude_docs_file`), so no held-out page reaches a
-training text through a tool response either; the evaluation runs with the whole corpus. Deterministic: the same seed
-gives the same split on any number of machines, without coordination.
+training text through a tool response either; the evaluation runs with the whole corpus.
+Deterministic: the same seed gives the same split on any number of machines, without
+coordination.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ def heldout_doc(doc_id: str, share: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
+def base_doc_id(doc_id: str) -> str:
+    """The input document of a chunk id ("<id>#c3" -> "<id>")."""
+    return re.sub(r"#c\d+$", "", str(doc_id))
+
+
 class HeldoutRule:
     """The held-out documents as a rule, not a list: `doc_id in rule` hashes the id (a chunk
     "<id>#c3" is its document's), so a task that hides them holds nothing per document,
@@ -30,7 +36,7 @@ class HeldoutRule:
         self.share, self.seed = share, seed
 
     def __contains__(self, doc_id: str) -> bool:
-        return heldout_doc(re.sub(r"#c\d+$", "", str(doc_id)), self.share, self.seed)
+        return heldout_doc(base_doc_id(doc_id), self.share, self.seed)
 
 
 def question_docs(question: dict) -> list[str]:
