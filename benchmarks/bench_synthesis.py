@@ -11,8 +11,9 @@ separate processes (`--rank R`, `--jobs` of them at once), so the peak RSS measu
 benchmarks/measure.py) is one task's own and the seconds are CPU seconds summed over tasks;
 the search index of the planning/has environment is built once beforehand (`python -m
 data_synthesis.environment index`, its own row: a corpus-wide job, not a task); map tasks and partitions grow with the input (one per `--mb-per-task` MB), so
-the RSS per task should stay flat while the total time grows linearly. Prints a Markdown table
-and writes it, with the per-stage timings, to WORK/results.json.
+the RSS per task should stay flat while the total time grows linearly. Prints Markdown tables
+(time and RSS per stage; MB and files on disk per folder of the run) and writes them to
+WORK/results.json.
 """
 
 from __future__ import annotations
@@ -174,7 +175,37 @@ def bench(
         "max_task_rss_mb": max(r["max_task_rss_mb"] for n, r in rows.items() if n != "index"),
         "stages": rows,
         "summary": {k: summary.get(k) for k in ("statements", "entities", "documents_by_kind")},
+        "disk": disk_usage(out),
     }
+
+
+SPLIT_FOLDERS = ("memory", "docs", "dedup", "final")  # reported by subfolder
+
+
+def _size(folder: Path) -> dict:
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    return {"mb": round(sum(f.stat().st_size for f in files) / 2**20, 1), "files": len(files)}
+
+
+def disk_usage(out: Path) -> dict:
+    """MB and files on disk per folder of the run (memory, docs, dedup and final by subfolder)
+    and of its search index: what a run of this size needs on the shared file system."""
+    usage = {}
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        parts = sorted(p for p in folder.iterdir() if p.is_dir())
+        if folder.name in SPLIT_FOLDERS and parts:
+            usage.update({f"{folder.name}/{part.name}": _size(part) for part in parts})
+            loose = [f for f in folder.iterdir() if f.is_file()]
+            if loose:
+                usage[f"{folder.name}/*"] = {
+                    "mb": round(sum(f.stat().st_size for f in loose) / 2**20, 1),
+                    "files": len(loose),
+                }
+        else:
+            usage[folder.name] = _size(folder)
+    if _index_dir(out).is_dir():
+        usage["index"] = _size(_index_dir(out))
+    return usage
 
 
 def _summary(out: Path) -> dict:
@@ -236,6 +267,15 @@ def main() -> None:
         cells = [r["stages"].get(s) for s in stages]
         text = [f"{c['seconds']} / {c['max_task_rss_mb']}" if c else "-" for c in cells]
         print(f"| {r['megabytes']} MB | " + " | ".join(text) + " |")
+    folders = sorted({folder for r in results for folder in r["disk"]})
+    print(
+        "\n| folder | " + " | ".join(f"{r['megabytes']} MB" for r in results) + " |  (MB / files)"
+    )
+    print("|---|" + "---|" * len(results))
+    for folder in folders:
+        cells = [r["disk"].get(folder) for r in results]
+        text = [f"{c['mb']} / {c['files']:,}" if c else "-" for c in cells]
+        print(f"| {folder} | " + " | ".join(text) + " |")
 
 
 if __name__ == "__main__":

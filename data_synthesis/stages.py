@@ -1,9 +1,11 @@
 """The declarative table of synthesis stages, and which method runs each one.
 
     stage      tasks        reads                              writes
-    extract    map tasks    input byte ranges                  memory/statements/pP/tT.jsonl
-    memory     partitions   memory/statements/pP/*             memory/entities/pP.jsonl (+ indexes)
-    value_index partitions  memory/{values,relations}/*P/*     memory/lookup/ (one line per key)
+    extract    map tasks    input byte ranges                  memory/statements/tT.jsonl (one
+                                                               file per task, grouped by partition)
+    memory     partitions   partition P's range of each tT     memory/entities/pP.jsonl, and
+                                                               memory/{values,relations}/pP.jsonl
+    value_index partitions  range P of memory/{values,relations}/*  memory/lookup/ (a line per key)
     questions  partition tasks  memory/entities/pP.jsonl       questions/pP.jsonl
     planning   partition tasks  questions/pP.jsonl             docs/planning/pP.jsonl
     reasoning  partition tasks  questions/pP.jsonl             docs/reasoning/pP.jsonl

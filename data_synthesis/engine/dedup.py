@@ -55,7 +55,8 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from data_synthesis.engine.io import PartitionFiles, count_lines, iter_jsonl, write_json
+from data_synthesis.engine.io import count_lines, iter_jsonl, write_json
+from data_synthesis.engine.shuffle import ShuffleWriter, partition_bytes, shuffle_files
 
 _WORD = re.compile(r"\w+")
 
@@ -176,36 +177,35 @@ SENTINEL = (1 << 32) - 1  # datatrove's file id of an index match (no index is u
 
 
 class Removals(PipelineStep):
-    """Sends the later document of every duplicate pair to its partition's removal list
-    (REMOVALS/<partition>/<task>.bin, uint32 positions). It runs after datatrove's buckets step
-    in the same task and reads the pair file that task wrote (`bands` = the LSH band count).
+    """Sends the later document of every duplicate pair to its partition's removal list: one
+    file per task, REMOVALS/<task>.bin (uint32 positions grouped by partition, with its
+    .index.npy: engine/shuffle.py). It runs after datatrove's buckets step in the same task and
+    reads the pair file that task wrote (`bands` = the LSH band count).
 
-    A rerun of a killed task rewrites its files whole (temporary files, renamed at the end)."""
+    A rerun of a killed task rewrites its file whole (temporary files, renamed at the end)."""
 
     name = "dedup removals"
     type = "🫂 - DEDUP"
 
-    def __init__(self, buckets_folder: str, removals_folder: str, bands: int):
+    def __init__(self, buckets_folder: str, removals_folder: str, bands: int, partitions: int):
         super().__init__()
         self.buckets_folder, self.removals_folder = buckets_folder, removals_folder
-        self.bands = bands
+        self.bands, self.partitions = bands, partitions
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         band, worker = divmod(rank, world_size // self.bands)  # as MinhashDedupBuckets names it
         pairs = Path(self.buckets_folder) / f"{band:05d}_{worker:02d}.dups"
-        folder = Path(self.removals_folder)
-        for stale in folder.glob(f"*/{rank:05d}.bin.tmp"):
-            stale.unlink()  # left by a killed run of this task
-        with PartitionFiles(
-            lambda partition: folder / f"{partition:05d}" / f"{rank:05d}.bin"
-        ) as files:
+        written = set()
+        path = Path(self.removals_folder) / f"{rank:05d}.bin"
+        with ShuffleWriter(path, self.partitions) as files:
             for later in _later_documents(pairs):
                 later = later[np.argsort(later[:, 0], kind="stable")]
                 partitions, starts = np.unique(later[:, 0], return_index=True)
                 for partition, rows in zip(partitions.tolist(), np.split(later[:, 1], starts[1:])):
                     files.write(partition, rows.astype(U32).tobytes())
                     self.stat_update("pairs", value=len(rows))
-            written = files.commit()
+                written.update(partitions.tolist())
+            files.commit()
         self.stat_update("partitions written", value=len(written))
 
 
@@ -244,9 +244,11 @@ class RemoveIds(PipelineStep):
         self.removals_folder, self.remove_ids_folder = removals_folder, remove_ids_folder
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        parts = sorted((Path(self.removals_folder) / f"{rank:05d}").glob("*.bin"))
+        parts = shuffle_files(Path(self.removals_folder), "*.bin")
         ids = np.unique(
-            np.concatenate([np.fromfile(p, dtype=U32) for p in parts] or [np.empty(0, U32)])
+            np.concatenate(
+                [np.frombuffer(partition_bytes(p, rank), U32) for p in parts] or [np.empty(0, U32)]
+            )
         )
         path = Path(self.remove_ids_folder) / f"{rank:06d}.remove"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +317,7 @@ def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]
             "dedup-buckets",
             [
                 MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh),
-                Removals(str(work / "buckets"), str(work / "removals"), mh.num_buckets),
+                Removals(str(work / "buckets"), str(work / "removals"), mh.num_buckets, partitions),
             ],
             mh.num_buckets * max(1, partitions // mh.num_buckets),
         ),

@@ -202,43 +202,6 @@ def write_json(path: str | Path, obj) -> Path:
     return path
 
 
-class PartitionFiles:
-    """A task's output files, one per partition (`path_of(partition)`), each opened on its first
-    write as a temporary file beside its name; `commit()` renames them all and returns the
-    partitions written. A killed task leaves no partial file under a final name."""
-
-    def __init__(self, path_of):
-        self.path_of = path_of
-        self._handles: dict = {}
-
-    def _tmp(self, partition) -> Path:
-        path = Path(self.path_of(partition))
-        return path.with_name(path.name + ".tmp")
-
-    def write(self, partition, data: bytes) -> None:
-        if partition not in self._handles:
-            tmp = self._tmp(partition)
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            self._handles[partition] = open(tmp, "wb")
-        self._handles[partition].write(data)
-
-    def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-
-    def commit(self) -> set:
-        self.close()
-        for partition in self._handles:
-            self._tmp(partition).replace(self.path_of(partition))
-        return set(self._handles)
-
-    def __enter__(self) -> PartitionFiles:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 class NpyWriter:
     """A .npy array written a block at a time, for arrays larger than memory: a placeholder
     header first, the final shape written into it on `close` (numpy pads a header to a multiple
@@ -295,6 +258,9 @@ class NpyArray:
         width = self.dtype.itemsize
         data = _pread(self._file.fileno(), (stop - start) * width, self.offset + start * width)
         return np.frombuffer(data, self.dtype)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _pread(fd: int, size: int, offset: int) -> bytes:

@@ -1,13 +1,18 @@
 """The entity memory as map -> shuffle -> reduce, and a view that loads only what it needs.
 
-    OUT/memory/statements/pPPPPP/tTTTTT.jsonl   map: statements of task T whose normalised entity
-                                                hashes to partition P
+    OUT/memory/statements/tTTTTT.jsonl          map: task T's statements grouped by partition
+                                                (a hash of the normalised entity), with
+                                                .index.npy: partition -> byte range
+                                                (engine/shuffle.py: one file per task)
     OUT/memory/entities/pPPPPP.jsonl            reduce: entity records of partition P, by key
     OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset (keys(): small runs)
     OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> byte offset, sorted
-    OUT/memory/relations/rRRRRR/pPPPPP.jsonl    numeric statements by relation (for comparison /
-                                                numeric questions: the peers of an entity)
-    OUT/memory/values/vVVVVV/pPPPPP.jsonl       (relation, value, entity) rows, for find()
+    OUT/memory/relations/pPPPPP.jsonl           reduce task P's numeric statements by relation
+                                                (for comparison / numeric questions: the peers
+                                                of an entity), grouped by relation partition
+    OUT/memory/values/pPPPPP.jsonl              reduce task P's (relation, value, entity) rows,
+                                                for find(), grouped by value partition (both
+                                                with .index.npy, as the statements)
     OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage: the
                                                 rows above merged across reduce tasks, one line
                                                 per key, found through a hash table
@@ -41,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_synthesis.engine.io import dumps, iter_jsonl, partition_of, stable_hash, write_json
+from data_synthesis.engine.io import dumps, partition_of, stable_hash, write_json
 from data_synthesis.engine.lookup import SizedCache, Tables, write_hashed_table, write_table
+from data_synthesis.engine.shuffle import merge_block, partition_lines, shuffle_files, write_grouped
 
 
 def _memory_module():
@@ -75,8 +81,35 @@ def value_key(value: dict) -> str:
     return str(value.get("entity") or value.get("text"))
 
 
-def statements_file(out: Path, partition: int, task: int) -> Path:
-    return Path(out) / "memory" / "statements" / f"p{partition:05d}" / f"t{task:05d}.jsonl"
+def statements_file(out: Path, task: int) -> Path:
+    return Path(out) / "memory" / "statements" / f"t{task:05d}.jsonl"
+
+
+def index_rows_file(out: Path, kind: str, partition: int) -> Path:
+    """Reduce task `partition`'s rows of the `kind` ("values", "relations") index."""
+    return Path(out) / "memory" / kind / f"p{partition:05d}.jsonl"
+
+
+def _rows(out: Path, folder: str, partition: int) -> Iterator[dict]:
+    """Partition `partition`'s rows in every task's shuffle file of memory/`folder`, in task
+    order; the files are read a block at a time, each open only while a block is read."""
+    files = shuffle_files(Path(out) / "memory" / folder)
+    block = merge_block(len(files))
+    for path in files:
+        yield from (json.loads(line) for line in partition_lines(path, partition, block))
+
+
+def _write_index_rows(out: Path, kind: str, partition: int, groups: dict, partitions: int):
+    """Reduce task `partition`'s rows of an index, `groups` {index partition: rows in order}."""
+    write_grouped(
+        index_rows_file(out, kind, partition),
+        partitions,
+        (
+            (index, (dumps(row) + "\n").encode("utf-8"))
+            for index in sorted(groups)
+            for row in groups[index]
+        ),
+    )
 
 
 def entities_file(out: Path, partition: int) -> Path:
@@ -143,9 +176,7 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
     relation index (numeric statements, for peers) and the value index (for find); records
     are then capped at `cap` statements (cap_record; 0: never)."""
     out = Path(out)
-    folder = out / "memory" / "statements" / f"p{partition:05d}"
-    files = sorted(folder.glob("t*.jsonl")) if folder.exists() else []
-    records, canonical = build_entities([s for f in files for s in iter_jsonl(f)])
+    records, canonical = build_entities(list(_rows(out, "statements", partition)))
     target = entities_file(out, partition)
     target.parent.mkdir(parents=True, exist_ok=True)
     offsets, position = {}, 0
@@ -170,18 +201,16 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
             offsets[record["entity"]] = position
             handle.write(line)
             position += len(line)
-    for r, rows in relation_rows.items():
-        _write_lines(
-            out / "memory" / "relations" / f"r{r:05d}" / f"p{partition:05d}.jsonl",
-            sorted(
-                _peer_sample(rows), key=lambda row: (row["relation"], row["statement"]["entity"])
-            ),
-        )
-    for v, rows in value_rows.items():
-        _write_lines(
-            out / "memory" / "values" / f"v{v:05d}" / f"p{partition:05d}.jsonl",
-            [{"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows)],
-        )
+    relations = {
+        r: sorted(_peer_sample(rows), key=lambda row: (row["relation"], row["statement"]["entity"]))
+        for r, rows in relation_rows.items()
+    }
+    _write_index_rows(out, "relations", partition, relations, partitions)
+    values = {
+        v: ({"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows))
+        for v, rows in value_rows.items()
+    }
+    _write_index_rows(out, "values", partition, values, partitions)
     aliases = {k: v for k, v in canonical.items() if k != v}
     write_table(
         table_of(target),
@@ -217,11 +246,8 @@ def build_lookups(out: Path, index: int) -> dict:
     PEER_SAMPLE best of each type over all partitions); each file gets its look-up table."""
     out = Path(out)
     counts = {"value keys": _merge_values(out, index)}
-    folder = out / "memory" / "relations" / f"r{index:05d}"
     relations: dict[str, list[dict]] = defaultdict(list)
-    for row in _peer_sample(
-        row for path in sorted(folder.glob("p*.jsonl")) for row in iter_jsonl(path)
-    ):
+    for row in _peer_sample(_rows(out, "relations", index)):
         relations[row["relation"]].append(row)
     grouped = [{"relation": relation, "rows": rows} for relation, rows in sorted(relations.items())]
     counts["relations"] = len(grouped)
@@ -236,10 +262,14 @@ def members_of(path: Path) -> Path:
 def _value_rows(out: Path, index: int) -> Iterator[tuple[str, str, str]]:
     """Value partition `index`'s (relation, value, entity) rows of every reduce task, merged in
     order: each task wrote its rows sorted, so nothing is held but a row per task."""
-    folder = out / "memory" / "values" / f"v{index:05d}"
+    files = shuffle_files(out / "memory" / "values")
+    block = merge_block(len(files))
     streams = (
-        ((row["relation"], row["value"], row["entity"]) for row in iter_jsonl(path))
-        for path in sorted(folder.glob("p*.jsonl"))
+        (
+            (row["relation"], row["value"], row["entity"])
+            for row in map(json.loads, partition_lines(path, index, block))
+        )
+        for path in files
     )
     previous = None
     for row in heapq.merge(*streams):

@@ -26,7 +26,6 @@ from data_synthesis.config import PipelineConfig
 from data_synthesis.engine.checkpoint import BatchCheckpoint, RequestCache
 from data_synthesis.engine.io import (
     InputError,
-    PartitionFiles,
     count_lines,
     dumps,
     iter_jsonl,
@@ -46,6 +45,7 @@ from data_synthesis.engine.memory_store import (
     reduce_partition,
     statements_file,
 )
+from data_synthesis.engine.shuffle import ShuffleWriter
 from data_synthesis.stage_api import Counters, StageContext
 
 
@@ -326,13 +326,11 @@ def run_extract(plan: RunPlan, rank: int, world: int) -> None:
     work = Work(rank, documents, total, "B", lambda doc: doc.pop("_bytes", 0))
     shared = TaskTools.build(plan, "extract")
     checkpoint = _run_batches(plan, "extract", work, shared, f"{rank + 1}/{world}")
-    with PartitionFiles(lambda p: statements_file(plan.root, p, rank)) as files:
+    with ShuffleWriter(statements_file(plan.root, rank), plan.partitions) as files:
         for record in checkpoint.records():
             p = entity_partition(record["entity"], plan.partitions)
             files.write(p, (dumps(record) + "\n").encode("utf-8"))
-        written = files.commit()
-    for p in set(range(plan.partitions)) - written:
-        statements_file(plan.root, p, rank).unlink(missing_ok=True)
+        files.commit()
     held = plan.root / "eval" / "heldout_docs" / f"t{rank:05d}.txt"
     held.parent.mkdir(parents=True, exist_ok=True)
     held.with_suffix(".tmp").write_text("".join(f"{d}\n" for d in heldout), encoding="utf-8")

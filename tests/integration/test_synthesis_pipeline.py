@@ -503,7 +503,8 @@ def test_request_cache_replays_finished_requests_after_a_restart(tmp_path):
 
 def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
     """benchmarks/bench_synthesis.py (the figures in docs/benchmarks.md) on 1 MB, 2 tasks at once:
-    one row per stage with CPU seconds and the largest task's RSS, documents/s/core overall."""
+    one row per stage with CPU seconds and the largest task's RSS, documents/s/core overall,
+    and the disk each folder of the run takes."""
     done = subprocess.run(
         [sys.executable, "benchmarks/bench_synthesis.py", "--sizes-mb", "1", "--mb-per-task", "1"]
         + ["--jobs", "2", "--work", str(tmp_path), "--stages", "extract", "memory", "value_index"]
@@ -521,3 +522,7 @@ def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
     for row in result["stages"].values():
         assert row["seconds"] > 0 and 30 < row["max_task_rss_mb"] < 1000
     assert "| 1 MB | extract..questions |" in done.stdout
+    disk = result["disk"]
+    assert disk["memory/statements"]["mb"] > 0 and disk["memory/statements"]["files"] >= 1
+    assert disk["questions"]["files"] > 0 and "docs/has" not in disk
+    assert "| memory/statements | " in done.stdout

@@ -110,13 +110,16 @@ def test_every_drop_is_the_later_document_of_a_pair_and_no_kept_pair_collides(co
 def test_a_rerun_after_a_kill_rewrites_the_removal_files_whole(corpus, tmp_path):
     out = corpus[0]
     buckets, work = out / "dedup/buckets", tmp_path / "work"
-    stale = work / "removals" / "00007" / "00000.bin.tmp"  # a killed task's half-written file
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"\x01\x02\x03")
+    for stale in ("00000.bin.tmp", "00000.bin.run3.tmp"):  # a killed task's half-written files
+        (work / "removals").mkdir(parents=True, exist_ok=True)
+        (work / "removals" / stale).write_bytes(b"\x01\x02\x03")
     files = sorted(buckets.glob("*.dups"))
     assert len(files) == 11  # one per band: each task wrote its own, read by Removals
     for rank in range(len(files)):
-        Removals(str(buckets), str(work / "removals"), 11).run(rank=rank, world_size=len(files))
+        Removals(str(buckets), str(work / "removals"), 11, PARTITIONS).run(
+            rank=rank, world_size=len(files)
+        )
+    assert len(list((work / "removals").glob("*.bin"))) == 11  # one per task, not per partition
     for partition in range(PARTITIONS):
         RemoveIds(str(work / "removals"), str(work / "remove_ids")).run(rank=partition)
         name = f"remove_ids/{partition:06d}.remove"
@@ -129,4 +132,4 @@ def test_an_out_of_order_pair_file_is_an_error_naming_it(tmp_path):
     bad = tmp_path / "buckets" / "00000_00.dups"
     np.array([1, 5, 0, 9], dtype="<u4").tofile(bad)  # (1, 5) after (0, 9)
     with pytest.raises(ValueError, match="00000_00.dups: pair 0 is not"):
-        Removals(str(tmp_path / "buckets"), str(tmp_path / "removals"), 1).run(rank=0)
+        Removals(str(tmp_path / "buckets"), str(tmp_path / "removals"), 1, 2).run(rank=0)

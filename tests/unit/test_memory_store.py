@@ -18,9 +18,11 @@ from data_synthesis.engine.memory_store import (
     build_lookups,
     cap_record,
     entity_partition,
+    index_rows_file,
     reduce_partition,
     statements_file,
 )
+from data_synthesis.engine.shuffle import ShuffleWriter, write_grouped
 
 
 def _statement(entity: str, source: str, number: float, relation: str = "has a population of"):
@@ -60,15 +62,19 @@ def test_a_hub_entity_keeps_a_stable_bounded_sample():
     assert hub_again == record  # the same sample whatever the input order
 
 
+def _write_statements(out, statements: list[dict], partitions: int, task: int = 0) -> None:
+    """Map task `task`'s statements file, as the extract stage writes it."""
+    with ShuffleWriter(statements_file(out, task), partitions) as files:
+        for s in statements:
+            files.write(entity_partition(s["entity"], partitions), (json.dumps(s) + "\n").encode())
+        files.commit()
+
+
 def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path):
     partitions, statements = 3, []
     for i in range(400):
         statements.append(_statement(f"city {i}", f"doc-{i:04d}", 1000 + i))
-    for s in statements:
-        path = statements_file(tmp_path, entity_partition(s["entity"], partitions), 0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(s) + "\n")
+    _write_statements(tmp_path, statements, partitions)
     for p in range(partitions):
         reduce_partition(tmp_path, p, partitions, cap=512)
     for p in range(partitions):
@@ -103,9 +109,7 @@ def test_a_capped_hub_is_still_found_by_every_value(tmp_path):
     """The value index is built before a hub's record is capped: `find` (the check that a
     description picks out one entity) still sees statements the record no longer carries."""
     hub = [_statement("europe", f"doc-{i:04d}", i) for i in range(300)]
-    path = statements_file(tmp_path, 0, 0)
-    path.parent.mkdir(parents=True)
-    path.write_text("".join(json.dumps(s) + "\n" for s in hub))
+    _write_statements(tmp_path, hub, 1)
     assert reduce_partition(tmp_path, 0, 1, cap=40)["statements"] == 300
     build_lookups(tmp_path, 0)
     view = PartitionedMemory(tmp_path, 1)
@@ -128,9 +132,7 @@ def test_a_description_is_checked_without_reading_a_common_values_list(tmp_path)
         statements.append(kind)
     founded = _statement("city 7", "doc-x", 0, relation="was founded in")
     founded["value"] = {"entity": None, "number": 1200, "text": "1200", "type": "date"}
-    path = statements_file(tmp_path, 0, 0)
-    path.parent.mkdir(parents=True)
-    path.write_text("".join(json.dumps(s) + "\n" for s in [*statements, founded]))
+    _write_statements(tmp_path, [*statements, founded], 1)
     reduce_partition(tmp_path, 0, 1, cap=512)
     build_lookups(tmp_path, 0)
     view = PartitionedMemory(tmp_path, 1)
@@ -225,16 +227,18 @@ def _value_partition(out, reduce_tasks: int, hub: int) -> None:
     ("is a: city") with `hub` entities in all, and 200 rare values."""
     from data_synthesis.memory import relation_key
 
-    folder = out / "memory" / "values" / "v00000"
-    folder.mkdir(parents=True)
     rel = relation_key("is a")  # as the reduce tasks key it
     for task in range(reduce_tasks):
         rows = [(rel, "city", f"city {task}-{i:07d}") for i in range(hub // reduce_tasks)]
         rows += [(rel, f"rare {task}-{k}", f"town {task}-{k}") for k in range(200 // reduce_tasks)]
-        with open(folder / f"p{task:05d}.jsonl", "w") as handle:
-            for relation, value, entity in sorted(rows):
-                handle.write(json.dumps({"relation": relation, "value": value, "entity": entity}))
-                handle.write("\n")
+        write_grouped(
+            index_rows_file(out, "values", task),
+            1,
+            (
+                (0, (json.dumps({"relation": a, "value": b, "entity": c}) + "\n").encode())
+                for a, b, c in sorted(rows)
+            ),
+        )
 
 
 def test_the_value_index_streams_a_common_values_list(tmp_path):

@@ -1,0 +1,188 @@
+"""The shuffle between a stage's tasks and the next stage's partitions: one file per task.
+
+A task that sends rows to many partitions writes them into one file, grouped by partition in
+ascending order, beside an index of byte offsets (`<name>.index.npy`: partitions + 1 uint64s;
+partition p's rows are bytes [index[p], index[p + 1])). A partition's reader takes its range
+from each task's file, in task order, so it sees the rows exactly as a file per (task,
+partition) would have held them.
+
+Why not a file per (task, partition): that makes tasks x partitions files and a writer with a
+file open per partition. The 1 TB plan (1,024 map tasks, 16,384 partitions) would have written
+16.8M statement files, with every map task holding 16,384 files open - past the usual
+open-files limit of a cluster's jobs (1,024 or 4,096) - and 16,384 x 16,384 = 268M value-index
+files from the reduce tasks. One file per task is how sort-based shuffles (Spark's, Hadoop's
+map output) keep the count at 2 x tasks.
+
+`ShuffleWriter` takes rows for partitions in any order, buffers up to `memory` bytes and spills
+them as runs grouped the same way; `commit` joins the runs range by range. `write_grouped`
+writes rows that already come in partition order (the reduce tasks' index rows) straight to
+the file. Both write under temporary names and rename the index, then the data file: a killed
+task leaves no data file under its final name, and readers list data files only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from data_synthesis.engine.io import NpyArray
+
+COPY_BLOCK = 8 << 20  # bytes copied at a time when runs are joined
+READ_MEMORY = 16 << 20  # read buffers of all the files a merge reads at once
+
+
+def index_of(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name.rsplit(".", 1)[0] + ".index.npy")
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _commit(path: Path, data_tmp: Path, sizes: np.ndarray) -> None:
+    offsets = np.zeros(len(sizes) + 1, np.uint64)
+    np.cumsum(sizes, out=offsets[1:])
+    index = index_of(path)
+    with open(_tmp(index), "wb") as handle:
+        np.save(handle, offsets)
+    _tmp(index).replace(index)
+    data_tmp.replace(path)
+
+
+def write_grouped(path: Path, partitions: int, rows: Iterable[tuple[int, bytes]]) -> None:
+    """Write `rows` ((partition, bytes), partitions ascending) as a task's shuffle file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sizes = np.zeros(partitions, np.uint64)
+    last = -1
+    with open(_tmp(path), "wb") as handle:
+        for partition, data in rows:
+            if partition < last:
+                raise ValueError(f"{path}: partition {partition} written after {last}")
+            last = partition
+            handle.write(data)
+            sizes[partition] += len(data)
+    _commit(path, _tmp(path), sizes)
+
+
+class ShuffleWriter:
+    """A task's shuffle file from rows for partitions in any order, in about `memory` bytes."""
+
+    def __init__(self, path: Path, partitions: int, memory: int = 64 << 20):
+        self.path, self.partitions, self.memory = Path(path), partitions, memory
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in [_tmp(self.path), *self.path.parent.glob(self.path.name + ".run*.tmp")]:
+            stale.unlink(missing_ok=True)  # left by a killed run of this task
+        self._buffers: dict[int, list[bytes]] = defaultdict(list)
+        self._buffered = 0
+        self._runs: list[tuple[Path, np.ndarray]] = []  # (run file, bytes per partition)
+
+    def write(self, partition: int, data: bytes) -> None:
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"{self.path}: partition {partition} not in [0, {self.partitions})")
+        self._buffers[partition].append(data)
+        self._buffered += len(data)
+        if self._buffered >= self.memory:
+            self._spill()
+
+    def _spill(self) -> None:
+        run = self.path.with_name(f"{self.path.name}.run{len(self._runs)}.tmp")
+        sizes = np.zeros(self.partitions, np.uint64)
+        with open(run, "wb") as handle:
+            for partition in sorted(self._buffers):
+                data = b"".join(self._buffers[partition])
+                handle.write(data)
+                sizes[partition] = len(data)
+        self._runs.append((run, sizes))
+        self._buffers.clear()
+        self._buffered = 0
+
+    def commit(self) -> None:
+        if self._buffered or not self._runs:
+            self._spill()
+        if len(self._runs) == 1:
+            run, sizes = self._runs[0]
+            _commit(self.path, run, sizes)
+            return
+        starts = [np.concatenate([[0], np.cumsum(sizes)]) for _, sizes in self._runs]
+        files = [open(run, "rb", buffering=0) for run, _ in self._runs]  # noqa: SIM115
+        try:
+            with open(_tmp(self.path), "wb") as out:
+                for partition in np.flatnonzero(sum(sizes for _, sizes in self._runs)).tolist():
+                    for handle, start in zip(files, starts):
+                        _copy(handle, out, int(start[partition]), int(start[partition + 1]))
+        finally:
+            for handle in files:
+                handle.close()
+        _commit(self.path, _tmp(self.path), sum(sizes for _, sizes in self._runs))
+        for run, _ in self._runs:
+            run.unlink()
+
+    def __enter__(self) -> ShuffleWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._buffers.clear()
+
+
+def _copy(source, target, start: int, stop: int) -> None:
+    while start < stop:
+        data = os.pread(source.fileno(), min(COPY_BLOCK, stop - start), start)
+        target.write(data)
+        start += len(data)
+
+
+def shuffle_files(folder: Path, pattern: str = "*.jsonl") -> list[Path]:
+    """The tasks' committed shuffle files in `folder`, in task order."""
+    folder = Path(folder)
+    return sorted(folder.glob(pattern)) if folder.is_dir() else []
+
+
+def partition_range(path: Path, partition: int) -> tuple[int, int]:
+    index = NpyArray(index_of(path))
+    try:
+        start, stop = index.read(partition, partition + 2).tolist()
+    finally:
+        index.close()
+    return start, stop
+
+
+def partition_bytes(path: Path, partition: int) -> bytes:
+    """Partition `partition`'s bytes in one task's file, read whole."""
+    start, stop = partition_range(path, partition)
+    with open(path, "rb", buffering=0) as handle:
+        data = os.pread(handle.fileno(), stop - start, start) if stop > start else b""
+    if len(data) != stop - start:
+        raise EOFError(f"{path}: {stop - start - len(data)} bytes missing at offset {start}")
+    return data
+
+
+def partition_lines(path: Path, partition: int, block: int = 1 << 16) -> Iterator[bytes]:
+    """Partition `partition`'s lines in one task's file, read `block` bytes at a time and cut
+    one line at a time; the file is open only while a block is read, so a merge of thousands
+    of tasks' files holds no file open and about a block per file."""
+    start, stop = partition_range(path, partition)
+    data, at = b"", 0
+    while start < stop or at < len(data):
+        end = data.find(b"\n", at)
+        if end >= 0:
+            yield data[at:end]
+            at = end + 1
+            continue
+        if start >= stop:
+            raise ValueError(f"{path}: partition {partition} does not end with a newline")
+        with open(path, "rb", buffering=0) as handle:
+            more = os.pread(handle.fileno(), min(block, stop - start), start)
+        if not more:
+            raise EOFError(f"{path}: {stop - start} bytes missing at offset {start}")
+        data, at, start = data[at:] + more, 0, start + len(more)
+
+
+def merge_block(files: int) -> int:
+    """The read block for a merge of `files` files at once: READ_MEMORY in all, 4 to 64 KB."""
+    return max(4096, min(1 << 16, READ_MEMORY // max(1, files)))
