@@ -55,7 +55,7 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from data_synthesis.engine.io import count_lines, iter_jsonl, write_json
+from data_synthesis.engine.io import allow_open_files, count_lines, iter_jsonl, write_json
 from data_synthesis.engine.shuffle import ShuffleWriter, partition_bytes, shuffle_files
 
 _WORD = re.compile(r"\w+")
@@ -174,6 +174,23 @@ def _kept_record(self, document) -> dict:
 U32 = np.dtype("<u4")  # pairs are (file1, doc1, file2, doc2) as 4 x U32; positions are U32
 PAIRS_PER_READ = 1 << 18
 SENTINEL = (1 << 32) - 1  # datatrove's file id of an index match (no index is used here)
+
+
+class OpenFiles(PipelineStep):
+    """Lets the task hold `needed` files open (engine.io.allow_open_files), before a step that
+    does: datatrove's MinhashDedupBuckets reads every signature task's file of its band at once,
+    one per partition (16,384 in the 1 TB plan, past a cluster job's usual soft limit)."""
+
+    name = "open files"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, needed: int, what: str):
+        super().__init__()
+        self.needed, self.what = needed, what
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        allow_open_files(self.needed, self.what)
+        return data
 
 
 class Removals(PipelineStep):
@@ -316,6 +333,7 @@ def dedup_jobs(out: Path, config, partitions: int) -> list[tuple[str, list, int]
         (
             "dedup-buckets",
             [
+                OpenFiles(partitions + 64, "dedup-buckets (a signature file per partition)"),
                 MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=mh),
                 Removals(str(work / "buckets"), str(work / "removals"), mh.num_buckets, partitions),
             ],

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,3 +273,19 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
         parts.append(part)
         size, offset = size - len(part), offset + len(part)
     return b"".join(parts)
+
+
+def allow_open_files(needed: int, what: str = "") -> None:
+    """Raise the soft limit on open files (up to the hard one) when `needed` files would use
+    more than half of it (a cluster job's default soft limit is often 1,024). With `what` (a
+    task that must hold them all), an error naming it when even the hard limit is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft // 2:
+        return
+    if what and hard != resource.RLIM_INFINITY and needed > hard - 64:
+        raise OSError(
+            f"{what} needs {needed:,} files open at once, but this process may open only "
+            f"{hard:,} (hard limit, `ulimit -Hn`): raise it on the nodes, or use fewer partitions"
+        )
+    wanted = 2 * needed + soft if hard == resource.RLIM_INFINITY else min(hard, 2 * needed + soft)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

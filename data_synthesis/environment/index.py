@@ -30,14 +30,13 @@ from __future__ import annotations
 import bisect
 import json
 import random
-import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data_synthesis.engine.io import NpyArray, stable_hash
+from data_synthesis.engine.io import NpyArray, allow_open_files, stable_hash
 from data_synthesis.engine.lookup import SizedCache, Tables
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
@@ -112,16 +111,6 @@ class OpenShards(Sequence):
         return len(self._open)
 
 
-def _allow_open_files(needed: int) -> None:
-    """Raise the soft limit on open files (up to the hard one) when an index's shards would use
-    half of it: a shard keeps six files open and opens its two look-up tables on first use."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or needed <= soft // 2:
-        return
-    wanted = 2 * needed + soft if hard == resource.RLIM_INFINITY else min(hard, 2 * needed + soft)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
 class CorpusIndex:
     """Search and page look-up over local corpora. `CorpusIndex.open(paths, config)` builds the
     index on first use and loads it afterwards."""
@@ -138,7 +127,7 @@ class CorpusIndex:
             first += shard["passages"]
         self.shards = OpenShards(places)
         self._firsts = [first for _, first, _ in places]
-        _allow_open_files(8 * min(len(places), SHARDS_OPEN))
+        allow_open_files(8 * min(len(places), SHARDS_OPEN))
         self._tables = Tables()
         self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries

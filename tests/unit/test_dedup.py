@@ -2,12 +2,16 @@
 near-duplicates spread over partitions: each group keeps its first document, every dropped
 document is the later one of a pair LSH found, no kept pair collides; decontamination drops a
 document that shares an n-gram with an evaluation set. The sharded removal steps rerun after a
-kill rewrite their files whole, and an out-of-order pair file is an error naming it."""
+kill rewrite their files whole, and an out-of-order pair file is an error naming it. A buckets
+task may open a signature file per partition, past a job's soft open-files limit."""
 
 from __future__ import annotations
 
 import json
 import random
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ import pytest
 from datatrove.executor import LocalPipelineExecutor
 
 from data_synthesis.config import PipelineConfig
-from data_synthesis.engine.dedup import Removals, RemoveIds, dedup_jobs
+from data_synthesis.engine.dedup import RegexWordTokenizer, Removals, RemoveIds, dedup_jobs
 
 PARTITIONS = 3
 # letters only: MinHash's text normalisation maps every digit to 0
@@ -133,3 +137,52 @@ def test_an_out_of_order_pair_file_is_an_error_naming_it(tmp_path):
     np.array([1, 5, 0, 9], dtype="<u4").tofile(bad)  # (1, 5) after (0, 9)
     with pytest.raises(ValueError, match="00000_00.dups: pair 0 is not"):
         Removals(str(tmp_path / "buckets"), str(tmp_path / "removals"), 1, 2).run(rank=0)
+
+
+def _buckets_task(
+    folder: Path, partitions: int, with_open_files: bool
+) -> subprocess.CompletedProcess:
+    """One dedup-buckets task (band 0) over `partitions` signature files, in a process whose soft
+    open-files limit is 128, as a cluster job's often is (1,024) relative to 16,384 partitions."""
+    steps = "[OpenFiles(n + 64, 'dedup-buckets'), buckets]" if with_open_files else "[buckets]"
+    code = f"""
+import resource, sys
+from data_synthesis.config import PipelineConfig
+from data_synthesis.engine.dedup import OpenFiles, minhash_config
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+n, folder = {partitions}, {str(folder)!r}
+mh = minhash_config(PipelineConfig())
+buckets = MinhashDedupBuckets(folder + "/signatures", folder + "/buckets", config=mh)
+data = None
+for step in {steps}:
+    data = step(data, 0, mh.num_buckets)
+"""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_a_buckets_task_may_open_a_signature_file_per_partition(tmp_path):
+    """datatrove's MinhashDedupBuckets opens every signature file of its band at once (one per
+    partition): past the soft open-files limit it fails, unless `OpenFiles` raises that limit
+    (to the hard one) first; a hard limit too low is an error naming the job."""
+    from datatrove.data import Document
+
+    from data_synthesis.engine.dedup import OpenFiles, Signatures, minhash_config
+    from data_synthesis.engine.io import allow_open_files
+
+    partitions, rng = 300, random.Random(3)
+    mh = minhash_config(PipelineConfig())
+    signatures = Signatures(str(tmp_path / "signatures"), config=mh, language=RegexWordTokenizer())
+    for rank in range(partitions):
+        doc = Document(text=_text(rng, 50), id=f"d{rank}")
+        signatures.run(iter([doc]), rank=rank, world_size=partitions)
+    failed = _buckets_task(tmp_path, partitions, with_open_files=False)
+    assert failed.returncode != 0 and "Too many open files" in failed.stderr
+    done = _buckets_task(tmp_path, partitions, with_open_files=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list((tmp_path / "buckets").glob("00000_*.dups"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY:
+        with pytest.raises(OSError, match=r"dedup-buckets needs .* files open at once"):
+            allow_open_files(hard + 1, "dedup-buckets")
+    assert OpenFiles(10, "x").run(None) is None
