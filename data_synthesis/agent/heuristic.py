@@ -19,6 +19,8 @@ import re
 import zlib
 
 _WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
+_WORD_OR_BREAK = re.compile(r"[A-Za-z0-9][\w'-]*|[,;:()]")
+_PAGE_HEADER = re.compile(r"^The content of \S+ \(.*?\):\n")  # environment/executor.py
 _RESULT = re.compile(r"^\d+\. \[(?P<title>[^\]]*)\]\((?P<url>[^)]*)\)", re.MULTILINE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _NUMBER = re.compile(r"\d[\d,.]*(?:\s+(?:million|billion|thousand))?(?:\s+[a-z]+){0,2}")
@@ -68,24 +70,33 @@ def answer_step(sentence: str, candidate: str) -> dict:
 def answer_candidates(question: str, text: str, limit: int = 3) -> list[tuple[str, str]]:
     """(sentence, candidate answer) from the sentences of `text` that share the most words
     with the question; the candidate is what the sentence adds to the question."""
-    return list(_answer_candidates(question, text, limit))
+    return [(sentence, candidate) for _, sentence, candidate in _readings(question, text, limit)]
+
+
+def _score(asked: set[str], sentence: str) -> int:
+    """Words shared with the question; a number the question names ("1896") counts double,
+    since a sentence about another year of the same event shares every other word."""
+    shared = asked & set(_WORD.findall(sentence.lower()))
+    return len(shared) + sum(w[0].isdigit() for w in shared)
 
 
 @functools.lru_cache(maxsize=1024)  # the agent re-reads the same pages every turn
-def _answer_candidates(question: str, text: str, limit: int) -> tuple[tuple[str, str], ...]:
+def _readings(question: str, text: str, limit: int) -> tuple[tuple[int, str, str], ...]:
+    """(score, sentence, candidate) of the best sentences of `text` (a visited page's header
+    line - its url and title - is not a sentence of the page)."""
     asked = {w.lower() for w in keywords(question)}
     numeric = any(cue in question.lower() for cue in NUMERIC_CUES)
+    text = _PAGE_HEADER.sub("", text, count=1)
     scored = []
     for sentence in _SENTENCE.split(text):
-        words = set(_WORD.findall(sentence.lower()))
-        overlap = len(asked & words)
-        if overlap:
-            scored.append((-overlap, len(scored), sentence))
-    out: list[tuple[str, str]] = []
-    for _, _, sentence in sorted(scored):
+        score = _score(asked, sentence)
+        if score:
+            scored.append((-score, len(scored), sentence))
+    out: list[tuple[int, str, str]] = []
+    for score, _, sentence in sorted(scored):
         candidate = _candidate(sentence, asked, numeric)
-        if candidate and candidate.lower() not in {c.lower() for _, c in out}:
-            out.append((sentence, candidate))
+        if candidate and candidate.lower() not in {c.lower() for *_, c in out}:
+            out.append((-score, sentence, candidate))
         if len(out) >= limit:
             break
     return tuple(out)
@@ -98,8 +109,8 @@ def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:
             return number.group(0).rstrip(".,; ")
     words = _WORD.findall(sentence)
     runs, run = [], []
-    for word in words:
-        new = word.lower() not in asked and word.lower() not in STOP
+    for word in _WORD_OR_BREAK.findall(sentence):  # "Tokyo, Japan": two runs, not "Tokyo Japan"
+        new = word[0].isalnum() and word.lower() not in asked and word.lower() not in STOP
         if new and word[0].isupper():
             run.append(word)
             continue
@@ -120,12 +131,17 @@ def candidate_steps(question: str, steps: list[dict], final: bool = False) -> li
     pages = [s for s in steps if s.get("tool") == "visit" and s.get("ok")]
     results = [r for s in steps if s.get("tool") == "search" for r in results_of(s["response"])]
     candidates: list[dict] = []
-    readings = [c for page in pages[::-1] for c in answer_candidates(question, page["response"])]
-    if readings:
-        candidates += [answer_step(sentence, candidate) for sentence, candidate in readings]
+    readings = [r for page in pages[::-1] for r in _readings(question, page["response"], 3)]
+    readings.sort(key=lambda r: -r[0])  # the best sentence of any page read, latest on ties
+    answers = [answer_step(sentence, candidate) for _, sentence, candidate in readings]
+    numbers = {w.lower() for w in keywords(question) if w[0].isdigit()}
+    sure = bool(readings) and numbers <= set(_WORD.findall(readings[0][1].lower()))
+    candidates += answers if sure or final else []
     if not final:
         visited = {u for s in pages for u in s["arguments"]["url"]}
         candidates += [visit_step(question, t, u) for t, u in results if u not in visited][:4]
+        if not sure:  # no page read yet states the question's numbers: read another first
+            candidates += answers
         words = keywords(question)
         queries = [" ".join(words)] + [" ".join(words[:i] + words[i + 1 :]) for i in range(2)]
         queries += [f"{t} {' '.join(words[:3])}" for t, _ in results[:2]]

@@ -244,3 +244,38 @@ def test_heuristic_policy_is_a_real_agent(env):
     records = rollout(QUESTIONS[:1], HeuristicPolicy(4), env, config)
     assert [s.get("tool") for s in records[0]["steps"]] == ["search", "visit", None]
     assert records[0]["correct"]
+
+
+def test_heuristic_reader_skips_the_page_header_and_wants_the_questions_year():
+    """The CPU baseline's answer reading: a visited page's header (its url and title) is not a
+    sentence to answer from; "Tokyo, Japan" gives "Tokyo"; a page about another year of the
+    same event is not answered from while a search result is left to read."""
+    from data_synthesis.agent.heuristic import answer_candidates, candidate_steps
+
+    question = "Where were the 1964 Summer Olympics held?"
+    page = (
+        "The content of https://example.org/wiki/1964-summer-olympics (1964 Summer Olympics):\n"
+        "The 1964 Summer Olympics were held in Tokyo, Japan, from 10 to 24 October 1964."
+    )
+    assert answer_candidates("Where did Albert Einstein study?", page.split("\n")[0] + "\n") == []
+    assert answer_candidates(question, page)[0][1] == "Tokyo"
+    search = {
+        "tool": "search",
+        "arguments": {"query": ["1964 Summer Olympics held"]},
+        "response": "1. [1972 Summer Olympics](https://example.org/wiki/1972-summer-olympics)\n"
+        "2. [1964 Summer Olympics](https://example.org/wiki/1964-summer-olympics)",
+    }
+    other_year = {
+        "tool": "visit",
+        "ok": True,
+        "arguments": {"url": ["https://example.org/wiki/1972-summer-olympics"]},
+        "response": "The content of https://example.org/wiki/1972-summer-olympics (1972 Summer "
+        "Olympics):\nThe 1972 Summer Olympics were held in Munich, West Germany.",
+    }
+    first = candidate_steps(question, [search, other_year])[0]
+    assert first["tool"] == "visit" and first["arguments"]["url"] == [
+        "https://example.org/wiki/1964-summer-olympics"
+    ]
+    right_year = {**other_year, "arguments": {"url": [first["arguments"]["url"][0]]}}
+    right_year["response"] = page
+    assert candidate_steps(question, [search, other_year, right_year])[0]["answer"] == "Tokyo"
