@@ -109,7 +109,9 @@ class ShuffleWriter:
             run, sizes = self._runs[0]
             _commit(self.path, run, sizes)
             return
-        starts = [np.concatenate([[0], np.cumsum(sizes)]) for _, sizes in self._runs]
+        starts = [
+            np.concatenate([np.zeros(1, np.uint64), sizes.cumsum()]) for _, sizes in self._runs
+        ]
         files = [open(run, "rb", buffering=0) for run, _ in self._runs]  # noqa: SIM115
         try:
             with open(_tmp(self.path), "wb") as out:
