@@ -187,6 +187,14 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: builds the 1 GB search index, then 2 of 200 planning and has tasks (needs "
         "the runs above), ~30 minutes"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --work /tmp/bs": NotRun(
+        "benchmark: every stage at 10 MB, with the disk per folder, ~5 minutes on 2 cores (the "
+        "1 MB form is run by test_scaling_benchmark_measures_every_task_of_each_stage)"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --work /tmp/bs --stages "
+    "extract memory value_index": NotRun(
+        "benchmark: every task of extract, memory and value_index at 1 GB, ~45 minutes on 2 cores"
+    ),
     "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --work /tmp/bs10": NotRun(
         "benchmark: every stage at 10 MB, ~2.5 minutes on 2 cores (the 1 MB form is run by "
         "test_scaling_benchmark_measures_every_task_of_each_stage)"

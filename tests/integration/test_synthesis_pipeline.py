@@ -160,6 +160,22 @@ def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
         assert joined == (run / "final" / f"{kind}.jsonl").read_bytes()
 
 
+def test_a_finished_run_reruns_after_its_intermediate_folders_are_deleted(run, corpus, tmp_path):
+    """docs/data_synthesis.md ("Disk at 1 TB"): once a run is finished, the folders no later
+    stage reads may be deleted, and a rerun of the pipeline skips every stage and keeps the
+    same outputs."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    for folder in ("memory/statements", "memory/values", "memory/relations", "docs", "dedup"):
+        shutil.rmtree(copy / folder)
+    args = ["pipeline", "--input", str(corpus), "--output", str(copy), "--partitions", "2"]
+    assert main(args) == 0
+    _same_outputs(run, copy)
+    assert not (copy / "docs").exists() and not (copy / "dedup").exists()
+
+
 def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
     view = PartitionedMemory(run, 2)
     files = sorted((run / "memory/entities").glob("p*.jsonl"))
