@@ -92,11 +92,9 @@ def index_rows_file(out: Path, kind: str, partition: int) -> Path:
 
 def _rows(out: Path, folder: str, partition: int) -> Iterator[dict]:
     """Partition `partition`'s rows in every task's shuffle file of memory/`folder`, in task
-    order; the files are read a block at a time, each open only while a block is read."""
-    files = shuffle_files(Path(out) / "memory" / folder)
-    block = merge_block(len(files))
-    for path in files:
-        yield from (json.loads(line) for line in partition_lines(path, partition, block))
+    order (one file after another, each opened about once: its range is read by the MiB)."""
+    for path in shuffle_files(Path(out) / "memory" / folder):
+        yield from (json.loads(line) for line in partition_lines(path, partition))
 
 
 def _write_index_rows(out: Path, kind: str, partition: int, groups: dict, partitions: int):

@@ -164,7 +164,7 @@ def partition_bytes(path: Path, partition: int) -> bytes:
     return data
 
 
-def partition_lines(path: Path, partition: int, block: int = 1 << 16) -> Iterator[bytes]:
+def partition_lines(path: Path, partition: int, block: int = 1 << 20) -> Iterator[bytes]:
     """Partition `partition`'s lines in one task's file, read `block` bytes at a time and cut
     one line at a time; the file is open only while a block is read, so a merge of thousands
     of tasks' files holds no file open and about a block per file."""
