@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import socket
+import threading
 from pathlib import Path
-
-from data_synthesis.engine.io import write_json
 
 _EDGE = 1 << 20
 
@@ -55,7 +56,7 @@ def check_or_record(out: Path, identity: dict) -> str:
     """Record the run's identity in OUT/run.json, or check it against the recorded one."""
     manifest = Path(out) / "run.json"
     digest = fingerprint(identity)
-    if manifest.exists():
+    if manifest.exists() or not _create(manifest, {"fingerprint": digest, "identity": identity}):
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
         if recorded["fingerprint"] != digest:
             raise FingerprintMismatch(
@@ -64,9 +65,25 @@ def check_or_record(out: Path, identity: dict) -> str:
                 f"{_differences(recorded['identity'], identity)}. Use a new --output directory "
                 "(or delete this one) instead of mixing outputs."
             )
-        return digest
-    write_json(manifest, {"fingerprint": digest, "identity": identity})
     return digest
+
+
+def _create(path: Path, obj) -> bool:
+    """Write `path` unless a file is there already, atomically: the tasks of a new run may start
+    at once (`--rank`), and the first records the run while the others check against it (a
+    shared temporary name made a task fail on the other's rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(
+        f"{path.name}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.tmp"
+    )
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        os.link(tmp, path)  # fails if the file exists, on local and network file systems
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
 
 
 def _differences(old, new, where: str = "") -> list[str]:
