@@ -199,6 +199,9 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "memory value_index": NotRun(
         "benchmark: one side of an A/B of extract..value_index at 100 MB, ~4 minutes on 2 cores"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 2 --work /tmp/bs": NotRun(
+        "benchmark: every stage at 100 MB, ~30 minutes on 2 cores"
+    ),
     "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --work /tmp/bs10": NotRun(
         "benchmark: every stage at 10 MB, ~2.5 minutes on 2 cores (the 1 MB form is run by "
         "test_scaling_benchmark_measures_every_task_of_each_stage)"
