@@ -182,9 +182,12 @@ def bench(
 SPLIT_FOLDERS = ("memory", "docs", "dedup", "final")  # reported by subfolder
 
 
-def _size(folder: Path) -> dict:
-    files = [f for f in folder.rglob("*") if f.is_file()]
+def _size(files: list[Path]) -> dict:
     return {"mb": round(sum(f.stat().st_size for f in files) / 2**20, 1), "files": len(files)}
+
+
+def _files(folder: Path) -> list[Path]:
+    return [f for f in folder.rglob("*") if f.is_file()]
 
 
 def disk_usage(out: Path) -> dict:
@@ -194,17 +197,14 @@ def disk_usage(out: Path) -> dict:
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
         parts = sorted(p for p in folder.iterdir() if p.is_dir())
         if folder.name in SPLIT_FOLDERS and parts:
-            usage.update({f"{folder.name}/{part.name}": _size(part) for part in parts})
+            usage.update({f"{folder.name}/{part.name}": _size(_files(part)) for part in parts})
             loose = [f for f in folder.iterdir() if f.is_file()]
             if loose:
-                usage[f"{folder.name}/*"] = {
-                    "mb": round(sum(f.stat().st_size for f in loose) / 2**20, 1),
-                    "files": len(loose),
-                }
+                usage[f"{folder.name}/*"] = _size(loose)
         else:
-            usage[folder.name] = _size(folder)
+            usage[folder.name] = _size(_files(folder))
     if _index_dir(out).is_dir():
-        usage["index"] = _size(_index_dir(out))
+        usage["index"] = _size(_files(_index_dir(out)))
     return usage
 
 

@@ -218,10 +218,11 @@ class Removals(PipelineStep):
             for later in _later_documents(pairs):
                 later = later[np.argsort(later[:, 0], kind="stable")]
                 partitions, starts = np.unique(later[:, 0], return_index=True)
-                for partition, rows in zip(partitions.tolist(), np.split(later[:, 1], starts[1:])):
+                partitions = partitions.tolist()
+                for partition, rows in zip(partitions, np.split(later[:, 1], starts[1:])):
                     files.write(partition, rows.astype(U32).tobytes())
                     self.stat_update("pairs", value=len(rows))
-                written.update(partitions.tolist())
+                written.update(partitions)
             files.commit()
         self.stat_update("partitions written", value=len(written))
 

@@ -17,6 +17,8 @@ import socket
 import threading
 from pathlib import Path
 
+from data_synthesis.engine.io import write_json
+
 _EDGE = 1 << 20
 
 
@@ -72,11 +74,10 @@ def _create(path: Path, obj) -> bool:
     """Write `path` unless a file is there already, atomically: the tasks of a new run may start
     at once (`--rank`), and the first records the run while the others check against it (a
     shared temporary name made a task fail on the other's rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(
         f"{path.name}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.tmp"
     )
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(tmp, obj)
     try:
         os.link(tmp, path)  # fails if the file exists, on local and network file systems
         return True

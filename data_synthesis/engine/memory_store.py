@@ -41,7 +41,7 @@ import json
 from array import array
 from collections import defaultdict
 from collections.abc import Iterator
-from itertools import groupby
+from itertools import chain, groupby
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +90,18 @@ def index_rows_file(out: Path, kind: str, partition: int) -> Path:
     return Path(out) / "memory" / kind / f"p{partition:05d}.jsonl"
 
 
+def _streams(out: Path, folder: str, partition: int, merged: bool = False) -> list[Iterator[dict]]:
+    """Partition `partition`'s rows in each task's shuffle file of memory/`folder`, one lazy
+    stream per file, in task order. Read one after another, a file's range is read by the MiB
+    (opened about once); `merged` (all read side by side) shares READ_MEMORY among them."""
+    files = shuffle_files(Path(out) / "memory" / folder)
+    block = merge_block(len(files)) if merged else 1 << 20
+    return [map(json.loads, partition_lines(path, partition, block)) for path in files]
+
+
 def _rows(out: Path, folder: str, partition: int) -> Iterator[dict]:
-    """Partition `partition`'s rows in every task's shuffle file of memory/`folder`, in task
-    order (one file after another, each opened about once: its range is read by the MiB)."""
-    for path in shuffle_files(Path(out) / "memory" / folder):
-        yield from (json.loads(line) for line in partition_lines(path, partition))
+    """Partition `partition`'s rows of every task, in task order."""
+    return chain.from_iterable(_streams(out, folder, partition))
 
 
 def _write_index_rows(out: Path, kind: str, partition: int, groups: dict, partitions: int):
@@ -260,14 +267,9 @@ def members_of(path: Path) -> Path:
 def _value_rows(out: Path, index: int) -> Iterator[tuple[str, str, str]]:
     """Value partition `index`'s (relation, value, entity) rows of every reduce task, merged in
     order: each task wrote its rows sorted, so nothing is held but a row per task."""
-    files = shuffle_files(out / "memory" / "values")
-    block = merge_block(len(files))
     streams = (
-        (
-            (row["relation"], row["value"], row["entity"])
-            for row in map(json.loads, partition_lines(path, index, block))
-        )
-        for path in files
+        ((row["relation"], row["value"], row["entity"]) for row in stream)
+        for stream in _streams(out, "values", index, merged=True)
     )
     previous = None
     for row in heapq.merge(*streams):

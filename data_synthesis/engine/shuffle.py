@@ -112,16 +112,17 @@ class ShuffleWriter:
         starts = [
             np.concatenate([np.zeros(1, np.uint64), sizes.cumsum()]) for _, sizes in self._runs
         ]
+        total = sum(sizes for _, sizes in self._runs)
         files = [open(run, "rb", buffering=0) for run, _ in self._runs]  # noqa: SIM115
         try:
             with open(_tmp(self.path), "wb") as out:
-                for partition in np.flatnonzero(sum(sizes for _, sizes in self._runs)).tolist():
+                for partition in np.flatnonzero(total).tolist():
                     for handle, start in zip(files, starts):
                         _copy(handle, out, int(start[partition]), int(start[partition + 1]))
         finally:
             for handle in files:
                 handle.close()
-        _commit(self.path, _tmp(self.path), sum(sizes for _, sizes in self._runs))
+        _commit(self.path, _tmp(self.path), total)
         for run, _ in self._runs:
             run.unlink()
 
