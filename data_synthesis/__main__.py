@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="local tasks at once (engine.workers)")
     parser.add_argument("--executor", choices=["local", "slurm"], help="engine.executor")
     parser.add_argument("--rank", type=int, help="run only this task of the stage (local)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print datatrove's own lines (each task's pipeline and stats) on the console; "
+        "they are in OUT/logs/<job>/logs/ either way",
+    )
     return parser
 
 
@@ -93,7 +99,7 @@ def main(argv=None) -> int:
             listed = "".join(f"\n  {job}" for job in jobs)
             print(f"submitted {len(jobs)} SLURM job arrays:{listed}", file=sys.stderr)
         else:
-            run_local(plan, stages, rank=args.rank)
+            run_local(plan, stages, rank=args.rank, verbose=args.verbose)
     except StageEmpty as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

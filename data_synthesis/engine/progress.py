@@ -1,4 +1,5 @@
-"""A job's progress over its tasks, with an ETA, while datatrove's local executor runs it.
+"""A local run's console: each job's progress over its tasks with an ETA, and datatrove's own
+lines kept in the task logs.
 
 Each task shows its own tqdm bar (engine/tasks.py), but a stage of 200 tasks on a few workers
 needs the stage's ETA too. datatrove marks every finished task in `logs/<job>/completions/`;
@@ -10,6 +11,12 @@ whenever tasks finish (at most every `interval` seconds, always at the end):
 The ETA extrapolates from the tasks finished in this run (a rerun's already finished tasks
 count as done but not toward the rate). On SLURM, `python -m datatrove.tools.jobs_status
 OUT/logs` shows the same counts.
+
+`LocalExecutor` is datatrove's local executor with these lines in front: datatrove prints a
+banner, the pipeline and the stats of every task on the console (548 lines for the bundled
+corpus, hundreds per stage at 1 GB), which buried the progress lines. Each task's full log stays
+in `logs/<job>/logs/task_NNNNN.log` and the job's summed stats in `logs/<job>/stats.json`; the
+console gets errors only. `--verbose` gives back datatrove's console.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from datatrove.executor import LocalPipelineExecutor
+from loguru import logger
 
 
 def _clock(seconds: float) -> str:
@@ -69,3 +79,26 @@ class JobProgress:
             if done != shown and time.monotonic() - last >= self.interval and done < self.total:
                 self._print(done)
                 shown, last = done, time.monotonic()
+
+
+class LocalExecutor(LocalPipelineExecutor):
+    """datatrove's LocalPipelineExecutor whose tasks log to their files and to the console only
+    errors (datatrove's own treatment of every worker slot but the first), and whose executor
+    lines (skipped tasks, the job's summed stats) are left out; `verbose=True` changes nothing."""
+
+    def __init__(self, *args, verbose: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.verbose = verbose
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        quiet = local_rank if self.verbose else max(local_rank, 1)
+        return super()._run_for_rank(rank, quiet, node_rank)
+
+    def run(self):
+        if self.verbose:
+            return super().run()
+        logger.disable("datatrove.executor.local")
+        try:
+            return super().run()
+        finally:
+            logger.enable("datatrove.executor.local")

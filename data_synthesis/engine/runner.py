@@ -30,7 +30,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+from datatrove.executor import SlurmPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
 from data_synthesis.config import PipelineConfig
@@ -38,7 +38,7 @@ from data_synthesis.engine import tasks
 from data_synthesis.engine.dedup import dedup_jobs
 from data_synthesis.engine.fingerprint import check_or_record, run_identity
 from data_synthesis.engine.io import input_files
-from data_synthesis.engine.progress import JobProgress
+from data_synthesis.engine.progress import JobProgress, LocalExecutor
 from data_synthesis.engine.summary import check_stage, finalize
 from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
 from data_synthesis.environment.executor import EnvironmentConfig
@@ -183,8 +183,8 @@ def _index_builds(plan: tasks.RunPlan) -> list[Build]:
     return builds
 
 
-def _local(plan, name, pipeline, n, rank: int | None):
-    return LocalPipelineExecutor(
+def _local(plan, name, pipeline, n, rank: int | None, verbose: bool = False):
+    return LocalExecutor(
         skip_completed=not name.startswith("index"),  # index steps skip their own finished work
         pipeline=pipeline,
         tasks=n,
@@ -193,6 +193,7 @@ def _local(plan, name, pipeline, n, rank: int | None):
         local_tasks=1 if rank is not None else -1,
         local_rank_offset=rank or 0,
         start_method="fork",
+        verbose=verbose,
     )
 
 
@@ -220,9 +221,12 @@ def _slurm(plan, name, pipeline, n, depends, stage: str):
     )
 
 
-def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> None:
+def run_local(
+    plan: tasks.RunPlan, stages=STAGES, rank: int | None = None, verbose: bool = False
+) -> None:
     """Run stages one after the other on this machine; a stage that yields nothing stops the
-    run with an error naming it."""
+    run with an error naming it. The console shows each job's progress (engine/progress.py);
+    `verbose` adds datatrove's own lines, which are in the task logs either way."""
     indexes = set() if rank is None else None  # one task of a stage: it opens the index itself
     for stage in stages:
         started = time.monotonic()
@@ -236,7 +240,7 @@ def run_local(plan: tasks.RunPlan, stages=STAGES, rank: int | None = None) -> No
                 else nullcontext(),
                 JobProgress(name, completions, n if rank is None else 1),
             ):
-                _local(plan, name, pipeline, n, rank).run()
+                _local(plan, name, pipeline, n, rank, verbose).run()
         if rank is None:
             check_stage(plan, stage)
         print(

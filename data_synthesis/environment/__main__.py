@@ -29,7 +29,7 @@ from data_synthesis.environment.registry import ToolRegistry
 def build_with_workers(corpora: list[str], config: IndexConfig, workers: int) -> None:
     """The index build's jobs (environment/jobs.py) on datatrove's local executor, `workers`
     shard tasks at once; logs under <cache>/logs/<fingerprint>/."""
-    from datatrove.executor import LocalPipelineExecutor
+    from data_synthesis.engine.progress import LocalExecutor
 
     paths = [Path(c).resolve() for c in corpora]
     directory = Path(config.cache_dir) / corpus_fingerprint(paths, config)
@@ -38,7 +38,7 @@ def build_with_workers(corpora: list[str], config: IndexConfig, workers: int) ->
     build = Build.of(paths, directory, config)
     with dropped_on_corpus_error(build):
         for name, pipeline, tasks in index_jobs(build):
-            LocalPipelineExecutor(
+            LocalExecutor(
                 pipeline=pipeline,
                 tasks=tasks,
                 workers=min(workers, tasks),

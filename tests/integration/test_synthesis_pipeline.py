@@ -209,6 +209,15 @@ def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
     )
     _same_outputs(run, tmp_path / "t3")
     assert "[data_synthesis] extract: 3/3 tasks (100%), " in done.stderr  # a job's progress
+    # datatrove's banners and per-task stats go to the task logs, not the console
+    assert "PIPELINE" not in done.stderr and "Stats:" not in done.stderr, done.stderr[-3000:]
+    log = (tmp_path / "t3/logs/extract/logs/task_00002.log").read_text(encoding="utf-8")
+    assert "PIPELINE" in log and "Stats: Task 2" in log
+
+
+def test_verbose_prints_datatroves_own_lines(corpus, tmp_path):
+    done = _cli("extract", "--input", corpus, "--output", tmp_path / "v", "--verbose")
+    assert "PIPELINE" in done.stderr and "Stats: All 1 tasks" in done.stderr
 
 
 def test_a_task_of_several_partitions_builds_its_llm_once_and_resumes_by_partition(
