@@ -108,6 +108,9 @@ SYNTH_CLUSTER = NotRun(
     "integration/test_synthesis_pipeline.py::test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run)"
 )
 SELF = NotRun("runs this test suite itself")
+BENCH_SUBMIT = Covered(
+    "tests/unit/test_fingerprint.py::test_naming_a_run_and_its_index_reads_the_edges_of_each_input_file"
+)
 
 COMMANDS: dict[str, Run | Covered | NotRun] = {
     # README.md
@@ -237,6 +240,12 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
     "--queries 200 --pages 1000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
+    ),
+    "python benchmarks/bench_submit.py --sizes-mb 100 1000 --files 4 --work /tmp/bench_submit": (
+        BENCH_SUBMIT
+    ),
+    "python benchmarks/bench_submit.py --sizes-mb 1000 --files 400 --work /tmp/bench_submit400": (
+        BENCH_SUBMIT
     ),
     "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
     "--queries 200 --shards-open 16": Covered(

@@ -5,6 +5,7 @@ registry (validation, custom tools declared once and executed), and the grounded
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from data_synthesis.environment import Environment, EnvironmentConfig, ToolRegistry
 from data_synthesis.environment.grounding import agreement, ground_plan, grounding_key
-from data_synthesis.environment.index import CorpusIndex, IndexConfig
+from data_synthesis.environment.index import CorpusIndex, IndexConfig, corpus_fingerprint
 from data_synthesis.environment.sandbox import _unshare_prefix, run_python
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +81,31 @@ def test_index_is_built_once_per_corpus_and_rebuilt_when_it_changes(corpus, tmp_
     changed = CorpusIndex.open([corpus], config, log=logs.append)
     assert changed.directory != first.directory and len(logs) == 2
     assert changed.search("capital of Norway")[0].doc_id == "d-x"
+
+
+def test_an_index_is_named_by_its_corpus_files_size_time_and_edges(tmp_path):
+    """Naming the index reads a corpus file's first and last 64 KiB, not every byte (a SLURM
+    submission names it before anything runs: 1 TB would be read on the submitting machine);
+    an edit that keeps the size still gets a new index through the modification time, and a
+    copy that keeps the time shares it."""
+    config = IndexConfig(cache_dir=str(tmp_path / "cache"))
+    path = tmp_path / "big.jsonl"
+    filler = json.dumps({"id": "f", "text": "filler " * 200}) + "\n"
+    path.write_text(filler * (3 * 2**20 // len(filler)))  # 3 MiB, nearly all unread
+    named = corpus_fingerprint([path], config)
+    middle = path.stat().st_size // 2
+    times = (path.stat().st_atime_ns, path.stat().st_mtime_ns)
+    with path.open("r+b") as handle:  # the same size, another byte in the middle MiB
+        handle.seek(middle)
+        handle.write(b"F" if handle.read(1) != b"F" else b"G")
+    os.utime(path, ns=times)
+    assert corpus_fingerprint([path], IndexConfig(cache_dir=str(tmp_path / "c2"))) == named
+    os.utime(path, ns=(times[0], times[1] + 10**9))  # as any write leaves it
+    assert corpus_fingerprint([path], config) != named
+    copy = tmp_path / "elsewhere" / "big.jsonl"
+    copy.parent.mkdir()
+    shutil.copy2(path, copy)  # keeps the modification time
+    assert corpus_fingerprint([copy], config) == corpus_fingerprint([path], config)
 
 
 def test_long_documents_are_cut_into_passages(tmp_path):

@@ -1,11 +1,15 @@
 """A run's fingerprint (data_synthesis/engine/fingerprint.py) when the tasks of a new run start
 at once, as `--rank` launches do: every one of them records or checks the same run.json, none
-fails on another's write; a task of another configuration is refused."""
+fails on another's write; a task of another configuration is refused. And what fingerprinting
+reads on the submitting machine (benchmarks/bench_submit.py)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +47,21 @@ def test_a_task_of_another_configuration_is_refused(tmp_path):
     check_or_record(tmp_path, {"config": {"seed": 0}})
     with pytest.raises(FingerprintMismatch, match=r"config.seed: 0 -> 1"):
         check_or_record(tmp_path, {"config": {"seed": 1}})
+
+
+def test_naming_a_run_and_its_index_reads_the_edges_of_each_input_file(tmp_path):
+    """benchmarks/bench_submit.py on 12 MB in 3 files of 4 MB: the run's fingerprint and the
+    index's name each read at most the first and last 64 KiB of every file, whatever its size
+    (naming the index read every byte until 2026-12-04: 1 TB on the submitting machine), and
+    naming it again (each task opening the index) reads next to nothing."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_submit.py"
+    command = [sys.executable, str(script), "--sizes-mb", "12", "--files", "3"]
+    done = subprocess.run(
+        [*command, "--work", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    (result,) = json.loads(done.stdout[: done.stdout.rindex("]") + 1])
+    edges = 3 * 2 * 2**16 / 10**6
+    assert 0 < result["run_fingerprint"]["read_mb"] <= edges + 0.1
+    assert 0 < result["index_name"]["read_mb"] <= edges + 0.1
+    assert result["index_name_again"]["read_mb"] < 0.1
+    assert "| 12 MB in 3 files | " in done.stdout

@@ -247,7 +247,7 @@ def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match=r"corpus.jsonl:301: invalid JSON"):
         CorpusIndex.open([corpus], IndexConfig(cache_dir=str(cache), chunk_passages=5))
-    assert [p.name for p in cache.iterdir()] == ["digests"]  # the corpus's digest only
+    assert [p.name for p in cache.iterdir()] == ["identities"]  # the corpus file's identity only
     # the same through the datatrove jobs (3 shards, 2 workers): a clear error, no build left
     command = [sys.executable, "-m", "data_synthesis.environment", "index", str(corpus)]
     command += ["--cache-dir", str(cache), "--shards", "3", "--workers", "2"]
@@ -256,7 +256,7 @@ def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
     # progress bar, cut short when the pool is terminated, may leave a partial line before it)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and re.search(r"error: \S*corpus.jsonl:301: invalid JSON", last)
-    assert not [p for p in cache.iterdir() if p.name not in ("digests", "logs")]
+    assert not [p for p in cache.iterdir() if p.name not in ("identities", "logs")]
 
 
 def test_a_read_task_that_meets_a_bad_line_removes_the_build(tmp_path):
