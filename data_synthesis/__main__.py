@@ -21,7 +21,8 @@ from pathlib import Path
 from data_synthesis.config import load_pipeline_config
 from data_synthesis.engine.fingerprint import FingerprintMismatch
 from data_synthesis.engine.io import InputError
-from data_synthesis.engine.runner import make_plan, run_local, submit_slurm
+from data_synthesis.engine.runner import make_plan, run_local
+from data_synthesis.engine.slurm import submit_slurm
 from data_synthesis.engine.summary import StageEmpty
 from data_synthesis.stages import STAGES
 

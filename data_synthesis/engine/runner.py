@@ -18,7 +18,7 @@ preceded by the four jobs that build its search index when that is not built yet
 environment/jobs.py) whose tasks are independent; datatrove
 marks finished tasks and skips them on a rerun, our checkpoints resume the unfinished ones.
 Locally the jobs run one after the other; on SLURM they are submitted at once as job arrays
-chained with afterok dependencies.
+chained with afterok dependencies (engine/slurm.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from datatrove.executor import SlurmPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
 from data_synthesis.config import PipelineConfig
@@ -197,30 +196,6 @@ def _local(plan, name, pipeline, n, rank: int | None, verbose: bool = False):
     )
 
 
-def _slurm(plan, name, pipeline, n, depends, stage: str):
-    """A SLURM job array; GPUs only for stages with a method (they may call the LLM)."""
-    slurm = plan.config.engine.slurm
-    uses_llm = name == stage and SPEC[stage].method is not None  # not its index or dedup jobs
-    uses_llm = uses_llm and plan.config.backend.type != "heuristic"
-    return SlurmPipelineExecutor(
-        skip_completed=not name.startswith("index"),
-        pipeline=pipeline,
-        tasks=n,
-        time=slurm.time,
-        partition=slurm.partition,
-        cpus_per_task=slurm.cpus_per_task,
-        mem_per_cpu_gb=slurm.mem_per_cpu_gb,
-        gpus_per_task=slurm.gpus_per_task if uses_llm else 0,
-        qos=slurm.qos,
-        env_command=slurm.env_command or None,
-        job_name=f"synth-{name}",
-        logging_dir=str(plan.root / "logs" / name),
-        depends=depends,
-        max_array_size=slurm.max_array_size,
-        mail_type="NONE",
-    )
-
-
 def run_local(
     plan: tasks.RunPlan, stages=STAGES, rank: int | None = None, verbose: bool = False
 ) -> None:
@@ -248,16 +223,3 @@ def run_local(
             file=sys.stderr,
             flush=True,
         )
-
-
-def submit_slurm(plan: tasks.RunPlan, stages=STAGES) -> list[str]:
-    """Submit every stage as a SLURM job array, each depending on the one before; returns one
-    line per job: its name, array size and GPUs per task."""
-    previous, jobs, indexes = None, [], set()
-    for stage in stages:
-        for name, pipeline, n in jobs_for(plan, stage, indexes):
-            executor = _slurm(plan, name, pipeline, n, previous, stage)
-            previous = executor
-            jobs.append(f"{name}: {n} task(s), {executor.gpus_per_task} GPU(s) each")
-    previous.run()  # launches the whole chain of dependencies
-    return jobs

@@ -323,11 +323,50 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
     _same_outputs(run, out)
 
 
+def test_a_resubmission_waits_for_the_runs_queued_jobs(corpus, tmp_path):
+    """A submission records its arrays' job ids (logs/slurm_jobs.json); another one while squeue
+    still lists any of them refuses and names them (their unfinished tasks would run twice at
+    once); once they are gone it submits the unfinished tasks again. Every array asks SLURM to
+    cancel it when a job it depends on fails, instead of waiting in the queue for ever."""
+    bin_dir, queue, out = tmp_path / "bin", tmp_path / "queue", tmp_path / "run"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(  # submits nothing: the tasks stay unfinished
+        "#!/usr/bin/env bash\n"
+        f'grep -q "^merge_stats" "${{@: -1}}" || cp "${{@: -1}}" {tmp_path}/array.sbatch\n'
+        "echo Submitted batch job $((RANDOM + 1000))\n"
+    )
+    (bin_dir / "squeue").write_text(f"#!/usr/bin/env bash\ncat {queue}\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = _env()
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    submit = ["extract", "--input", corpus, "--output", out, "--executor", "slurm", "--tasks", "2"]
+
+    first = _cli(*submit, env=env)
+    (job,) = json.loads((out / "logs/slurm_jobs.json").read_text())
+    assert job["name"] == "extract" and f"extract: 2 task(s), 0 GPU(s) each, job {job['id']}" in (
+        first.stderr
+    )
+    assert "#SBATCH --kill-on-invalid-dep=yes" in (tmp_path / "array.sbatch").read_text()
+
+    queue.write_text(f"77\n{job['id']}\n")  # still pending, among the user's other jobs
+    refused = _cli(*submit, env=env, check=False)
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert f"jobs extract ({job['id']}) are still queued or running" in refused.stderr
+    assert f"scancel {job['id']}" in refused.stderr
+
+    queue.write_text("77\n")  # gone: its tasks failed or were cancelled
+    again = _cli(*submit, env=env)
+    (job_again,) = json.loads((out / "logs/slurm_jobs.json").read_text())
+    assert f"job {job_again['id']}" in again.stderr
+
+
 def test_slurm_arrays_ask_gpus_only_for_stages_that_call_the_llm(corpus, tmp_path):
     """With an LLM backend, extract and the question-side stages get the node's GPUs; the
     memory reduce, the value index, the index build, dedup and finalize get none."""
     from data_synthesis.config import load_pipeline_config
-    from data_synthesis.engine.runner import _slurm, jobs_for, make_plan
+    from data_synthesis.engine.runner import jobs_for, make_plan
+    from data_synthesis.engine.slurm import job_array
     from data_synthesis.stages import STAGES
 
     config = load_pipeline_config(
@@ -339,7 +378,7 @@ def test_slurm_arrays_ask_gpus_only_for_stages_that_call_the_llm(corpus, tmp_pat
     gpus, indexes = {}, set()
     for stage in STAGES:
         for name, pipeline, n in jobs_for(plan, stage, indexes):
-            gpus[name] = _slurm(plan, name, pipeline, n, None, stage).gpus_per_task
+            gpus[name] = job_array(plan, name, pipeline, n, None, stage).gpus_per_task
     llm = {"extract", "questions", "planning", "reasoning", "has"}
     assert {name for name, count in gpus.items() if count == 8} == llm
     assert {"memory", "value_index", "index_read", "finalize"} <= {
