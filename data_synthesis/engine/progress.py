@@ -84,7 +84,8 @@ class JobProgress:
 class LocalExecutor(LocalPipelineExecutor):
     """datatrove's LocalPipelineExecutor whose tasks log to their files and to the console only
     errors (datatrove's own treatment of every worker slot but the first), and whose executor
-    lines (skipped tasks, the job's summed stats) are left out; `verbose=True` changes nothing."""
+    lines (skipped tasks, the job's summed stats) are left out; `verbose=True` is datatrove's
+    own console."""
 
     def __init__(self, *args, verbose: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

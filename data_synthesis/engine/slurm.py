@@ -100,11 +100,13 @@ def submit_slurm(plan: tasks.RunPlan, stages=STAGES) -> list[str]:
         for name, pipeline, n in jobs_for(plan, stage, indexes):
             previous = job_array(plan, name, pipeline, n, previous, stage)
             arrays.append((name, n, previous))
-    previous.run()  # launches the whole chain of dependencies
-    # job_id: the last array's id when datatrove splits a job (each waits for the one before),
-    # -1 when every task of it had finished
-    jobs = [{"name": name, "id": _job_id(ex)} for name, _, ex in arrays]
-    write_json(plan.root / "logs" / JOBS_FILE, jobs)
+    try:
+        previous.run()  # launches the whole chain of dependencies
+    finally:  # an sbatch that fails half-way: the arrays it did submit are recorded too
+        # job_id: the last array's id when datatrove splits a job (each waits for the one
+        # before), -1 when every task of it had finished
+        jobs = [{"name": name, "id": _job_id(ex)} for name, _, ex in arrays]
+        write_json(plan.root / "logs" / JOBS_FILE, jobs)
     return [
         f"{name}: {n} task(s), {ex.gpus_per_task} GPU(s) each, "
         + (f"job {job['id']}" if job["id"] else "finished before")
