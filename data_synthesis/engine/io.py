@@ -35,16 +35,44 @@ class ByteRange:
     end: int
 
 
+COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ": "xz"}
+
+
+def check_plain(path: Path) -> Path:
+    """`path`, or an InputError when it is compressed (by its first bytes): tasks split the
+    inputs by byte ranges and the search tool reads a page at its byte offset, neither of which
+    a compressed stream allows."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    for magic, kind in COMPRESSED.items():
+        if head.startswith(magic):
+            raise InputError(
+                f"{path}: a {kind}-compressed file; synthesis reads plain JSONL (its tasks split "
+                "the inputs by byte ranges and the search tool reads pages by offset): "
+                f"decompress it first (e.g. `{_DECOMPRESS[kind]} {path}`)"
+            )
+    return path
+
+
+_DECOMPRESS = {"gzip": "gzip -dk", "zstd": "zstd -d", "bzip2": "bzip2 -dk", "xz": "xz -dk"}
+
+
 def input_files(spec: str | list[str]) -> list[Path]:
-    """The JSONL files of an --input: a file, a directory (its *.jsonl, sorted) or a list."""
+    """The JSONL files of an --input: a file, a directory (its *.jsonl, sorted) or a list;
+    compressed files are refused with the command that decompresses them."""
     specs = [spec] if isinstance(spec, str | Path) else list(spec)
     files: list[Path] = []
     for item in specs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            found = sorted(check_plain(p) for p in path.rglob("*.jsonl") if p.is_file())
+            if not found:
+                packed = sorted(p for p in path.rglob("*.jsonl.*") if p.is_file())
+                if packed:
+                    check_plain(packed[0])  # names the first compressed file and the fix
+            files += found
         elif path.is_file():
-            files.append(path)
+            files.append(check_plain(path))
         else:
             raise FileNotFoundError(f"--input {item}: no such file or directory")
     if not files:

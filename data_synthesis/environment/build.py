@@ -72,6 +72,7 @@ from data_synthesis.engine.io import (
     ByteRange,
     NpyArray,
     NpyWriter,
+    check_plain,
     line_number,
     read_lines,
     stable_hash,
@@ -139,6 +140,7 @@ def corpus_fingerprint(paths: list[Path], config: IndexConfig) -> str:
     shards = config.shard_count([Path(path) for path in paths])
     digest.update(f"{config.passage_words}:{config.passage_stride}:{stem}:{shards}".encode())
     for path in paths:
+        check_plain(Path(path))  # pages are read at their byte offsets
         digest.update(_file_identity(Path(path), Path(config.cache_dir)).encode())
     return digest.hexdigest()[:24]
 

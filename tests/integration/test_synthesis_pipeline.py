@@ -9,6 +9,7 @@ LLM requests, byte ranges give every line to exactly one task, the memory view r
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from data_synthesis.__main__ import BUNDLED_CORPUS, main
 from data_synthesis.engine.checkpoint import RequestCache
@@ -454,6 +456,28 @@ def test_bad_input_is_named_by_file_and_line(tmp_path):
     done = _cli("pipeline", "--output", tmp_path / "b", "--input", array, check=False)
     assert done.returncode == 1 and f"{array}:2: expected one JSON object" in done.stderr
     assert "got a JSON list" in done.stderr
+
+
+def test_compressed_input_is_refused_with_the_command_that_decompresses_it(tmp_path):
+    """Tasks split the inputs by byte ranges and the search tool reads pages by offset, so
+    synthesis reads plain JSONL; a compressed file (by its first bytes, whatever its name), or a
+    folder of only compressed ones, is named with its fix instead of failing as bad UTF-8."""
+    lines = b"".join(list(open(BUNDLED_CORPUS, "rb"))[:5])
+    packed = tmp_path / "in" / "part.jsonl.gz"
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress(lines))
+    misnamed = tmp_path / "misnamed.jsonl"
+    misnamed.write_bytes(zstandard.ZstdCompressor().compress(lines))
+    for given, named, fix in (
+        (packed, packed, f"gzip -dk {packed}"),
+        (packed.parent, packed, f"gzip -dk {packed}"),
+        (misnamed, misnamed, f"zstd -d {misnamed}"),
+    ):
+        done = _cli("extract", "--output", tmp_path / "out", "--input", given, check=False)
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert f"error: {named}: a {fix.split()[0]}-compressed file" in done.stderr
+        assert f"(e.g. `{fix}`)" in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_a_bad_line_in_a_searched_corpus_stops_the_run_and_leaves_no_index_build(tmp_path):
