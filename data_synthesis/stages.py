@@ -1,7 +1,7 @@
 """The declarative table of synthesis stages, and which method runs each one.
 
     stage      tasks        reads                              writes
-    extract    map tasks    input byte ranges                  memory/statements/tT.jsonl (one
+    extract    map tasks    input byte ranges                  memory/statements/tT.jsonl.zst (one
                                                                file per task, grouped by partition)
     memory     partitions   partition P's range of each tT     memory/entities/pP.jsonl, and
                                                                memory/{values,relations}/pP.jsonl

@@ -1,8 +1,8 @@
 """The entity memory as map -> shuffle -> reduce, and a view that loads only what it needs.
 
-    OUT/memory/statements/tTTTTT.jsonl          map: task T's statements grouped by partition
-                                                (a hash of the normalised entity), with
-                                                .index.npy: partition -> byte range
+    OUT/memory/statements/tTTTTT.jsonl.zst      map: task T's statements grouped by partition
+                                                (a hash of the normalised entity), zstd frames,
+                                                with .index.npy: partition -> byte range
                                                 (engine/shuffle.py: one file per task)
     OUT/memory/entities/pPPPPP.jsonl            reduce: entity records of partition P, by key
     OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset (keys(): small runs)
@@ -82,7 +82,8 @@ def value_key(value: dict) -> str:
 
 
 def statements_file(out: Path, task: int) -> Path:
-    return Path(out) / "memory" / "statements" / f"t{task:05d}.jsonl"
+    """Map task `task`'s statements, compressed (engine/shuffle.py: written once, read once)."""
+    return Path(out) / "memory" / "statements" / f"t{task:05d}.jsonl.zst"
 
 
 def index_rows_file(out: Path, kind: str, partition: int) -> Path:
@@ -94,7 +95,9 @@ def _streams(out: Path, folder: str, partition: int, merged: bool = False) -> li
     """Partition `partition`'s rows in each task's shuffle file of memory/`folder`, one lazy
     stream per file, in task order. Read one after another, a file's range is read by the MiB
     (opened about once); `merged` (all read side by side) shares READ_MEMORY among them."""
-    files = shuffle_files(Path(out) / "memory" / folder)
+    files = shuffle_files(
+        Path(out) / "memory" / folder, "*.jsonl.zst" if folder == "statements" else "*.jsonl"
+    )
     block = merge_block(len(files)) if merged else 1 << 20
     return [map(json.loads, partition_lines(path, partition, block)) for path in files]
 

@@ -18,6 +18,14 @@ them as runs grouped the same way; `commit` joins the runs range by range. `writ
 writes rows that already come in partition order (the reduce tasks' index rows) straight to
 the file. Both write under temporary names and rename the index, then the data file: a killed
 task leaves no data file under its final name, and readers list data files only.
+
+A file named `*.zst` is compressed (ShuffleWriter): each run's rows of a partition are one zstd
+frame, so joining runs still copies byte ranges (frames concatenate) and a partition's range is
+read back through one streaming decompressor. The memory's statements are written so: the
+largest intermediate (3.5x the input as JSON, 4.1 TB of the 1 TB plan's disk), written once
+and read once in order, and 15% of that size compressed (a 1 GB run's map file, at ~580 MB/s).
+Rows that a reader merges side by side (the value index's) stay plain: a decompressor per file
+would hold a window per file.
 """
 
 from __future__ import annotations
@@ -28,16 +36,23 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import zstandard
 
 from data_synthesis.engine.io import NpyArray
 
 COPY_BLOCK = 8 << 20  # bytes copied at a time when runs are joined
 READ_MEMORY = 16 << 20  # read buffers of all the files a merge reads at once
+LEVEL = 3  # zstd's level for `.zst` shuffle files (its default)
 
 
 def index_of(path: Path) -> Path:
+    """`tT.jsonl` (or `tT.jsonl.zst`) -> `tT.index.npy`."""
     path = Path(path)
-    return path.with_name(path.name.rsplit(".", 1)[0] + ".index.npy")
+    return path.with_name(path.name.split(".", 1)[0] + ".index.npy")
+
+
+def _compressed(path: Path) -> bool:
+    return Path(path).suffix == ".zst"
 
 
 def _tmp(path: Path) -> Path:
@@ -55,8 +70,10 @@ def _commit(path: Path, data_tmp: Path, sizes: np.ndarray) -> None:
 
 
 def write_grouped(path: Path, partitions: int, rows: Iterable[tuple[int, bytes]]) -> None:
-    """Write `rows` ((partition, bytes), partitions ascending) as a task's shuffle file."""
+    """Write `rows` ((partition, bytes), partitions ascending) as a task's (plain) shuffle file."""
     path = Path(path)
+    if _compressed(path):
+        raise ValueError(f"{path}: write_grouped writes plain files")
     path.parent.mkdir(parents=True, exist_ok=True)
     sizes = np.zeros(partitions, np.uint64)
     last = -1
@@ -71,10 +88,12 @@ def write_grouped(path: Path, partitions: int, rows: Iterable[tuple[int, bytes]]
 
 
 class ShuffleWriter:
-    """A task's shuffle file from rows for partitions in any order, in about `memory` bytes."""
+    """A task's shuffle file from rows for partitions in any order, in about `memory` bytes;
+    compressed when its name ends in `.zst`."""
 
     def __init__(self, path: Path, partitions: int, memory: int = 64 << 20):
         self.path, self.partitions, self.memory = Path(path), partitions, memory
+        self._zstd = zstandard.ZstdCompressor(level=LEVEL) if _compressed(path) else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for stale in [_tmp(self.path), *self.path.parent.glob(self.path.name + ".run*.tmp")]:
             stale.unlink(missing_ok=True)  # left by a killed run of this task
@@ -96,6 +115,8 @@ class ShuffleWriter:
         with open(run, "wb") as handle:
             for partition in sorted(self._buffers):
                 data = b"".join(self._buffers[partition])
+                if self._zstd:
+                    data = self._zstd.compress(data)
                 handle.write(data)
                 sizes[partition] = len(data)
         self._runs.append((run, sizes))
@@ -171,19 +192,27 @@ def partition_lines(path: Path, partition: int, block: int = 1 << 20) -> Iterato
     of tasks' files holds no file open and about a block per file."""
     start, stop = partition_range(path, partition)
     data, at = b"", 0
-    while start < stop or at < len(data):
-        end = data.find(b"\n", at)
-        if end >= 0:
+    for more in _blocks(path, start, stop, block):
+        data, at = data[at:] + more, 0
+        while (end := data.find(b"\n", at)) >= 0:
             yield data[at:end]
             at = end + 1
-            continue
-        if start >= stop:
-            raise ValueError(f"{path}: partition {partition} does not end with a newline")
+    if at < len(data):
+        raise ValueError(f"{path}: partition {partition} does not end with a newline")
+
+
+def _blocks(path: Path, start: int, stop: int, block: int) -> Iterator[bytes]:
+    """Bytes [start, stop) of `path`, `block` at a time (decompressed, for a `.zst` file)."""
+    inflate = None
+    if _compressed(path):
+        inflate = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+    while start < stop:
         with open(path, "rb", buffering=0) as handle:
             more = os.pread(handle.fileno(), min(block, stop - start), start)
         if not more:
             raise EOFError(f"{path}: {stop - start} bytes missing at offset {start}")
-        data, at, start = data[at:] + more, 0, start + len(more)
+        start += len(more)
+        yield inflate.decompress(more) if inflate else more
 
 
 def merge_block(files: int) -> int:

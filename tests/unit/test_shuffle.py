@@ -9,6 +9,7 @@ import random
 
 import numpy as np
 import pytest
+import zstandard
 
 from data_synthesis.engine.shuffle import (
     ShuffleWriter,
@@ -26,18 +27,25 @@ def _rows(seed: int, partitions: int, n: int) -> list[tuple[int, bytes]]:
     ]
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.zst"])  # plain; zstd frames
 @pytest.mark.parametrize("memory", [1 << 20, 2_000])  # one run; dozens of spilled runs
-def test_each_partition_reads_back_its_rows_in_order(tmp_path, memory):
+def test_each_partition_reads_back_its_rows_in_order(tmp_path, memory, suffix):
     partitions, rows = 50, _rows(0, 50, 3_000)
     for task in range(3):
-        with ShuffleWriter(tmp_path / f"t{task:05d}.jsonl", partitions, memory) as writer:
+        with ShuffleWriter(tmp_path / f"t{task:05d}{suffix}", partitions, memory) as writer:
             for p, data in rows[task::3]:
                 writer.write(p, data + b"\n")
             writer.commit()
     assert sorted(f.name for f in tmp_path.iterdir()) == sorted(
-        [f"t{t:05d}.jsonl" for t in range(3)] + [f"t{t:05d}.index.npy" for t in range(3)]
+        [f"t{t:05d}{suffix}" for t in range(3)] + [f"t{t:05d}.index.npy" for t in range(3)]
     )  # no run left behind
-    files = shuffle_files(tmp_path)
+    files = shuffle_files(tmp_path, f"*{suffix}")
+    written = sum(len(data) + 1 for _, data in rows)
+    stored = sum(f.stat().st_size for f in files)
+    if suffix == ".jsonl":
+        assert stored == written
+    elif memory > written:  # one frame per partition (spilled runs make many small frames)
+        assert stored < written / 2
     assert len(np.load(index_of(files[0]))) == partitions + 1
     for p in range(partitions):
         expected = [data for task in range(3) for q, data in rows[task::3] if q == p]
@@ -74,6 +82,23 @@ def test_a_killed_writer_leaves_no_data_file_and_a_rerun_clears_its_runs(tmp_pat
         again.commit()
     assert list(tmp_path.glob("*.tmp")) == []
     assert [list(partition_lines(path, p)) for p in (2, 3)] == [[], [b"only"]]
+
+
+def test_a_truncated_compressed_range_is_an_error_not_fewer_rows(tmp_path):
+    path = tmp_path / "t00000.jsonl.zst"
+    with ShuffleWriter(path, 2) as writer:
+        for i in range(2_000):
+            writer.write(1, f"row {i} {random.Random(i).random()}".encode() + b"\n")
+        writer.commit()
+    assert len(list(partition_lines(path, 1, block=100))) == 2_000
+    size = path.stat().st_size
+    os.truncate(path, size - 10)
+    with pytest.raises(EOFError, match="10 bytes missing"):
+        list(partition_lines(path, 1))
+    with path.open("ab") as handle:  # the size again, but a frame's last bytes garbled
+        handle.write(b"\0" * 10)
+    with pytest.raises((ValueError, zstandard.ZstdError)):
+        list(partition_lines(path, 1))
 
 
 def test_grouped_rows_must_come_in_partition_order(tmp_path):
