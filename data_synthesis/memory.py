@@ -502,6 +502,14 @@ _INLINE_MARKS = (
 )
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
 _NOT_PROSE = re.compile(r"^(?:\||>>>|\$ |[-=*_]{3,}\s*$)")  # a table row, a prompt, a rule
+# Words a value does not end with: it was cut short, by a clause or a time taken out of it
+# ("6.5 metres across" ends well)
+_DANGLING_END = re.compile(
+    r"(?:(?:^|\s+)(?:and|or|but|nor|of|to|in|on|at|for|with|from|by|into|about|the|an?))+$",
+    re.IGNORECASE,
+)
+# A changelog entry's credit ("... by @user in #123", "(#123)"): the entry is a change, not a fact
+_CHANGELOG_CREDIT = re.compile(r"\bby @[\w-]+|(?<![\w&])#\d{2,}\b|\(#\d+\)")
 
 
 def unmarked(sentence: str) -> str:
@@ -532,6 +540,13 @@ def _prose_sentences(text: str) -> list[tuple[int, int]]:
     ]
 
 
+def _shouted(sentence: str) -> bool:
+    """Mostly capitals over several words: a licence's disclaimer ("THE SOFTWARE IS PROVIDED
+    AS IS ..."), a banner or a heading, not prose."""
+    letters = [c for c in sentence if c.isalpha()]
+    return len(sentence.split()) >= 4 and sum(c.isupper() for c in letters) > 0.6 * len(letters)
+
+
 def heuristic_statements(doc: dict) -> list[dict]:
     """Statements of one document by the generic subject / verb group / object baseline."""
     text, topic = doc["text"], doc.get("title")
@@ -540,13 +555,18 @@ def heuristic_statements(doc: dict) -> list[dict]:
         sentence = text[start:end]
         if len(sentence) > MAX_SENTENCE_CHARS or len(sentence.split()) < 3:
             continue
+        if _CHANGELOG_CREDIT.search(unmarked(sentence)) or _shouted(sentence):
+            continue
         found = _clause(unmarked(sentence), topic)
         if found is None:
             continue
         subject, statements = found
         topic = topic or subject
         for entity, relation, whole, time in statements:
-            whole = _TRAILING_CONJUNCTION.sub("", whole)  # "X and, in 2021, Y" cut at the comma
+            # "X and, in 2021, Y" cut at the comma; "a model of the atom in" (cut at "which")
+            whole = _DANGLING_END.sub("", " ".join(whole.split()))  # one line: text wraps
+            if not whole:
+                continue
             for value in _items(whole):
                 record = _statement(
                     entity, relation, value, sentence, (start, end), doc, time, "heuristic"
@@ -562,7 +582,12 @@ def heuristic_statements(doc: dict) -> list[dict]:
     return out
 
 
-_TRAILING_CONJUNCTION = re.compile(r"\s+(?:and|or|but|nor)$")
+# Words a value does not end with: it was cut short, by a clause or a time taken out of it
+# ("6.5 metres across" ends well)
+_DANGLING_END = re.compile(
+    r"(?:(?:^|\s+)(?:and|or|but|nor|of|to|in|on|at|for|with|from|by|into|about|the|an?))+$",
+    re.IGNORECASE,
+)
 
 
 def _items(value: str) -> list[str]:
@@ -577,6 +602,7 @@ def _items(value: str) -> list[str]:
 def _clause(sentence: str, topic: str | None):
     """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None."""
     body = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", sentence)  # list bullets
+    bulleted = body != sentence
     lead = re.match(r"^([A-Z][a-z]+),\s+", body)
     if lead and _adverb(lead.group(1).lower()):  # "Instead, it uses ..."
         body = body[lead.end() :]
@@ -603,7 +629,7 @@ def _clause(sentence: str, topic: str | None):
             break
     if verb_at is None:
         return None
-    subject = _clean(body[: tokens[verb_at].start()])
+    subject = " ".join(_clean(body[: tokens[verb_at].start()]).split())
     subject = re.split(r",\s", subject, maxsplit=1)[0]  # "Mont Blanc, on the border ..., is"
     words = subject.split()
     while len(words) > 1 and (words[-1].lower() in ADVERBS or words[-1].endswith("ly")):
@@ -629,6 +655,7 @@ def _clause(sentence: str, topic: str | None):
         or (first.endswith("ing") and first[:1].isalpha() and len(subject.split()) > 1)
         or (len(words) > 1 and words[1][:1].islower() and _only_verb(first))  # "Improved the
         # detection ...": a changelog's or a command's verb ("Mars", "Google" are verbs too)
+        or (bulleted and len(words) == 1 and _only_verb(first))  # "- Improve discriminated ..."
         or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
         or "--" in subject
         or len(subject.split()) > 8

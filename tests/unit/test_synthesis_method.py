@@ -352,6 +352,32 @@ def test_heuristic_memory_on_pythons_own_docs():
         assert s["value"]["text"] and s["relation"] and s["entity"]
 
 
+def test_heuristic_memory_leaves_changelogs_and_licences_out():
+    """READMEs nobody here wrote (`make_machine_corpus.py --source package-readmes`) made the
+    baseline ask "What does Refactor type reference?": a changelog entry credited to someone,
+    a bulleted command, a licence in capitals are no statements; a value cut at a relative
+    clause does not end in its preposition; a value wrapped over two lines is one line."""
+    doc = {
+        "id": "c",
+        "title": "Widget",
+        "text": "Widget is a parsing library.\n\n## Changes\n\n"
+        "- Fix nested data being reported as a cycle by [@someone](https://x.org/someone)\n"
+        "- Support named tuples in validation (#13978)\n"
+        "- Improve discriminated union error messages for invalid variants\n\n"
+        "Widget was written by Ada Lovelace and\ncontributors from the Widget team.\n\n"
+        "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND.\n\n"
+        "In 1913 Niels Bohr proposed a model of the atom in which electrons move in orbits.",
+    }
+    found = {
+        (s["entity_name"], s["relation"], s["value"]["text"]) for s in heuristic_statements(doc)
+    }
+    assert found == {
+        ("Widget", "is a", "parsing library"),
+        ("Widget", "was written by", "Ada Lovelace and contributors from the Widget team"),
+        ("Niels Bohr", "proposed", "a model of the atom"),
+    }
+
+
 def test_entity_keys():
     assert entity_key("The Danube") == entity_key("danube") == "danube"
     assert entity_key("Amazon (river)") == "amazon"
