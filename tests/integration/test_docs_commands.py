@@ -202,6 +202,15 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "memory value_index": NotRun(
         "benchmark: one side of an A/B of extract..value_index at 100 MB, ~4 minutes on 2 cores"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --work /tmp/bs1g --stages "
+    "extract memory value_index questions reasoning": NotRun(
+        "benchmark: every task of extract..reasoning at 1 GB, ~75 minutes on 2 cores"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --work /tmp/bs_small "
+    "--stages extract memory value_index questions reasoning": NotRun(
+        "benchmark: every task of extract..reasoning at 10 and 100 MB, ~4 minutes on 2 cores"
+    ),
+    "python -m cProfile -m data_synthesis questions ... --rank 0": TEMPLATE,
     "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 2 --work /tmp/bs": NotRun(
         "benchmark: every stage at 100 MB, ~30 minutes on 2 cores"
     ),
