@@ -502,14 +502,8 @@ _INLINE_MARKS = (
 )
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
 _NOT_PROSE = re.compile(r"^(?:\||>>>|\$ |[-=*_]{3,}\s*$)")  # a table row, a prompt, a rule
-# Words a value does not end with: it was cut short, by a clause or a time taken out of it
-# ("6.5 metres across" ends well)
-_DANGLING_END = re.compile(
-    r"(?:(?:^|\s+)(?:and|or|but|nor|of|to|in|on|at|for|with|from|by|into|about|the|an?))+$",
-    re.IGNORECASE,
-)
 # A changelog entry's credit ("... by @user in #123", "(#123)"): the entry is a change, not a fact
-_CHANGELOG_CREDIT = re.compile(r"\bby @[\w-]+|(?<![\w&])#\d{2,}\b|\(#\d+\)")
+_CHANGELOG_CREDIT = re.compile(r"\bby @[\w-]+|\b(?:in|PR|fixes|closes|see) #\d+\b|\(#\d+\)")
 
 
 def unmarked(sentence: str) -> str:
