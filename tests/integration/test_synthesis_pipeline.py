@@ -408,14 +408,39 @@ def test_many_model_loads_per_stage_are_announced(corpus, tmp_path, capsys):
     assert not warned("backend.type=openai", "engine.partitions=300")
 
 
+def _kill_when(process: subprocess.Popen, landed, timeout: float = 120.0) -> bool:
+    """SIGKILL the process group as soon as `landed()` holds; False when the process ended
+    first (the run had finished)."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if landed():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.002)
+    process.wait()
+    return False
+
+
 def test_kill_9_at_any_moment_then_rerun_is_identical(run, corpus, tmp_path):
-    """Kills land in different stages and mid-task (batches of 4 items are checkpointed); the
-    rerun resumes each and equals the uninterrupted run (the module's, batches of 64)."""
+    """Kills land in different stages and mid-task (batches of 4 items are checkpointed): each
+    restart is killed once its stage has a task part-way (a checkpoint of finished batches) or
+    has begun, whatever this machine's speed; the rerun resumes each and equals the
+    uninterrupted run (the module's, batches of 64)."""
     config = tmp_path / "small_batches.yaml"
     config.write_text("engine:\n  batch_size: 4\n  partitions: 2\n")
     out = tmp_path / "killed"
-    finished_after_kill = []
-    for delay in (1.5, 2.0, 2.0, 2.5, 3.0, 4.0):  # each restart gets a little further
+
+    def part_way(stage: str):
+        return lambda: any((out / "checkpoints" / stage).glob("*.partial"))
+
+    def begun(job: str):
+        return lambda: (out / "logs" / job).is_dir()
+
+    moments = [part_way("extract"), begun("memory"), part_way("questions")]
+    moments += [part_way("planning"), part_way("has"), begun("dedup-buckets")]
+    landed = []
+    for moment in moments:
         process = subprocess.Popen(
             [sys.executable, "-m", "data_synthesis", "pipeline", "--input", str(corpus)]
             + ["--output", str(out), "--config", str(config)],
@@ -425,11 +450,9 @@ def test_kill_9_at_any_moment_then_rerun_is_identical(run, corpus, tmp_path):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        time.sleep(delay)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        finished_after_kill.append((out / "final/stats.json").exists())
-    assert not any(finished_after_kill[:2])  # the kills did land mid-run
+        landed.append(_kill_when(process, moment))
+    assert all(landed), landed  # every kill landed mid-run, none after the end
+    assert not (out / "final/stats.json").exists()
     _cli("pipeline", "--input", corpus, "--output", out, "--config", config)
     _same_outputs(run, out)
 
