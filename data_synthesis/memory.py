@@ -549,9 +549,10 @@ def heuristic_statements(doc: dict) -> list[dict]:
         sentence = text[start:end]
         if len(sentence) > MAX_SENTENCE_CHARS or len(sentence.split()) < 3:
             continue
-        if _CHANGELOG_CREDIT.search(unmarked(sentence)) or _shouted(sentence):
+        plain = unmarked(sentence)
+        if _CHANGELOG_CREDIT.search(plain) or _shouted(sentence):
             continue
-        found = _clause(unmarked(sentence), topic)
+        found = _clause(plain, topic)
         if found is None:
             continue
         subject, statements = found

@@ -35,7 +35,13 @@ class ByteRange:
     end: int
 
 
-COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ": "xz"}
+# a compressed file's first bytes -> its format and the command that decompresses it
+COMPRESSED = {
+    b"\x1f\x8b": ("gzip", "gzip -dk"),
+    b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"),
+    b"BZh": ("bzip2", "bzip2 -dk"),
+    b"\xfd7zXZ": ("xz", "xz -dk"),
+}
 
 
 def check_plain(path: Path) -> Path:
@@ -44,17 +50,14 @@ def check_plain(path: Path) -> Path:
     a compressed stream allows."""
     with open(path, "rb") as handle:
         head = handle.read(6)
-    for magic, kind in COMPRESSED.items():
+    for magic, (kind, command) in COMPRESSED.items():
         if head.startswith(magic):
             raise InputError(
                 f"{path}: a {kind}-compressed file; synthesis reads plain JSONL (its tasks split "
                 "the inputs by byte ranges and the search tool reads pages by offset): "
-                f"decompress it first (e.g. `{_DECOMPRESS[kind]} {path}`)"
+                f"decompress it first (e.g. `{command} {path}`)"
             )
     return path
-
-
-_DECOMPRESS = {"gzip": "gzip -dk", "zstd": "zstd -d", "bzip2": "bzip2 -dk", "xz": "xz -dk"}
 
 
 def input_files(spec: str | list[str]) -> list[Path]:

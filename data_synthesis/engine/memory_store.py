@@ -81,23 +81,26 @@ def value_key(value: dict) -> str:
     return str(value.get("entity") or value.get("text"))
 
 
+# The shuffle files' names under memory/: the statements are compressed (engine/shuffle.py:
+# written once, read once in order), the value and relation rows plain (merged side by side)
+SUFFIX = {"statements": ".jsonl.zst", "values": ".jsonl", "relations": ".jsonl"}
+
+
 def statements_file(out: Path, task: int) -> Path:
-    """Map task `task`'s statements, compressed (engine/shuffle.py: written once, read once)."""
-    return Path(out) / "memory" / "statements" / f"t{task:05d}.jsonl.zst"
+    """Map task `task`'s statements."""
+    return Path(out) / "memory" / "statements" / f"t{task:05d}{SUFFIX['statements']}"
 
 
 def index_rows_file(out: Path, kind: str, partition: int) -> Path:
     """Reduce task `partition`'s rows of the `kind` ("values", "relations") index."""
-    return Path(out) / "memory" / kind / f"p{partition:05d}.jsonl"
+    return Path(out) / "memory" / kind / f"p{partition:05d}{SUFFIX[kind]}"
 
 
 def _streams(out: Path, folder: str, partition: int, merged: bool = False) -> list[Iterator[dict]]:
     """Partition `partition`'s rows in each task's shuffle file of memory/`folder`, one lazy
     stream per file, in task order. Read one after another, a file's range is read by the MiB
     (opened about once); `merged` (all read side by side) shares READ_MEMORY among them."""
-    files = shuffle_files(
-        Path(out) / "memory" / folder, "*.jsonl.zst" if folder == "statements" else "*.jsonl"
-    )
+    files = shuffle_files(Path(out) / "memory" / folder, f"*{SUFFIX[folder]}")
     block = merge_block(len(files)) if merged else 1 << 20
     return [map(json.loads, partition_lines(path, partition, block)) for path in files]
 

@@ -140,7 +140,6 @@ def corpus_fingerprint(paths: list[Path], config: IndexConfig) -> str:
     shards = config.shard_count([Path(path) for path in paths])
     digest.update(f"{config.passage_words}:{config.passage_stride}:{stem}:{shards}".encode())
     for path in paths:
-        check_plain(Path(path))  # pages are read at their byte offsets
         digest.update(_file_identity(Path(path), Path(config.cache_dir)).encode())
     return digest.hexdigest()[:24]
 
@@ -152,12 +151,13 @@ def _file_identity(path: Path, cache: Path) -> str:
     the SLURM path names the index when it submits the build, so hashing 1 TB (~10 minutes at
     the 1.7 GB/s measured here, from cache) held up the submission of every job until 2026-12-04.
     Kept under the cache by path, size, inode and modification time, so the tasks that open an
-    index read one small file per corpus file."""
+    index read one small file per corpus file; a compressed file is refused before it is kept."""
     status = path.resolve().stat()
     key = f"{path.resolve()}|{status.st_size}|{status.st_ino}|{status.st_mtime_ns}"
     memo = cache / "identities" / hashlib.sha256(key.encode()).hexdigest()[:32]
     if memo.exists():
         return memo.read_text()
+    check_plain(path)  # pages are read at their byte offsets
     value = f"{status.st_size}:{status.st_mtime_ns}:{edges_sha256(path, status.st_size)}"
     memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_name(f"{memo.name}.tmp{os.getpid()}")
