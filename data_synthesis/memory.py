@@ -171,6 +171,7 @@ PREPS = {
 }
 ADVERBS = {
     "also",
+    "otherwise",
     "first",
     "later",
     "still",
@@ -274,6 +275,10 @@ BAD_SUBJECT_START = {
     "note",
     "for",
     "to",
+    "everything",
+    "nothing",
+    "something",
+    "anything",
 }
 ADJECTIVE_NOUNS = {
     "long": "length",
@@ -372,7 +377,7 @@ def _clean(text: str) -> str:
     return text.strip().strip(",;:").strip()
 
 
-def _value_phrase(rest: str) -> tuple[str, str | None]:
+def value_phrase(rest: str) -> tuple[str, str | None]:
     """The object phrase of a clause (up to a clause boundary) and a time qualifier in the rest."""
     time = None
     t = re.search(
@@ -520,7 +525,7 @@ _NO_SENTENCE_END = re.compile(r"\[[^\]]*\]\([^)\s]*\)|`[^`\n]+`|\bhttps?://\S+")
 _NEUTRAL = str.maketrans(".!?\n", "___ ")
 
 
-def _prose_sentences(text: str) -> list[tuple[int, int]]:
+def prose_sentences(text: str) -> list[tuple[int, int]]:
     """`sentences(text)` outside fenced code blocks, table rows, prompts and rules, none cut
     inside a link's target or inline code ("[Trainer](https://x.io/a.Trainer.html)")."""
     code = [m.span() for m in _CODE_BLOCK.finditer(text)] if "``" in text or "~~" in text else []
@@ -541,11 +546,47 @@ def _shouted(sentence: str) -> bool:
     return len(sentence.split()) >= 4 and sum(c.isupper() for c in letters) > 0.6 * len(letters)
 
 
+# A capitalised word after a lower-case word or a comma: a name wherever it stands in the text
+_NAME_MID_SENTENCE = re.compile(r"(?<=[a-z,;:] )[A-Z][\w-]*")
+# Words that point to the text around the sentence: "the above command", "the same logic"
+CONTEXTUAL = {"above", "below", "following", "aforementioned", "latter", "same"}
+# a value that points around its sentence ("the following output", "above"; not "above the city")
+_POINTING = re.compile(r"the\s+(?:above|below|following|aforementioned)\b|(?:above|below)$", re.I)
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+
+
+def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: bool) -> bool:
+    """Whether a subject only makes sense beside its sentence: it points around it ("the above
+    code", "These files", "This API"), a list item opens with a verb ("- Fix exception raised
+    ...", "- Updated UNICODE_RANGES ..."), or it opens with a capitalised word the text never
+    writes as a name and that is no noun ("Additional features", "Only", "Together with ...";
+    "Greater London" has a name in it). "Python" written as a name elsewhere in the text, and
+    the document's title, stay subjects."""
+    from lemminflect import getAllLemmas
+
+    words = subject.split()
+    if CONTEXTUAL & {w.lower() for w in words} or words[0].lower() in ("this", "these", "those"):
+        return True
+    first = words[0]
+    if not first[:1].isupper() or first in names or (topic and first in topic.split()):
+        return False
+    kinds = getAllLemmas(first.lower())
+    if bulleted and "VERB" in kinds:
+        return True
+    following = words[1].lower() if len(words) > 1 else ""
+    if kinds.get("VERB", ("",))[0] == first.lower() and following in PREPS | ARTICLES | {"your"}:
+        return True  # an instruction: "Check for existing ...", "Welcome to bm25s"
+    if kinds and "NOUN" not in kinds:  # an English word (not "Danube", "NumPy"), no noun
+        return not any(word[:1].isupper() for word in words[1:])
+    return False
+
+
 def heuristic_statements(doc: dict) -> list[dict]:
     """Statements of one document by the generic subject / verb group / object baseline."""
     text, topic = doc["text"], doc.get("title")
+    names = set(_NAME_MID_SENTENCE.findall(text))
     out = []
-    for start, end in _prose_sentences(text):
+    for start, end in prose_sentences(text):
         sentence = text[start:end]
         if len(sentence) > MAX_SENTENCE_CHARS or len(sentence.split()) < 3:
             continue
@@ -556,6 +597,9 @@ def heuristic_statements(doc: dict) -> list[dict]:
         if found is None:
             continue
         subject, statements = found
+        bulleted = bool(_BULLET.match(plain))
+        if subject != topic and _context_bound(subject, names, topic, bulleted):
+            continue
         topic = topic or subject
         for entity, relation, whole, time in statements:
             # "X and, in 2021, Y" cut at the comma; "a model of the atom in" (cut at "which")
@@ -572,6 +616,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
                     and record["entity"] != normalise(value)
                     and value.lower() not in OBJECT_PRONOUNS
                     and value.split()[0].lower() not in DEICTIC
+                    and not _POINTING.match(value)
                 ):
                     out.append(record)
     return out
@@ -594,13 +639,28 @@ def _items(value: str) -> list[str]:
     return [value]
 
 
+def _without_leading_adverb(body: str) -> str:
+    """ "Instead, it uses ..." and "Typically actions are ..." without their adverb; not
+    "Extremely fast ..." or "Correctly remove ...", whose adverb goes with an adjective or a
+    verb."""
+    from lemminflect import getAllLemmas
+
+    lead = re.match(r"([A-Z][a-z]+),\s+|([A-Z][a-z]+ly)\s+(\S+)", body)
+    if not lead or not _adverb((lead.group(1) or lead.group(2)).lower()):
+        return body
+    if lead.group(2):
+        kinds = getAllLemmas(lead.group(3).lower())
+        if kinds and ("NOUN" not in kinds or "ADJ" in kinds):
+            return body
+        return body[lead.start(3) :]
+    return body[lead.end() :]
+
+
 def _clause(sentence: str, topic: str | None):
     """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None."""
-    body = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", sentence)  # list bullets
+    body = _BULLET.sub("", sentence)
     bulleted = body != sentence
-    lead = re.match(r"^([A-Z][a-z]+),\s+", body)
-    if lead and _adverb(lead.group(1).lower()):  # "Instead, it uses ..."
-        body = body[lead.end() :]
+    body = _without_leading_adverb(body)
     body = re.sub(r"^(?:In|On|Since|By|During|As of|After|Before)\s+[^,]{1,40},\s*", "", body)
     # "In the semi-final Germany beat ..." (no comma): a lower-case phrase, then a name
     body = re.sub(
@@ -643,7 +703,7 @@ def _clause(sentence: str, topic: str | None):
             return None
         subject = topic
     elif (
-        first in BAD_SUBJECT_START
+        re.split(r"['’]", first)[0] in BAD_SUBJECT_START  # "We've yanked ..."
         or first in PREPS
         or first in AUX
         or first in SUBORDINATORS
@@ -653,6 +713,7 @@ def _clause(sentence: str, topic: str | None):
         or (bulleted and len(words) == 1 and _only_verb(first))  # "- Improve discriminated ..."
         or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
         or "--" in subject
+        or subject.count("(") != subject.count(")")  # "a dict (": cut inside a parenthesis
         or len(subject.split()) > 8
         or not re.search(r"[A-Za-z]", subject)
         or set(subject.lower().split()) & INNER_STOP
@@ -689,7 +750,7 @@ def _clause(sentence: str, topic: str | None):
         if group[-1].lower() == "to" and j < len(tokens) and _base_verb(tokens[j].group(0)):
             return None  # "began to lose ...": an infinitive, not a value
     rest = body[tokens[j].start() :] if j < len(tokens) else ""
-    value, time = _value_phrase(rest)
+    value, time = value_phrase(rest)
     time = time or (lead_time.group(1) if lead_time else None)
     if (
         not value

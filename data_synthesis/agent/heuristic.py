@@ -18,11 +18,16 @@ import functools
 import re
 import zlib
 
+from data_synthesis.memory import prose_sentences, value_phrase
+
 _WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
 _WORD_OR_BREAK = re.compile(r"[A-Za-z0-9][\w'-]*|[,;:()]")
 _PAGE_HEADER = re.compile(r"^The content of \S+ \(.*?\):\n")  # environment/executor.py
 _RESULT = re.compile(r"^\d+\. \[(?P<title>[^\]]*)\]\((?P<url>[^)]*)\)", re.MULTILINE)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# a search response's own lines (environment/executor.py): what remains are the snippets
+_SEARCH_FRAME = re.compile(
+    r"^(?:A search for .* found \d+ results:|## Web Results|\d+\. \[.*)$", re.M
+)
 _NUMBER = re.compile(r"\d[\d,.]*(?:\s+(?:million|billion|thousand))?(?:\s+[a-z]+){0,2}")
 STOP = set(
     "a an the of in on at to for by with from and or is are was were be been what which who whom "
@@ -82,13 +87,16 @@ def _score(asked: set[str], sentence: str) -> int:
 
 @functools.lru_cache(maxsize=1024)  # the agent re-reads the same pages every turn
 def _readings(question: str, text: str, limit: int) -> tuple[tuple[int, str, str], ...]:
-    """(score, sentence, candidate) of the best sentences of `text` (a visited page's header
-    line - its url and title - is not a sentence of the page)."""
+    """(score, sentence, candidate) of the best prose sentences of `text` (not code, a table
+    row or a heading; nor a visited page's header line - its url and title)."""
     asked = {w.lower() for w in keywords(question)}
     numeric = any(cue in question.lower() for cue in NUMERIC_CUES)
     text = _PAGE_HEADER.sub("", text, count=1)
     scored = []
-    for sentence in _SENTENCE.split(text):
+    for start, end in prose_sentences(text):
+        sentence = text[start:end]
+        if sentence.startswith("#"):
+            continue
         score = _score(asked, sentence)
         if score:
             scored.append((-score, len(scored), sentence))
@@ -102,11 +110,37 @@ def _readings(question: str, text: str, limit: int) -> tuple[tuple[int, str, str
     return tuple(out)
 
 
+# what a sentence says before its object: "is", "was", "by", "under" ...
+_LEAD_IN = re.compile(r"^(?:\s*\b(?:is|are|was|were|by|of|in|on|at|to|under|from|as|for|with)\b)+")
+
+
+def _said_after(sentence: str, asked: set[str]) -> str | None:
+    """The object phrase after the last word the sentence shares with the question that has
+    one (a verb matched by its first five letters): "What is X licensed under?" on "X is
+    licensed under the terms of the Apache license." -> "the terms of the Apache license"."""
+    stems = {word[:5] for word in asked if len(word) >= 5}
+    shared = [
+        match
+        for match in _WORD.finditer(sentence)
+        if match.group(0).lower() in asked
+        or (len(match.group(0)) >= 5 and match.group(0).lower()[:5] in stems)
+    ]
+    for match in reversed(shared):
+        value, _ = value_phrase(_LEAD_IN.sub("", sentence[match.end() :]).strip())
+        value = value.split(",")[0]  # a list's first name: "Tokyo, Japan" -> "Tokyo"
+        if value:
+            return value if len(value.split()) <= 8 else None
+    return None
+
+
 def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:
     if numeric:
         number = _NUMBER.search(sentence)
         if number:
             return number.group(0).rstrip(".,; ")
+    said = _said_after(sentence, asked)
+    if said:
+        return said
     words = _WORD.findall(sentence)
     runs, run = [], []
     for word in _WORD_OR_BREAK.findall(sentence):  # "Tokyo, Japan": two runs, not "Tokyo Japan"
@@ -150,7 +184,9 @@ def candidate_steps(question: str, steps: list[dict], final: bool = False) -> li
             turn = zlib.crc32(question.encode()) % len(queries)  # taken one is not always longest
             queries = queries[turn:] + queries[:turn]
         candidates += [search_step(question, q) for q in queries]
-    snippets = " ".join(s["response"] for s in steps if s.get("tool") == "search")
+    snippets = "\n\n".join(
+        _SEARCH_FRAME.sub("", s["response"]) for s in steps if s.get("tool") == "search"
+    )
     if snippets:
         candidates += [answer_step(s, c) for s, c in answer_candidates(question, snippets, 2)]
     unique, seen = [], set()

@@ -279,3 +279,34 @@ def test_heuristic_reader_skips_the_page_header_and_wants_the_questions_year():
     right_year = {**other_year, "arguments": {"url": [first["arguments"]["url"][0]]}}
     right_year["response"] = page
     assert candidate_steps(question, [search, other_year, right_year])[0]["answer"] == "Tokyo"
+
+
+def test_heuristic_reader_reads_prose_and_what_follows_the_question(env):
+    """READMEs nobody here wrote (`make_machine_corpus.py --source package-readmes`) gave the CPU
+    baseline 3 Correct outcomes of 367: it read "## License\\nThe Abseil ..." as one sentence
+    and answered "License", and took a search response's own first line ("A search for ...
+    found 10 results:") for a sentence of the snippets. A heading, code and the response's own
+    lines are not read; the answer is what the sentence says after the question's words."""
+    from data_synthesis.agent.heuristic import answer_candidates, candidate_steps
+
+    question = "What is the Abseil Python library licensed under?"
+    page = (
+        "The content of https://pypi.org/project/absl-py/ (absl-py):\n## License\n"
+        "The Abseil Python library is licensed under the terms of the Apache license.\n\n"
+        "```python\nlicense = 'Apache'  # the Abseil Python library\n```"
+    )
+    assert answer_candidates(question, page) == [
+        (
+            "The Abseil Python library is licensed under the terms of the Apache license.",
+            "the terms of the Apache license",
+        )
+    ]
+    search = "capital Austria"
+    response = env.execute({"name": "search", "arguments": {"query": [search]}}).text
+    assert response.startswith(f"A search for '{search}'")
+    steps = [{"tool": "search", "arguments": {"query": [search]}, "response": response}]
+    answers = [
+        s for s in candidate_steps("What is the capital of Austria?", steps) if "answer" in s
+    ]
+    assert answers and all("A search for" not in s["thought"] for s in answers)
+    assert answers[0]["answer"] == "Vienna"

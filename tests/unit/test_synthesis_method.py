@@ -378,6 +378,39 @@ def test_heuristic_memory_leaves_changelogs_and_licences_out():
     }
 
 
+def test_heuristic_memory_leaves_subjects_that_need_their_context_out():
+    """The same READMEs asked "What does the above command generate?", "What did Additional
+    advance?" and "What does Fix break?": a subject pointing around its sentence, a capitalised
+    first word the text never writes as a name and that is no noun, a list item's verb, an
+    instruction ("Check for ...") are no subjects. A name the text writes mid-sentence ("Python"), a noun ("Steel") and a name after
+    an adjective ("Greater London") stay; a leading adverb goes ("Typically actions")."""
+    doc = {
+        "id": "r",
+        "title": "Widget",
+        "text": "The above command generates the following output.\n\n"
+        "These files will be distributed across each task.\n\n"
+        "This API supports the encoding.\n\n"
+        "Additional features are supported by the extensions.\n\n"
+        "- Fix exception raised in case of timeouts\n\n"
+        "Check for existing pull requests addressing the same issue.\n\n"
+        "The methods operate similarly to the methods described above.\n\n"
+        "Widget runs on Python. Python is a programming language.\n\n"
+        "Steel is an alloy of iron and carbon.\n\n"
+        "Greater London has an area of 1,572 square kilometres.\n\n"
+        "Typically actions are selected by passing strings.",
+    }
+    found = {
+        (s["entity_name"], s["relation"], s["value"]["text"]) for s in heuristic_statements(doc)
+    }
+    assert found == {
+        ("Widget", "runs on", "Python"),
+        ("Python", "is a", "programming language"),
+        ("Steel", "is an alloy of", "iron and carbon"),
+        ("Greater London", "area", "1,572 square kilometres"),
+        ("actions", "are selected by", "passing strings"),
+    }
+
+
 def test_entity_keys():
     assert entity_key("The Danube") == entity_key("danube") == "danube"
     assert entity_key("Amazon (river)") == "amazon"
