@@ -502,6 +502,7 @@ _INLINE_MARKS = (
     (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference links
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # bold
     (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # italics
+    (re.compile(r"(?<!\w)_(?=\S)([^_\n]+?)(?<=\S)_(?!\w)"), r"\1"),  # _italics_, not snake_case
     (re.compile(r"`+([^`]+?)`+"), r"\1"),  # inline code
     (re.compile(r"^#{1,6}\s+"), ""),  # a heading's marks
 )
@@ -739,6 +740,8 @@ def _clause(sentence: str, topic: str | None):
             j += 1
             continue
         break
+    if group and group[0].lower() in ("being", "been"):
+        return None  # "HTTP/2 flag being passed down to ...": a participle, no finite verb
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
         return None  # "systemd will cleanly ...": a modal alone is no relation
     if j < len(tokens) and tokens[j].group(0).lower() in PARTICLES:  # "is made up of"

@@ -3,7 +3,9 @@
 A map task reads only its own byte range of the input files: the inputs are viewed as one
 concatenated byte stream cut into `world_size` equal ranges, and a task owns every line that
 *starts* inside its range (so each line belongs to exactly one task, whatever the task count).
-Bad input is an error naming file:line (the line number is counted only when failing).
+A compressed input (gzip, zstd, bzip2, xz, known by its first bytes) cannot be entered in the
+middle, so it is one range, read by the task owning its first byte: a corpus shipped as many
+compressed files (as web corpora are) spreads over the tasks like plain files do. Bad input is an error naming file:line (the line number is counted only when failing).
 Large 1-D arrays are written a block at a time (`NpyWriter`) and read a range at a time with
 pread (`NpyArray`), so neither is held whole nor mapped.
 """
@@ -22,6 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from megatron_agentic.data.checks import npy_header
+from megatron_agentic.data.jsonl import (
+    DECOMPRESSION_ERRORS,
+    codec_of,
+    damaged,
+    open_decompressed,
+)
 
 
 class InputError(ValueError):
@@ -30,96 +38,109 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class ByteRange:
+    """Bytes [start, end) of an input file; a compressed file (`codec`) is one whole range."""
+
     path: str
     start: int
     end: int
+    codec: str | None = None
 
 
-# a compressed file's first bytes -> its format and the command that decompresses it
-COMPRESSED = {
-    b"\x1f\x8b": ("gzip", "gzip -dk"),
-    b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"),
-    b"BZh": ("bzip2", "bzip2 -dk"),
-    b"\xfd7zXZ": ("xz", "xz -dk"),
-}
-
-
-def check_plain(path: Path) -> Path:
-    """`path`, or an InputError when it is compressed (by its first bytes): tasks split the
-    inputs by byte ranges and the search tool reads a page at its byte offset, neither of which
-    a compressed stream allows."""
-    with open(path, "rb") as handle:
-        head = handle.read(6)
-    for magic, (kind, command) in COMPRESSED.items():
-        if head.startswith(magic):
-            raise InputError(
-                f"{path}: a {kind}-compressed file; synthesis reads plain JSONL (its tasks split "
-                "the inputs by byte ranges and the search tool reads pages by offset): "
-                f"decompress it first (e.g. `{command} {path}`)"
-            )
-    return path
+# the suffixes of the files a folder given as --input holds
+INPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz")
 
 
 def input_files(spec: str | list[str]) -> list[Path]:
-    """The JSONL files of an --input: a file, a directory (its *.jsonl, sorted) or a list;
-    compressed files are refused with the command that decompresses them."""
+    """The JSONL files of an --input: a file, a directory (its *.jsonl, plain or compressed,
+    sorted) or a list."""
     specs = [spec] if isinstance(spec, str | Path) else list(spec)
     files: list[Path] = []
     for item in specs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(check_plain(p) for p in path.rglob("*.jsonl") if p.is_file())
-            if not found:
-                packed = sorted(p for p in path.rglob("*.jsonl.*") if p.is_file())
-                if packed:
-                    check_plain(packed[0])  # names the first compressed file and the fix
-            files += found
+            files += sorted(
+                p for p in path.rglob("*.jsonl*") if p.name.endswith(INPUT_SUFFIXES) and p.is_file()
+            )
         elif path.is_file():
-            files.append(check_plain(path))
+            files.append(path)
         else:
             raise FileNotFoundError(f"--input {item}: no such file or directory")
     if not files:
-        raise InputError(f"--input {spec}: no .jsonl files")
+        raise InputError(f"--input {spec}: no .jsonl files (plain, .gz, .zst, .bz2 or .xz)")
     return files
 
 
 def task_ranges(files: list[Path], rank: int, world_size: int) -> list[ByteRange]:
-    """The byte ranges of the inputs that task `rank` of `world_size` owns."""
+    """The byte ranges of the inputs that task `rank` of `world_size` owns. A compressed file
+    cannot be entered in the middle: it is read whole by the task owning its first byte."""
     sizes = [f.stat().st_size for f in files]
     total = sum(sizes)
     lo, hi = total * rank // world_size, total * (rank + 1) // world_size
     ranges, offset = [], 0
     for path, size in zip(files, sizes):
-        start, end = max(lo, offset), min(hi, offset + size)
-        if start < end:
-            ranges.append(ByteRange(str(path), start - offset, end - offset))
+        codec = codec_of(path) if size else None
+        if codec:
+            if lo <= offset < hi:
+                ranges.append(ByteRange(str(path), 0, size, codec))
+        else:
+            start, end = max(lo, offset), min(hi, offset + size)
+            if start < end:
+                ranges.append(ByteRange(str(path), start - offset, end - offset))
         offset += size
     return ranges
 
 
-def read_lines(byte_range: ByteRange) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) for each line starting inside the range; a line starting before the range
-    belongs to the previous task and is skipped."""
-    with open(byte_range.path, "rb") as handle:
-        position = byte_range.start
-        if position > 0:
-            handle.seek(position - 1)
-            if handle.read(1) != b"\n":
-                position += len(handle.readline())
-        else:
-            handle.seek(0)
-        while position < byte_range.end:
-            line = handle.readline()
-            if not line:
-                break
-            yield position, line
-            position += len(line)
+class LineReader:
+    """(offset, line) for each line starting inside a range (a line starting before it belongs
+    to the previous task); a compressed range's offsets are those of the decompressed stream.
+    `consumed` is how many of the range's on-disk bytes were read so far: progress, which for a
+    compressed file is not the lines' length."""
+
+    def __init__(self, byte_range: ByteRange):
+        self.range = byte_range
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        byte_range = self.range
+        with open(byte_range.path, "rb", buffering=1 << 20) as raw:
+            if byte_range.codec:
+                yield from self._decompressed(raw)
+                return
+            position = byte_range.start
+            if position > 0:
+                raw.seek(position - 1)
+                if raw.read(1) != b"\n":
+                    position += len(raw.readline())
+            while position < byte_range.end:
+                line = raw.readline()
+                if not line:
+                    break
+                yield position, line
+                position += len(line)
+                self.consumed = min(position, byte_range.end) - byte_range.start
+            self.consumed = byte_range.end - byte_range.start
+
+    def _decompressed(self, raw) -> Iterator[tuple[int, bytes]]:
+        position = 0
+        try:
+            with open_decompressed(self.range.codec, raw) as stream:
+                for line in stream:
+                    yield position, line
+                    position += len(line)
+                    self.consumed = raw.tell()
+        except DECOMPRESSION_ERRORS as error:
+            raise damaged(self.range.path, self.range.codec, position, error) from None
+
+
+def read_lines(byte_range: ByteRange) -> LineReader:
+    return LineReader(byte_range)
 
 
 def line_number(path: str, offset: int) -> int:
-    """1-based line number of the line starting at `offset` (only used to report errors)."""
+    """1-based line number of the line starting at `offset` (of the decompressed stream for a
+    compressed file; only used to report errors)."""
     count, done = 1, 0
-    with open(path, "rb") as handle:
+    with open(path, "rb") as raw, open_decompressed(codec_of(Path(path)), raw) as handle:
         while done < offset:
             chunk = handle.read(min(1 << 24, offset - done))
             if not chunk:

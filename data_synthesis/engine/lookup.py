@@ -88,6 +88,10 @@ class Tables:
                 return json.loads(b"".join(chunks))
             offset, size = offset + len(chunk), size * 2
 
+    def read(self, path: Path, offset: int, length: int) -> bytes:
+        """`length` bytes of `path` from byte `offset`."""
+        return os.pread(self._fd(path), length, offset)
+
     def _fd(self, path: Path) -> int:
         return self._files.get(str(path), lambda: os.open(path, os.O_RDONLY))
 

@@ -8,12 +8,13 @@ format and scored with bm25s's functions, but with the statistics of the whole c
 scores (and a search over every shard) are those of one index of everything:
 
 1. read (a task per shard): the shard's lines are streamed once; each document gets a row in
-   `docs.jsonl`, each passage a line in `passages.jsonl` and its byte offset in
-   `passages.offsets.npy`; passages are tokenised a chunk at a time (one growing vocabulary,
-   numbered as bm25s's tokenizer numbers it but held as hashes: _Vocabulary), and each chunk's
-   postings (term, passage) -> (term frequency, passage length) become a
-   sorted run on disk (data_synthesis/engine/sort.py), as do the pages' (hash of id or url ->
-   docs.jsonl row). The shard's terms (`terms.txt`, `term_hashes.npy`), document frequencies
+   `docs.jsonl` (a compressed corpus file's document also its page, in zstd blocks in
+   `pages.zst`: a page is otherwise read from the corpus at its offset), each passage a line
+   in `passages.jsonl` and its byte offset in `passages.offsets.npy`; passages are tokenised a
+   chunk at a time (one growing vocabulary, numbered as bm25s's tokenizer numbers it but held
+   as hashes: _Vocabulary), and each chunk's postings (term, passage) -> (term frequency,
+   passage length) become a sorted run on disk (data_synthesis/engine/sort.py), as do the
+   pages' (hash of id or url -> docs.jsonl row). The shard's terms (`terms.txt`, `term_hashes.npy`), document frequencies
    and token count are saved.
 2. count (one task): every shard's document frequencies summed by term (hash), in a sorted
    merge: `df.table.npy` (term hash -> documents holding it in the whole corpus), and the
@@ -62,6 +63,7 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
+import zstandard
 from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
 from bm25s.tokenization import _infer_stopwords
 from bm25s.utils import json_functions
@@ -72,7 +74,6 @@ from data_synthesis.engine.io import (
     ByteRange,
     NpyArray,
     NpyWriter,
-    check_plain,
     line_number,
     read_lines,
     stable_hash,
@@ -86,6 +87,7 @@ from megatron_agentic.data.checks import npy_header
 # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards
 INDEX_VERSION = "bm25s-passages-v7"  # v7: pages.table.npy (page -> shards)
 SHARD_TABLE = "pages.table.npy"
+PAGE_STORE = "pages.zst"  # a shard's pages from compressed corpora (_PageStore)
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
@@ -151,13 +153,12 @@ def _file_identity(path: Path, cache: Path) -> str:
     the SLURM path names the index when it submits the build, so hashing 1 TB (~10 minutes at
     the 1.7 GB/s measured here, from cache) held up the submission of every job until 2026-12-04.
     Kept under the cache by path, size, inode and modification time, so the tasks that open an
-    index read one small file per corpus file; a compressed file is refused before it is kept."""
+    index read one small file per corpus file."""
     status = path.resolve().stat()
     key = f"{path.resolve()}|{status.st_size}|{status.st_ino}|{status.st_mtime_ns}"
     memo = cache / "identities" / hashlib.sha256(key.encode()).hexdigest()[:32]
     if memo.exists():
         return memo.read_text()
-    check_plain(path)  # pages are read at their byte offsets
     value = f"{status.st_size}:{status.st_mtime_ns}:{edges_sha256(path, status.st_size)}"
     memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_name(f"{memo.name}.tmp{os.getpid()}")
@@ -176,11 +177,13 @@ def split_passages(text: str, words: int, stride: int) -> list[str]:
 
 
 def _documents(paths: list[Path], ranges: list[ByteRange]):
-    """(corpus index, byte offset, line length, document) for every line starting in `ranges`;
+    """(corpus index, byte offset, on-disk bytes read, document, line) for every line starting
+    in `ranges` (the line only from a compressed corpus, whose page is kept in the index);
     errors name file:line."""
     for byte_range in ranges:
         corpus = [str(p) for p in paths].index(byte_range.path)
-        for start, line in read_lines(byte_range):
+        lines, progressed = read_lines(byte_range), 0
+        for start, line in lines:
             if not line.strip():
                 continue
             try:
@@ -197,7 +200,8 @@ def _documents(paths: list[Path], ranges: list[ByteRange]):
             if problem:
                 where = f"{byte_range.path}:{line_number(byte_range.path, start)}"
                 raise ValueError(f"{where}: {problem}")
-            yield corpus, start, len(line), doc
+            step, progressed = lines.consumed - progressed, lines.consumed
+            yield corpus, start, step, doc, line if byte_range.codec else None
 
 
 @dataclass
@@ -385,9 +389,9 @@ class _Tokenised:
         """The vocabulary (terms.txt, term_hashes.npy) and document counts of the shard."""
         self.flush()
         self.vocabulary.close(directory / "term_hashes.npy")
-        np.save(
-            directory / "doc_freqs.npy", self.doc_freqs[: len(self.vocabulary)].astype(np.int64)
-        )
+        counts = np.zeros(len(self.vocabulary), np.int64)  # a shard of no passage has bm25s's ""
+        counts[: len(self.doc_freqs)] = self.doc_freqs[: len(counts)]
+        np.save(directory / "doc_freqs.npy", counts)
 
 
 # --- the build directory ----------------------------------------------------------------------
@@ -483,6 +487,52 @@ def _publish(tmp: Path, path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _PageStore:
+    """The pages of a shard's documents from compressed corpora, which have no byte offset to
+    read a page at: consecutive pages in zstd frames of about `block` bytes (a frame per page
+    made the store 60% of the text's size on short pages; a block compresses like the file),
+    each page's docs.jsonl row holding [its frame's offset, its offset in the frame, its
+    length]. `read_page` decompresses from the frame's start to the page's end."""
+
+    def __init__(self, path: Path, block: int = 1 << 16):
+        self._file, self._block = path.open("wb"), block
+        self._compress = zstandard.ZstdCompressor(level=3).compress
+        self._pages, self._start = bytearray(), 0
+
+    def add(self, page: bytes) -> list[int]:
+        entry = [self._start, len(self._pages), len(page)]
+        self._pages += page
+        if len(self._pages) >= self._block:
+            self._flush()
+        return entry
+
+    def _flush(self) -> None:
+        if self._pages:
+            self._file.write(self._compress(bytes(self._pages)))
+            self._start, self._pages = self._file.tell(), bytearray()
+
+    def __enter__(self) -> _PageStore:
+        return self
+
+    def __exit__(self, *failed) -> None:
+        if not failed[0]:
+            self._flush()
+        self._file.close()
+
+
+def read_page(read, entry: list[int]) -> dict:
+    """The page a docs.jsonl row's "page" entry names; `read(offset, size)` reads the store."""
+    start, at, length = entry
+    frame, out = zstandard.ZstdDecompressor().decompressobj(), bytearray()
+    while len(out) < at + length:
+        chunk = read(start, 1 << 16)
+        if not chunk or frame.eof:
+            raise EOFError(f"{PAGE_STORE}: the frame at {start} ends before its page")
+        out += frame.decompress(chunk)
+        start += len(chunk)
+    return json.loads(out[at : at + length])
+
+
 # --- 1. read ----------------------------------------------------------------------------------
 
 
@@ -523,13 +573,16 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
         progress,
         (tmp / "passages.jsonl").open("wb") as passages,
         (tmp / "docs.jsonl").open("wb") as docs,
+        _PageStore(tmp / PAGE_STORE) as page_store,
     ):
-        for corpus, offset, size, doc in _documents(list(build.paths), ranges):
+        for corpus, offset, size, doc, packed in _documents(list(build.paths), ranges):
             progress.update(size)
             doc_id = str(doc.get("id") or doc.get("url"))
             url = str(doc.get("url") or doc_id)
             title = str(doc.get("title") or doc_id)
             row = {"id": doc_id, "url": url, "title": title, "corpus": corpus, "offset": offset}
+            if packed is not None:  # a compressed corpus has no offset to read a page at
+                row["page"] = page_store.add(packed)
             for key in dict.fromkeys(filter(None, (doc_id, url))):
                 page_keys.append(stable_hash(key))
                 page_rows.append(docs.tell())

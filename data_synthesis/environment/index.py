@@ -14,7 +14,8 @@ scored with the whole corpus's statistics); a search takes each shard's exact to
 them, so the results do not depend on the shard count. In a shard, next to bm25s's sparse
 matrix (``index/bm25``): ``passages.jsonl`` (doc id, title, url, text) with a
 ``passages.offsets.npy`` of byte offsets, and ``docs.jsonl`` (one row per document: its id, url,
-title, corpus file and byte offset) with ``index/docs.table.npy`` (id/url -> row, a look-up
+title, corpus file and byte offset - or, for a compressed corpus file, where its page is in the
+shard's ``pages.zst``) with ``index/docs.table.npy`` (id/url -> row, a look-up
 table of data_synthesis/engine/lookup.py; the index's ``pages.table.npy`` says which shard
 holds an id or url) - so passages and pages are read by seeking, and
 neither the corpus texts nor a per-document dict are held in memory; a query's terms are found
@@ -40,11 +41,13 @@ from data_synthesis.engine.io import NpyArray, allow_open_files, stable_hash
 from data_synthesis.engine.lookup import SizedCache, Tables
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
     DEFAULT_CACHE,
+    PAGE_STORE,
     SHARD_TABLE,
     Analyser,
     IndexConfig,
     build_index,
     corpus_fingerprint,
+    read_page,
 )
 from data_synthesis.environment.postings import Postings
 
@@ -226,7 +229,12 @@ class CorpusIndex:
         found = self._locate(key.strip())
         if found is None:
             return None
-        row = found[1]
+        rank, row = found
+        if "page" in row:  # from a compressed corpus: kept in the shard's page store
+            store = self.shards[rank].directory / PAGE_STORE
+            return read_page(
+                lambda offset, size: self._tables.read(store, offset, size), row["page"]
+            )
         return self._tables.line(self.paths[row["corpus"]], row["offset"])
 
     def _locate(self, key: str) -> tuple[int, dict] | None:

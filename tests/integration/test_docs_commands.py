@@ -250,6 +250,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--queries 200 --pages 1000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
     ),
+    "python benchmarks/bench_compressed_input.py --mb 100 --files 8 --extract-mb 20 --work "
+    "/tmp/bench_packed": Covered(
+        "tests/integration/test_synthesis_pipeline.py::"
+        "test_compressed_input_benchmark_reads_each_codec_to_the_same_text"
+    ),
     "python benchmarks/bench_submit.py --sizes-mb 100 1000 --files 4 --work /tmp/bench_submit": (
         BENCH_SUBMIT
     ),

@@ -293,3 +293,22 @@ def test_nan_lines_are_read_not_skipped_and_merge_dir_needs_pairs(tmp_path, toke
     Path(f"{tmp_path}/d/x_text_document.idx").unlink()
     assert merge(["--input", str(tmp_path / "d"), "--output-prefix", str(tmp_path / "m")]) == 1
     assert f"missing {tmp_path}/d/x_text_document.idx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_cut_compressed_input_is_an_error_not_fewer_documents(
+    tmp_path, tokenizer_dir, codec, capsys
+):
+    """A file cut short in transfer: zstandard's own stream reader ends quietly at the cut, so
+    the dataset would silently miss documents; the tool names the file instead."""
+    import zstandard
+
+    data = write_jsonl(tmp_path / "all.jsonl", make_texts(200), title="t").read_bytes()
+    packed = gzip.compress(data) if codec == "gzip" else zstandard.ZstdCompressor().compress(data)
+    corpus = tmp_path / "in.jsonl.part"  # known by its first bytes, not its name
+    corpus.write_bytes(packed[: len(packed) * 2 // 3])
+    args = ["--input", corpus, "--output-prefix", tmp_path / "out"]
+    args += ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_dir]
+    code, _, err = run_tool(*args, check=False, capsys=capsys)
+    assert code == 1 and f"{corpus}: a damaged {codec} file after" in err, err
+    assert not list(tmp_path.glob("out_*"))

@@ -359,6 +359,43 @@ def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path):
     assert not list(four.directory.glob("*/runs")) and not list(tmp_path.glob("four/*.build"))
 
 
+def test_a_compressed_corpus_keeps_its_pages_in_the_index(tmp_path):
+    """A compressed corpus file has no byte offset to read a page at: its read task keeps each
+    page as a zstd frame in the shard (pages.zst), so searches and pages over a gzip file and a
+    zstd file in 2 shards are the plain corpus's; a plain corpus stores no page."""
+    import gzip
+
+    import zstandard
+
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    lines = corpus.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl.gz", tmp_path / "second.jsonl.zst"
+    first.write_bytes(gzip.compress(b"".join(lines[:150])))
+    second.write_bytes(zstandard.ZstdCompressor().compress(b"".join(lines[150:])))
+    (plain_a, plain_b) = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    plain_a.write_bytes(b"".join(lines[:150]))
+    plain_b.write_bytes(b"".join(lines[150:]))
+    plain = CorpusIndex.open(
+        [plain_a, plain_b], IndexConfig(cache_dir=str(tmp_path / "p"), shards=2)
+    )
+    packed = CorpusIndex.open([first, second], IndexConfig(cache_dir=str(tmp_path / "z"), shards=2))
+    assert _searches(packed, corpus) == _searches(plain, corpus)
+    assert all((s.directory / "pages.zst").stat().st_size > 0 for s in packed.shards)
+    assert all((s.directory / "pages.zst").stat().st_size == 0 for s in plain.shards)
+
+
+def test_a_shard_in_which_no_document_starts_is_built_empty(tmp_path):
+    """A shard owns the lines starting in its byte range: one long document (or a compressed
+    file, read whole by the shard holding its first byte) can leave a shard without any. Its
+    vocabulary is bm25s's empty token with no document count, and the build goes on (it read
+    past the end of its count array until 2026-12-05)."""
+    corpus = tmp_path / "one.jsonl"
+    corpus.write_text(json.dumps({"id": "d0", "text": " ".join(WORDS * 5)}) + "\n")
+    index = CorpusIndex.open([corpus], IndexConfig(cache_dir=str(tmp_path / "c"), shards=2))
+    assert index.stats["documents"] == 1 and index.search("river capital")[0].doc_id == "d0"
+    assert index.page("d0")["text"].startswith("w0 w1")
+
+
 def test_a_killed_build_resumes_from_its_finished_shards(tmp_path, monkeypatch):
     """A build killed after two of three shards were read (one shard's read half-written) is
     resumed by the next open: the finished shards are not read again, the leftover is removed,

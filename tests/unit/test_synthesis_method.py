@@ -382,7 +382,8 @@ def test_heuristic_memory_leaves_subjects_that_need_their_context_out():
     """The same READMEs asked "What does the above command generate?", "What did Additional
     advance?" and "What does Fix break?": a subject pointing around its sentence, a capitalised
     first word the text never writes as a name and that is no noun, a list item's verb, an
-    instruction ("Check for ...") are no subjects. A name the text writes mid-sentence ("Python"), a noun ("Steel") and a name after
+    instruction ("Check for ..."), a clause in _italics_ opening with "While" are no subjects,
+    and a participle ("being passed down to") is no verb of a statement. A name the text writes mid-sentence ("Python"), a noun ("Steel") and a name after
     an adjective ("Greater London") stay; a leading adverb goes ("Typically actions")."""
     doc = {
         "id": "r",
@@ -393,6 +394,8 @@ def test_heuristic_memory_leaves_subjects_that_need_their_context_out():
         "Additional features are supported by the extensions.\n\n"
         "- Fix exception raised in case of timeouts\n\n"
         "Check for existing pull requests addressing the same issue.\n\n"
+        "_While annotated-types avoid runtime checks, the types stay._\n\n"
+        "The HTTP/2 flag being passed down to the connection.\n\n"
         "The methods operate similarly to the methods described above.\n\n"
         "Widget runs on Python. Python is a programming language.\n\n"
         "Steel is an alloy of iron and carbon.\n\n"
