@@ -44,6 +44,7 @@ from data_synthesis.environment.executor import EnvironmentConfig
 from data_synthesis.environment.jobs import IndexStep, index_jobs
 from data_synthesis.stage_api import Counters
 from data_synthesis.stages import SPEC, STAGES
+from megatron_agentic.data.jsonl import codec_of
 
 AUTO_BYTES_PER_TASK = 64 << 20
 
@@ -107,6 +108,7 @@ def make_plan(
         raise ValueError(f"engine.partition_tasks: >= 0, got {config.engine.partition_tasks}")
     partition_tasks = min(config.engine.partition_tasks or partitions, partitions)
     _warn_model_loads(config, map_tasks, partition_tasks)
+    _warn_whole_files(files, total, map_tasks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     identity = run_identity(
@@ -126,6 +128,23 @@ def make_plan(
         trajectories=trajectories,
         config_dir=str(Path(config_path).resolve().parent) if config_path else None,
     )
+
+
+def _warn_whole_files(files: list[Path], total: int, map_tasks: int) -> None:
+    """A compressed input is read whole by one map task (engine/io.py): say so when one is
+    more than twice a task's share of the input, which leaves the other tasks idle."""
+    share = total / map_tasks
+    packed = [(f.stat().st_size, f) for f in files if codec_of(f)]
+    large = [item for item in packed if item[0] > 2 * share]
+    if large:
+        size, path = max(large)
+        print(
+            f"warning: {len(large)} compressed input file(s) exceed twice a map task's share "
+            f"({share / 2**20:,.0f} MiB of {map_tasks} tasks), the largest {path} "
+            f"({size / 2**20:,.0f} MiB); a compressed file is read whole by one task, so the "
+            "map stage waits for it: split it into smaller files (or decompress it)",
+            file=sys.stderr,
+        )
 
 
 MANY_MODEL_LOADS = 256

@@ -486,7 +486,8 @@ def test_compressed_inputs_give_the_plain_runs_output(run, corpus, tmp_path):
     bzip2 files, known by their first bytes (the gzip one is named .jsonl), read by 3 map tasks
     (a compressed file whole by one task) with the search tool's pages kept in the index, gives
     the plain single file's output byte for byte. A bad line inside a compressed file is named
-    by file:line of the decompressed text; a damaged file is named, not read short."""
+    by file:line of the decompressed text; a damaged file is named, not read short; a file
+    larger than twice a task's share is named with a warning (the other tasks idle)."""
     import bz2
     import lzma
 
@@ -507,6 +508,11 @@ def test_compressed_inputs_give_the_plain_runs_output(run, corpus, tmp_path):
     out = tmp_path / "out"
     _cli("pipeline", "--input", folder, "--output", out, "--tasks", 3, "--partitions", 2)
     _same_outputs(run, out)
+
+    whole = tmp_path / "whole.jsonl.gz"  # one task reads it: the other three wait, and are told
+    whole.write_bytes(gzip.compress(b"".join(lines[:20])))
+    done = _cli("extract", "--output", tmp_path / "w", "--input", whole, "--tasks", 4)
+    assert "exceed twice a map task's share" in done.stderr and str(whole) in done.stderr
 
     bad = tmp_path / "bad.jsonl.gz"
     bad.write_bytes(gzip.compress(lines[0] + lines[1] + b'{"id": "z", "text": }\n'))
