@@ -102,8 +102,8 @@ class EngineConfig:
     `partition_tasks` or `workers`; it depends on `partitions` (kept in the run's
     fingerprint, as are the task counts: a rerun must find its tasks' completion marks)."""
 
-    tasks: int | None = None  # map tasks over the input; None: one per 64 MiB of input
-    partitions: int | None = None  # entity/question partitions; None: one per 64 MiB of input
+    tasks: int | None = None  # map tasks over the input; None: one per 64 MiB of its text
+    partitions: int | None = None  # entity/question partitions; None: one per 64 MiB of text
     # tasks of the partition stages (questions, planning, reasoning, has), each covering every
     # N-th partition with one LLM engine (a model load per task, not per partition); 0: one
     # task per partition

@@ -36,7 +36,7 @@ from data_synthesis.config import PipelineConfig
 from data_synthesis.engine import tasks
 from data_synthesis.engine.dedup import dedup_jobs
 from data_synthesis.engine.fingerprint import check_or_record, run_identity
-from data_synthesis.engine.io import input_files
+from data_synthesis.engine.io import input_files, text_size
 from data_synthesis.engine.progress import JobProgress, LocalExecutor
 from data_synthesis.engine.summary import check_stage, finalize
 from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
@@ -100,7 +100,8 @@ def make_plan(
 ) -> tasks.RunPlan:
     """Resolve task and partition counts and check the run's fingerprint."""
     files = input_files(inputs)
-    total = sum(f.stat().st_size for f in files)
+    sizes = {f: text_size(f) for f in files}  # a compressed file's text, estimated
+    total = sum(sizes.values())
     auto = max(1, math.ceil(total / AUTO_BYTES_PER_TASK))
     map_tasks = config.engine.tasks or auto
     partitions = config.engine.partitions or auto
@@ -108,7 +109,7 @@ def make_plan(
         raise ValueError(f"engine.partition_tasks: >= 0, got {config.engine.partition_tasks}")
     partition_tasks = min(config.engine.partition_tasks or partitions, partitions)
     _warn_model_loads(config, map_tasks, partition_tasks)
-    _warn_whole_files(files, total, map_tasks)
+    _warn_whole_files(sizes, map_tasks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     identity = run_identity(
@@ -130,19 +131,19 @@ def make_plan(
     )
 
 
-def _warn_whole_files(files: list[Path], total: int, map_tasks: int) -> None:
-    """A compressed input is read whole by one map task (engine/io.py): say so when one is
-    more than twice a task's share of the input, which leaves the other tasks idle."""
-    share = total / map_tasks
-    packed = [(f.stat().st_size, f) for f in files if codec_of(f)]
-    large = [item for item in packed if item[0] > 2 * share]
+def _warn_whole_files(sizes: dict[Path, int], map_tasks: int) -> None:
+    """A compressed input is read whole by one map task (engine/io.py): say so when one holds
+    more than twice a task's share of the input's text, which leaves the other tasks idle."""
+    share = sum(sizes.values()) / map_tasks
+    large = [(size, path) for path, size in sizes.items() if size > 2 * share and codec_of(path)]
     if large:
         size, path = max(large)
         print(
-            f"warning: {len(large)} compressed input file(s) exceed twice a map task's share "
-            f"({share / 2**20:,.0f} MiB of {map_tasks} tasks), the largest {path} "
-            f"({size / 2**20:,.0f} MiB); a compressed file is read whole by one task, so the "
-            "map stage waits for it: split it into smaller files (or decompress it)",
+            f"warning: {len(large)} compressed input file(s) hold more than twice a map task's "
+            f"share of the text ({share / 2**20:,.0f} MiB of {map_tasks} tasks), the largest "
+            f"{path} (~{size / 2**20:,.0f} MiB of text); a compressed file is read whole by "
+            "one task, so the map stage waits for it: split it into smaller files (or "
+            "decompress it)",
             file=sys.stderr,
         )
 
