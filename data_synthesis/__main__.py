@@ -46,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         "--input",
         nargs="+",
         default=[str(BUNDLED_CORPUS)],
-        help="raw documents: JSONL files or directories of them (one object per line with id, "
-        "text, optional title/url/date); default: the bundled corpus",
+        help="raw documents: JSONL files (plain, .gz, .zst, .bz2, .xz) or directories of them "
+        "(one object per line with text and optional id/title/url/date; a document without "
+        "an id is named by its url, else <file>:<byte offset>); default: the bundled corpus",
     )
     parser.add_argument("--config", help="pipeline YAML (default: the CPU heuristic baseline)")
     parser.add_argument("--trajectories", help="has: user-supplied ReAct trajectories JSONL")

@@ -196,13 +196,25 @@ def parse_document(path: str, offset: int, line: bytes) -> dict | None:
         raise fail(f"not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(doc, dict):
         raise fail(
-            f"expected one JSON object per line with 'id' and 'text', got a JSON "
+            f"expected one JSON object per line with 'text' (and 'id'), got a JSON "
             f"{type(doc).__name__}"
         )
-    if not isinstance(doc.get("text"), str) or not isinstance(doc.get("id"), str | int):
-        raise fail("a document needs a string 'text' and an 'id' (string or integer)")
-    doc["id"] = str(doc["id"])
+    if not isinstance(doc.get("text"), str):
+        raise fail("a document needs a string 'text'")
+    if "id" in doc and not isinstance(doc["id"], str | int):
+        raise fail(f"a document's 'id' is a string or an integer, got {type(doc['id']).__name__}")
+    doc["id"] = document_id(doc, path, offset)
     return doc
+
+
+def document_id(doc: dict, path: str, offset: int) -> str:
+    """A document's id: its 'id', else its 'url', else "<file name>:<byte offset>" - corpora
+    such as C4 (a url) or the Pile (neither) carry no id. The search index names a page the
+    same way, so a question's source documents are the pages the agent may visit."""
+    for key in ("id", "url"):
+        if isinstance(doc.get(key), str | int) and str(doc[key]):
+            return str(doc[key])
+    return f"{Path(path).name}:{offset}"
 
 
 def stable_hash(key: str) -> int:

@@ -74,6 +74,7 @@ from data_synthesis.engine.io import (
     ByteRange,
     NpyArray,
     NpyWriter,
+    document_id,
     line_number,
     read_lines,
     stable_hash,
@@ -195,12 +196,11 @@ def _documents(paths: list[Path], ranges: list[ByteRange]):
                 not isinstance(doc, dict) or not isinstance(doc.get("text"), str)
             ):
                 problem = "a document needs a string 'text'"
-            if problem is None and "id" not in doc and "url" not in doc:
-                problem = "a document needs an 'id' or a 'url'"
             if problem:
                 where = f"{byte_range.path}:{line_number(byte_range.path, start)}"
                 raise ValueError(f"{where}: {problem}")
             step, progressed = lines.consumed - progressed, lines.consumed
+            doc["id"] = document_id(doc, byte_range.path, start)
             yield corpus, start, step, doc, line if byte_range.codec else None
 
 
@@ -577,7 +577,7 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
     ):
         for corpus, offset, size, doc, packed in _documents(list(build.paths), ranges):
             progress.update(size)
-            doc_id = str(doc.get("id") or doc.get("url"))
+            doc_id = doc["id"]
             url = str(doc.get("url") or doc_id)
             title = str(doc.get("title") or doc_id)
             row = {"id": doc_id, "url": url, "title": title, "corpus": corpus, "offset": offset}

@@ -530,7 +530,7 @@ def test_a_bad_line_in_a_searched_corpus_stops_the_run_and_leaves_no_index_build
     """The index jobs before planning are the first to read the environment's corpora: a bad line
     there is named by file:line, and the failed build is removed (its fix is another corpus)."""
     scholar = tmp_path / "scholar.jsonl"
-    scholar.write_text('{"id": "s1", "text": "A paper."}\n{"text": "no id and no url"}\n')
+    scholar.write_text('{"id": "s1", "text": "A paper."}\n{"id": "s2", "text": ["a", "list"]}\n')
     env = dict(_env(), MEGATRON_AGENTIC_INDEX_CACHE=str(tmp_path / "cache"))
     done = _cli(
         "planning",
@@ -541,7 +541,7 @@ def test_a_bad_line_in_a_searched_corpus_stops_the_run_and_leaves_no_index_build
         check=False,
     )
     assert done.returncode == 1, done.stderr[-2000:]
-    assert f"error: {scholar}:2: a document needs an 'id' or a 'url'" in done.stderr
+    assert f"error: {scholar}:2: a document needs a string 'text'" in done.stderr
     assert len(list((tmp_path / "cache").glob("*/stats.json"))) == 1  # the input's index
     assert not list((tmp_path / "cache").glob("*.build"))
 
@@ -711,3 +711,37 @@ def test_automatic_counts_follow_the_text_of_compressed_inputs(tmp_path, monkeyp
         plan = runner.make_plan(PipelineConfig(), tmp_path / name, [str(packed)])
         assert abs(plan.map_tasks - plain.map_tasks) <= 1, name
         assert abs(plan.partitions - plain.partitions) <= 1, name
+
+
+def test_documents_without_ids_are_named_by_url_or_place(corpus, tmp_path):
+    """C4 carries a url and no id, the Pile neither: such a document is named by its url, else
+    by "<file name>:<byte offset>", the same in the run and in the search index, so the
+    questions' sources are pages the agent can visit."""
+    from data_synthesis.environment.index import CorpusIndex, IndexConfig
+
+    lines = corpus.read_text().splitlines()
+    bare = tmp_path / "bare.jsonl"
+    with bare.open("w") as handle:
+        for number, line in enumerate(lines):
+            doc = json.loads(line)
+            del doc["id"]
+            if number % 2:
+                del doc["url"]
+            handle.write(json.dumps(doc) + "\n")
+    cache = tmp_path / "cache"
+    env = dict(_env(), MEGATRON_AGENTIC_INDEX_CACHE=str(cache))
+    _cli("pipeline", "--input", bare, "--output", tmp_path / "out", env=env)
+    questions = [
+        json.loads(line)
+        for path in (tmp_path / "out" / "questions").glob("*.jsonl")
+        for line in open(path)
+    ]
+    sources = {doc for q in questions for doc in q["source_docs"]}
+    assert any(s.startswith("https://") for s in sources)
+    assert any(s.startswith("bare.jsonl:") for s in sources)
+    index = CorpusIndex.open([bare.resolve()], IndexConfig(cache_dir=str(cache)))
+    for source in sorted(sources)[:20]:
+        page = index.page(source)
+        assert page is not None and page["text"], source
+    has = (tmp_path / "out" / "final" / "has.jsonl").read_text()
+    assert "bare.jsonl:" in has  # a visit of a page named by its place
