@@ -5,7 +5,8 @@ concatenated byte stream cut into `world_size` equal ranges, and a task owns eve
 *starts* inside its range (so each line belongs to exactly one task, whatever the task count).
 A compressed input (gzip, zstd, bzip2, xz, known by its first bytes) cannot be entered in the
 middle, so it is one range, read by the task owning its first byte: a corpus shipped as many
-compressed files (as web corpora are) spreads over the tasks like plain files do. Bad input is an error naming file:line (the line number is counted only when failing).
+compressed files (as web corpora are) spreads over the tasks like plain files do. Bad input is
+an error naming file:line (the line number is counted only when failing).
 Large 1-D arrays are written a block at a time (`NpyWriter`) and read a range at a time with
 pread (`NpyArray`), so neither is held whole nor mapped.
 """
@@ -102,14 +103,13 @@ def task_ranges(files: list[Path], rank: int, world_size: int) -> list[ByteRange
     lo, hi = total * rank // world_size, total * (rank + 1) // world_size
     ranges, offset = [], 0
     for path, size in zip(files, sizes):
-        codec = codec_of(path) if size else None
-        if codec:
-            if lo <= offset < hi:
-                ranges.append(ByteRange(str(path), 0, size, codec))
-        else:
-            start, end = max(lo, offset), min(hi, offset + size)
-            if start < end:
+        start, end = max(lo, offset), min(hi, offset + size)
+        if start < end:  # only the files this task's range meets are opened
+            codec = codec_of(path)
+            if codec is None:
                 ranges.append(ByteRange(str(path), start - offset, end - offset))
+            elif lo <= offset:
+                ranges.append(ByteRange(str(path), 0, size, codec))
         offset += size
     return ranges
 

@@ -14,8 +14,8 @@ scores (and a search over every shard) are those of one index of everything:
    chunk at a time (one growing vocabulary, numbered as bm25s's tokenizer numbers it but held
    as hashes: _Vocabulary), and each chunk's postings (term, passage) -> (term frequency,
    passage length) become a sorted run on disk (data_synthesis/engine/sort.py), as do the
-   pages' (hash of id or url -> docs.jsonl row). The shard's terms (`terms.txt`, `term_hashes.npy`), document frequencies
-   and token count are saved.
+   pages' (hash of id or url -> docs.jsonl row). The shard's terms (`terms.txt`,
+   `term_hashes.npy`), document frequencies and token count are saved.
 2. count (one task): every shard's document frequencies summed by term (hash), in a sorted
    merge: `df.table.npy` (term hash -> documents holding it in the whole corpus), and the
    totals (passages, tokens); the shards' page runs merged the same way into

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import zstandard
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz", ".json")
 
@@ -57,13 +58,8 @@ MAGIC = {
 }
 
 
-def _decompression_errors() -> tuple[type[Exception], ...]:
-    import zstandard
-
-    return (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
-
-
-DECOMPRESSION_ERRORS = _decompression_errors()  # what a damaged file raises, by format
+# what a damaged file raises (gzip and bzip2: OSError, EOFError; xz; zstd)
+DECOMPRESSION_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
 
 
 def codec_of(path: Path) -> str | None:
@@ -94,8 +90,6 @@ class _ZstdFrames(io.RawIOBase):
     like gzip's (zstandard's own stream reader ends quietly short on a truncated file)."""
 
     def __init__(self, raw: io.BufferedIOBase):
-        import zstandard
-
         self._new = zstandard.ZstdDecompressor().decompressobj
         self._raw, self._frame, self._out, self._at = raw, None, b"", 0
 
