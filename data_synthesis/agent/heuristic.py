@@ -28,7 +28,8 @@ _RESULT = re.compile(r"^\d+\. \[(?P<title>[^\]]*)\]\((?P<url>[^)]*)\)", re.MULTI
 _SEARCH_FRAME = re.compile(
     r"^(?:A search for .* found \d+ results:|## Web Results|\d+\. \[.*)$", re.M
 )
-_NUMBER = re.compile(r"\d[\d,.]*(?:\s+(?:million|billion|thousand))?(?:\s+[a-z]+){0,2}")
+# a number (its commas and points between digits: "1932, and the" is 1932) and its unit words
+_NUMBER = re.compile(r"\d+(?:[,.]\d+)*(?:\s+(?:million|billion|thousand))?(?:\s+[a-z]+){0,2}")
 STOP = set(
     "a an the of in on at to for by with from and or is are was were be been what which who whom "
     "whose when where why how many much does do did has have had this that these those it its "

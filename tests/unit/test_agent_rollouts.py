@@ -286,7 +286,8 @@ def test_heuristic_reader_reads_prose_and_what_follows_the_question(env):
     baseline 3 Correct outcomes of 367: it read "## License\\nThe Abseil ..." as one sentence
     and answered "License", and took a search response's own first line ("A search for ...
     found 10 results:") for a sentence of the snippets. A heading, code and the response's own
-    lines are not read; the answer is what the sentence says after the question's words."""
+    lines are not read; the answer is what the sentence says after the question's words, and
+    a number ends where its digits do ("1932, and the" gave "1932, and the")."""
     from data_synthesis.agent.heuristic import answer_candidates, candidate_steps
 
     question = "What is the Abseil Python library licensed under?"
@@ -301,6 +302,8 @@ def test_heuristic_reader_reads_prose_and_what_follows_the_question(env):
             "the terms of the Apache license",
         )
     ]
+    bridge = "The Sydney Harbour Bridge was opened in 1932, and the bridge carries rail."
+    assert answer_candidates("When was the Sydney Harbour Bridge opened?", bridge)[0][1] == "1932"
     search = "capital Austria"
     response = env.execute({"name": "search", "arguments": {"query": [search]}}).text
     assert response.startswith(f"A search for '{search}'")
