@@ -37,6 +37,7 @@ setup(
         "tqdm",
         # Synthesis: data engine (local/SLURM executors, MinHash), BM25 search, multi-pattern matching.
         "datatrove>=0.10",
+        "pyarrow",  # parquet inputs (FineWeb, RedPajama-v2 ship parquet)
         "xxhash",  # MinHash shingles (data_synthesis/engine/dedup.py)
         "bm25s",
         "PyStemmer",  # bm25s's English stemming (search index)

@@ -2,10 +2,10 @@
 
     python benchmarks/bench_compressed_input.py --mb 100 --files 8 --extract-mb 20 --work /tmp/bench_packed
 
-Web corpora ship compressed (`.jsonl.gz`, `.jsonl.zst`, ...). A synthesis map task reads a
-compressed file whole (engine/io.py: it cannot be entered in the middle), decompressing as it
-goes, and the search index keeps a compressed corpus's pages as zstd frames (environment/
-build.py). The corpus is bench_synthesis.py's (the bundled corpus renamed, `--mb` MB) cut into
+Web corpora ship compressed (`.jsonl.gz`, `.jsonl.zst`, ...) or as parquet. A synthesis map
+task reads a compressed file whole (engine/io.py: it cannot be entered in the middle),
+decompressing as it goes, and a parquet file by row groups (engine/parquet.py); the search
+index keeps such a corpus's pages in zstd blocks (environment/build.py). The corpus is bench_synthesis.py's (the bundled corpus renamed, `--mb` MB) cut into
 `--files` files in order, written plain and by each codec's command-line default level; its
 copies repeat one another, so they compress far better than text does: `--corpus FILE` takes
 a real corpus instead (e.g. `scripts/make_machine_corpus.py --source package-readmes`). Per
@@ -35,12 +35,27 @@ from benchmarks.bench_synthesis import make_corpus  # noqa: E402
 from benchmarks.measure import run_measured  # noqa: E402
 from data_synthesis.engine.io import read_lines, task_ranges  # noqa: E402
 
+
+def to_parquet(data: bytes) -> bytes:
+    """JSONL as parquet (pyarrow's defaults: snappy pages), row groups of 1,000 documents."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = [json.loads(line) for line in data.splitlines()]
+    keys = ("id", "title", "url", "date", "text")
+    sink = pa.BufferOutputStream()
+    table = pa.table({key: [doc.get(key) for doc in docs] for key in keys})
+    pq.write_table(table, sink, row_group_size=1000)
+    return sink.getvalue().to_pybytes()
+
+
 CODECS = {  # suffix, compress (each tool's default level)
-    "plain": ("", None),
-    "gzip": (".gz", lambda data: gzip.compress(data, 6)),
-    "zstd": (".zst", lambda data: zstandard.ZstdCompressor(level=3).compress(data)),
-    "bzip2": (".bz2", lambda data: bz2.compress(data, 9)),
-    "xz": (".xz", lambda data: lzma.compress(data, preset=6)),
+    "plain": (".jsonl", None),
+    "gzip": (".jsonl.gz", lambda data: gzip.compress(data, 6)),
+    "zstd": (".jsonl.zst", lambda data: zstandard.ZstdCompressor(level=3).compress(data)),
+    "bzip2": (".jsonl.bz2", lambda data: bz2.compress(data, 9)),
+    "xz": (".jsonl.xz", lambda data: lzma.compress(data, preset=6)),
+    "parquet": (".parquet", to_parquet),
 }
 
 
@@ -62,7 +77,7 @@ def write(parts: list[bytes], folder: Path, codec: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for number, data in enumerate(parts):
-        path = folder / f"part_{number:03d}.jsonl{suffix}"
+        path = folder / f"part_{number:03d}{suffix}"
         if not path.exists():
             path.write_bytes(compress(data) if compress else data)
         paths.append(path)

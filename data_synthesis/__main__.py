@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         "--input",
         nargs="+",
         default=[str(BUNDLED_CORPUS)],
-        help="raw documents: JSONL files (plain, .gz, .zst, .bz2, .xz) or directories of them "
+        help="raw documents: JSONL files (plain, .gz, .zst, .bz2, .xz), parquet files (a text "
+        "column) or directories of them "
         "(one object per line with text and optional id/title/url/date; a document without "
         "an id is named by its url, else <file>:<byte offset>); default: the bundled corpus",
     )

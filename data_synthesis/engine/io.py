@@ -5,8 +5,9 @@ concatenated byte stream cut into `world_size` equal ranges, and a task owns eve
 *starts* inside its range (so each line belongs to exactly one task, whatever the task count).
 A compressed input (gzip, zstd, bzip2, xz, known by its first bytes) cannot be entered in the
 middle, so it is one range, read by the task owning its first byte: a corpus shipped as many
-compressed files (as web corpora are) spreads over the tasks like plain files do. Bad input is
-an error naming file:line (the line number is counted only when failing).
+compressed files (as web corpora are) spreads over the tasks like plain files do. A parquet
+input is cut by row groups (engine/parquet.py). Bad input is an error naming file:line (the
+line number is counted only when failing).
 Large 1-D arrays are written a block at a time (`NpyWriter`) and read a range at a time with
 pread (`NpyArray`), so neither is held whole nor mapped.
 """
@@ -24,13 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from data_synthesis.engine import parquet
 from megatron_agentic.data.checks import npy_header
 from megatron_agentic.data.jsonl import (
     DECOMPRESSION_ERRORS,
-    codec_of,
+    codec_of_head,
     damaged,
     open_decompressed,
 )
+
+PARQUET = "parquet"
 
 
 class InputError(ValueError):
@@ -39,7 +43,8 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class ByteRange:
-    """Bytes [start, end) of an input file; a compressed file (`codec`) is one whole range."""
+    """Bytes [start, end) of an input file; a compressed file (`codec`) is one whole range, a
+    parquet file's range holds the row groups starting in it (engine/parquet.py)."""
 
     path: str
     start: int
@@ -48,7 +53,15 @@ class ByteRange:
 
 
 # the suffixes of the files a folder given as --input holds
-INPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz")
+INPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz", ".parquet")
+
+
+def format_of(path: Path) -> str | None:
+    """How a file is read, by its first bytes: "parquet", a compression (gzip, zstd, bzip2,
+    xz), or None for plain JSONL."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    return PARQUET if head.startswith(parquet.MAGIC) else codec_of_head(head)
 
 
 def input_files(spec: str | list[str]) -> list[Path]:
@@ -60,14 +73,16 @@ def input_files(spec: str | list[str]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             files += sorted(
-                p for p in path.rglob("*.jsonl*") if p.name.endswith(INPUT_SUFFIXES) and p.is_file()
+                p for p in path.rglob("*") if p.name.endswith(INPUT_SUFFIXES) and p.is_file()
             )
         elif path.is_file():
             files.append(path)
         else:
             raise FileNotFoundError(f"--input {item}: no such file or directory")
     if not files:
-        raise InputError(f"--input {spec}: no .jsonl files (plain, .gz, .zst, .bz2 or .xz)")
+        raise InputError(
+            f"--input {spec}: no .jsonl (plain, .gz, .zst, .bz2, .xz) or .parquet files"
+        )
     return files
 
 
@@ -75,11 +90,14 @@ def text_size(path: Path) -> int:
     """The bytes of text a file holds: its size, or for a compressed file an estimate, its size
     times the ratio of its first 64 KiB (1 MiB when those give nothing, as bzip2's 900 KB blocks
     may) - what the run's fingerprint reads of it anyway. Automatic task and partition counts
-    follow the text, not the bytes on disk: a zstd corpus holds ~3.4x its size."""
+    follow the text, not the bytes on disk: a zstd corpus holds ~3.4x its size. A parquet
+    file's text is its row groups' uncompressed size (its footer's figure)."""
     size = path.stat().st_size
-    codec = codec_of(path) if size else None
+    codec = format_of(path) if size else None
     if codec is None:
         return size
+    if codec == PARQUET:
+        return parquet.text_size(path)
     for head_bytes in (1 << 16, 1 << 20):
         with open(path, "rb") as handle:
             head = handle.read(head_bytes)
@@ -97,7 +115,8 @@ def text_size(path: Path) -> int:
 
 def task_ranges(files: list[Path], rank: int, world_size: int) -> list[ByteRange]:
     """The byte ranges of the inputs that task `rank` of `world_size` owns. A compressed file
-    cannot be entered in the middle: it is read whole by the task owning its first byte."""
+    cannot be entered in the middle: it is read whole by the task owning its first byte. A
+    parquet file is cut like a plain one, by row groups instead of lines."""
     sizes = [f.stat().st_size for f in files]
     total = sum(sizes)
     lo, hi = total * rank // world_size, total * (rank + 1) // world_size
@@ -105,9 +124,9 @@ def task_ranges(files: list[Path], rank: int, world_size: int) -> list[ByteRange
     for path, size in zip(files, sizes):
         start, end = max(lo, offset), min(hi, offset + size)
         if start < end:  # only the files this task's range meets are opened
-            codec = codec_of(path)
-            if codec is None:
-                ranges.append(ByteRange(str(path), start - offset, end - offset))
+            codec = format_of(path)
+            if codec in (None, PARQUET):
+                ranges.append(ByteRange(str(path), start - offset, end - offset, codec))
             elif lo <= offset:
                 ranges.append(ByteRange(str(path), 0, size, codec))
         offset += size
@@ -126,6 +145,9 @@ class LineReader:
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         byte_range = self.range
+        if byte_range.codec == PARQUET:
+            yield from self._rows()
+            return
         with open(byte_range.path, "rb", buffering=1 << 20) as raw:
             if byte_range.codec:
                 yield from self._decompressed(raw)
@@ -143,6 +165,13 @@ class LineReader:
                 position += len(line)
                 self.consumed = min(position, byte_range.end) - byte_range.start
             self.consumed = byte_range.end - byte_range.start
+
+    def _rows(self) -> Iterator[tuple[int, bytes]]:
+        rows = parquet.RowReader(self.range.path, self.range.start, self.range.end)
+        for row in rows:
+            yield row
+            self.consumed = rows.consumed
+        self.consumed = rows.consumed
 
     def _decompressed(self, raw) -> Iterator[tuple[int, bytes]]:
         position = 0
@@ -162,9 +191,12 @@ def read_lines(byte_range: ByteRange) -> LineReader:
 
 def line_number(path: str, offset: int) -> int:
     """1-based line number of the line starting at `offset` (of the decompressed stream for a
-    compressed file; only used to report errors)."""
+    compressed file; a parquet file's offset is a row number; only used to report errors)."""
+    codec = format_of(Path(path))
+    if codec == PARQUET:
+        return offset + 1
     count, done = 1, 0
-    with open(path, "rb") as raw, open_decompressed(codec_of(Path(path)), raw) as handle:
+    with open(path, "rb") as raw, open_decompressed(codec, raw) as handle:
         while done < offset:
             chunk = handle.read(min(1 << 24, offset - done))
             if not chunk:

@@ -8,7 +8,7 @@ format and scored with bm25s's functions, but with the statistics of the whole c
 scores (and a search over every shard) are those of one index of everything:
 
 1. read (a task per shard): the shard's lines are streamed once; each document gets a row in
-   `docs.jsonl` (a compressed corpus file's document also its page, in zstd blocks in
+   `docs.jsonl` (a compressed or parquet corpus file's document also its page, in zstd blocks in
    `pages.zst`: a page is otherwise read from the corpus at its offset), each passage a line
    in `passages.jsonl` and its byte offset in `passages.offsets.npy`; passages are tokenised a
    chunk at a time (one growing vocabulary, numbered as bm25s's tokenizer numbers it but held
@@ -88,7 +88,7 @@ from megatron_agentic.data.checks import npy_header
 # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards
 INDEX_VERSION = "bm25s-passages-v7"  # v7: pages.table.npy (page -> shards)
 SHARD_TABLE = "pages.table.npy"
-PAGE_STORE = "pages.zst"  # a shard's pages from compressed corpora (_PageStore)
+PAGE_STORE = "pages.zst"  # a shard's pages from compressed or parquet corpora (_PageStore)
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
@@ -488,11 +488,11 @@ def _publish(tmp: Path, path: Path) -> None:
 
 
 class _PageStore:
-    """The pages of a shard's documents from compressed corpora, which have no byte offset to
-    read a page at: consecutive pages in zstd frames of about `block` bytes (a frame per page
-    made the store 60% of the text's size on short pages; a block compresses like the file),
-    each page's docs.jsonl row holding [its frame's offset, its offset in the frame, its
-    length]. `read_page` decompresses from the frame's start to the page's end."""
+    """The pages of a shard's documents from compressed or parquet corpora, which have no byte
+    offset to read a page at: consecutive pages in zstd frames of about `block` bytes (a frame
+    per page made the store 60% of the text's size on short pages; a block compresses like the
+    file), each page's docs.jsonl row holding [its frame's offset, its offset in the frame,
+    its length]. `read_page` decompresses from the frame's start to the page's end."""
 
     def __init__(self, path: Path, block: int = 1 << 16):
         self._file, self._block = path.open("wb"), block

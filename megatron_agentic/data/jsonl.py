@@ -65,7 +65,10 @@ DECOMPRESSION_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
 def codec_of(path: Path) -> str | None:
     """The compression of a file by its first bytes (gzip, zstd, bzip2, xz), None when plain."""
     with open(path, "rb") as handle:
-        head = handle.read(6)
+        return codec_of_head(handle.read(6))
+
+
+def codec_of_head(head: bytes) -> str | None:
     return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
 
 

@@ -481,18 +481,33 @@ def test_bad_input_is_named_by_file_and_line(tmp_path):
     assert "got a JSON list" in done.stderr
 
 
-def test_compressed_inputs_give_the_plain_runs_output(run, corpus, tmp_path):
-    """Web corpora ship compressed: a folder of gzip, zstd (two frames, as pzstd writes), xz and
-    bzip2 files, known by their first bytes (the gzip one is named .jsonl), read by 3 map tasks
-    (a compressed file whole by one task) with the search tool's pages kept in the index, gives
-    the plain single file's output byte for byte. A bad line inside a compressed file is named
-    by file:line of the decompressed text; a damaged file is named, not read short; a file
-    larger than twice a task's share is named with a warning (the other tasks idle)."""
+def _parquet(path: Path, lines: list[bytes], row_group_size: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = [json.loads(line) for line in lines]
+    columns = {
+        key: [doc.get(key) for doc in docs] for key in ("id", "title", "url", "date", "text")
+    }
+    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
+    return path
+
+
+def test_compressed_and_parquet_inputs_give_the_plain_runs_output(run, corpus, tmp_path):
+    """Web corpora ship compressed or as parquet: a folder of gzip, zstd (two frames, as pzstd
+    writes), xz, bzip2 and parquet files, known by their first bytes (the gzip one is named
+    .jsonl), read by 3 map tasks (a compressed file whole by one task, a parquet file by row
+    groups) with the search tool's pages kept in the index, gives the plain single file's
+    output byte for byte. A bad line inside a compressed file is named by file:line of the
+    decompressed text, a parquet file without a text column or a damaged one by its name; a
+    damaged compressed file is named, not read short; a compressed file larger than twice a
+    task's share is named with a warning (the other tasks idle)."""
     import bz2
     import lzma
 
     lines = corpus.read_bytes().splitlines(keepends=True)
-    parts = [b"".join(lines[i * 16 : (i + 1) * 16]) for i in range(5)]  # in corpus order
+    parts = [lines[i * 14 : (i + 1) * 14] for i in range(5)] + [lines[70:]]  # in corpus order
+    parts = [b"".join(part) for part in parts[:5]] + [parts[5]]
     folder = tmp_path / "in"
     folder.mkdir()
     zstd = zstandard.ZstdCompressor()
@@ -505,9 +520,23 @@ def test_compressed_inputs_give_the_plain_runs_output(run, corpus, tmp_path):
     )
     (folder / "d.jsonl.xz").write_bytes(lzma.compress(parts[3]))
     (folder / "e.jsonl.bz2").write_bytes(bz2.compress(parts[4]))
+    _parquet(folder / "f.parquet", parts[5], row_group_size=3)
     out = tmp_path / "out"
     _cli("pipeline", "--input", folder, "--output", out, "--tasks", 3, "--partitions", 2)
     _same_outputs(run, out)
+
+    textless = tmp_path / "textless.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["a"], "content": ["words"]}), textless)
+    done = _cli("extract", "--output", tmp_path / "t", "--input", textless, check=False)
+    assert done.returncode == 1, done.stderr
+    assert f"{textless}: no 'text' column (columns: id, content)" in done.stderr
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(textless.read_bytes()[:-40])
+    done = _cli("extract", "--output", tmp_path / "p", "--input", broken, check=False)
+    assert done.returncode == 1 and f"{broken}: not a readable parquet file" in done.stderr
 
     whole = tmp_path / "whole.jsonl.gz"  # one task reads it: the other three wait, and are told
     whole.write_bytes(gzip.compress(b"".join(lines[:20])))
@@ -572,24 +601,28 @@ def test_a_long_document_is_split_into_bounded_chunks(tmp_path):
 
 
 def test_byte_ranges_give_every_line_to_exactly_one_task(tmp_path):
-    """Plain files are cut anywhere, a compressed one goes whole to the task owning its first
-    byte; either way each line is read once, in order, and progress ends at the bytes on disk."""
+    """Plain files are cut anywhere, a parquet file between row groups, a compressed one goes
+    whole to the task owning its first byte; either way each document is read once, in order,
+    and progress ends at the bytes on disk."""
     lines = BUNDLED_CORPUS.read_bytes().splitlines(keepends=True)
     (tmp_path / "a.jsonl").write_bytes(b"".join(lines[:100]))
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b"".join(lines[100:150])))
     (tmp_path / "c.jsonl").write_bytes(b"".join(lines[150:300]))
-    (tmp_path / "d.jsonl.zst").write_bytes(zstandard.compress(b"".join(lines[300:])))
+    _parquet(tmp_path / "d.parquet", lines[300:360], row_group_size=7)
+    (tmp_path / "e.jsonl.zst").write_bytes(zstandard.compress(b"".join(lines[360:])))
     files = input_files([str(tmp_path)])
-    assert [f.name for f in files] == ["a.jsonl", "b.jsonl.gz", "c.jsonl", "d.jsonl.zst"]
+    names = ["a.jsonl", "b.jsonl.gz", "c.jsonl", "d.parquet", "e.jsonl.zst"]
+    assert [f.name for f in files] == names
     for world in (1, 2, 3, 7):
         split, read = [], 0
         for rank in range(world):
             for byte_range in task_ranges(files, rank, world):
                 reader = read_lines(byte_range)
-                split += [line for _, line in reader]
+                split += [json.loads(line) for _, line in reader]
                 assert reader.consumed == byte_range.end - byte_range.start
                 read += reader.consumed
-        assert split == lines and read == sum(f.stat().st_size for f in files)
+        assert split == [json.loads(line) for line in lines], world
+        assert read == sum(f.stat().st_size for f in files)
 
 
 class _CountingBackend:
@@ -687,7 +720,8 @@ def test_compressed_input_benchmark_reads_each_codec_to_the_same_text(tmp_path):
 def test_automatic_counts_follow_the_text_of_compressed_inputs(tmp_path, monkeypatch):
     """Tasks and partitions default to one per 64 MiB of input: of text, so a compressed corpus
     (3-4x smaller on disk) gets the plain one's counts, not a third of them (a reduce task would
-    hold 3-4x the entities). The text of a compressed file is estimated from its first 64 KiB."""
+    hold 3-4x the entities). The text of a compressed file is estimated from its first 64 KiB,
+    a parquet file's is its row groups' uncompressed size."""
     import bz2
     import lzma
 
@@ -703,10 +737,14 @@ def test_automatic_counts_follow_the_text_of_compressed_inputs(tmp_path, monkeyp
         ("zst", zstandard.compress),
         ("xz", lzma.compress),
         ("bz2", bz2.compress),
+        ("parquet", None),
     ):
         packed = tmp_path / f"corpus.jsonl.{name}"
-        packed.write_bytes(compress(data))
-        assert packed.stat().st_size < len(data) / 2.5
+        if compress is None:
+            _parquet(packed, data.splitlines(keepends=True), row_group_size=50)
+        else:
+            packed.write_bytes(compress(data))
+        assert packed.stat().st_size < len(data) / 1.5
         assert abs(text_size(packed) - len(data)) < 0.1 * len(data), name
         plan = runner.make_plan(PipelineConfig(), tmp_path / name, [str(packed)])
         assert abs(plan.map_tasks - plain.map_tasks) <= 1, name
