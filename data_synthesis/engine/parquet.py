@@ -90,6 +90,8 @@ class RowReader:
 
 
 def _plain(value):
-    """A column's value as JSON has it: a string, an integer or null; anything else (a date, a
-    float id) as its text."""
+    """A column's value as JSON has it: a string, an integer or null; a binary column's bytes
+    as UTF-8 (invalid bytes replaced); anything else (a date, a float id) as its text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
     return value if value is None or isinstance(value, str | int) else str(value)
