@@ -82,16 +82,22 @@ class RowReader:
             batches = parquet.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns)
             for batch in batches:
                 for record in batch.to_pylist():
-                    doc = {k: _plain(v) for k, v in record.items()}
+                    try:
+                        doc = {k: _plain(v) for k, v in record.items()}
+                    except UnicodeDecodeError:
+                        where = f"{self.path}:{row + 1}"
+                        raise ParquetError(f"{where}: a binary column is not UTF-8") from None
                     yield row, (json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8")
                     row += 1
+        except ParquetError:
+            raise
         except Exception as error:  # a damaged row group: pyarrow's ArrowInvalid, OSError
             raise ParquetError(f"{self.path}: row group {group} cannot be read ({error})") from None
 
 
 def _plain(value):
     """A column's value as JSON has it: a string, an integer or null; a binary column's bytes
-    as UTF-8 (invalid bytes replaced); anything else (a date, a float id) as its text."""
+    as UTF-8 (UnicodeDecodeError otherwise); anything else (a date, a float id) as its text."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        return value.decode("utf-8")
     return value if value is None or isinstance(value, str | int) else str(value)

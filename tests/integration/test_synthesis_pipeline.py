@@ -533,6 +533,10 @@ def test_compressed_and_parquet_inputs_give_the_plain_runs_output(run, corpus, t
     done = _cli("extract", "--output", tmp_path / "t", "--input", textless, check=False)
     assert done.returncode == 1, done.stderr
     assert f"{textless}: no 'text' column (columns: id, content)" in done.stderr
+    latin = tmp_path / "latin.parquet"  # a binary text column, not UTF-8: named by file:row
+    pq.write_table(pa.table({"id": ["a", "b"], "text": [b"A text.", b"caf\xe9"]}), latin)
+    done = _cli("extract", "--output", tmp_path / "l", "--input", latin, check=False)
+    assert done.returncode == 1 and f"{latin}:2: a binary column is not UTF-8" in done.stderr
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(textless.read_bytes()[:-40])
     done = _cli("extract", "--output", tmp_path / "p", "--input", broken, check=False)
