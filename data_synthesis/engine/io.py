@@ -27,7 +27,7 @@ import numpy as np
 
 from data_synthesis.engine import parquet
 from megatron_agentic.data.checks import npy_header
-from megatron_agentic.data.jsonl import (
+from megatron_agentic.data.compression import (
     DECOMPRESSION_ERRORS,
     codec_of_head,
     damaged,

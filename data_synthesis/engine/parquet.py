@@ -26,7 +26,10 @@ class ParquetError(ValueError):
 
 
 def _metadata(path: str | Path):
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ParquetError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
 
     try:
         return pq.ParquetFile(path)

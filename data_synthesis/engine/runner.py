@@ -44,7 +44,7 @@ from data_synthesis.environment.executor import EnvironmentConfig
 from data_synthesis.environment.jobs import IndexStep, index_jobs
 from data_synthesis.stage_api import Counters
 from data_synthesis.stages import SPEC, STAGES
-from megatron_agentic.data.jsonl import codec_of
+from megatron_agentic.data.compression import codec_of
 
 AUTO_BYTES_PER_TASK = 64 << 20
 
