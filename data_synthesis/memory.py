@@ -554,6 +554,8 @@ CONTEXTUAL = {"above", "below", "following", "aforementioned", "latter", "same"}
 # a value that points around its sentence ("the following output", "above"; not "above the city")
 _POINTING = re.compile(r"the\s+(?:above|below|following|aforementioned)\b|(?:above|below)$", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# what follows an instruction's verb: "Check for ...", "Welcome to ...", "Run the ..."
+_INSTRUCTION_NEXT = PREPS | ARTICLES | {"your"}
 
 
 def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: bool) -> bool:
@@ -575,7 +577,7 @@ def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: b
     if bulleted and "VERB" in kinds:
         return True
     following = words[1].lower() if len(words) > 1 else ""
-    if kinds.get("VERB", ("",))[0] == first.lower() and following in PREPS | ARTICLES | {"your"}:
+    if kinds.get("VERB", ("",))[0] == first.lower() and following in _INSTRUCTION_NEXT:
         return True  # an instruction: "Check for existing ...", "Welcome to bm25s"
     if kinds and "NOUN" not in kinds:  # an English word (not "Danube", "NumPy"), no noun
         return not any(word[:1].isupper() for word in words[1:])

@@ -137,11 +137,15 @@ class LineReader:
     """(offset, line) for each line starting inside a range (a line starting before it belongs
     to the previous task); a compressed range's offsets are those of the decompressed stream.
     `consumed` is how many of the range's on-disk bytes were read so far: progress, which for a
-    compressed file is not the lines' length."""
+    compressed file is not the lines' length; `advanced()` is what was read since its last call."""
 
     def __init__(self, byte_range: ByteRange):
         self.range = byte_range
-        self.consumed = 0
+        self.consumed = self._reported = 0
+
+    def advanced(self) -> int:
+        step, self._reported = self.consumed - self._reported, self.consumed
+        return step
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         byte_range = self.range

@@ -263,7 +263,7 @@ def _documents(
 ) -> Iterator[dict]:
     limit = plan.config.engine.max_document_chars
     for byte_range in task_ranges([Path(p) for p in plan.inputs], rank, world):
-        lines, progressed = read_lines(byte_range), 0
+        lines = read_lines(byte_range)
         for offset, line in lines:
             doc = parse_document(byte_range.path, offset, line)
             if doc is None:
@@ -277,7 +277,7 @@ def _documents(
             chunks = _split_long(doc, limit)
             if len(chunks) > 1:
                 counters.add("input", "split documents")
-            step, progressed = lines.consumed - progressed, lines.consumed  # on-disk bytes
+            step = lines.advanced()  # on-disk bytes
             for i, chunk in enumerate(chunks):
                 chunk["_bytes"] = step // len(chunks) + (i < step % len(chunks))
                 yield chunk

@@ -183,7 +183,7 @@ def _documents(paths: list[Path], ranges: list[ByteRange]):
     errors name file:line."""
     for byte_range in ranges:
         corpus = [str(p) for p in paths].index(byte_range.path)
-        lines, progressed = read_lines(byte_range), 0
+        lines = read_lines(byte_range)
         for start, line in lines:
             if not line.strip():
                 continue
@@ -199,9 +199,8 @@ def _documents(paths: list[Path], ranges: list[ByteRange]):
             if problem:
                 where = f"{byte_range.path}:{line_number(byte_range.path, start)}"
                 raise ValueError(f"{where}: {problem}")
-            step, progressed = lines.consumed - progressed, lines.consumed
             doc["id"] = document_id(doc, byte_range.path, start)
-            yield corpus, start, step, doc, line if byte_range.codec else None
+            yield corpus, start, lines.advanced(), doc, line if byte_range.codec else None
 
 
 @dataclass

@@ -316,15 +316,20 @@ Kiln installs into the active venv.
 """
 
 
+def _triples(doc: dict) -> set[tuple[str, str, str]]:
+    """(entity name, relation, value text) of each statement the baseline reads in `doc`."""
+    return {
+        (s["entity_name"], s["relation"], s["value"]["text"]) for s in heuristic_statements(doc)
+    }
+
+
 def test_markdown_gives_statements_without_marks_code_or_tables():
     """A README's links, inline code and emphasis stay out of names and values (before: 353 of
     887 statements of 51 package READMEs held them, e.g. "a [Runner](https"); fenced code and
     table rows give no statement; a sentence is not cut inside a link's url; a bullet that is
     a changelog's verb ("Improved the detection ... based on") is no subject."""
     doc = {"id": "readme-kiln", "title": "Kiln", "text": MARKDOWN}
-    found = {
-        (s["entity_name"], s["relation"], s["value"]["text"]) for s in heuristic_statements(doc)
-    }
+    found = _triples(doc)
     assert ("Kiln", "is a", "build tool") in found
     assert ("Kiln", "provides", "a Runner") in found
     assert ("Kiln", "uses", "zstd for its caches") in found
@@ -368,9 +373,7 @@ def test_heuristic_memory_leaves_changelogs_and_licences_out():
         "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND.\n\n"
         "In 1913 Niels Bohr proposed a model of the atom in which electrons move in orbits.",
     }
-    found = {
-        (s["entity_name"], s["relation"], s["value"]["text"]) for s in heuristic_statements(doc)
-    }
+    found = _triples(doc)
     assert found == {
         ("Widget", "is a", "parsing library"),
         ("Widget", "was written by", "Ada Lovelace and contributors from the Widget team"),
@@ -402,9 +405,7 @@ def test_heuristic_memory_leaves_subjects_that_need_their_context_out():
         "Greater London has an area of 1,572 square kilometres.\n\n"
         "Typically actions are selected by passing strings.",
     }
-    found = {
-        (s["entity_name"], s["relation"], s["value"]["text"]) for s in heuristic_statements(doc)
-    }
+    found = _triples(doc)
     assert found == {
         ("Widget", "runs on", "Python"),
         ("Python", "is a", "programming language"),
