@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_synthesis import make_corpus  # noqa: E402
 from benchmarks.measure import run_measured  # noqa: E402
-from data_synthesis.engine.io import read_lines, task_ranges  # noqa: E402
+from data_synthesis.engine.io import describe, read_lines, task_ranges  # noqa: E402
 
 
 def to_parquet(data: bytes) -> bytes:
@@ -87,8 +87,9 @@ def write(parts: list[bytes], folder: Path, codec: str) -> list[Path]:
 def read_all(paths: list[Path], tasks: int) -> tuple[float, float, int]:
     """(seconds, CPU seconds, text bytes) of reading every line through the tasks' ranges."""
     started, cpu, text = time.perf_counter(), time.process_time(), 0
+    described = describe(paths)
     for rank in range(tasks):
-        for byte_range in task_ranges(paths, rank, tasks):
+        for byte_range in task_ranges(described, rank, tasks):
             text += sum(len(line) for _, line in read_lines(byte_range))
     return time.perf_counter() - started, time.process_time() - cpu, text
 

@@ -338,6 +338,8 @@ def _plural_verb(tokens: list, i: int) -> bool:
 
     word = tokens[i].group(0)
     before = [t.group(0) for t in tokens[:i]]
+    while len(before) > 1 and before[-1].lower() in ADVERBS:
+        before.pop()  # "Avignon and Arles also lie on ..."
     return (
         word.islower()
         and getAllLemmas(word).get("VERB", ("",))[0] == word
@@ -345,6 +347,31 @@ def _plural_verb(tokens: list, i: int) -> bool:
         and before[0][:1].isupper()
         and before[-1][:1].isupper()
     )
+
+
+# possessive determiners: the word after one is owned, a noun
+OWNERS = {"its", "his", "her", "their", "our", "my", "your"}
+
+
+def _after_owned(tokens: list, i: int) -> bool:
+    """A base-form verb after an owned plural ("His works include ...", "Its waters flow ...")."""
+    from lemminflect import getAllLemmas
+
+    word = tokens[i].group(0)
+    return (
+        i >= 2
+        and tokens[i - 2].group(0).lower() in OWNERS
+        and tokens[i - 1].group(0).endswith("s")
+        and word.islower()
+        and getAllLemmas(word).get("VERB", ("",))[0] == word
+    )
+
+
+def _third_person(verb: str) -> str:
+    """A base-form verb as relations are written, in the third person ("lie" -> "lies")."""
+    from lemminflect import getInflection
+
+    return (getInflection(verb, "VBZ") or (verb,))[0]
 
 
 def _adverb(word: str) -> bool:
@@ -377,6 +404,14 @@ def _clean(text: str) -> str:
     return text.strip().strip(",;:").strip()
 
 
+# "Berlin, Hamburg and Munich": capitalised names, not a title's words cut at a lower-case one
+# ("The Sun Also Rises, A Farewell| to Arms": the last name's words taken whole, then refused)
+_NAME_LIST = re.compile(
+    r"((?:[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*,\s+)+(?:and\s+)?(?>[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*))"
+    r"(?!\s+(?!and\b|or\b)[a-z]+\s+[A-Z])"
+)
+
+
 def value_phrase(rest: str) -> tuple[str, str | None]:
     """The object phrase of a clause (up to a clause boundary) and a time qualifier in the rest."""
     time = None
@@ -386,10 +421,7 @@ def value_phrase(rest: str) -> tuple[str, str | None]:
     )
     if t:
         time = t.group(1)
-    lst = re.match(
-        r"((?:[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*,\s+)+(?:and\s+)?[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*)",
-        rest,
-    )
+    lst = _NAME_LIST.match(rest)
     if lst:
         return lst.group(1), time
     cut = re.split(
@@ -680,7 +712,9 @@ def _clause(sentence: str, topic: str | None):
     for i, tok in enumerate(tokens[:14]):
         if i == 0 or tok.group(0) in ",;:()":
             continue
-        if _verb_lemma(tok.group(0)) or _plural_verb(tokens, i):
+        if tokens[i - 1].group(0).lower() in OWNERS:
+            continue  # "His works include ...": an owned word is a noun, not the verb
+        if _verb_lemma(tok.group(0)) or _plural_verb(tokens, i) or _after_owned(tokens, i):
             if _noun_before_verb(tokens, i):  # "files are used": "files" is the subject's noun
                 continue
             verb_at = i
@@ -732,6 +766,10 @@ def _clause(sentence: str, topic: str | None):
             j += 1
             continue
         after_aux = group and group[-1].lower() in AUX and _base_verb(word)
+        if not group and j == verb_at and not _verb_lemma(word):
+            group.append(_third_person(word))  # "His works include": the relation "includes"
+            j += 1
+            continue
         if (
             lower in AUX
             or (_verb_lemma(word) and not group)

@@ -17,7 +17,7 @@ import socket
 import threading
 from pathlib import Path
 
-from data_synthesis.engine.io import write_json
+from data_synthesis.engine.io import InputFile, write_json
 
 _EDGE = 64 << 10  # 1 MiB until 2026-12-04: 200 GB read to start a run over 100,000 files
 
@@ -37,19 +37,20 @@ def edges_sha256(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def file_identity(path: Path) -> dict:
-    size = path.stat().st_size
-    return {"path": str(path.resolve()), "size": size, "edges_sha256": edges_sha256(path, size)}
+def file_identity(file: InputFile) -> dict:
+    """An input file's path (absolute), size and edges' SHA-256."""
+    edges = edges_sha256(Path(file.path), file.size)
+    return {"path": file.path, "size": file.size, "edges_sha256": edges}
 
 
-def run_identity(config, files: list[Path], map_tasks: int, extra: dict | None = None) -> dict:
+def run_identity(config, files: list[InputFile], map_tasks: int, extra: dict | None = None) -> dict:
     """What the outputs of a run depend on (not how many tasks run at once, nor the executor)."""
     settings = dataclasses.asdict(config)
     for key in ("workers", "executor", "slurm"):
         settings["engine"].pop(key, None)
     return {
         "config": settings,
-        "inputs": [file_identity(p) for p in files],
+        "inputs": [file_identity(f) for f in files],
         "map_tasks": map_tasks,
         **(extra or {}),
     }

@@ -1,8 +1,9 @@
 """Streaming JSONL input and atomic output (whole JSONL files, and a task's files per partition).
 
-A map task reads only its own byte range of the input files: the inputs are viewed as one
-concatenated byte stream cut into `world_size` equal ranges, and a task owns every line that
-*starts* inside its range (so each line belongs to exactly one task, whatever the task count).
+A map task reads only its own byte range of the input files: the inputs' text is viewed as one
+concatenated stream cut into `world_size` equal ranges, and a task owns every line that *starts*
+inside its range (so each line belongs to exactly one task, whatever the task count). The files'
+sizes and formats are described once, when the run is planned (`InputFile`), not by each task.
 A compressed input (gzip, zstd, bzip2, xz, known by its first bytes) cannot be entered in the
 middle, so it is one range, read by the task owning its first byte: a corpus shipped as many
 compressed files (as web corpora are) spreads over the tasks like plain files do. A parquet
@@ -44,12 +45,49 @@ class InputError(ValueError):
 @dataclass(frozen=True)
 class ByteRange:
     """Bytes [start, end) of an input file; a compressed file (`codec`) is one whole range, a
-    parquet file's range holds the row groups starting in it (engine/parquet.py)."""
+    parquet file's range holds the row groups starting in it (engine/parquet.py). `size` is
+    the file's size when the run was planned (None: not checked)."""
 
     path: str
     start: int
     end: int
     codec: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input file as the run planned it: its path, size on disk, format (`format_of`) and
+    text (`text_size`). The submitting process describes every file once (`describe`) and the
+    tasks cut the inputs by these figures, so a map task touches only the files it reads: at 1 TB
+    in 100,000 files, 1,024 tasks stat-ing every file was 10^8 metadata calls on the cluster's
+    file system. A reader checks the size of the file it opens: a file changed since is an
+    error, not a range cut by stale figures."""
+
+    path: str
+    size: int
+    text: int
+    codec: str | None = None
+    whole: int = 0  # the most text one task reads at once: a compressed file, a row group
+
+    def on_disk(self, position: int) -> int:
+        """A position in the text's coordinates as one in the file's (parquet: proportional)."""
+        return position if self.text == self.size else position * self.size // self.text
+
+
+def describe(paths: list[Path]) -> list[InputFile]:
+    """Each file's InputFile (paths as given)."""
+    described = []
+    for path in paths:
+        size = path.stat().st_size
+        codec = format_of(path) if size else None
+        if codec == PARQUET:
+            text, whole = parquet.sizes(path)
+        else:
+            text = text_size(path, size, codec)
+            whole = text if codec else 0
+        described.append(InputFile(str(path), size, text, codec, whole))
+    return described
 
 
 # the suffixes of the files a folder given as --input holds
@@ -66,17 +104,16 @@ def format_of(path: Path) -> str | None:
 
 def input_files(spec: str | list[str]) -> list[Path]:
     """The JSONL files of an --input: a file, a directory (its *.jsonl, plain or compressed,
-    sorted) or a list."""
+    sorted; symbolic links to folders not followed) or a list, as absolute paths (a folder is
+    resolved once, not each file: on a cluster's file system every call is a round trip)."""
     specs = [spec] if isinstance(spec, str | Path) else list(spec)
     files: list[Path] = []
     for item in specs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(
-                p for p in path.rglob("*") if p.name.endswith(INPUT_SUFFIXES) and p.is_file()
-            )
+            files += sorted(Path(p) for p in _files_under(str(path.resolve())))
         elif path.is_file():
-            files.append(path)
+            files.append(path.resolve())
         else:
             raise FileNotFoundError(f"--input {item}: no such file or directory")
     if not files:
@@ -86,18 +123,30 @@ def input_files(spec: str | list[str]) -> list[Path]:
     return files
 
 
-def text_size(path: Path) -> int:
+def _files_under(folder: str) -> Iterator[str]:
+    """The input files under a folder, by its entries' types (no call per file)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _files_under(entry.path)
+            elif entry.name.endswith(INPUT_SUFFIXES) and entry.is_file():
+                yield entry.path
+
+
+def text_size(path: Path, size: int | None = None, codec: str | None = "?") -> int:
     """The bytes of text a file holds: its size, or for a compressed file an estimate, its size
     times the ratio of its first 64 KiB (1 MiB when those give nothing, as bzip2's 900 KB blocks
-    may) - what the run's fingerprint reads of it anyway. Automatic task and partition counts
-    follow the text, not the bytes on disk: a zstd corpus holds ~3.4x its size. A parquet
-    file's text is its row groups' uncompressed size (its footer's figure)."""
-    size = path.stat().st_size
-    codec = format_of(path) if size else None
+    may) - what the run's fingerprint reads of it anyway. Automatic task and partition counts,
+    the map tasks' ranges and the index's shards follow the text, not the bytes on disk: a zstd
+    corpus holds ~3.4x its size. A parquet file's text is its row groups' uncompressed size (its
+    footer's figure). `size` and `codec` when the caller knows them."""
+    size = path.stat().st_size if size is None else size
+    if codec == "?":
+        codec = format_of(path) if size else None
     if codec is None:
         return size
     if codec == PARQUET:
-        return parquet.text_size(path)
+        return parquet.sizes(path)[0]
     for head_bytes in (1 << 16, 1 << 20):
         with open(path, "rb") as handle:
             head = handle.read(head_bytes)
@@ -113,31 +162,45 @@ def text_size(path: Path) -> int:
     return size
 
 
-def task_ranges(files: list[Path], rank: int, world_size: int) -> list[ByteRange]:
-    """The byte ranges of the inputs that task `rank` of `world_size` owns. A compressed file
-    cannot be entered in the middle: it is read whole by the task owning its first byte. A
-    parquet file is cut like a plain one, by row groups instead of lines."""
-    sizes = [f.stat().st_size for f in files]
-    total = sum(sizes)
+def task_ranges(files: list[InputFile], rank: int, world_size: int) -> list[ByteRange]:
+    """The byte ranges of the inputs that task `rank` of `world_size` owns: the inputs' text
+    laid end to end and cut into equal parts, so tasks share the text evenly whatever the
+    formats. A compressed file cannot be entered in the middle: it is read whole by the task
+    owning its first byte. A parquet file is cut like a plain one, by row groups instead of
+    lines. Nothing is opened or stat-ed here: the figures are the plan's."""
+    total = sum(f.text for f in files)
     lo, hi = total * rank // world_size, total * (rank + 1) // world_size
     ranges, offset = [], 0
-    for path, size in zip(files, sizes):
-        start, end = max(lo, offset), min(hi, offset + size)
-        if start < end:  # only the files this task's range meets are opened
-            codec = format_of(path)
-            if codec in (None, PARQUET):
-                ranges.append(ByteRange(str(path), start - offset, end - offset, codec))
+    for file in files:
+        start, end = max(lo, offset), min(hi, offset + file.text)
+        if start < end:
+            if file.codec in (None, PARQUET):
+                start, end = file.on_disk(start - offset), file.on_disk(end - offset)
+                if start < end:
+                    ranges.append(ByteRange(file.path, start, end, file.codec, file.size))
             elif lo <= offset:
-                ranges.append(ByteRange(str(path), 0, size, codec))
-        offset += size
+                ranges.append(ByteRange(file.path, 0, file.size, file.codec, file.size))
+        offset += file.text
     return ranges
+
+
+def check_unchanged(byte_range: ByteRange, size: int) -> None:
+    """An input whose size differs from the plan's: its ranges were cut for another file."""
+    if byte_range.size is not None and size != byte_range.size:
+        raise InputError(
+            f"{byte_range.path}: {size:,} bytes, but {byte_range.size:,} when this run was "
+            "planned: the file changed under the run, whose outputs would mix two versions of "
+            "it. Restore it, or start a new run (another --output) over the new input"
+        )
 
 
 class LineReader:
     """(offset, line) for each line starting inside a range (a line starting before it belongs
     to the previous task); a compressed range's offsets are those of the decompressed stream.
-    `consumed` is how many of the range's on-disk bytes were read so far: progress, which for a
-    compressed file is not the lines' length; `advanced()` is what was read since its last call."""
+    `consumed` is how many of the range's on-disk bytes were read so far, the line just yielded
+    included: progress, which for a compressed file is not the lines' length; `advanced()` is
+    what was read since its last call (a caller calling it once per line counts every byte of
+    a range that has a line, the first line's and the last one's included)."""
 
     def __init__(self, byte_range: ByteRange):
         self.range = byte_range
@@ -153,6 +216,7 @@ class LineReader:
             yield from self._rows()
             return
         with open(byte_range.path, "rb", buffering=1 << 20) as raw:
+            check_unchanged(byte_range, os.fstat(raw.fileno()).st_size)
             if byte_range.codec:
                 yield from self._decompressed(raw)
                 return
@@ -165,16 +229,17 @@ class LineReader:
                 line = raw.readline()
                 if not line:
                     break
+                self.consumed = min(position + len(line), byte_range.end) - byte_range.start
                 yield position, line
                 position += len(line)
-                self.consumed = min(position, byte_range.end) - byte_range.start
             self.consumed = byte_range.end - byte_range.start
 
     def _rows(self) -> Iterator[tuple[int, bytes]]:
+        check_unchanged(self.range, os.stat(self.range.path).st_size)
         rows = parquet.RowReader(self.range.path, self.range.start, self.range.end)
         for row in rows:
-            yield row
             self.consumed = rows.consumed
+            yield row
         self.consumed = rows.consumed
 
     def _decompressed(self, raw) -> Iterator[tuple[int, bytes]]:
@@ -182,11 +247,12 @@ class LineReader:
         try:
             with open_decompressed(self.range.codec, raw) as stream:
                 for line in stream:
+                    self.consumed = raw.tell()
                     yield position, line
                     position += len(line)
-                    self.consumed = raw.tell()
         except DECOMPRESSION_ERRORS as error:
             raise damaged(self.range.path, self.range.codec, position, error) from None
+        self.consumed = self.range.end - self.range.start
 
 
 def read_lines(byte_range: ByteRange) -> LineReader:

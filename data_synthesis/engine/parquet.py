@@ -49,10 +49,12 @@ def group_starts(parquet) -> list[int]:
     return starts
 
 
-def text_size(path: Path) -> int:
-    """The row groups' uncompressed size (the footer's figure, nothing else is read)."""
+def sizes(path: Path) -> tuple[int, int]:
+    """The row groups' uncompressed size, and the largest one's (the footer's figures, nothing
+    else is read): the file's text, and the most of it one task reads at once."""
     meta = _metadata(path).metadata
-    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    groups = [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
+    return sum(groups), max(groups, default=0)
 
 
 class RowReader:
@@ -75,8 +77,8 @@ class RowReader:
         for group in range(meta.num_row_groups):
             rows = meta.row_group(group).num_rows
             if self.start <= starts[group] < self.end:
+                self.consumed = min(starts[group + 1], self.end) - self.start  # with its rows
                 yield from self._group(parquet, group, columns, row)
-                self.consumed = min(starts[group + 1], self.end) - self.start
             row += rows
         self.consumed = self.end - self.start
 

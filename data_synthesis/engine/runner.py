@@ -23,8 +23,11 @@ chained with afterok dependencies (engine/slurm.py).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -36,15 +39,14 @@ from data_synthesis.config import PipelineConfig
 from data_synthesis.engine import tasks
 from data_synthesis.engine.dedup import dedup_jobs
 from data_synthesis.engine.fingerprint import check_or_record, run_identity
-from data_synthesis.engine.io import input_files, text_size
+from data_synthesis.engine.io import InputFile, describe, input_files
 from data_synthesis.engine.progress import JobProgress, LocalExecutor
 from data_synthesis.engine.summary import check_stage, finalize
-from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
+from data_synthesis.environment.build import Build, dropped_on_corpus_error
 from data_synthesis.environment.executor import EnvironmentConfig
 from data_synthesis.environment.jobs import IndexStep, index_jobs
 from data_synthesis.stage_api import Counters
 from data_synthesis.stages import SPEC, STAGES
-from megatron_agentic.data.compression import codec_of
 
 AUTO_BYTES_PER_TASK = 64 << 20
 
@@ -100,8 +102,8 @@ def make_plan(
 ) -> tasks.RunPlan:
     """Resolve task and partition counts and check the run's fingerprint."""
     files = input_files(inputs)
-    sizes = {f: text_size(f) for f in files}  # a compressed file's text, estimated
-    total = sum(sizes.values())
+    described = describe(files)  # a compressed file's text, estimated
+    total = sum(f.text for f in described)
     auto = max(1, math.ceil(total / AUTO_BYTES_PER_TASK))
     map_tasks = config.engine.tasks or auto
     partitions = config.engine.partitions or auto
@@ -109,19 +111,19 @@ def make_plan(
         raise ValueError(f"engine.partition_tasks: >= 0, got {config.engine.partition_tasks}")
     partition_tasks = min(config.engine.partition_tasks or partitions, partitions)
     _warn_model_loads(config, map_tasks, partition_tasks)
-    _warn_whole_files(sizes, map_tasks)
+    _warn_whole_files(described, map_tasks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     identity = run_identity(
         config,
-        files,
+        described,
         map_tasks,
         {"partitions": partitions, "trajectories": trajectories},
     )
     check_or_record(out, identity)
     return tasks.RunPlan(
         out=str(out.resolve()),
-        inputs=tuple(str(f.resolve()) for f in files),
+        inputs=tuple(described),
         config=config,
         map_tasks=map_tasks,
         partitions=partitions,
@@ -131,19 +133,20 @@ def make_plan(
     )
 
 
-def _warn_whole_files(sizes: dict[Path, int], map_tasks: int) -> None:
-    """A compressed input is read whole by one map task (engine/io.py): say so when one holds
-    more than twice a task's share of the input's text, which leaves the other tasks idle."""
-    share = sum(sizes.values()) / map_tasks
-    large = [(size, path) for path, size in sizes.items() if size > 2 * share and codec_of(path)]
+def _warn_whole_files(files: list[InputFile], map_tasks: int) -> None:
+    """A compressed input is read whole by one map task, a parquet row group too (engine/io.py):
+    say so when one holds more than twice a task's share of the input's text, which leaves the
+    other tasks idle."""
+    share = sum(f.text for f in files) / map_tasks
+    large = [(f.whole, f.path) for f in files if f.whole > 2 * share]
     if large:
         size, path = max(large)
         print(
-            f"warning: {len(large)} compressed input file(s) hold more than twice a map task's "
-            f"share of the text ({share / 2**20:,.0f} MiB of {map_tasks} tasks), the largest "
-            f"{path} (~{size / 2**20:,.0f} MiB of text); a compressed file is read whole by "
-            "one task, so the map stage waits for it: split it into smaller files (or "
-            "decompress it)",
+            f"warning: {len(large)} input file(s) hold a piece one task reads whole (a "
+            "compressed file, a parquet row group) larger than twice a map task's share of the "
+            f"text ({share / 2**20:,.0f} MiB of {map_tasks} tasks), the largest in {path} "
+            f"(~{size / 2**20:,.0f} MiB of text), so the map stage waits for it: split such a "
+            "file into smaller ones (or decompress it), write parquet in smaller row groups",
             file=sys.stderr,
         )
 
@@ -181,8 +184,10 @@ def jobs_for(plan: tasks.RunPlan, stage: str, indexes: set | None = None) -> lis
     if SPEC[stage].tasks == "dedup":
         return dedup_jobs(plan.root, plan.config, plan.partitions)
     jobs = []
-    if stage in ("planning", "has") and indexes is not None:
-        for build in _index_builds(plan):
+    if stage in ("planning", "has"):
+        builds = _index_builds(plan)
+        plan = dataclasses.replace(plan, indexes=tuple((k, str(b.directory)) for k, b in builds))
+        for _, build in builds if indexes is not None else ():
             if build.directory not in indexes and not (build.directory / "stats.json").exists():
                 indexes.add(build.directory)
                 name = f"index_{len(indexes) - 1}" if len(indexes) > 1 else "index"
@@ -190,16 +195,17 @@ def jobs_for(plan: tasks.RunPlan, stage: str, indexes: set | None = None) -> lis
     return [*jobs, (stage, [StageStep(stage, plan)], count[SPEC[stage].tasks])]
 
 
-def _index_builds(plan: tasks.RunPlan) -> list[Build]:
-    """The index builds the run's environment searches (its corpora and scholar corpora)."""
-    config = EnvironmentConfig.from_dict({"corpora": list(plan.inputs), **plan.config.environment})
+@functools.lru_cache(maxsize=4)  # the planning and has stages search the same corpora
+def _index_builds(plan: tasks.RunPlan) -> list[tuple[tuple[str, ...], Build]]:
+    """The index builds the run's environment searches (its corpora and scholar corpora), each
+    with its corpora as the environment's config lists them: the tasks open each index in the
+    directory named here instead of naming it again (`CorpusIndex.open`)."""
+    config = EnvironmentConfig.from_dict({"corpora": plan.input_paths, **plan.config.environment})
     index_config = config.index_config()
-    builds = []
-    for corpora in filter(None, (config.corpora, config.scholar_corpora)):
-        paths = [Path(c).resolve() for c in corpora]
-        directory = Path(index_config.cache_dir) / corpus_fingerprint(paths, index_config)
-        builds.append(Build.of(paths, directory, index_config))
-    return builds
+    return [
+        (tuple(corpora), Build.named([Path(os.path.abspath(c)) for c in corpora], index_config))
+        for corpora in filter(None, (config.corpora, config.scholar_corpora))
+    ]
 
 
 def _local(plan, name, pipeline, n, rank: int | None, verbose: bool = False):

@@ -46,7 +46,7 @@ def check_stage(plan, stage: str) -> None:
         docs = counters.counts.get("input", {}).get("documents", 0)
         if docs == 0:
             raise StageEmpty(
-                f"stage extract: the input {', '.join(plan.inputs)} holds no documents "
+                f"stage extract: the input {', '.join(plan.input_paths)} holds no documents "
                 "(empty files or only blank lines)"
             )
         if counters.counts.get("extract", {}).get("out", 0) == 0:

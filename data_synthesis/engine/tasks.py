@@ -26,7 +26,9 @@ from data_synthesis.config import PipelineConfig
 from data_synthesis.engine.checkpoint import BatchCheckpoint, RequestCache
 from data_synthesis.engine.io import (
     InputError,
+    InputFile,
     count_lines,
+    describe,
     dumps,
     iter_jsonl,
     join_files,
@@ -54,17 +56,23 @@ class RunPlan:
     """Everything a task needs, picklable (datatrove ships it to SLURM nodes)."""
 
     out: str
-    inputs: tuple[str, ...]
+    inputs: tuple[InputFile, ...]  # described once, when the run is planned
     config: PipelineConfig = field(hash=False)
     map_tasks: int
     partitions: int
     partition_tasks: int = 0  # tasks of the partition stages; 0: one per partition
     trajectories: str | None = None
     config_dir: str | None = None  # custom tools' files are relative to the config file
+    # the environment's index directory per list of corpora (planning, has: runner.jobs_for)
+    indexes: tuple[tuple[tuple[str, ...], str], ...] = ()
 
     @property
     def root(self) -> Path:
         return Path(self.out)
+
+    @property
+    def input_paths(self) -> list[str]:
+        return [f.path for f in self.inputs]
 
 
 def counters_file(plan: RunPlan, stage: str, rank: int) -> Path:
@@ -111,13 +119,15 @@ def _environment(plan: RunPlan, stage: str, llm):
     from data_synthesis.environment.executor import environment_for
 
     raw = dict(plan.config.environment)
-    raw.setdefault("corpora", list(plan.inputs))
+    raw.setdefault("corpora", plan.input_paths)
     config = dataclasses.replace(plan.config, environment=raw)
     from data_synthesis.eval.heldout import HeldoutRule
 
     share = plan.config.heldout_share
     heldout = HeldoutRule(share, plan.config.seed) if stage == "has" and share else None
-    return environment_for(config, llm, heldout=heldout, base_dir=plan.config_dir)
+    return environment_for(
+        config, llm, heldout=heldout, base_dir=plan.config_dir, named=dict(plan.indexes)
+    )
 
 
 @dataclass
@@ -262,7 +272,7 @@ def _documents(
     plan: RunPlan, rank: int, world: int, counters: Counters, heldout: list
 ) -> Iterator[dict]:
     limit = plan.config.engine.max_document_chars
-    for byte_range in task_ranges([Path(p) for p in plan.inputs], rank, world):
+    for byte_range in task_ranges(list(plan.inputs), rank, world):
         lines = read_lines(byte_range)
         for offset, line in lines:
             doc = parse_document(byte_range.path, offset, line)
@@ -322,7 +332,7 @@ def _add_mentions(statements: list[dict]) -> None:
 
 def run_extract(plan: RunPlan, rank: int, world: int) -> None:
     input_counters, heldout = Counters(), []
-    ranges = task_ranges([Path(p) for p in plan.inputs], rank, world)
+    ranges = task_ranges(list(plan.inputs), rank, world)
     total = sum(r.end - r.start for r in ranges)
     documents = _documents(plan, rank, world, input_counters, heldout)
     work = Work(rank, documents, total, "B", lambda doc: doc.pop("_bytes", 0))
@@ -397,7 +407,7 @@ def _partition_work(plan: RunPlan, stage: str, partition: int) -> Work:
 
 def _trajectories(path: str, rank: int, world: int) -> Iterator[dict]:
     """User-supplied ReAct trajectories for HAS, this task's byte range only."""
-    for byte_range in task_ranges([Path(path)], rank, world):
+    for byte_range in task_ranges(describe([Path(path)]), rank, world):
         for offset, line in read_lines(byte_range):
             if not line.strip():
                 continue

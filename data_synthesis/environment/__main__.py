@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from data_synthesis.environment.build import Build, corpus_fingerprint, dropped_on_corpus_error
+from data_synthesis.environment.build import Build, dropped_on_corpus_error
 from data_synthesis.environment.executor import Environment, EnvironmentConfig
 from data_synthesis.environment.index import CorpusIndex, IndexConfig
 from data_synthesis.environment.jobs import index_jobs
@@ -31,18 +31,16 @@ def build_with_workers(corpora: list[str], config: IndexConfig, workers: int) ->
     shard tasks at once; logs under <cache>/logs/<fingerprint>/."""
     from data_synthesis.engine.progress import LocalExecutor
 
-    paths = [Path(c).resolve() for c in corpora]
-    directory = Path(config.cache_dir) / corpus_fingerprint(paths, config)
-    if (directory / "stats.json").exists():
+    build = Build.named([Path(c).resolve() for c in corpora], config)
+    if (build.directory / "stats.json").exists():
         return
-    build = Build.of(paths, directory, config)
     with dropped_on_corpus_error(build):
         for name, pipeline, tasks in index_jobs(build):
             LocalExecutor(
                 pipeline=pipeline,
                 tasks=tasks,
                 workers=min(workers, tasks),
-                logging_dir=str(Path(config.cache_dir) / "logs" / directory.name / name),
+                logging_dir=str(Path(config.cache_dir) / "logs" / build.directory.name / name),
                 skip_completed=False,
                 start_method="fork",
             ).run()

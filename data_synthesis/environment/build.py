@@ -72,13 +72,16 @@ from tqdm import tqdm
 from data_synthesis.engine.fingerprint import edges_sha256
 from data_synthesis.engine.io import (
     ByteRange,
+    InputFile,
     NpyArray,
     NpyWriter,
     document_id,
+    format_of,
     line_number,
     read_lines,
     stable_hash,
     task_ranges,
+    text_size,
     write_json,
 )
 from data_synthesis.engine.lookup import write_hashed_table
@@ -115,10 +118,12 @@ class IndexConfig:
     shards: int = 0  # 0: one per `shard_bytes` of corpus
     shard_bytes: int = 8 << 30
 
-    def shard_count(self, paths: list[Path]) -> int:
+    def shard_count(self, files: list[InputFile]) -> int:
+        """The shards of corpora (`corpus_files`): one per `shard_bytes` of their text, so a
+        compressed corpus's shards hold as much text as a plain one's."""
         if self.shards < 0 or self.shard_bytes <= 0:
             raise ValueError(f"index shards must be >= 0 and shard_bytes > 0, got {self}")
-        total = sum(path.stat().st_size for path in paths)
+        total = sum(file.text for file in files)
         return self.shards or max(1, math.ceil(total / self.shard_bytes))
 
 
@@ -137,35 +142,65 @@ def corpus_fingerprint(paths: list[Path], config: IndexConfig) -> str:
     """A hash of the corpora and of everything that changes the index, the shard count
     included: it does not change a search over every shard, but a search limited to some
     shards (`environment.search_shards`) covers shards of this layout. A corpus file counts by
-    its identity (`_file_identity`), in order."""
+    its identity (`CorpusFile`), in order."""
+    return _fingerprint(corpus_files(paths, config), config)
+
+
+def _fingerprint(files: list[CorpusFile], config: IndexConfig) -> str:
     digest = hashlib.sha256(INDEX_VERSION.encode())
     stem = stemmer(config.stem) is not None
-    shards = config.shard_count([Path(path) for path in paths])
+    shards = config.shard_count([file.described for file in files])
     digest.update(f"{config.passage_words}:{config.passage_stride}:{stem}:{shards}".encode())
-    for path in paths:
-        digest.update(_file_identity(Path(path), Path(config.cache_dir)).encode())
+    for file in files:
+        digest.update(file.identity.encode())
     return digest.hexdigest()[:24]
 
 
-def _file_identity(path: Path, cache: Path) -> str:
-    """A corpus file's size, modification time and SHA-256 of its first and last 64 KiB (what a
-    run's fingerprint reads of its inputs, engine/fingerprint.py), not of its path: a copy that
-    keeps the time (rsync -a, cp -p) shares the index, an edit gets a new one. Not every byte:
-    the SLURM path names the index when it submits the build, so hashing 1 TB (~10 minutes at
-    the 1.7 GB/s measured here, from cache) held up the submission of every job until 2026-12-04.
-    Kept under the cache by path, size, inode and modification time, so the tasks that open an
-    index read one small file per corpus file."""
-    status = path.resolve().stat()
-    key = f"{path.resolve()}|{status.st_size}|{status.st_ino}|{status.st_mtime_ns}"
-    memo = cache / "identities" / hashlib.sha256(key.encode()).hexdigest()[:32]
-    if memo.exists():
-        return memo.read_text()
-    value = f"{status.st_size}:{status.st_mtime_ns}:{edges_sha256(path, status.st_size)}"
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_name(f"{memo.name}.tmp{os.getpid()}")
-    tmp.write_text(value)
-    tmp.replace(memo)
-    return value
+@dataclass(frozen=True)
+class CorpusFile:
+    """A corpus file's identity - its size, modification time and SHA-256 of its first and last
+    64 KiB (what a run's fingerprint reads of its inputs, engine/fingerprint.py), not its path:
+    a copy that keeps the time (rsync -a, cp -p) shares the index, an edit gets a new one - and
+    its description (size, format, text: engine/io.InputFile), by which the build cuts shards.
+    Not every byte: the SLURM path names the index when it submits the build, so hashing 1 TB
+    (~10 minutes at the 1.7 GB/s measured here, from cache) held up the submission of every job
+    until 2026-12-04. Kept under the cache by path, size, inode and modification time, so naming
+    an index again reads one small file per corpus file."""
+
+    identity: str
+    described: InputFile
+
+    @classmethod
+    def of(cls, path: Path, cache: Path) -> CorpusFile:
+        status = path.stat()
+        key = f"{os.path.abspath(path)}|{status.st_size}|{status.st_ino}|{status.st_mtime_ns}"
+        memo = cache / "identities" / hashlib.sha256(key.encode()).hexdigest()[:32]
+        try:
+            kept = json.loads(memo.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            kept = None  # none yet, or an identity alone (kept before 2026-12-05)
+        if not isinstance(kept, dict):
+            size = status.st_size
+            codec = format_of(path) if size else None
+            kept = {
+                "identity": f"{size}:{status.st_mtime_ns}:{edges_sha256(path, size)}",
+                "text": text_size(path, size, codec),
+                "codec": codec,
+            }
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_name(f"{memo.name}.tmp{os.getpid()}")
+            tmp.write_text(json.dumps(kept))
+            tmp.replace(memo)
+        return cls(
+            kept["identity"], InputFile(str(path), status.st_size, kept["text"], kept["codec"])
+        )
+
+
+def corpus_files(paths: list[Path], config: IndexConfig) -> list[CorpusFile]:
+    try:
+        return [CorpusFile.of(Path(path), Path(config.cache_dir)) for path in paths]
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"corpus file not found: {error.filename}") from None
 
 
 def split_passages(text: str, words: int, stride: int) -> list[str]:
@@ -181,8 +216,10 @@ def _documents(paths: list[Path], ranges: list[ByteRange]):
     """(corpus index, byte offset, on-disk bytes read, document, line) for every line starting
     in `ranges` (the line only from a compressed corpus, whose page is kept in the index);
     errors name file:line."""
+    # a corpus's number by its path (a list's index() per range: 10^10 steps at 100,000 files)
+    numbers = {str(path): number for number, path in reversed(list(enumerate(paths)))}
     for byte_range in ranges:
-        corpus = [str(p) for p in paths].index(byte_range.path)
+        corpus = numbers[byte_range.path]
         lines = read_lines(byte_range)
         for start, line in lines:
             if not line.strip():
@@ -400,15 +437,27 @@ class _Tokenised:
 class Build:
     """One index build: its corpora, settings and shard count, and where it lives."""
 
-    paths: tuple[Path, ...]
+    files: tuple[InputFile, ...]
     directory: Path  # the finished index
     config: IndexConfig
     shards: int
 
     @classmethod
     def of(cls, paths, directory: Path, config: IndexConfig) -> Build:
-        paths = tuple(Path(p) for p in paths)
-        return cls(paths, Path(directory), config, config.shard_count(list(paths)))
+        files = tuple(file.described for file in corpus_files(list(paths), config))
+        return cls(files, Path(directory), config, config.shard_count(list(files)))
+
+    @classmethod
+    def named(cls, paths, config: IndexConfig) -> Build:
+        """The build of `paths` in the cache, under their fingerprint (`corpus_fingerprint`)."""
+        files = corpus_files(list(paths), config)
+        directory = Path(config.cache_dir) / _fingerprint(files, config)
+        described = tuple(file.described for file in files)
+        return cls(described, directory, config, config.shard_count(list(described)))
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(Path(file.path) for file in self.files)
 
     @property
     def work(self) -> Path:
@@ -418,7 +467,7 @@ class Build:
         return self.work / shard_name(rank)
 
     def ranges(self, rank: int) -> list[ByteRange]:
-        return task_ranges(list(self.paths), rank, self.shards)
+        return task_ranges(list(self.files), rank, self.shards)
 
 
 @contextmanager

@@ -156,11 +156,13 @@ class Environment:
         llm=None,
         log=print,
         heldout=None,
+        named: dict[tuple[str, ...], str] | None = None,
     ):
         self.registry = registry or ToolRegistry.from_config(None)
         self.config = config or EnvironmentConfig()
         self.llm, self.log = llm, log
         self._indexes: dict[tuple[str, ...], CorpusIndex] = {}
+        self._named = named or {}  # corpora -> index directory, named when the run was planned
         self._scoped: set[CorpusIndex] = set()  # indexes whose scoped searches were announced
         self._pool = ThreadPoolExecutor(max_workers=4)
         listed: set[str] = set()
@@ -202,7 +204,8 @@ class Environment:
     def index(self, corpora: list[str]) -> CorpusIndex:
         key = tuple(corpora)
         if key not in self._indexes:
-            self._indexes[key] = CorpusIndex.open(corpora, self.config.index_config(), self.log)
+            config, directory = self.config.index_config(), self._named.get(key)
+            self._indexes[key] = CorpusIndex.open(corpora, config, self.log, directory)
         return self._indexes[key]
 
     def search(
@@ -374,14 +377,15 @@ def _load_entry_point(spec: ToolSpec):
 
 
 def environment_for(
-    config, llm=None, heldout=None, base_dir: str | Path | None = None
+    config, llm=None, heldout=None, base_dir: str | Path | None = None, named=None
 ) -> Environment:
     """The environment of a pipeline config: its `tools` list (built-ins + custom tools; paths in
     a tool's `run` relative to `base_dir`, the config file's folder) and its `environment:`
     section (when the config has one); `heldout`: a rule of documents to hide besides the
-    config's `exclude_docs_file` (eval/heldout.py's HeldoutRule)."""
+    config's `exclude_docs_file` (eval/heldout.py's HeldoutRule); `named`: the index directory
+    of each list of corpora, named when the run was planned (`Environment`)."""
     base_dir = base_dir or getattr(config, "config_dir", None)
     registry = ToolRegistry.from_config(getattr(config, "tools", None), base_dir=base_dir)
     raw = getattr(config, "environment", None)
     env_config = raw if isinstance(raw, EnvironmentConfig) else EnvironmentConfig.from_dict(raw)
-    return Environment(registry, env_config, llm, heldout=heldout)
+    return Environment(registry, env_config, llm, heldout=heldout, named=named)

@@ -111,6 +111,9 @@ SELF = NotRun("runs this test suite itself")
 BENCH_SUBMIT = Covered(
     "tests/unit/test_fingerprint.py::test_naming_a_run_and_its_index_reads_the_edges_of_each_input_file"
 )
+BENCH_TASK_START = Covered(
+    "tests/unit/test_fingerprint.py::test_a_task_touches_only_its_own_input_files"
+)
 
 COMMANDS: dict[str, Run | Covered | NotRun] = {
     # README.md
@@ -258,6 +261,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python benchmarks/bench_submit.py --sizes-mb 100 1000 --files 4 --work /tmp/bench_submit": (
         BENCH_SUBMIT
     ),
+    "python benchmarks/bench_task_start.py --files 1000 100000 --tasks 1024 --work "
+    "/tmp/bench_task_start": BENCH_TASK_START,
+    "python benchmarks/bench_task_start.py --files 1000 100000 --tasks 1024 --work "
+    "/tmp/bench_task_start --code /tmp/base": BENCH_TASK_START,
     "python benchmarks/bench_submit.py --sizes-mb 1000 --files 400 --work /tmp/bench_submit400": (
         BENCH_SUBMIT
     ),

@@ -9,6 +9,7 @@ LLM requests, byte ranges give every line to exactly one task, the memory view r
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -23,7 +24,7 @@ import zstandard
 
 from data_synthesis.__main__ import BUNDLED_CORPUS, main
 from data_synthesis.engine.checkpoint import RequestCache
-from data_synthesis.engine.io import input_files, read_lines, task_ranges
+from data_synthesis.engine.io import describe, input_files, read_lines, task_ranges
 from data_synthesis.engine.memory_store import PartitionedMemory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -545,7 +546,13 @@ def test_compressed_and_parquet_inputs_give_the_plain_runs_output(run, corpus, t
     whole = tmp_path / "whole.jsonl.gz"  # one task reads it: the other three wait, and are told
     whole.write_bytes(gzip.compress(b"".join(lines[:20])))
     done = _cli("extract", "--output", tmp_path / "w", "--input", whole, "--tasks", 4)
-    assert "more than twice a map task's share" in done.stderr and str(whole) in done.stderr
+    assert "larger than twice a map task's share" in done.stderr and str(whole) in done.stderr
+    grouped = _parquet(tmp_path / "grouped.parquet", lines[:20], row_group_size=20)  # one group
+    done = _cli("extract", "--output", tmp_path / "g", "--input", grouped, "--tasks", 4)
+    assert "larger than twice a map task's share" in done.stderr and str(grouped) in done.stderr
+    _parquet(grouped, lines[:20], row_group_size=2)  # ten groups: spread over the tasks
+    done = _cli("extract", "--output", tmp_path / "g2", "--input", grouped, "--tasks", 4)
+    assert "twice a map task's share" not in done.stderr
 
     bad = tmp_path / "bad.jsonl.gz"
     bad.write_bytes(gzip.compress(lines[0] + lines[1] + b'{"id": "z", "text": }\n'))
@@ -607,7 +614,8 @@ def test_a_long_document_is_split_into_bounded_chunks(tmp_path):
 def test_byte_ranges_give_every_line_to_exactly_one_task(tmp_path):
     """Plain files are cut anywhere, a parquet file between row groups, a compressed one goes
     whole to the task owning its first byte; either way each document is read once, in order,
-    and progress ends at the bytes on disk."""
+    and progress counted line by line ends at the bytes on disk (it missed each range's last
+    line, and so every one-document file, until 2026-12-05)."""
     lines = BUNDLED_CORPUS.read_bytes().splitlines(keepends=True)
     (tmp_path / "a.jsonl").write_bytes(b"".join(lines[:100]))
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b"".join(lines[100:150])))
@@ -617,16 +625,21 @@ def test_byte_ranges_give_every_line_to_exactly_one_task(tmp_path):
     files = input_files([str(tmp_path)])
     names = ["a.jsonl", "b.jsonl.gz", "c.jsonl", "d.parquet", "e.jsonl.zst"]
     assert [f.name for f in files] == names
+    described = describe(files)
     for world in (1, 2, 3, 7):
         split, read = [], 0
         for rank in range(world):
-            for byte_range in task_ranges(files, rank, world):
-                reader = read_lines(byte_range)
-                split += [json.loads(line) for _, line in reader]
+            for byte_range in task_ranges(described, rank, world):
+                reader, had_lines = read_lines(byte_range), False
+                for _, line in reader:  # progress as the tasks report it, a step per line
+                    split.append(json.loads(line))
+                    read, had_lines = read + reader.advanced(), True
                 assert reader.consumed == byte_range.end - byte_range.start
-                read += reader.consumed
+                tail = reader.advanced()  # left only where no line starts
+                assert not (tail and had_lines), (world, byte_range)
+                read += tail
         assert split == [json.loads(line) for line in lines], world
-        assert read == sum(f.stat().st_size for f in files)
+        assert read == sum(f.stat().st_size for f in files), world
 
 
 class _CountingBackend:
@@ -787,3 +800,49 @@ def test_documents_without_ids_are_named_by_url_or_place(corpus, tmp_path):
         assert page is not None and page["text"], source
     has = (tmp_path / "out" / "final" / "has.jsonl").read_text()
     assert "bare.jsonl:" in has  # a visit of a page named by its place
+
+
+def _text_of(ranges) -> int:
+    return sum(len(line) for byte_range in ranges for _, line in read_lines(byte_range))
+
+
+def test_tasks_cut_the_inputs_by_the_plan_and_touch_only_their_files(tmp_path):
+    """The submitting process describes every input once (size, format, text); a map task cuts
+    the inputs by those figures and opens only the files its range meets, so the others may
+    even be gone. The text, not the bytes on disk, is shared evenly: a plain file beside
+    zstd files. A file that changed after the run was planned is an error naming it."""
+    from data_synthesis.config import PipelineConfig
+    from data_synthesis.engine import runner, tasks
+    from data_synthesis.engine.io import InputError
+
+    lines = BUNDLED_CORPUS.read_bytes().splitlines(keepends=True)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes(b"".join(lines[:120]))
+    for number in range(8):
+        part = b"".join(lines[120 + 30 * number : 150 + 30 * number])
+        (folder / f"b{number}.jsonl.zst").write_bytes(zstandard.compress(part))
+    plan = runner.make_plan(PipelineConfig(), tmp_path / "out", [str(folder)])
+    assert [f.codec for f in plan.inputs] == [None] + ["zstd"] * 8
+    texts = [_text_of(task_ranges(list(plan.inputs), rank, 3)) for rank in range(3)]
+    assert max(texts) < 1.3 * sum(texts) / 3, texts
+    by_disk = [dataclasses.replace(f, text=f.size) for f in plan.inputs]  # the cut before
+    texts = [_text_of(task_ranges(by_disk, rank, 3)) for rank in range(3)]
+    assert max(texts) > 1.5 * sum(texts) / 3, texts
+
+    plan = tasks.RunPlan(**{**plan.__dict__, "map_tasks": 3})
+    mine = {r.path for r in task_ranges(list(plan.inputs), 2, 3)}
+    assert str(folder / "a.jsonl") not in mine
+    for other in {f.path for f in plan.inputs} - mine:
+        Path(other).unlink()
+    tasks.run_extract(plan, 2, 3)  # the other tasks' files are gone: not touched
+    counters = json.loads((tmp_path / "out/counters/extract/t00002.json").read_text())
+    assert counters["counts"]["input"]["documents"] == sum(
+        1 for r in task_ranges(list(plan.inputs), 2, 3) for _ in read_lines(r)
+    )
+
+    changed = sorted(mine)[0]
+    with open(changed, "ab") as handle:
+        handle.write(zstandard.compress(lines[0]))
+    with pytest.raises(InputError, match=f"{changed}: .* when this run was planned"):
+        tasks.run_extract(plan, 2, 3)

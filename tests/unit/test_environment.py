@@ -671,3 +671,34 @@ def test_visit_with_an_llm_summarises_the_page_toward_the_goal(corpus, tmp_path)
     assert "for the goal 'Rhone'" in result.text and "Lyon lies where the Rhone" in result.text
     assert "cuisine" not in result.text  # the summary, not the page
     assert DOCS[1]["text"] in reader.prompts[0][0]["content"]  # the model read the whole page
+
+
+def test_a_task_opens_the_index_named_when_the_run_was_planned(corpus, tmp_path):
+    """The run names each index once, when it is planned, and its tasks open it there: a task
+    neither stats nor identifies the corpus files (100,000 of each per task for 1 TB in 10 MB
+    files). Here the corpus is gone when the task opens the index, and its searches still
+    work, from the index alone."""
+    config = EnvironmentConfig(corpora=[str(tmp_path / "moved.jsonl")], cache_dir=str(tmp_path))
+    built = CorpusIndex.open([corpus], config.index_config(), log=lambda _: None)
+    named = {(str(tmp_path / "moved.jsonl"),): str(built.directory)}
+    env = Environment(config=config, log=lambda _: None, named=named)
+    found = env.search(["Danube"])
+    assert found.ok and "Danube" in found.text
+    with pytest.raises(FileNotFoundError, match="moved.jsonl"):
+        Environment(config=config, log=lambda _: None).search(["Danube"])
+
+
+def test_index_shards_follow_the_text_of_compressed_corpora(tmp_path):
+    """An index shard holds `shard_bytes` of text: a zstd corpus (several times smaller on
+    disk) gets the plain corpus's shard count, not a fraction of it."""
+    import zstandard
+
+    from data_synthesis.__main__ import BUNDLED_CORPUS as corpus
+    from data_synthesis.environment.build import Build
+
+    packed = tmp_path / "corpus.jsonl.zst"
+    packed.write_bytes(zstandard.compress(corpus.read_bytes()))
+    assert packed.stat().st_size < corpus.stat().st_size / 2
+    config = IndexConfig(cache_dir=str(tmp_path / "c"), shard_bytes=-(-corpus.stat().st_size // 4))
+    assert Build.named([corpus], config).shards == 4
+    assert Build.named([packed], config).shards in (4, 5)

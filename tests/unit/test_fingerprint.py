@@ -6,6 +6,7 @@ reads on the submitting machine (benchmarks/bench_submit.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -65,3 +66,22 @@ def test_naming_a_run_and_its_index_reads_the_edges_of_each_input_file(tmp_path)
     assert 0 < result["index_name"]["read_mb"] <= edges + 0.1
     assert result["index_name_again"]["read_mb"] < 0.1
     assert "| 12 MB in 3 files | " in done.stdout
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="bench_task_start.py counts calls by strace")
+def test_a_task_touches_only_its_own_input_files(tmp_path):
+    """benchmarks/bench_task_start.py on 300 one-document files and 16 map tasks: a map task
+    stats and opens about its share of the files (19), not all 300 (as each did until
+    2026-12-05), and a planning task opens its index without a call per corpus file (it named
+    the index again: 21 stats per file); planning the run, once, describes every file."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_task_start.py"
+    command = [sys.executable, str(script), "--files", "300", "--tasks", "16"]
+    done = subprocess.run(
+        [*command, "--work", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    (result,) = json.loads(done.stdout[: done.stdout.rindex("]") + 1])
+    calls = result["calls"]
+    assert calls["map task"]["stat"] < 100 and calls["map task"]["open"] < 60, calls
+    assert calls["open index"]["stat"] < 20 and calls["open index"].get("open", 0) < 10, calls
+    assert 300 <= calls["plan"]["open"] and 300 <= calls["plan"]["stat"] < 300 * 10, calls
+    assert "| 300 | map task | " in done.stdout

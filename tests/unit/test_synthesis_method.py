@@ -415,6 +415,30 @@ def test_heuristic_memory_leaves_subjects_that_need_their_context_out():
     }
 
 
+def test_heuristic_memory_reads_owned_and_plural_subjects():
+    """ "His works include ..." gave the subject "His" ("What does His work?"): an owned word is
+    a noun, and the subject becomes the document's topic's. A base-form verb after an owned
+    plural or a list of names is the verb ("Avignon and Arles also lie on the Rhone, which
+    ends in ..." gave the subject "Avignon and Arles also lie on Rhone"), and
+    the relation is written in the third person as the others are, so questions word it as a
+    verb ("What does ... lie on?", not "What is the lie on of ...?"). A list of names is not
+    cut inside a title ("The Sun Also Rises, A Farewell| to Arms")."""
+    doc = {
+        "id": "j",
+        "title": "James Joyce",
+        "text": "His works include the short story collection Dubliners. "
+        "Its chapters parallel episodes of the Odyssey. "
+        "Avignon and Arles also lie on the Rhone, which ends in the Camargue. "
+        "His novels include The Sun Also Rises, A Farewell to Arms and For Whom the Bell Tolls.",
+    }
+    assert _triples(doc) == {
+        ("James Joyce's works", "includes", "the short story collection Dubliners"),
+        ("James Joyce's chapters", "parallels", "episodes of the Odyssey"),
+        ("Avignon and Arles", "lies on", "the Rhone"),
+        ("James Joyce's novels", "includes", "The Sun Also Rises"),
+    }
+
+
 def test_entity_keys():
     assert entity_key("The Danube") == entity_key("danube") == "danube"
     assert entity_key("Amazon (river)") == "amazon"
