@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import pickle
-import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,10 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.measure import STRACE_CALL, child_or_traced  # noqa: E402
+
 STEPS = ("plan", "map task", "open index")
 MARK = "/bench-task-start-mark-"
 GROUPS = {
@@ -120,14 +123,13 @@ def count_calls(trace: Path) -> dict:
     """Calls of each group per step, from strace's lines (the marks split the steps)."""
     counts: dict[str, Counter] = {}
     current = None
-    call = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\(")
     with trace.open(errors="replace") as handle:
         for line in handle:
             if MARK in line:
                 current = line.split(MARK, 1)[1].split('"', 1)[0]
                 counts.setdefault(current, Counter())
                 continue
-            found = call.match(line)
+            found = STRACE_CALL.match(line)
             if current in STEPS and found:
                 for group, names in GROUPS.items():
                     if found.group(1) in names:
@@ -175,12 +177,8 @@ def main() -> None:
     parser.add_argument("--child", choices=("setup", "steps"), help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        sys.path.insert(0, str(args.code.resolve()))
-        child(args)
+    if child_or_traced(args, child, "bench_task_start.py"):
         return
-    if not shutil.which("strace"):
-        sys.exit("bench_task_start.py counts calls with strace, which is not installed")
     results = [bench(n, args.tasks, args.work, args.code.resolve()) for n in args.files]
     print(json.dumps(results, indent=2))
     print("| input files | step | stat | open | read | CPU s |")

@@ -6,7 +6,10 @@ resident set of the child or of any descendant it waited for, not of earlier com
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,3 +41,21 @@ def run_measured(command: list[str]) -> Measured:
         )
     cpu = usage.ru_utime + usage.ru_stime
     return Measured(seconds, usage.ru_maxrss / 1024, stdout, cpu)
+
+
+# a syscall's name at the start of an strace line (with -f: after the pid)
+STRACE_CALL = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\(")
+
+
+def child_or_traced(args, child, script: str) -> bool:
+    """For a benchmark that runs a step in a checkout's code (`args.code`, a `git worktree` of
+    an older commit for "before") in a child process traced by strace: in the child, run
+    `child(args)` with that code first on sys.path and say so; in the parent, stop with a
+    message when strace is missing."""
+    if args.child:
+        sys.path.insert(0, str(args.code.resolve()))
+        child(args)
+        return True
+    if not shutil.which("strace"):
+        sys.exit(f"{script} counts calls with strace, which is not installed")
+    return False

@@ -99,7 +99,7 @@ class SlurmConfig:
 @dataclass
 class EngineConfig:
     """How the run is cut into tasks (data_synthesis/engine). Output never depends on `tasks`,
-    `partition_tasks` or `workers`; it depends on `partitions` (kept in the run's
+    `partition_tasks`, `index_partitions` or `workers`; it depends on `partitions` (kept in the run's
     fingerprint, as are the task counts: a rerun must find its tasks' completion marks)."""
 
     tasks: int | None = None  # map tasks over the input; None: one per 64 MiB of its text
@@ -108,6 +108,11 @@ class EngineConfig:
     # N-th partition with one LLM engine (a model load per task, not per partition); 0: one
     # task per partition
     partition_tasks: int = 0
+    # partitions of the value and relation look-ups, i.e. the value_index stage's tasks; None:
+    # as `partitions`, at most 1,024. Each value_index task reads a range of every reduce
+    # task's files, so the stage opens about 4 x partitions x index_partitions files: 71M at
+    # the 1 TB plan's 16,384 partitions with 1,024 (docs/benchmarks.md)
+    index_partitions: int | None = None
     workers: int = 1  # local executor: tasks run at once
     batch_size: int = 64  # items per method call (one LLM batch, one checkpoint line)
     batch_chars: int = 1_000_000  # ... and at most this much input text per batch

@@ -5,7 +5,8 @@
                                                                file per task, grouped by partition)
     memory     partitions   partition P's range of each tT     memory/entities/pP.jsonl, and
                                                                memory/{values,relations}/pP.jsonl
-    value_index partitions  range P of memory/{values,relations}/*  memory/lookup/ (a line per key)
+    value_index index       range I of memory/{values,relations}/*  memory/lookup/ (a line per
+                partitions                                     key)
     questions  partition tasks  memory/entities/pP.jsonl       questions/pP.jsonl
     planning   partition tasks  questions/pP.jsonl             docs/planning/pP.jsonl
     reasoning  partition tasks  questions/pP.jsonl             docs/reasoning/pP.jsonl
@@ -35,7 +36,7 @@ from typing import Literal
 
 from data_synthesis.stage_api import StageMethod
 
-TaskCount = Literal["map", "partitions", "partition_tasks", "dedup", "one"]
+TaskCount = Literal["map", "partitions", "index_partitions", "partition_tasks", "dedup", "one"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
         ("data_synthesis.memory", "LLMExtractor", "HeuristicExtractor"),
     ),
     StageSpec("memory", "partitions", "memory/statements", "memory/entities"),
-    StageSpec("value_index", "partitions", "memory/values, memory/relations", "memory/lookup"),
+    StageSpec(
+        "value_index", "index_partitions", "memory/values, memory/relations", "memory/lookup"
+    ),
     StageSpec(
         "questions",
         "partition_tasks",

@@ -436,11 +436,16 @@ class NpyArray:
     """Element ranges of a 1-D .npy array, read with pread from a file kept open."""
 
     def __init__(self, path: Path):
-        shape, fortran, self.dtype, self.offset = npy_header(path)
-        if len(shape) != 1 or fortran:
-            raise ValueError(f"{path}: expected a 1-D array, found shape {shape}")
+        # buffered: the header is parsed from one read; the data is read with pread
+        self._file = open(path, "rb")  # noqa: SIM115 - lives as long as the index
+        try:
+            shape, fortran, self.dtype, self.offset = npy_header(self._file)
+            if len(shape) != 1 or fortran:
+                raise ValueError(f"{path}: expected a 1-D array, found shape {shape}")
+        except BaseException:
+            self._file.close()
+            raise
         self.size = shape[0]
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - lives as long as the index
 
     def __len__(self) -> int:
         return self.size
@@ -465,13 +470,17 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def allow_open_files(needed: int, what: str = "") -> None:
+SPARE_FILES = 512  # open files left for the rest of a task when it holds many
+
+
+def allow_open_files(needed: int, what: str = "") -> bool:
     """Raise the soft limit on open files (up to the hard one) when `needed` files would use
-    more than half of it (a cluster job's default soft limit is often 1,024). With `what` (a
-    task that must hold them all), an error naming it when even the hard limit is too low."""
+    more than half of it (a cluster job's default soft limit is often 1,024); whether they
+    now fit, with SPARE_FILES to spare. With `what` (a task that must hold them all), an error
+    naming it when even the hard limit is too low."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or needed <= soft // 2:
-        return
+        return True
     if what and hard != resource.RLIM_INFINITY and needed > hard - 64:
         raise OSError(
             f"{what} needs {needed:,} files open at once, but this process may open only "
@@ -479,3 +488,4 @@ def allow_open_files(needed: int, what: str = "") -> None:
         )
     wanted = 2 * needed + soft if hard == resource.RLIM_INFINITY else min(hard, 2 * needed + soft)
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return needed + SPARE_FILES <= wanted

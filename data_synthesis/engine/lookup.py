@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import weakref
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from data_synthesis.engine.io import NpyWriter, stable_hash
+from data_synthesis.engine.sort import KEY, SortedRuns
 from megatron_agentic.data.checks import npy_header
 
 
@@ -48,6 +51,47 @@ def write_hashed_table(path: Path, hashes: np.ndarray, values: np.ndarray) -> No
     table.write(values[order])
     table.close((2, len(order)))
     tmp.replace(path)
+
+
+class HashedTableWriter:
+    """write_hashed_table's file from more pairs than a task should hold: pairs are added one
+    at a time in any order, sorted in runs on disk CHUNK at a time (engine/sort.py) and written
+    from their merge, the hashes and then the values (two passes), in about CHUNK pairs and
+    MEMORY bytes.
+    Pairs of one hash keep no promised order among themselves (a look-up returns them all)."""
+
+    CHUNK = 1 << 20  # pairs held before they are sorted into a run (16 MiB)
+    MEMORY = 32 << 20  # the merge's buffers (engine/sort.py)
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._work = self.path.with_name(self.path.name + ".runs")
+        shutil.rmtree(self._work, ignore_errors=True)  # a killed task's
+        self._runs = SortedRuns(self._work, {"value": "uint64"}, self.MEMORY)
+        self._hashes, self._values = array("Q"), array("Q")
+
+    def add(self, hashed: int, value: int) -> None:
+        self._hashes.append(hashed)
+        self._values.append(value)
+        if len(self._hashes) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        hashes = np.frombuffer(self._hashes, np.uint64) if self._hashes else np.zeros(0, np.uint64)
+        values = np.frombuffer(self._values, np.uint64) if self._values else np.zeros(0, np.uint64)
+        self._runs.add(hashes.copy(), value=values.copy())
+        self._hashes, self._values = array("Q"), array("Q")
+
+    def close(self) -> None:
+        self._flush()
+        tmp = self.path.with_name(self.path.name[: -len(".npy")] + ".tmp.npy")
+        table = NpyWriter(tmp, np.uint64)
+        for column in (KEY, "value"):
+            for block in self._runs.merged():
+                table.write(block[column])
+        table.close((2, self._runs.rows))
+        tmp.replace(self.path)
+        shutil.rmtree(self._work)
 
 
 BLOCK = 512  # hashes per block: one 4 KiB read finds a key once its block is known

@@ -9,15 +9,21 @@
     OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> byte offset, sorted
     OUT/memory/relations/pPPPPP.jsonl           reduce task P's numeric statements by relation
                                                 (for comparison / numeric questions: the peers
-                                                of an entity), grouped by relation partition
+                                                of an entity), grouped by index partition
     OUT/memory/values/pPPPPP.jsonl              reduce task P's (relation, value, entity) rows,
-                                                for find(), grouped by value partition (both
+                                                for find(), grouped by index partition (both
                                                 with .index.npy, as the statements)
-    OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage: the
-                                                rows above merged across reduce tasks, one line
-                                                per key, found through a hash table
+    OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage, one
+                                                task per index partition: the rows above
+                                                merged across reduce tasks, one line per key,
+                                                found through a hash table
     OUT/memory/lookup/values/NNNNN.members.table.npy   hash(relation|value) -> how many entities
                                                 have it; hash(relation|value|entity) -> 1
+
+`Layout` holds the two counts: entity partitions (`engine.partitions`, the reduce tasks) and
+index partitions (`engine.index_partitions`, the value_index tasks, by a hash of the relation
+and value; at most 1,024 by default, as each of them reads a range of every reduce task's
+file).
 
 One reduce task per partition gathers that partition's statements from every map task, merges
 them per entity (one record combines statements from many sources) and writes them sorted, so
@@ -38,17 +44,34 @@ from __future__ import annotations
 
 import heapq
 import json
-from array import array
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import chain, groupby
 from pathlib import Path
 
-import numpy as np
-
-from data_synthesis.engine.io import dumps, partition_of, stable_hash, write_json
-from data_synthesis.engine.lookup import SizedCache, Tables, write_hashed_table, write_table
+from data_synthesis.engine.io import (
+    allow_open_files,
+    dumps,
+    partition_of,
+    stable_hash,
+    write_json,
+)
+from data_synthesis.engine.lookup import HashedTableWriter, SizedCache, Tables, write_table
 from data_synthesis.engine.shuffle import merge_block, partition_lines, shuffle_files, write_grouped
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the memory is cut: entities into `partitions` (the reduce tasks, by a hash of the
+    entity), the value and relation look-ups into `index` (the value_index stage's tasks, by a
+    hash of the relation and value; 0: as many as `partitions`)."""
+
+    partitions: int
+    index: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "index", self.index or self.partitions)
 
 
 def _memory_module():
@@ -99,10 +122,12 @@ def index_rows_file(out: Path, kind: str, partition: int) -> Path:
 def _streams(out: Path, folder: str, partition: int, merged: bool = False) -> list[Iterator[dict]]:
     """Partition `partition`'s rows in each task's shuffle file of memory/`folder`, one lazy
     stream per file, in task order. Read one after another, a file's range is read by the MiB
-    (opened about once); `merged` (all read side by side) shares READ_MEMORY among them."""
+    (opened about once); `merged` (all read side by side) shares READ_MEMORY among them and
+    holds each file open while its range is read, when the open-files limit allows."""
     files = shuffle_files(Path(out) / "memory" / folder, f"*{SUFFIX[folder]}")
     block = merge_block(len(files)) if merged else 1 << 20
-    return [map(json.loads, partition_lines(path, partition, block)) for path in files]
+    hold = merged and allow_open_files(len(files))
+    return [map(json.loads, partition_lines(path, partition, block, hold)) for path in files]
 
 
 def _rows(out: Path, folder: str, partition: int) -> Iterator[dict]:
@@ -182,10 +207,10 @@ def cap_record(record: dict, cap: int) -> None:
     record["counts"] = counts  # the sizes before sampling
 
 
-def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -> dict:
+def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) -> dict:
     """Build partition `partition`'s entity records and offsets, and its entries of the
-    relation index (numeric statements, for peers) and the value index (for find); records
-    are then capped at `cap` statements (cap_record; 0: never)."""
+    relation index (numeric statements, for peers) and the value index (for find), grouped by
+    index partition; records are then capped at `cap` statements (cap_record; 0: never)."""
     out = Path(out)
     records, canonical = build_entities(list(_rows(out, "statements", partition)))
     target = entities_file(out, partition)
@@ -200,10 +225,10 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
             for s in record["statements"]:
                 value, rel = s.get("value") or {}, relation_key(s["relation"])
                 key = (rel, value_key(value))
-                value_rows[partition_of("|".join(key), partitions)].add((*key, record["entity"]))
+                value_rows[partition_of("|".join(key), layout.index)].add((*key, record["entity"]))
                 if value.get("number") is not None and rel not in seen_relations:
                     seen_relations.add(rel)
-                    relation_rows[partition_of(rel, partitions)].append(
+                    relation_rows[partition_of(rel, layout.index)].append(
                         {"relation": rel, "type": record.get("type"), "statement": s}
                     )
             if cap:
@@ -216,12 +241,12 @@ def reduce_partition(out: Path, partition: int, partitions: int, cap: int = 0) -
         r: sorted(_peer_sample(rows), key=lambda row: (row["relation"], row["statement"]["entity"]))
         for r, rows in relation_rows.items()
     }
-    _write_index_rows(out, "relations", partition, relations, partitions)
+    _write_index_rows(out, "relations", partition, relations, layout.index)
     values = {
         v: ({"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows))
         for v, rows in value_rows.items()
     }
-    _write_index_rows(out, "values", partition, values, partitions)
+    _write_index_rows(out, "values", partition, values, layout.index)
     aliases = {k: v for k, v in canonical.items() if k != v}
     write_table(
         table_of(target),
@@ -288,39 +313,34 @@ def _merge_values(out: Path, index: int) -> int:
     """The values look-up of partition `index`: one line per (relation, value) with its sorted
     entities (as `dumps` writes it), its table, and the membership table (each key's count and
     each (relation, value, entity) triple). Lines are written while the rows stream by, and the
-    tables hold 16 bytes per entry: a common value's list ("is a: city", which grows with the
-    corpus) is never held, nor the partition's rows (they were: 1.56x RSS from 10 MB to 1 GB).
-    Returns the number of keys."""
+    tables' pairs are sorted on disk (HashedTableWriter): a common value's list ("is a: city",
+    which grows with the corpus) is never held, nor the partition's rows (they were: 1.56x RSS
+    from 10 MB to 1 GB), nor a pair per row (16 bytes each and a sort's copies: 665 MB for the
+    1 GiB of rows a task merges at 1 TB with 1,024 index partitions). Returns the number of
+    keys."""
     path = lookup_file(out, "values", index)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    keys, offsets = array("Q"), array("Q")
-    member_keys, member_counts = array("Q"), array("Q")
+    table, members = HashedTableWriter(table_of(path)), HashedTableWriter(members_of(path))
+    keys = 0
     with open(tmp, "wb") as handle:
         for (relation, value), group in groupby(_value_rows(out, index), key=lambda r: r[:2]):
             key = f"{relation}|{value}"
-            keys.append(stable_hash(key))
-            offsets.append(handle.tell())
+            table.add(stable_hash(key), handle.tell())
             handle.write(b'{"entities": [')
             count = 0
             for *_, entity in group:
                 handle.write((", " if count else "").encode() + _json(entity))
-                member_keys.append(stable_hash(f"{key}|{entity}"))
+                members.add(stable_hash(f"{key}|{entity}"), 1)
                 count += 1
             handle.write(b'], "relation": ' + _json(relation) + b', "value": ' + _json(value))
             handle.write(b"}\n")
-            member_keys.append(stable_hash(key))
-            member_counts.extend([1] * count + [count])
+            members.add(stable_hash(key), count)
+            keys += 1
     tmp.replace(path)
-    write_hashed_table(
-        table_of(path), np.frombuffer(keys, np.uint64), np.frombuffer(offsets, np.uint64)
-    )
-    write_hashed_table(
-        members_of(path),
-        np.frombuffer(member_keys, np.uint64),
-        np.frombuffer(member_counts, np.uint64),
-    )
-    return len(keys)
+    table.close()
+    members.close()
+    return keys
 
 
 def _json(text: str) -> bytes:
@@ -384,8 +404,8 @@ class PartitionedMemory:
     Every look-up is a binary search in a look-up table and one seek (see the module
     doc); recent records and peer samples are cached. Nothing reads the memory whole."""
 
-    def __init__(self, out: Path, partitions: int):
-        self.out, self.partitions = Path(out), partitions
+    def __init__(self, out: Path, layout: Layout):
+        self.out, self.layout = Path(out), layout
         self._tables = Tables()
         self._records = SizedCache(RECORD_CACHE_STATEMENTS, _size)
         self._peers = SizedCache(PEER_CACHE_STATEMENTS, len)  # (relation, type, limit) -> sample
@@ -415,7 +435,7 @@ class PartitionedMemory:
 
     def get(self, entity: str) -> dict | None:
         def read() -> dict | None:
-            files = self._files_of("entities", entity_partition(entity, self.partitions))
+            files = self._files_of("entities", entity_partition(entity, self.layout.partitions))
             # an alias's hash leads to its canonical record; 64-bit hashes do not collide
             return self._line(files, entity, lambda row: True)
 
@@ -427,7 +447,7 @@ class PartitionedMemory:
     def keys(self) -> list[str]:
         """Every entity key (reads every partition's offsets: small runs and tests only)."""
         keys = []
-        for p in range(self.partitions):
+        for p in range(self.layout.partitions):
             path = entities_file(self.out, p).with_name(f"p{p:05d}.offsets.json")
             if path.exists():
                 keys += json.loads(path.read_text(encoding="utf-8"))["offsets"]
@@ -437,7 +457,7 @@ class PartitionedMemory:
         """The keys of a (relation, value) and the partition of its look-up files."""
         rel = relation_key(relation)
         val = value if isinstance(value, str) else value_key(value)
-        return rel, val, partition_of(f"{rel}|{val}", self.partitions)
+        return rel, val, partition_of(f"{rel}|{val}", self.layout.index)
 
     def _members(self, index: int) -> Path:
         if index not in self._member_tables:
@@ -479,7 +499,7 @@ class PartitionedMemory:
         relation = relation_key(relation)
 
         def read() -> list[dict]:
-            files = self._files_of("relations", partition_of(relation, self.partitions))
+            files = self._files_of("relations", partition_of(relation, self.layout.index))
             row = self._line(files, relation, lambda r: r["relation"] == relation)
             rows = [
                 r["statement"]

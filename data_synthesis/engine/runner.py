@@ -110,6 +110,7 @@ def make_plan(
     if config.engine.partition_tasks < 0:
         raise ValueError(f"engine.partition_tasks: >= 0, got {config.engine.partition_tasks}")
     partition_tasks = min(config.engine.partition_tasks or partitions, partitions)
+    index_partitions = _index_partitions(config.engine.index_partitions, partitions)
     _warn_model_loads(config, map_tasks, partition_tasks)
     _warn_whole_files(described, map_tasks)
     out = Path(out)
@@ -118,7 +119,11 @@ def make_plan(
         config,
         described,
         map_tasks,
-        {"partitions": partitions, "trajectories": trajectories},
+        {
+            "partitions": partitions,
+            "index_partitions": index_partitions,
+            "trajectories": trajectories,
+        },
     )
     check_or_record(out, identity)
     return tasks.RunPlan(
@@ -127,10 +132,24 @@ def make_plan(
         config=config,
         map_tasks=map_tasks,
         partitions=partitions,
+        index_partitions=index_partitions,
         partition_tasks=partition_tasks,
         trajectories=trajectories,
         config_dir=str(Path(config_path).resolve().parent) if config_path else None,
     )
+
+
+MAX_INDEX_PARTITIONS = 1024
+
+
+def _index_partitions(wanted: int | None, partitions: int) -> int:
+    """The value_index stage's partitions (engine.index_partitions): as many as the memory's
+    up to MAX_INDEX_PARTITIONS. Its tasks each read a range of every reduce task's files, so
+    the stage's opens grow as partitions x index_partitions; at the 1 TB plan's 16,384
+    partitions 1,024 tasks each merge about 1 GiB of rows in ~314 MB (docs/benchmarks.md)."""
+    if wanted is not None and wanted < 1:
+        raise ValueError(f"engine.index_partitions: >= 1, got {wanted}")
+    return wanted or min(partitions, MAX_INDEX_PARTITIONS)
 
 
 def _warn_whole_files(files: list[InputFile], map_tasks: int) -> None:
@@ -178,6 +197,7 @@ def jobs_for(plan: tasks.RunPlan, stage: str, indexes: set | None = None) -> lis
     count = {
         "map": plan.map_tasks,
         "partitions": plan.partitions,
+        "index_partitions": plan.index_partitions,
         "partition_tasks": plan.partition_tasks,
         "one": 1,
     }

@@ -186,13 +186,18 @@ def partition_bytes(path: Path, partition: int) -> bytes:
     return data
 
 
-def partition_lines(path: Path, partition: int, block: int = 1 << 20) -> Iterator[bytes]:
+def partition_lines(
+    path: Path, partition: int, block: int = 1 << 20, hold: bool = False
+) -> Iterator[bytes]:
     """Partition `partition`'s lines in one task's file, read `block` bytes at a time and cut
-    one line at a time; the file is open only while a block is read, so a merge of thousands
-    of tasks' files holds no file open and about a block per file."""
+    one line at a time; a merge of thousands of tasks' files holds about a block per file.
+    The file is open only while a block is read, unless `hold` (for a merge whose open-files
+    limit allows a file per stream): then from the range's first block to its last, one open
+    per range instead of one per block - at 1 TB a value_index task's range of each reduce
+    task's file is 16 blocks."""
     start, stop = partition_range(path, partition)
     data, at = b"", 0
-    for more in _blocks(path, start, stop, block):
+    for more in _blocks(path, start, stop, block, hold):
         data, at = data[at:] + more, 0
         while (end := data.find(b"\n", at)) >= 0:
             yield data[at:end]
@@ -201,18 +206,27 @@ def partition_lines(path: Path, partition: int, block: int = 1 << 20) -> Iterato
         raise ValueError(f"{path}: partition {partition} does not end with a newline")
 
 
-def _blocks(path: Path, start: int, stop: int, block: int) -> Iterator[bytes]:
-    """Bytes [start, stop) of `path`, `block` at a time (decompressed, for a `.zst` file)."""
+def _blocks(path: Path, start: int, stop: int, block: int, hold: bool) -> Iterator[bytes]:
+    """Bytes [start, stop) of `path`, `block` at a time (decompressed, for a `.zst` file); the
+    file is reopened for each block unless `hold`."""
     inflate = None
     if _compressed(path):
         inflate = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
-    while start < stop:
-        with open(path, "rb", buffering=0) as handle:
+    handle = None
+    try:
+        while start < stop:
+            handle = handle or open(path, "rb", buffering=0)
             more = os.pread(handle.fileno(), min(block, stop - start), start)
-        if not more:
-            raise EOFError(f"{path}: {stop - start} bytes missing at offset {start}")
-        start += len(more)
-        yield inflate.decompress(more) if inflate else more
+            if not hold:
+                handle.close()
+                handle = None
+            if not more:
+                raise EOFError(f"{path}: {stop - start} bytes missing at offset {start}")
+            start += len(more)
+            yield inflate.decompress(more) if inflate else more
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def merge_block(files: int) -> int:

@@ -40,6 +40,7 @@ from data_synthesis.engine.io import (
     write_jsonl,
 )
 from data_synthesis.engine.memory_store import (
+    Layout,
     PartitionedMemory,
     build_lookups,
     entities_file,
@@ -60,6 +61,7 @@ class RunPlan:
     config: PipelineConfig = field(hash=False)
     map_tasks: int
     partitions: int
+    index_partitions: int  # of the value and relation look-ups (the value_index stage's tasks)
     partition_tasks: int = 0  # tasks of the partition stages; 0: one per partition
     trajectories: str | None = None
     config_dir: str | None = None  # custom tools' files are relative to the config file
@@ -168,7 +170,7 @@ def _context(
         llm=backend,
         tools=shared.tools,
         env=shared.env,
-        memory=PartitionedMemory(plan.root, plan.partitions),
+        memory=PartitionedMemory(plan.root, Layout(plan.partitions, plan.index_partitions)),
         counters=counters,
         seed=plan.config.seed,
         stage=stage,
@@ -366,7 +368,12 @@ def _finish(plan: RunPlan, stage: str, key: int, counters: Counters, checkpoint)
 
 def run_memory(plan: RunPlan, rank: int, world: int) -> None:
     engine = plan.config.engine
-    counts = reduce_partition(plan.root, rank, plan.partitions, engine.max_statements_per_entity)
+    counts = reduce_partition(
+        plan.root,
+        rank,
+        Layout(plan.partitions, plan.index_partitions),
+        engine.max_statements_per_entity,
+    )
     if rank == 0:  # the held-out ids in input order, joined byte for byte (nothing held)
         join_files(
             sorted((plan.root / "eval" / "heldout_docs").glob("t*.txt")), heldout_docs_file(plan)
@@ -378,7 +385,7 @@ def run_memory(plan: RunPlan, rank: int, world: int) -> None:
 
 
 def run_value_index(plan: RunPlan, rank: int, world: int) -> None:
-    """Merge value/relation partition `rank` across the reduce tasks (memory_store)."""
+    """Merge value/relation index partition `rank` across the reduce tasks (memory_store)."""
     counters = Counters()
     for key, n in build_lookups(plan.root, rank).items():
         counters.add("value_index", key, n)

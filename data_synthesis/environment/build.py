@@ -75,9 +75,8 @@ from data_synthesis.engine.io import (
     InputFile,
     NpyArray,
     NpyWriter,
-    document_id,
     format_of,
-    line_number,
+    parse_document,
     read_lines,
     stable_hash,
     task_ranges,
@@ -222,22 +221,9 @@ def _documents(paths: list[Path], ranges: list[ByteRange]):
         corpus = numbers[byte_range.path]
         lines = read_lines(byte_range)
         for start, line in lines:
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-                problem = None
-            except json.JSONDecodeError as error:
-                doc, problem = None, f"invalid JSON ({error.msg})"
-            if problem is None and (
-                not isinstance(doc, dict) or not isinstance(doc.get("text"), str)
-            ):
-                problem = "a document needs a string 'text'"
-            if problem:
-                where = f"{byte_range.path}:{line_number(byte_range.path, start)}"
-                raise ValueError(f"{where}: {problem}")
-            doc["id"] = document_id(doc, byte_range.path, start)
-            yield corpus, start, lines.advanced(), doc, line if byte_range.codec else None
+            doc = parse_document(byte_range.path, start, line)  # the synthesis input's rules
+            if doc is not None:
+                yield corpus, start, lines.advanced(), doc, line if byte_range.codec else None
 
 
 @dataclass

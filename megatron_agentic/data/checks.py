@@ -26,6 +26,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -282,18 +283,22 @@ def _read_manifest(cache_dir: Path) -> dict:
         return {}
 
 
-def npy_header(npy: Path) -> tuple[tuple, bool, np.dtype, int]:
+def npy_header(npy: Path | BinaryIO) -> tuple[tuple, bool, np.dtype, int]:
     """A .npy file's shape, Fortran order, dtype and the byte offset of its data, read from
-    its header with numpy's own readers (the data is not read)."""
-    with open(npy, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
+    its header with numpy's own readers (the data is not read); `npy` a path or a file open
+    for reading (read from its start)."""
+    if not isinstance(npy, (str, os.PathLike)):
+        npy.seek(0)
+        version = np.lib.format.read_magic(npy)
         read_header = (
             np.lib.format.read_array_header_1_0
             if version == (1, 0)
             else np.lib.format.read_array_header_2_0
         )
-        shape, fortran, dtype = read_header(handle)
-        return shape, fortran, dtype, handle.tell()
+        shape, fortran, dtype = read_header(npy)
+        return shape, fortran, dtype, npy.tell()
+    with open(npy, "rb") as handle:
+        return npy_header(handle)
 
 
 def _torn(npy: Path) -> str | None:

@@ -114,6 +114,9 @@ BENCH_SUBMIT = Covered(
 BENCH_TASK_START = Covered(
     "tests/unit/test_fingerprint.py::test_a_task_touches_only_its_own_input_files"
 )
+BENCH_VALUE_INDEX = Covered(
+    "tests/unit/test_memory_store.py::test_a_value_index_task_opens_each_reduce_file_once_per_kind"
+)
 
 COMMANDS: dict[str, Run | Covered | NotRun] = {
     # README.md
@@ -265,6 +268,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "/tmp/bench_task_start": BENCH_TASK_START,
     "python benchmarks/bench_task_start.py --files 1000 100000 --tasks 1024 --work "
     "/tmp/bench_task_start --code /tmp/base": BENCH_TASK_START,
+    "python benchmarks/bench_value_index.py --reduce-tasks 16384 --range-kb 4 64 --work "
+    "/tmp/bvi": BENCH_VALUE_INDEX,
+    "python benchmarks/bench_value_index.py --reduce-tasks 16384 --range-kb 4 64 --work "
+    "/tmp/bvi --code /tmp/base": BENCH_VALUE_INDEX,
     "python benchmarks/bench_submit.py --sizes-mb 1000 --files 400 --work /tmp/bench_submit400": (
         BENCH_SUBMIT
     ),

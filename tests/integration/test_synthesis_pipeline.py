@@ -25,7 +25,7 @@ import zstandard
 from data_synthesis.__main__ import BUNDLED_CORPUS, main
 from data_synthesis.engine.checkpoint import RequestCache
 from data_synthesis.engine.io import describe, input_files, read_lines, task_ranges
-from data_synthesis.engine.memory_store import PartitionedMemory
+from data_synthesis.engine.memory_store import Layout, PartitionedMemory
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = ("final/fas.jsonl", "final/has.jsonl", "final/stats.json")
@@ -180,7 +180,7 @@ def test_a_finished_run_reruns_after_its_intermediate_folders_are_deleted(run, c
 
 
 def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
-    view = PartitionedMemory(run, 2)
+    view = PartitionedMemory(run, Layout(2))
     files = sorted((run / "memory/entities").glob("p*.jsonl"))
     assert len(files) == 2 and all(f.stat().st_size for f in files)
     linked = None
@@ -197,6 +197,7 @@ def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
 def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
     done = _cli(
         "pipeline",
+        "engine.index_partitions=1",  # one value_index task reads both reduce tasks' rows
         "--input",
         corpus,
         "--output",
@@ -212,6 +213,7 @@ def test_output_does_not_depend_on_the_number_of_tasks(run, corpus, tmp_path):
     )
     _same_outputs(run, tmp_path / "t3")
     assert "[data_synthesis] extract: 3/3 tasks (100%), " in done.stderr  # a job's progress
+    assert "[data_synthesis] value_index: 1 task(s)" in done.stderr
     # datatrove's banners and per-task stats go to the task logs, not the console
     assert "PIPELINE" not in done.stderr and "Stats:" not in done.stderr, done.stderr[-3000:]
     log = (tmp_path / "t3/logs/extract/logs/task_00002.log").read_text(encoding="utf-8")
@@ -407,6 +409,28 @@ def test_many_model_loads_per_stage_are_announced(corpus, tmp_path, capsys):
     assert "engine.tasks" not in many.replace("engine.tasks 1024", "")
     assert not warned("backend.type=vllm", "engine.partitions=300", "engine.partition_tasks=64")
     assert not warned("backend.type=openai", "engine.partitions=300")
+
+
+def test_the_value_index_runs_at_most_1024_tasks_unless_told(corpus, tmp_path):
+    """Each value_index task reads a range of every reduce task's file: with as many tasks as
+    the 1 TB plan's 16,384 partitions that is 268M reads, so its partitions stop at 1,024 by
+    default (engine.index_partitions sets them; the output does not depend on them, see
+    test_output_does_not_depend_on_the_number_of_tasks); 0 is an error naming the key."""
+    from data_synthesis.config import load_pipeline_config
+    from data_synthesis.engine.runner import jobs_for, make_plan
+
+    def value_index_tasks(*overrides) -> int:
+        config = load_pipeline_config(None, ["engine.tasks=1", *overrides])
+        plan = make_plan(config, tmp_path / f"out{len(list(tmp_path.iterdir()))}", [str(corpus)])
+        (_, _, count), *_ = jobs_for(plan, "value_index")
+        assert count == plan.index_partitions
+        return count
+
+    assert value_index_tasks("engine.partitions=4") == 4
+    assert value_index_tasks("engine.partitions=3000") == 1024
+    assert value_index_tasks("engine.partitions=3000", "engine.index_partitions=2000") == 2000
+    with pytest.raises(ValueError, match="engine.index_partitions: >= 1, got 0"):
+        value_index_tasks("engine.partitions=4", "engine.index_partitions=0")
 
 
 def _kill_when(process: subprocess.Popen, landed, timeout: float = 120.0) -> bool:

@@ -245,7 +245,7 @@ def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
     with corpus.open("a") as handle:
         handle.write("{not json\n")
     cache = tmp_path / "cache"
-    with pytest.raises(ValueError, match=r"corpus.jsonl:301: invalid JSON"):
+    with pytest.raises(ValueError, match=r"corpus.jsonl:301: not valid JSON"):
         CorpusIndex.open([corpus], IndexConfig(cache_dir=str(cache), chunk_passages=5))
     assert [p.name for p in cache.iterdir()] == ["identities"]  # the corpus file's identity only
     # the same through the datatrove jobs (3 shards, 2 workers): a clear error, no build left
@@ -255,7 +255,7 @@ def test_a_bad_line_leaves_no_index_and_no_runs(tmp_path):
     # the message is the last line (datatrove logs the task's traceback first; a sibling task's
     # progress bar, cut short when the pool is terminated, may leave a partial line before it)
     last = done.stderr.strip().splitlines()[-1]
-    assert done.returncode == 1 and re.search(r"error: \S*corpus.jsonl:301: invalid JSON", last)
+    assert done.returncode == 1 and re.search(r"error: \S*corpus.jsonl:301: not valid JSON", last)
     assert not [p for p in cache.iterdir() if p.name not in ("identities", "logs")]
 
 
@@ -272,7 +272,7 @@ def test_a_read_task_that_meets_a_bad_line_removes_the_build(tmp_path):
     build = Build.of([corpus], tmp_path / "cache" / "idx", IndexConfig(shards=3))
     IndexStep("read", build).run(None, rank=0, world_size=3)
     assert (build.shard(0) / "read.json").exists()
-    with pytest.raises(ValueError, match=r"corpus.jsonl:301: invalid JSON"):
+    with pytest.raises(ValueError, match=r"corpus.jsonl:301: not valid JSON"):
         IndexStep("read", build).run(None, rank=2, world_size=3)
     assert not build.work.exists()
 

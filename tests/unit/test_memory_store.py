@@ -9,10 +9,17 @@ from __future__ import annotations
 import heapq
 import json
 import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from data_synthesis.engine.io import stable_hash
 from data_synthesis.engine.memory_store import (
     PEER_SAMPLE,
+    Layout,
     PartitionedMemory,
     build_entities,
     build_lookups,
@@ -70,28 +77,35 @@ def _write_statements(out, statements: list[dict], partitions: int, task: int = 
         files.commit()
 
 
-def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path):
+@pytest.mark.parametrize("index_partitions", [3, 1, 5])  # as many as the memory's, fewer, more
+def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path, index_partitions):
     partitions, statements = 3, []
+    layout = Layout(partitions, index_partitions)
     for i in range(400):
         statements.append(_statement(f"city {i}", f"doc-{i:04d}", 1000 + i))
     _write_statements(tmp_path, statements, partitions)
     for p in range(partitions):
-        reduce_partition(tmp_path, p, partitions, cap=512)
-    for p in range(partitions):
+        reduce_partition(tmp_path, p, layout, cap=512)
+    for p in range(index_partitions):
         build_lookups(tmp_path, p)
+    assert len(list((tmp_path / "memory" / "lookup" / "values").glob("*.jsonl"))) == (
+        index_partitions
+    )
     kept = sum(
         1 for path in (tmp_path / "memory" / "relations").rglob("p*.jsonl") for _ in open(path)
     )
-    assert kept <= partitions * PEER_SAMPLE < len(statements)  # the index no longer grows
+    assert (
+        kept <= partitions * PEER_SAMPLE < len(statements)
+    )  # (per reduce task)  # the index no longer grows
 
     def rank(s):
         return (-stable_hash(s["entity"] + "|" + s["id"]), s["entity"], s["id"])
 
     for limit in (5, 20, PEER_SAMPLE):
         expected = sorted(heapq.nlargest(limit, statements, key=rank), key=lambda s: s["entity"])
-        got = PartitionedMemory(tmp_path, partitions).peers("has a population of", None, limit)
+        got = PartitionedMemory(tmp_path, layout).peers("has a population of", None, limit)
         assert [g["entity"] for g in got] == [s["entity"] for s in expected]
-    view = PartitionedMemory(tmp_path, partitions)
+    view = PartitionedMemory(tmp_path, layout)
     assert view.get("city 7")["statements"][0]["value"]["number"] == 1007
     assert view.get("city 400") is None
     assert view.find("has a population of", "1007") == ["city 7"]
@@ -110,9 +124,9 @@ def test_a_capped_hub_is_still_found_by_every_value(tmp_path):
     description picks out one entity) still sees statements the record no longer carries."""
     hub = [_statement("europe", f"doc-{i:04d}", i) for i in range(300)]
     _write_statements(tmp_path, hub, 1)
-    assert reduce_partition(tmp_path, 0, 1, cap=40)["statements"] == 300
+    assert reduce_partition(tmp_path, 0, Layout(1), cap=40)["statements"] == 300
     build_lookups(tmp_path, 0)
-    view = PartitionedMemory(tmp_path, 1)
+    view = PartitionedMemory(tmp_path, Layout(1))
     kept = {s["value"]["text"] for s in view.get("europe")["statements"]}
     assert len(kept) == 40
     assert all(view.find("has a population of", str(i)) == ["europe"] for i in range(300))
@@ -133,9 +147,9 @@ def test_a_description_is_checked_without_reading_a_common_values_list(tmp_path)
     founded = _statement("city 7", "doc-x", 0, relation="was founded in")
     founded["value"] = {"entity": None, "number": 1200, "text": "1200", "type": "date"}
     _write_statements(tmp_path, [*statements, founded], 1)
-    reduce_partition(tmp_path, 0, 1, cap=512)
+    reduce_partition(tmp_path, 0, Layout(1), cap=512)
     build_lookups(tmp_path, 0)
-    view = PartitionedMemory(tmp_path, 1)
+    view = PartitionedMemory(tmp_path, Layout(1))
     population, city = statements[14], statements[15]  # city 7's
     assert view.count(city["relation"], city["value"]) == 300
     assert view.find(population["relation"], population["value"]) == ["city 157", "city 7"]
@@ -241,14 +255,21 @@ def _value_partition(out, reduce_tasks: int, hub: int) -> None:
         )
 
 
-def test_the_value_index_streams_a_common_values_list(tmp_path):
+def test_the_value_index_streams_a_common_values_list(tmp_path, monkeypatch):
     """A common value's entity list grows with the corpus; the value_index task writes it while
-    the reduce tasks' sorted rows stream by, holding 16 bytes per entry of its tables instead of
-    every (relation, value, entity) of the partition (before: 1.56x RSS from 10 MB to 1 GB).
-    Peak traced memory for 4x the hub grows by well under the ~100 bytes an entity name held
-    in a set costs, and the look-ups still find, count and check every entity."""
+    the reduce tasks' sorted rows stream by, and sorts its tables' pairs on disk, instead of
+    holding every (relation, value, entity) of the partition (before: 1.56x RSS from 10 MB to
+    1 GB) or 16 bytes per pair and a sort's copies (until 2026-12-05: 665 MB at 1 TB's shape).
+    With the writer's chunk and merge memory set small, peak traced memory for 4x the hub
+    grows by less than the 16 bytes per entity that holding its pairs would cost (by about 10
+    here: the merge reads at least 1,024 pairs per run, engine/sort.py), and the look-ups still
+    find, count and check every entity."""
     import tracemalloc
 
+    from data_synthesis.engine.lookup import HashedTableWriter
+
+    monkeypatch.setattr(HashedTableWriter, "CHUNK", 4096)
+    monkeypatch.setattr(HashedTableWriter, "MEMORY", 1 << 18)
     peaks = {}
     for hub in (20_000, 80_000):
         out = tmp_path / str(hub)
@@ -257,8 +278,28 @@ def test_the_value_index_streams_a_common_values_list(tmp_path):
         assert build_lookups(out, 0)["value keys"] == 201
         peaks[hub] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        memory = PartitionedMemory(out, 1)
+        memory = PartitionedMemory(out, Layout(1))
         assert memory.count("is a", "city") == hub and len(memory.find("is a", "city")) == hub
         assert memory.has("city 19-0000001", "is a", "city")
         assert memory.find("is a", "rare 0-3") == ["town 0-3"]
-    assert (peaks[80_000] - peaks[20_000]) / 60_000 < 50, peaks
+    assert (peaks[80_000] - peaks[20_000]) / 60_000 < 16, peaks
+
+
+@pytest.mark.skipif(
+    not shutil.which("strace"), reason="bench_value_index.py counts calls by strace"
+)
+def test_a_value_index_task_opens_each_reduce_file_once_per_kind(tmp_path):
+    """benchmarks/bench_value_index.py with 64 reduce files of 256 KB each for the task (4 read
+    blocks per range in a merge of 64): the task opens each file's index and data once for the
+    values and once for the relations - 4 opens per reduce task, however many blocks its range
+    takes (it reopened the data file for every block, and the index twice, until 2026-12-05)."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_value_index.py"
+    command = [sys.executable, str(script), "--reduce-tasks", "64", "--range-kb", "256"]
+    done = subprocess.run(
+        [*command, "--work", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    (result,) = json.loads(done.stdout[: done.stdout.rindex("]") + 1])
+    outputs = 40  # the look-up files and tables the task writes, and their sorted runs
+    assert result["calls"]["open"] <= 4 * 64 + outputs, result
+    assert result["calls"]["read"] >= 4 * 64, result  # the range did take several blocks
+    assert result["value keys"] > 100 and "| 64 | 256 KB | " in done.stdout

@@ -51,6 +51,8 @@ def test_each_partition_reads_back_its_rows_in_order(tmp_path, memory, suffix):
         expected = [data for task in range(3) for q, data in rows[task::3] if q == p]
         got = [line for path in files for line in partition_lines(path, p, block=7)]
         assert got == expected, p
+        held = [line for path in files for line in partition_lines(path, p, 7, hold=True)]
+        assert held == expected, p
 
 
 def test_a_writer_holds_no_file_per_partition(tmp_path):
@@ -112,3 +114,31 @@ def test_grouped_rows_must_come_in_partition_order(tmp_path):
     with pytest.raises(ValueError, match="partition 1 written after 2"):
         write_grouped(tmp_path / "p00001.jsonl", 4, [(2, b"b\n"), (1, b"a\n")])
     assert not (tmp_path / "p00001.jsonl").exists()
+
+
+def test_a_held_range_is_opened_once_and_closed_when_read(tmp_path, monkeypatch):
+    """A merge of thousands of files reads each a small block at a time: held, a range is one
+    open whatever its number of blocks (one per block otherwise), and the file is closed once
+    its range is read or its stream dropped."""
+    from data_synthesis.engine import shuffle
+
+    path = tmp_path / "t00000.jsonl"
+    write_grouped(path, 2, [(1, f"row {i}\n".encode()) for i in range(100)])
+    opened, handles = [], []
+
+    def counting_open(*args, **kwargs):
+        opened.append(args[0])
+        handles.append(open(*args, **kwargs))
+        return handles[-1]
+
+    monkeypatch.setattr(shuffle, "open", counting_open, raising=False)
+    assert len(list(partition_lines(path, 1, block=16))) == 100
+    reopened = sum(p == path for p in opened)
+    opened.clear()
+    assert len(list(partition_lines(path, 1, block=16, hold=True))) == 100
+    assert reopened > 40 and sum(p == path for p in opened) == 1
+    stream = partition_lines(path, 1, block=16, hold=True)
+    next(stream)
+    assert not handles[-1].closed
+    stream.close()
+    assert all(handle.closed for handle in handles)

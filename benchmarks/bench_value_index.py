@@ -1,0 +1,151 @@
+"""The file-system calls, CPU and memory of one value_index task, per shape of the shuffle.
+
+    python benchmarks/bench_value_index.py --reduce-tasks 16384 --range-kb 4 64 --work /tmp/bvi
+
+A value_index task (data_synthesis/engine/memory_store.py, `build_lookups`) merges its index
+partition's range of every reduce task's value file (and relation file), side by side. The
+stage makes reduce tasks x index partitions such reads; the range a task reads of each file is
+the value rows' total size over that product. At the 1 TB plan's 16,384 reduce tasks (about
+1 TiB of value rows): 4 KB ranges with 16,384 index partitions (engine.index_partitions equal to
+engine.partitions, as before), 64 KB with 1,024 (its default since 2026-12-05).
+
+For each `--range-kb` this writes `--reduce-tasks` value files holding that many KB of rows for
+index partition 0 (sorted (relation, value, entity) rows; as in the bundled corpus's memory,
+where 2,297 rows have 1,862 values, most values are one row's and a quarter of the rows share
+common ones) and relation files with one row each, then runs `build_lookups(out, 0)` in a fresh
+process: once untraced (CPU seconds, peak RSS) and once under strace (opens and reads).
+`--code DIR` runs it with another checkout's code (a `git worktree` of an older commit); the
+files are the same for both (the shuffle format did not change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.measure import STRACE_CALL, child_or_traced  # noqa: E402
+
+GROUPS = {"open": ("open", "openat"), "read": ("read", "pread64")}
+COMMON = 0.25  # share of rows whose value is a common one (the rest name their own value)
+VALUES = 50_000  # distinct common values
+
+
+def _row(relation: str, value: str, entity: str) -> bytes:
+    return (json.dumps({"relation": relation, "value": value, "entity": entity}) + "\n").encode()
+
+
+def make_files(out: Path, reduce_tasks: int, range_kb: int) -> Path:
+    """The reduce tasks' value and relation files of a run, partition 0 filled."""
+    from data_synthesis.engine.shuffle import write_grouped
+
+    done = out / "done"
+    if done.exists() and done.read_text() == f"{reduce_tasks} {range_kb}":
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    rng = random.Random(0)
+    relations = ["is a", "is located in", "was founded in", "has a population of"]
+    for task in range(reduce_tasks):
+        rows, size = [], 0
+        while size < range_kb * 1024:
+            if rng.random() < COMMON:  # a few very common ("is a: city"), most rarer
+                value = f"value {min(int(rng.paretovariate(1.2)) - 1, VALUES - 1)}"
+            else:
+                value = f"value {task}-{len(rows)}"
+            row = (relations[len(rows) % 4], value, f"entity {task}-{len(rows)}")
+            rows.append(row)
+            size += len(_row(*row))
+        values = [(0, _row(*row)) for row in sorted(set(rows))]
+        write_grouped(out / "memory" / "values" / f"p{task:05d}.jsonl", 1, values)
+        statement = {"id": str(task), "entity": f"entity {task}-0"}
+        peer = {"relation": "has a population of", "type": "city", "statement": statement}
+        write_grouped(
+            out / "memory" / "relations" / f"p{task:05d}.jsonl",
+            1,
+            [(0, (json.dumps(peer) + "\n").encode())],
+        )
+    done.write_text(f"{reduce_tasks} {range_kb}")
+    return out
+
+
+def child(args) -> None:
+    """One value_index task in the code under test (sys.path), its CPU and peak RSS."""
+    from data_synthesis.engine.memory_store import build_lookups
+
+    started = time.process_time()
+    counts = build_lookups(args.out, 0)
+    seconds = time.process_time() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"cpu_seconds": round(seconds, 2), "peak_rss_mb": round(rss, 1), **counts}))
+
+
+def _child_command(code: Path, out: Path) -> list[str]:
+    return [sys.executable, __file__, "--child", "--code", str(code), "--out", str(out)]
+
+
+def count_calls(trace: Path, out: Path) -> dict:
+    """Opens and reads of the run's files (strace -y names each descriptor's file), not the
+    interpreter's own (imports)."""
+    counts: Counter = Counter()
+    with trace.open(errors="replace") as handle:
+        for line in handle:
+            found = STRACE_CALL.match(line)
+            for group, names in GROUPS.items():
+                if found and found.group(1) in names and str(out) in line:
+                    counts[group] += 1
+    return dict(counts)
+
+
+def bench(reduce_tasks: int, range_kb: int, work: Path, code: Path) -> dict:
+    out = make_files(work / f"run_{reduce_tasks}_{range_kb}", reduce_tasks, range_kb)
+    shutil.rmtree(out / "memory" / "lookup", ignore_errors=True)
+    untraced = subprocess.run(_child_command(code, out), check=True, capture_output=True, text=True)
+    result = json.loads(untraced.stdout.strip().splitlines()[-1])
+    trace = work / "strace.txt"
+    shutil.rmtree(out / "memory" / "lookup", ignore_errors=True)
+    subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-e", "trace=open,openat,read,pread64", "-o", str(trace)]
+        + _child_command(code, out),
+        check=True,
+        capture_output=True,
+    )
+    calls = count_calls(trace, out)
+    trace.unlink()
+    return {"reduce_tasks": reduce_tasks, "range_kb": range_kb, **result, "calls": calls}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reduce-tasks", type=int, default=16384)
+    parser.add_argument("--range-kb", type=int, nargs="+", default=[4, 64])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bvi"))
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose code runs")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if child_or_traced(args, child, "bench_value_index.py"):
+        return
+    code = args.code.resolve()
+    results = [bench(args.reduce_tasks, kb, args.work, code) for kb in args.range_kb]
+    print(json.dumps(results, indent=2))
+    print("| reduce files | range per file | opens | reads | CPU s | peak RSS MB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        c = r["calls"]
+        cells = [f"{r['reduce_tasks']:,}", f"{r['range_kb']} KB", f"{c.get('open', 0):,}"]
+        cells += [f"{c.get('read', 0):,}", str(r["cpu_seconds"]), str(r["peak_rss_mb"])]
+        print(f"| {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()
