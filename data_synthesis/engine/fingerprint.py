@@ -17,29 +17,17 @@ import socket
 import threading
 from pathlib import Path
 
-from data_synthesis.engine.io import InputFile, write_json
-
-_EDGE = 64 << 10  # 1 MiB until 2026-12-04: 200 GB read to start a run over 100,000 files
+from data_synthesis.engine.io import InputFile, edges_sha256, write_json
 
 
 class FingerprintMismatch(ValueError):
     """The run directory holds outputs of another input or configuration."""
 
 
-def edges_sha256(path: Path, size: int) -> str:
-    """SHA-256 of a file's first and last 64 KiB (all of it when it is smaller)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        digest.update(handle.read(_EDGE))
-        if size > _EDGE:
-            handle.seek(max(_EDGE, size - _EDGE))
-            digest.update(handle.read(_EDGE))
-    return digest.hexdigest()
-
-
 def file_identity(file: InputFile) -> dict:
-    """An input file's path (absolute), size and edges' SHA-256."""
-    edges = edges_sha256(Path(file.path), file.size)
+    """An input file's path (absolute), size and edges' SHA-256 (`io.edges_sha256`: the
+    plan's description read them already)."""
+    edges = file.edges or edges_sha256(Path(file.path), file.size)
     return {"path": file.path, "size": file.size, "edges_sha256": edges}
 
 

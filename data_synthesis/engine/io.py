@@ -69,6 +69,8 @@ class InputFile:
     text: int
     codec: str | None = None
     whole: int = 0  # the most text one task reads at once: a compressed file, a row group
+    edges: str = ""  # edges_sha256 (the run's fingerprint and the index's name use it)
+    mtime_ns: int = 0
 
     def on_disk(self, position: int) -> int:
         """A position in the text's coordinates as one in the file's (parquet: proportional)."""
@@ -76,18 +78,44 @@ class InputFile:
 
 
 def describe(paths: list[Path]) -> list[InputFile]:
-    """Each file's InputFile (paths as given)."""
+    """Each file's InputFile (paths as given), from a stat and one open: its first and last
+    EDGE bytes give its format, its text (a compressed file's estimated from its head) and
+    its edges' SHA-256. Each was an open of its own (three per file, and the search index's
+    name a stat and an open more) until 2026-12-05."""
     described = []
     for path in paths:
-        size = path.stat().st_size
-        codec = format_of(path) if size else None
+        status = os.stat(path)
+        size = status.st_size
+        head, tail = read_edges(Path(path), size)
+        codec = _format_of_head(head) if size else None
         if codec == PARQUET:
             text, whole = parquet.sizes(path)
         else:
-            text = text_size(path, size, codec)
+            text = text_size(path, size, codec, head)
             whole = text if codec else 0
-        described.append(InputFile(str(path), size, text, codec, whole))
+        edges = hashlib.sha256(head + tail).hexdigest()
+        described.append(InputFile(str(path), size, text, codec, whole, edges, status.st_mtime_ns))
     return described
+
+
+EDGE = 64 << 10  # 1 MiB until 2026-12-04: 200 GB read to start a run over 100,000 files
+
+
+def read_edges(path: Path, size: int) -> tuple[bytes, bytes]:
+    """A file's first EDGE bytes, and its last EDGE bytes after those (b"" when it is no
+    longer than EDGE), from one open."""
+    with open(path, "rb", buffering=0) as handle:
+        head = os.pread(handle.fileno(), EDGE, 0)
+        start = max(EDGE, size - EDGE)
+        tail = os.pread(handle.fileno(), EDGE, start) if size > EDGE else b""
+    return head, tail
+
+
+def edges_sha256(path: Path, size: int) -> str:
+    """SHA-256 of a file's first and last 64 KiB (all of it when it is smaller): what a run's
+    fingerprint and the search index's name read of each file, cheap on a terabyte and
+    changed when a file is replaced or appended to."""
+    return hashlib.sha256(b"".join(read_edges(path, size))).hexdigest()
 
 
 # the suffixes of the files a folder given as --input holds
@@ -98,7 +126,10 @@ def format_of(path: Path) -> str | None:
     """How a file is read, by its first bytes: "parquet", a compression (gzip, zstd, bzip2,
     xz), or None for plain JSONL."""
     with open(path, "rb") as handle:
-        head = handle.read(6)
+        return _format_of_head(handle.read(6))
+
+
+def _format_of_head(head: bytes) -> str | None:
     return PARQUET if head.startswith(parquet.MAGIC) else codec_of_head(head)
 
 
@@ -133,13 +164,16 @@ def _files_under(folder: str) -> Iterator[str]:
                 yield entry.path
 
 
-def text_size(path: Path, size: int | None = None, codec: str | None = "?") -> int:
+def text_size(
+    path: Path, size: int | None = None, codec: str | None = "?", head: bytes = b""
+) -> int:
     """The bytes of text a file holds: its size, or for a compressed file an estimate, its size
     times the ratio of its first 64 KiB (1 MiB when those give nothing, as bzip2's 900 KB blocks
     may) - what the run's fingerprint reads of it anyway. Automatic task and partition counts,
     the map tasks' ranges and the index's shards follow the text, not the bytes on disk: a zstd
     corpus holds ~3.4x its size. A parquet file's text is its row groups' uncompressed size (its
-    footer's figure). `size` and `codec` when the caller knows them."""
+    footer's figure). `size`, `codec` and the file's first bytes (`head`) when the caller
+    has them."""
     size = path.stat().st_size if size is None else size
     if codec == "?":
         codec = format_of(path) if size else None
@@ -148,8 +182,10 @@ def text_size(path: Path, size: int | None = None, codec: str | None = "?") -> i
     if codec == PARQUET:
         return parquet.sizes(path)[0]
     for head_bytes in (1 << 16, 1 << 20):
-        with open(path, "rb") as handle:
-            head = handle.read(head_bytes)
+        if len(head) < min(head_bytes, size):
+            with open(path, "rb") as handle:
+                head = handle.read(head_bytes)
+        head = head[:head_bytes]
         produced = 0
         try:
             with open_decompressed(codec, io.BytesIO(head)) as stream:

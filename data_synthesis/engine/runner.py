@@ -222,8 +222,12 @@ def _index_builds(plan: tasks.RunPlan) -> list[tuple[tuple[str, ...], Build]]:
     directory named here instead of naming it again (`CorpusIndex.open`)."""
     config = EnvironmentConfig.from_dict({"corpora": plan.input_paths, **plan.config.environment})
     index_config = config.index_config()
+    known = {f.path: f for f in plan.inputs}  # described when the run was planned
     return [
-        (tuple(corpora), Build.named([Path(os.path.abspath(c)) for c in corpora], index_config))
+        (
+            tuple(corpora),
+            Build.named([Path(os.path.abspath(c)) for c in corpora], index_config, known),
+        )
         for corpora in filter(None, (config.corpora, config.scholar_corpora))
     ]
 

@@ -69,12 +69,12 @@ from bm25s.tokenization import _infer_stopwords
 from bm25s.utils import json_functions
 from tqdm import tqdm
 
-from data_synthesis.engine.fingerprint import edges_sha256
 from data_synthesis.engine.io import (
     ByteRange,
     InputFile,
     NpyArray,
     NpyWriter,
+    edges_sha256,
     format_of,
     parse_document,
     read_lines,
@@ -164,13 +164,16 @@ class CorpusFile:
     Not every byte: the SLURM path names the index when it submits the build, so hashing 1 TB
     (~10 minutes at the 1.7 GB/s measured here, from cache) held up the submission of every job
     until 2026-12-04. Kept under the cache by path, size, inode and modification time, so naming
-    an index again reads one small file per corpus file."""
+    an index again reads one small file per corpus file; a corpus file the run describes as
+    an input (engine/io.describe: its size, time and edges) reads nothing more."""
 
     identity: str
     described: InputFile
 
     @classmethod
-    def of(cls, path: Path, cache: Path) -> CorpusFile:
+    def of(cls, path: Path, cache: Path, known: InputFile | None = None) -> CorpusFile:
+        if known is not None and known.edges and known.path == str(path):
+            return cls(f"{known.size}:{known.mtime_ns}:{known.edges}", known)
         status = path.stat()
         key = f"{os.path.abspath(path)}|{status.st_size}|{status.st_ino}|{status.st_mtime_ns}"
         memo = cache / "identities" / hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -195,9 +198,14 @@ class CorpusFile:
         )
 
 
-def corpus_files(paths: list[Path], config: IndexConfig) -> list[CorpusFile]:
+def corpus_files(
+    paths: list[Path], config: IndexConfig, known: dict[str, InputFile] | None = None
+) -> list[CorpusFile]:
+    """Each corpus file's CorpusFile; `known`: files the run described already, by path."""
+    known = known or {}
+    cache = Path(config.cache_dir)
     try:
-        return [CorpusFile.of(Path(path), Path(config.cache_dir)) for path in paths]
+        return [CorpusFile.of(Path(path), cache, known.get(str(path))) for path in paths]
     except FileNotFoundError as error:
         raise FileNotFoundError(f"corpus file not found: {error.filename}") from None
 
@@ -434,9 +442,10 @@ class Build:
         return cls(files, Path(directory), config, config.shard_count(list(files)))
 
     @classmethod
-    def named(cls, paths, config: IndexConfig) -> Build:
-        """The build of `paths` in the cache, under their fingerprint (`corpus_fingerprint`)."""
-        files = corpus_files(list(paths), config)
+    def named(cls, paths, config: IndexConfig, known: dict[str, InputFile] | None = None) -> Build:
+        """The build of `paths` in the cache, under their fingerprint (`corpus_fingerprint`);
+        `known`: files the run described already (its inputs), by path."""
+        files = corpus_files(list(paths), config, known)
         directory = Path(config.cache_dir) / _fingerprint(files, config)
         described = tuple(file.described for file in files)
         return cls(described, directory, config, config.shard_count(list(described)))

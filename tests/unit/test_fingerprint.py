@@ -73,7 +73,9 @@ def test_a_task_touches_only_its_own_input_files(tmp_path):
     """benchmarks/bench_task_start.py on 300 one-document files and 16 map tasks: a map task
     stats and opens about its share of the files (19), not all 300 (as each did until
     2026-12-05), and a planning task opens its index without a call per corpus file (it named
-    the index again: 21 stats per file); planning the run, once, describes every file."""
+    the index again: 21 stats per file); planning the run, once, describes every file with
+    one open (format, text, edges: three opens and a memo's until 2026-12-05, the eleventh
+    session) and names the index from those figures."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_task_start.py"
     command = [sys.executable, str(script), "--files", "300", "--tasks", "16"]
     done = subprocess.run(
@@ -83,5 +85,7 @@ def test_a_task_touches_only_its_own_input_files(tmp_path):
     calls = result["calls"]
     assert calls["map task"]["stat"] < 100 and calls["map task"]["open"] < 60, calls
     assert calls["open index"]["stat"] < 20 and calls["open index"].get("open", 0) < 10, calls
-    assert 300 <= calls["plan"]["open"] and 300 <= calls["plan"]["stat"] < 300 * 10, calls
+    assert 300 <= calls["plan"]["open"] < 300 * 1.2 and 300 <= calls["plan"]["stat"] < 300 * 3, (
+        calls
+    )
     assert "| 300 | map task | " in done.stdout
