@@ -15,7 +15,8 @@ where 2,297 rows have 1,862 values, most values are one row's and a quarter of t
 common ones) and relation files with one row each, then runs `build_lookups(out, 0)` in a fresh
 process: once untraced (CPU seconds, peak RSS) and once under strace (opens and reads).
 `--code DIR` runs it with another checkout's code (a `git worktree` of an older commit); the
-files are the same for both (the shuffle format did not change).
+files hold the same rows for both, written by the code under test (the shuffle files' layout
+changed on 2026-12-05).
 """
 
 from __future__ import annotations
@@ -45,13 +46,11 @@ def _row(relation: str, value: str, entity: str) -> bytes:
     return (json.dumps({"relation": relation, "value": value, "entity": entity}) + "\n").encode()
 
 
-def make_files(out: Path, reduce_tasks: int, range_kb: int) -> Path:
-    """The reduce tasks' value and relation files of a run, partition 0 filled."""
+def make_files(out: Path, reduce_tasks: int, range_kb: int) -> None:
+    """The reduce tasks' value and relation files of a run, partition 0 filled, written by the
+    code under test (the shuffle files' layout changed on 2026-12-05)."""
     from data_synthesis.engine.shuffle import write_grouped
 
-    done = out / "done"
-    if done.exists() and done.read_text() == f"{reduce_tasks} {range_kb}":
-        return out
     shutil.rmtree(out, ignore_errors=True)
     rng = random.Random(0)
     relations = ["is a", "is located in", "was founded in", "has a population of"]
@@ -74,13 +73,16 @@ def make_files(out: Path, reduce_tasks: int, range_kb: int) -> Path:
             1,
             [(0, (json.dumps(peer) + "\n").encode())],
         )
-    done.write_text(f"{reduce_tasks} {range_kb}")
-    return out
 
 
 def child(args) -> None:
-    """One value_index task in the code under test (sys.path), its CPU and peak RSS."""
+    """In the code under test (sys.path): `make` writes the files, `task` runs one value_index
+    task and prints its CPU and peak RSS."""
     from data_synthesis.engine.memory_store import build_lookups
+
+    if args.child == "make":
+        make_files(args.out, args.reduce_tasks, args.range_kb[0])
+        return
 
     started = time.process_time()
     counts = build_lookups(args.out, 0)
@@ -89,8 +91,8 @@ def child(args) -> None:
     print(json.dumps({"cpu_seconds": round(seconds, 2), "peak_rss_mb": round(rss, 1), **counts}))
 
 
-def _child_command(code: Path, out: Path) -> list[str]:
-    return [sys.executable, __file__, "--child", "--code", str(code), "--out", str(out)]
+def _child_command(code: Path, out: Path, what: str = "task") -> list[str]:
+    return [sys.executable, __file__, "--child", what, "--code", str(code), "--out", str(out)]
 
 
 def count_calls(trace: Path, out: Path) -> dict:
@@ -107,7 +109,15 @@ def count_calls(trace: Path, out: Path) -> dict:
 
 
 def bench(reduce_tasks: int, range_kb: int, work: Path, code: Path) -> dict:
-    out = make_files(work / f"run_{reduce_tasks}_{range_kb}", reduce_tasks, range_kb)
+    out = work / f"run_{reduce_tasks}_{range_kb}"
+    done, key = out / "done", f"{reduce_tasks} {range_kb} {code}"
+    if not done.exists() or done.read_text() != key:
+        command = _child_command(code, out, "make")
+        subprocess.run(
+            [*command, "--reduce-tasks", str(reduce_tasks), "--range-kb", str(range_kb)],
+            check=True,
+        )
+        done.write_text(key)
     shutil.rmtree(out / "memory" / "lookup", ignore_errors=True)
     untraced = subprocess.run(_child_command(code, out), check=True, capture_output=True, text=True)
     result = json.loads(untraced.stdout.strip().splitlines()[-1])
@@ -130,7 +140,7 @@ def main() -> None:
     parser.add_argument("--range-kb", type=int, nargs="+", default=[4, 64])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bvi"))
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose code runs")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("make", "task"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if child_or_traced(args, child, "bench_value_index.py"):

@@ -195,8 +195,8 @@ class OpenFiles(PipelineStep):
 
 class Removals(PipelineStep):
     """Sends the later document of every duplicate pair to its partition's removal list: one
-    file per task, REMOVALS/<task>.bin (uint32 positions grouped by partition, with its
-    .index.npy: engine/shuffle.py). It runs after datatrove's buckets step in the same task and
+    file per task, REMOVALS/<task>.bin (uint32 positions grouped by partition, the offsets in
+    its header: engine/shuffle.py). It runs after datatrove's buckets step in the same task and
     reads the pair file that task wrote (`bands` = the LSH band count).
 
     A rerun of a killed task rewrites its file whole (temporary files, renamed at the end)."""

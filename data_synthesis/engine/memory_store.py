@@ -1,8 +1,8 @@
 """The entity memory as map -> shuffle -> reduce, and a view that loads only what it needs.
 
     OUT/memory/statements/tTTTTT.jsonl.zst      map: task T's statements grouped by partition
-                                                (a hash of the normalised entity), zstd frames,
-                                                with .index.npy: partition -> byte range
+                                                (a hash of the normalised entity), zstd frames
+                                                after a header of each partition's byte range
                                                 (engine/shuffle.py: one file per task)
     OUT/memory/entities/pPPPPP.jsonl            reduce: entity records of partition P, by key
     OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset (keys(): small runs)
@@ -12,7 +12,7 @@
                                                 of an entity), grouped by index partition
     OUT/memory/values/pPPPPP.jsonl              reduce task P's (relation, value, entity) rows,
                                                 for find(), grouped by index partition (both
-                                                with .index.npy, as the statements)
+                                                shuffle files, as the statements)
     OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage, one
                                                 task per index partition: the rows above
                                                 merged across reduce tasks, one line per key,
@@ -122,11 +122,11 @@ def index_rows_file(out: Path, kind: str, partition: int) -> Path:
 def _streams(out: Path, folder: str, partition: int, merged: bool = False) -> list[Iterator[dict]]:
     """Partition `partition`'s rows in each task's shuffle file of memory/`folder`, one lazy
     stream per file, in task order. Read one after another, a file's range is read by the MiB
-    (opened about once); `merged` (all read side by side) shares READ_MEMORY among them and
-    holds each file open while its range is read, when the open-files limit allows."""
+    (opened once); `merged` (all read side by side) shares READ_MEMORY among them and holds
+    each file open while its range is read, when the open-files limit allows."""
     files = shuffle_files(Path(out) / "memory" / folder, f"*{SUFFIX[folder]}")
     block = merge_block(len(files)) if merged else 1 << 20
-    hold = merged and allow_open_files(len(files))
+    hold = not merged or allow_open_files(len(files))
     return [map(json.loads, partition_lines(path, partition, block, hold)) for path in files]
 
 

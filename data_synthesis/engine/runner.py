@@ -146,7 +146,7 @@ def _index_partitions(wanted: int | None, partitions: int) -> int:
     """The value_index stage's partitions (engine.index_partitions): as many as the memory's
     up to MAX_INDEX_PARTITIONS. Its tasks each read a range of every reduce task's files, so
     the stage's opens grow as partitions x index_partitions; at the 1 TB plan's 16,384
-    partitions 1,024 tasks each merge about 1 GiB of rows in ~314 MB (docs/benchmarks.md)."""
+    partitions 1,024 tasks each merge about 1 GiB of rows in ~322 MB (docs/benchmarks.md)."""
     if wanted is not None and wanted < 1:
         raise ValueError(f"engine.index_partitions: >= 1, got {wanted}")
     return wanted or min(partitions, MAX_INDEX_PARTITIONS)

@@ -1,10 +1,13 @@
 """The shuffle between a stage's tasks and the next stage's partitions: one file per task.
 
 A task that sends rows to many partitions writes them into one file, grouped by partition in
-ascending order, beside an index of byte offsets (`<name>.index.npy`: partitions + 1 uint64s;
-partition p's rows are bytes [index[p], index[p + 1])). A partition's reader takes its range
-from each task's file, in task order, so it sees the rows exactly as a file per (task,
-partition) would have held them.
+ascending order, after a header of byte offsets (MAGIC, the partition count and partitions + 1
+uint64 offsets from the end of the header: partition p's rows are bytes [offset[p],
+offset[p + 1]) of what follows it). A partition's reader takes its range from each task's
+file, in task order, so it sees the rows exactly as a file per (task, partition) would have
+held them. The offsets are in the file itself, so a reader opens one file per range: they
+were a `.index.npy` beside it until 2026-12-05, two opens per range (at 1 TB the value index
+stage reads 16.8M ranges, the memory reduce as many).
 
 Why not a file per (task, partition): that makes tasks x partitions files and a writer with a
 file open per partition. The 1 TB plan (1,024 map tasks, 16,384 partitions) would have written
@@ -16,8 +19,8 @@ map output) keep the count at 2 x tasks.
 `ShuffleWriter` takes rows for partitions in any order, buffers up to `memory` bytes and spills
 them as runs grouped the same way; `commit` joins the runs range by range. `write_grouped`
 writes rows that already come in partition order (the reduce tasks' index rows) straight to
-the file. Both write under temporary names and rename the index, then the data file: a killed
-task leaves no data file under its final name, and readers list data files only.
+the file. Both write under a temporary name and fill the header in last, then rename the
+file: a killed task leaves no file under its final name.
 
 A file named `*.zst` is compressed (ShuffleWriter): each run's rows of a partition are one zstd
 frame, so joining runs still copies byte ranges (frames concatenate) and a partition's range is
@@ -31,6 +34,7 @@ would hold a window per file.
 from __future__ import annotations
 
 import os
+import struct
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -38,17 +42,15 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from data_synthesis.engine.io import NpyArray
-
 COPY_BLOCK = 8 << 20  # bytes copied at a time when runs are joined
 READ_MEMORY = 16 << 20  # read buffers of all the files a merge reads at once
 LEVEL = 3  # zstd's level for `.zst` shuffle files (its default)
+MAGIC = b"SHUFFLE1"
+_COUNT = struct.Struct("<8sQ")  # MAGIC, partitions
 
 
-def index_of(path: Path) -> Path:
-    """`tT.jsonl` (or `tT.jsonl.zst`) -> `tT.index.npy`."""
-    path = Path(path)
-    return path.with_name(path.name.split(".", 1)[0] + ".index.npy")
+def header_size(partitions: int) -> int:
+    return _COUNT.size + 8 * (partitions + 1)
 
 
 def _compressed(path: Path) -> bool:
@@ -60,12 +62,11 @@ def _tmp(path: Path) -> Path:
 
 
 def _commit(path: Path, data_tmp: Path, sizes: np.ndarray) -> None:
+    """Fill in the header of `data_tmp` (its space reserved) and give it its final name."""
     offsets = np.zeros(len(sizes) + 1, np.uint64)
     np.cumsum(sizes, out=offsets[1:])
-    index = index_of(path)
-    with open(_tmp(index), "wb") as handle:
-        np.save(handle, offsets)
-    _tmp(index).replace(index)
+    with open(data_tmp, "r+b", buffering=0) as handle:
+        os.pwrite(handle.fileno(), _COUNT.pack(MAGIC, len(sizes)) + offsets.tobytes(), 0)
     data_tmp.replace(path)
 
 
@@ -78,6 +79,7 @@ def write_grouped(path: Path, partitions: int, rows: Iterable[tuple[int, bytes]]
     sizes = np.zeros(partitions, np.uint64)
     last = -1
     with open(_tmp(path), "wb") as handle:
+        handle.write(bytes(header_size(partitions)))
         for partition, data in rows:
             if partition < last:
                 raise ValueError(f"{path}: partition {partition} written after {last}")
@@ -113,6 +115,7 @@ class ShuffleWriter:
         run = self.path.with_name(f"{self.path.name}.run{len(self._runs)}.tmp")
         sizes = np.zeros(self.partitions, np.uint64)
         with open(run, "wb") as handle:
+            handle.write(bytes(header_size(self.partitions)))  # the file itself, if one run
             for partition in sorted(self._buffers):
                 data = b"".join(self._buffers[partition])
                 if self._zstd:
@@ -130,13 +133,16 @@ class ShuffleWriter:
             run, sizes = self._runs[0]
             _commit(self.path, run, sizes)
             return
+        header = header_size(self.partitions)
         starts = [
-            np.concatenate([np.zeros(1, np.uint64), sizes.cumsum()]) for _, sizes in self._runs
+            header + np.concatenate([np.zeros(1, np.uint64), sizes.cumsum()])
+            for _, sizes in self._runs
         ]
         total = sum(sizes for _, sizes in self._runs)
         files = [open(run, "rb", buffering=0) for run, _ in self._runs]  # noqa: SIM115
         try:
             with open(_tmp(self.path), "wb") as out:
+                out.write(bytes(header))
                 for partition in np.flatnonzero(total).tolist():
                     for handle, start in zip(files, starts):
                         _copy(handle, out, int(start[partition]), int(start[partition + 1]))
@@ -167,19 +173,28 @@ def shuffle_files(folder: Path, pattern: str = "*.jsonl") -> list[Path]:
     return sorted(folder.glob(pattern)) if folder.is_dir() else []
 
 
-def partition_range(path: Path, partition: int) -> tuple[int, int]:
-    index = NpyArray(index_of(path))
-    try:
-        start, stop = index.read(partition, partition + 2).tolist()
-    finally:
-        index.close()
+def _range(handle, path: Path, partition: int) -> tuple[int, int]:
+    """Partition `partition`'s byte range in an open shuffle file, from its header."""
+    head = os.pread(handle.fileno(), _COUNT.size, 0)
+    if len(head) < _COUNT.size or head[:8] != MAGIC:
+        raise ValueError(f"{path}: not a shuffle file (no {MAGIC.decode()} header)")
+    partitions = _COUNT.unpack(head)[1]
+    if not 0 <= partition < partitions:
+        raise ValueError(f"{path}: partition {partition} not in [0, {partitions})")
+    offsets = os.pread(handle.fileno(), 16, _COUNT.size + 8 * partition)
+    start, stop = (header_size(partitions) + int(o) for o in np.frombuffer(offsets, np.uint64))
     return start, stop
 
 
-def partition_bytes(path: Path, partition: int) -> bytes:
-    """Partition `partition`'s bytes in one task's file, read whole."""
-    start, stop = partition_range(path, partition)
+def partition_range(path: Path, partition: int) -> tuple[int, int]:
     with open(path, "rb", buffering=0) as handle:
+        return _range(handle, path, partition)
+
+
+def partition_bytes(path: Path, partition: int) -> bytes:
+    """Partition `partition`'s bytes in one task's file, read whole (one open)."""
+    with open(path, "rb", buffering=0) as handle:
+        start, stop = _range(handle, path, partition)
         data = os.pread(handle.fileno(), stop - start, start) if stop > start else b""
     if len(data) != stop - start:
         raise EOFError(f"{path}: {stop - start - len(data)} bytes missing at offset {start}")
@@ -191,13 +206,19 @@ def partition_lines(
 ) -> Iterator[bytes]:
     """Partition `partition`'s lines in one task's file, read `block` bytes at a time and cut
     one line at a time; a merge of thousands of tasks' files holds about a block per file.
-    The file is open only while a block is read, unless `hold` (for a merge whose open-files
-    limit allows a file per stream): then from the range's first block to its last, one open
-    per range instead of one per block - at 1 TB a value_index task's range of each reduce
-    task's file is 16 blocks."""
-    start, stop = partition_range(path, partition)
+    The file is open while its header and first block are read and then only while a block
+    is read, unless `hold` (a read of one file after another, or a merge whose open-files
+    limit allows a file per stream): then from the header to the range's last block, one
+    open per range instead of one per block - at 1 TB a value_index task's range of each
+    reduce task's file is 16 blocks."""
+    handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by _blocks
+    try:
+        start, stop = _range(handle, path, partition)
+    except BaseException:
+        handle.close()
+        raise
     data, at = b"", 0
-    for more in _blocks(path, start, stop, block, hold):
+    for more in _blocks(path, (start, stop), block, handle, hold):
         data, at = data[at:] + more, 0
         while (end := data.find(b"\n", at)) >= 0:
             yield data[at:end]
@@ -206,14 +227,15 @@ def partition_lines(
         raise ValueError(f"{path}: partition {partition} does not end with a newline")
 
 
-def _blocks(path: Path, start: int, stop: int, block: int, hold: bool) -> Iterator[bytes]:
-    """Bytes [start, stop) of `path`, `block` at a time (decompressed, for a `.zst` file); the
-    file is reopened for each block unless `hold`."""
-    inflate = None
-    if _compressed(path):
-        inflate = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
-    handle = None
+def _blocks(path: Path, span: tuple[int, int], block: int, handle, hold: bool) -> Iterator[bytes]:
+    """Bytes [start, stop) of `path`, `block` at a time (decompressed, for a `.zst` file), the
+    first from `handle` (the file open, closed here); reopened for each later block unless
+    `hold`."""
+    start, stop = span
     try:
+        inflate = None
+        if _compressed(path):
+            inflate = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
         while start < stop:
             handle = handle or open(path, "rb", buffering=0)
             more = os.pread(handle.fileno(), min(block, stop - start), start)

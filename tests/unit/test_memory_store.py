@@ -29,7 +29,7 @@ from data_synthesis.engine.memory_store import (
     reduce_partition,
     statements_file,
 )
-from data_synthesis.engine.shuffle import ShuffleWriter, write_grouped
+from data_synthesis.engine.shuffle import ShuffleWriter, partition_lines, write_grouped
 
 
 def _statement(entity: str, source: str, number: float, relation: str = "has a population of"):
@@ -92,7 +92,10 @@ def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path, in
         index_partitions
     )
     kept = sum(
-        1 for path in (tmp_path / "memory" / "relations").rglob("p*.jsonl") for _ in open(path)
+        1
+        for path in (tmp_path / "memory" / "relations").rglob("p*.jsonl")
+        for index in range(index_partitions)
+        for _ in partition_lines(path, index)
     )
     assert (
         kept <= partitions * PEER_SAMPLE < len(statements)
@@ -290,9 +293,10 @@ def test_the_value_index_streams_a_common_values_list(tmp_path, monkeypatch):
 )
 def test_a_value_index_task_opens_each_reduce_file_once_per_kind(tmp_path):
     """benchmarks/bench_value_index.py with 64 reduce files of 256 KB each for the task (4 read
-    blocks per range in a merge of 64): the task opens each file's index and data once for the
-    values and once for the relations - 4 opens per reduce task, however many blocks its range
-    takes (it reopened the data file for every block, and the index twice, until 2026-12-05)."""
+    blocks per range in a merge of 64): the task opens each reduce task's value file once and
+    its relation file once - 2 opens per reduce task, however many blocks its range takes
+    (until 2026-12-05 it opened an index beside each file twice and reopened the value file for
+    every block: 10 per reduce task here)."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_value_index.py"
     command = [sys.executable, str(script), "--reduce-tasks", "64", "--range-kb", "256"]
     done = subprocess.run(
@@ -300,6 +304,6 @@ def test_a_value_index_task_opens_each_reduce_file_once_per_kind(tmp_path):
     )
     (result,) = json.loads(done.stdout[: done.stdout.rindex("]") + 1])
     outputs = 40  # the look-up files and tables the task writes, and their sorted runs
-    assert result["calls"]["open"] <= 4 * 64 + outputs, result
+    assert result["calls"]["open"] <= 2 * 64 + outputs, result
     assert result["calls"]["read"] >= 4 * 64, result  # the range did take several blocks
     assert result["value keys"] > 100 and "| 64 | 256 KB | " in done.stdout
