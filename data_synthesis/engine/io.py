@@ -93,7 +93,7 @@ def describe(paths: list[Path]) -> list[InputFile]:
         else:
             text = text_size(path, size, codec, head)
             whole = text if codec else 0
-        edges = hashlib.sha256(head + tail).hexdigest()
+        edges = _edges_digest(head, tail)
         described.append(InputFile(str(path), size, text, codec, whole, edges, status.st_mtime_ns))
     return described
 
@@ -115,7 +115,11 @@ def edges_sha256(path: Path, size: int) -> str:
     """SHA-256 of a file's first and last 64 KiB (all of it when it is smaller): what a run's
     fingerprint and the search index's name read of each file, cheap on a terabyte and
     changed when a file is replaced or appended to."""
-    return hashlib.sha256(b"".join(read_edges(path, size))).hexdigest()
+    return _edges_digest(*read_edges(path, size))
+
+
+def _edges_digest(head: bytes, tail: bytes) -> str:
+    return hashlib.sha256(head + tail).hexdigest()
 
 
 # the suffixes of the files a folder given as --input holds

@@ -77,10 +77,9 @@ class HashedTableWriter:
             self._flush()
 
     def _flush(self) -> None:
-        hashes = np.frombuffer(self._hashes, np.uint64) if self._hashes else np.zeros(0, np.uint64)
-        values = np.frombuffer(self._values, np.uint64) if self._values else np.zeros(0, np.uint64)
-        self._runs.add(hashes.copy(), value=values.copy())
-        self._hashes, self._values = array("Q"), array("Q")
+        hashes = np.frombuffer(self._hashes, np.uint64)  # add() writes its run at once
+        self._runs.add(hashes, value=np.frombuffer(self._values, np.uint64))
+        self._hashes, self._values = array("Q"), array("Q")  # a viewed array cannot grow
 
     def close(self) -> None:
         self._flush()

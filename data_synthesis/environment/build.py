@@ -172,7 +172,7 @@ class CorpusFile:
 
     @classmethod
     def of(cls, path: Path, cache: Path, known: InputFile | None = None) -> CorpusFile:
-        if known is not None and known.edges and known.path == str(path):
+        if known is not None and known.edges:
             return cls(f"{known.size}:{known.mtime_ns}:{known.edges}", known)
         status = path.stat()
         key = f"{os.path.abspath(path)}|{status.st_size}|{status.st_ino}|{status.st_mtime_ns}"
