@@ -5,8 +5,10 @@ raw file per column), and `merged()` reads the runs back a block per run at a ti
 blocks of rows in key order. More runs than `fan_in` are first merged in groups into longer runs
 (as many passes as needed), so a merge works in about `memory` bytes whatever the number of
 rows: a step's read buffers and the block it sorts from them (its rows concatenated, their order
-and the sorted copy: the buffers are a third of `memory`). Rows with equal keys come out
-together but in no promised order.
+and the sorted copy: the buffers are a third of `memory`). A run is read at least MIN_BLOCK rows
+at a time (fewer reads cost more than the memory saved), so a small `memory` lowers the fan-in
+instead: until 2026-12-05 64 runs were merged at once whatever `memory` said. Rows with equal
+keys come out together but in no promised order.
 
 Used by the search index build (data_synthesis/environment/build.py): the postings, keyed by
 (term, passage), and the page table, keyed by the hash of a document's id or url, are sorted this
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 KEY = "key"
+MIN_BLOCK = 1024  # rows read from a run at a time, at least
 
 
 class SortedRuns:
@@ -33,8 +36,10 @@ class SortedRuns:
     ):
         if fan_in < 2:
             raise ValueError(f"fan_in must be at least 2, got {fan_in}")
-        self.directory, self.memory, self.fan_in = Path(directory), memory, fan_in
+        self.directory, self.memory = Path(directory), memory
         self.dtypes = {KEY: np.dtype(np.uint64), **{n: np.dtype(d) for n, d in columns.items()}}
+        most = memory // (3 * MIN_BLOCK * self._width)  # runs whose blocks fit in `memory`
+        self.fan_in = max(2, min(fan_in, most))
         self.directory.mkdir(parents=True, exist_ok=True)
         self._runs: list[tuple[Path, int]] = []  # (run directory, rows)
         self._made = 0
@@ -82,9 +87,12 @@ class SortedRuns:
                 for path, _ in group:
                     shutil.rmtree(path)
 
+    @property
+    def _width(self) -> int:
+        return sum(d.itemsize for d in self.dtypes.values())
+
     def _block_rows(self, runs: int) -> int:
-        width = sum(d.itemsize for d in self.dtypes.values())
-        return max(1024, self.memory // (3 * max(runs, 1) * width))
+        return max(MIN_BLOCK, self.memory // (3 * max(runs, 1) * self._width))
 
     def _new_run(self) -> Path:
         path = self.directory / f"run{self._made:06d}"

@@ -22,7 +22,7 @@ import pytest
 
 from data_synthesis.engine.io import NpyWriter, stable_hash
 from data_synthesis.engine.lookup import write_hashed_table
-from data_synthesis.engine.sort import KEY, SortedRuns
+from data_synthesis.engine.sort import KEY, MIN_BLOCK, SortedRuns
 from data_synthesis.environment.build import IndexConfig, split_passages, stemmer
 from data_synthesis.environment.index import CorpusIndex
 
@@ -46,7 +46,9 @@ def _merged(runs: SortedRuns) -> dict[str, np.ndarray]:
 def test_sorted_runs_merge_every_row_once_in_key_order(tmp_path, fan_in):
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 3000, size=20_000, dtype=np.uint64)  # many equal keys
-    runs = SortedRuns(tmp_path / f"runs{fan_in}", {"row": "int64"}, memory=1, fan_in=fan_in)
+    memory = 3 * MIN_BLOCK * 16 * fan_in  # a block of 1,024 rows for each of fan_in runs
+    runs = SortedRuns(tmp_path / f"runs{fan_in}", {"row": "int64"}, memory, fan_in=fan_in)
+    assert runs.fan_in == fan_in
     start = 0
     while start < len(keys):
         stop = start + int(rng.integers(1, 1500))
@@ -57,6 +59,29 @@ def test_sorted_runs_merge_every_row_once_in_key_order(tmp_path, fan_in):
     assert np.array_equal(merged[KEY], np.sort(keys))
     assert np.array_equal(np.sort(merged["row"]), np.arange(len(keys)))  # each row once
     assert np.array_equal(keys[merged["row"]], merged[KEY])  # with its own key
+
+
+def test_a_merge_of_many_runs_keeps_to_its_memory(tmp_path):
+    """A run is read at least MIN_BLOCK rows at a time, so a merge's fan-in is what `memory`
+    has room for: 40 runs of 4,096 rows (16 bytes each) merged in 256 KiB peak at 1.5x it
+    (8.7x until 2026-12-05, when 64 runs were merged at once whatever the memory)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    memory = 256 << 10
+    runs = SortedRuns(tmp_path / "runs", {"value": "uint64"}, memory)
+    assert runs.fan_in == 5
+    for _ in range(40):
+        keys = rng.integers(0, 2**63, 4096, dtype=np.uint64)
+        runs.add(keys, value=np.arange(4096, dtype=np.uint64))
+    tracemalloc.start()
+    previous, rows = 0, 0
+    for block in runs.merged():
+        assert block[KEY][0] >= previous
+        previous, rows = block[KEY][-1], rows + len(block[KEY])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert rows == 40 * 4096 and peak < 2 * memory, peak
 
 
 def test_term_counts_are_summed_across_shards_and_merge_blocks(tmp_path):
