@@ -3,16 +3,16 @@
     python benchmarks/bench_value_index.py --reduce-tasks 16384 --range-kb 4 64 --work /tmp/bvi
 
 A value_index task (data_synthesis/engine/memory_store.py, `build_lookups`) merges its index
-partition's range of every reduce task's value file (and relation file), side by side. The
-stage makes reduce tasks x index partitions such reads; the range a task reads of each file is
-the value rows' total size over that product. At the 1 TB plan's 16,384 reduce tasks (about
+partition's value rows of every reduce task's file side by side, then reads their relation
+rows. The stage makes reduce tasks x index partitions such reads; the range a task reads of
+each file is the value rows' total size over that product. At the 1 TB plan's 16,384 reduce tasks (about
 1 TiB of value rows): 4 KB ranges with 16,384 index partitions (engine.index_partitions equal to
 engine.partitions, as before), 64 KB with 1,024 (its default since 2026-12-05).
 
-For each `--range-kb` this writes `--reduce-tasks` value files holding that many KB of rows for
-index partition 0 (sorted (relation, value, entity) rows; as in the bundled corpus's memory,
-where 2,297 rows have 1,862 values, most values are one row's and a quarter of the rows share
-common ones) and relation files with one row each, then runs `build_lookups(out, 0)` in a fresh
+For each `--range-kb` this writes `--reduce-tasks` reduce files holding that many KB of value
+rows for index partition 0 (sorted (relation, value, entity) rows; as in the bundled corpus's
+memory, where 2,297 rows have 1,862 values, most values are one row's and a quarter of the rows
+share common ones) and one relation row each, then runs `build_lookups(out, 0)` in a fresh
 process: once untraced (CPU seconds, peak RSS) and once under strace (opens and reads).
 `--code DIR` runs it with another checkout's code (a `git worktree` of an older commit); the
 files hold the same rows for both, written by the code under test (the shuffle files' layout
@@ -47,10 +47,12 @@ def _row(relation: str, value: str, entity: str) -> bytes:
 
 
 def make_files(out: Path, reduce_tasks: int, range_kb: int) -> None:
-    """The reduce tasks' value and relation files of a run, partition 0 filled, written by the
-    code under test (the shuffle files' layout changed on 2026-12-05)."""
-    from data_synthesis.engine.shuffle import write_grouped
+    """The reduce tasks' value and relation rows of a run, index partition 0 filled, written by
+    the code under test (one file per reduce task since 2026-12-05; two before, whose layout
+    `_write_two_files` writes for an older checkout)."""
+    from data_synthesis.engine import memory_store
 
+    write = getattr(memory_store, "write_index_rows", None) or _write_two_files
     shutil.rmtree(out, ignore_errors=True)
     rng = random.Random(0)
     relations = ["is a", "is located in", "was founded in", "has a population of"]
@@ -64,15 +66,19 @@ def make_files(out: Path, reduce_tasks: int, range_kb: int) -> None:
             row = (relations[len(rows) % 4], value, f"entity {task}-{len(rows)}")
             rows.append(row)
             size += len(_row(*row))
-        values = [(0, _row(*row)) for row in sorted(set(rows))]
-        write_grouped(out / "memory" / "values" / f"p{task:05d}.jsonl", 1, values)
+        values = [{"relation": a, "value": b, "entity": c} for a, b, c in sorted(set(rows))]
         statement = {"id": str(task), "entity": f"entity {task}-0"}
         peer = {"relation": "has a population of", "type": "city", "statement": statement}
-        write_grouped(
-            out / "memory" / "relations" / f"p{task:05d}.jsonl",
-            1,
-            [(0, (json.dumps(peer) + "\n").encode())],
-        )
+        write(out, task, {0: values}, {0: [peer]}, 1)
+
+
+def _write_two_files(out: Path, task: int, values: dict, relations: dict, index: int) -> None:
+    """Until 2026-12-05: memory/values/pT.jsonl and memory/relations/pT.jsonl."""
+    from data_synthesis.engine.shuffle import write_grouped
+
+    for kind, groups in (("values", values), ("relations", relations)):
+        rows = ((i, (json.dumps(row) + "\n").encode()) for i in groups for row in groups[i])
+        write_grouped(out / "memory" / kind / f"p{task:05d}.jsonl", index, rows)
 
 
 def child(args) -> None:

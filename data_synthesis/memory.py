@@ -18,16 +18,22 @@ Two extractors behind the StageMethod interface (data_synthesis/stage_api.py):
 Entity names are normalised (`entity_key`: case, accents, articles, possessives, disambiguation
 suffixes) and `build_records` merges statements of the same key from all documents into one
 record, also merging names that differ only by a generic type word ("Danube River" / "the
-Danube"); `value_index` is the reverse index (relation, value) -> entities that obfuscated
+Danube"); `RecordBuilder` does it for statements streamed in (a reduce task's partition),
+holding a bounded sample of a hub entity's; `value_index` is the reverse index (relation, value) -> entities that obfuscated
 questions use to prove a description picks out one entity.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import re
+from array import array
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from functools import lru_cache
+
+import numpy as np
 
 from data_synthesis.answers import (
     ARTICLES,
@@ -39,6 +45,7 @@ from data_synthesis.answers import (
     parse_quantity,
 )
 from data_synthesis.answers import answer_in_text as value_in_text
+from data_synthesis.engine.io import stable_hash
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
 
 STAGE = "extract"  # the engine's name of the memory map stage
@@ -867,69 +874,313 @@ def build_records(statements: list[dict]) -> list[dict]:
     """Entity records from statements of all documents: one per normalised key, with the
     statements and sources of every document that says something about it; keys that differ
     only by generic type words are merged (into the most frequent one)."""
-    by_key: dict[str, list[dict]] = defaultdict(list)
+    builder = RecordBuilder(by_source=False)
     for statement in statements:
-        by_key[statement["entity"]].append(statement)
-    alias: dict[str, list[str]] = defaultdict(list)
-    for key in by_key:
-        alias[alias_key(key)].append(key)
-    canonical = {}
-    for keys in alias.values():
-        best = max(keys, key=lambda k: (len(by_key[k]), -len(k), k))
-        canonical.update({k: best for k in keys})
-    merged: dict[str, list[dict]] = defaultdict(list)
-    for key, group in by_key.items():
-        merged[canonical[key]].extend(group)
-    records = []
-    for key in sorted(merged):
-        group = sorted(merged[key], key=lambda s: (s["source"], s["span"][0], s["relation"]))
-        for statement in group:
-            statement["entity"] = key
-            target = statement["value"].get("entity")
-            if target and alias_key(target) in alias:
-                statement["value"]["entity"] = canonical[alias[alias_key(target)][0]]
-        names = Counter(s["entity_name"] for s in group)
-        types = Counter(s["value"]["text"].split()[-1] for s in group if s["relation"] == "is a")
-        links = sorted(
-            {s["value"]["entity"] for s in group if s["value"].get("entity") in merged} - {key}
-        )
-        records.append(
-            {
-                "id": key,
-                "entity": key,
-                "entity_name": names.most_common(1)[0][0],
-                "names": sorted(names),
-                "type": types.most_common(1)[0][0] if types else None,  # from "X is a Y"
-                "statements": group,
-                "sources": sorted({s["source"] for s in group}),
-                "links": links,
-            }
-        )
-    _infer_types(records)
-    return records
+        builder.add(statement)
+    return [record for record, _, _ in builder.records(mentions=False)]
 
 
-def _infer_types(records: list[dict]) -> None:
-    """A type for records without an "X is a Y" statement, from the noun relations whose value
-    they are: (Austria, capital, Vienna) -> Vienna is a "capital"; (Japan, highest mountain,
-    Mount Fuji) -> a "mountain". Descriptions then read "the capital that lies on the Danube"."""
-    by_key = {r["entity"]: r for r in records}
-    inferred: dict[str, Counter] = defaultdict(Counter)
-    for record in records:
-        for s in record["statements"]:
-            target, words = s["value"].get("entity"), s["relation"].split()
-            if (
-                target in by_key
-                and target != record["entity"]
-                and words[0] not in AUX
-                and all(w.isalpha() and w.islower() for w in words)
-                and "of" not in words
-                and _verb_lemma(words[0]) is None
-            ):
-                inferred[target][words[-1]] += 1
-    for key, counts in inferred.items():
-        if by_key[key]["type"] is None:
-            by_key[key]["type"] = counts.most_common(1)[0][0]
+def _tally(counts: dict, item, position) -> None:
+    """counts[item] = [how many, first position]: a Counter whose ties go to the first seen."""
+    entry = counts.get(item)
+    if entry is None:
+        counts[item] = [1, position]
+    else:
+        entry[0] += 1
+        entry[1] = min(entry[1], position)
+
+
+def _most_common(counts: dict):
+    return min(counts.items(), key=lambda kv: (-kv[1][0], kv[1][1]))[0] if counts else None
+
+
+def _names_a_type(words: list[str]) -> bool:
+    """A relation whose value it types: (Austria, capital, Vienna) -> Vienna is a "capital"."""
+    return bool(
+        words
+        and words[0] not in AUX
+        and all(w.isalpha() and w.islower() for w in words)
+        and "of" not in words
+        and _verb_lemma(words[0]) is None
+    )
+
+
+class _Group:
+    """What a record needs of its statements: those its sample could take (the `cap` smallest
+    by (hash, position); every one when `cap` is 0) and aggregates of all of them - names,
+    types, value entities, mentions, sources, the value index's keys and the first numeric
+    statement of each relation. Memory follows the distinct values, not the statements, once
+    a key holds more than 2 x `cap`."""
+
+    __slots__ = (
+        "cap",
+        "count",
+        "kept",
+        "names",
+        "types",
+        "targets",
+        "mentions",
+        "values",
+        "numeric",
+        "source_hashes",
+        "sources",
+        "last_source",
+    )
+
+    def __init__(self, cap: int):
+        self.cap, self.count, self.kept = cap, 0, []  # kept: (hash, position, statement)
+        self.names, self.types = {}, {}  # _tally counts
+        self.targets, self.mentions, self.values = set(), set(), set()
+        self.numeric: dict[str, tuple] = {}  # relation key -> (position, statement)
+        self.source_hashes, self.sources, self.last_source = array("Q"), {}, None
+
+    def add(self, position: tuple, s: dict) -> None:
+        """`position`: (source, span start, relation, arrival), the statement's place in its
+        record (the arrival in the input breaks ties as the records' stable sort did)."""
+        self.count += 1
+        sample = (
+            stable_hash(f"{s.get('source')}|{s.get('span')}|{s['relation']}") if self.cap else 0
+        )
+        self.kept.append((sample, position, s))
+        if self.cap and len(self.kept) >= 2 * self.cap:
+            self._trim()
+        _tally(self.names, s["entity_name"], position)
+        value, relation = s["value"], s["relation"]
+        if relation == "is a":
+            _tally(self.types, value["text"].split()[-1], position)
+        target, rel = value.get("entity"), relation_key(relation)
+        if target:
+            self.targets.add(target)
+        self.mentions.update(s.get("mentions") or ())
+        if value.get("number") is not None:
+            self.values.add((rel, f"{value['number']:g}", False))
+            if rel not in self.numeric or position < self.numeric[rel][0]:
+                self.numeric[rel] = (position, s)
+        else:
+            self.values.add((rel, target, True) if target else (rel, value_key(value), False))
+        self._add_source(s["source"])
+
+    def _add_source(self, source) -> None:
+        if source == self.last_source:  # a document's statements arrive together
+            return
+        self.last_source = source
+        if not self.cap:
+            self.sources[source] = 0
+            return
+        hashed = stable_hash(str(source))
+        self.source_hashes.append(hashed)  # for the count: 8 bytes per document
+        self.sources[source] = hashed
+        if len(self.sources) >= 2 * self.cap:
+            self._trim()
+
+    def _trim(self) -> None:
+        self.kept.sort(key=lambda item: item[:2])
+        del self.kept[self.cap :]
+        smallest = sorted(self.sources.items(), key=lambda kv: (kv[1], kv[0]))[: self.cap]
+        self.sources = dict(smallest)
+
+    def rank(self, rank: tuple) -> None:
+        """Place this key's statements among a record's other keys: positions become (source,
+        span, relation, rank, arrival), rank the key's first statement - the order in which
+        build_records met the keys, which broke ties between two keys' statements."""
+        self.kept = [(h, _ranked(position, rank), s) for h, position, s in self.kept]
+        for tally in (self.names, self.types):
+            for entry in tally.values():
+                entry[1] = _ranked(entry[1], rank)
+        self.numeric = {rel: (_ranked(p, rank), s) for rel, (p, s) in self.numeric.items()}
+
+    def merge(self, other: _Group) -> None:
+        self.count += other.count
+        self.kept += other.kept
+        for mine, theirs in ((self.names, other.names), (self.types, other.types)):
+            for item, (count, first) in theirs.items():
+                entry = mine.setdefault(item, [0, first])
+                entry[0] += count
+                entry[1] = min(entry[1], first)
+        self.targets |= other.targets
+        self.mentions |= other.mentions
+        self.values |= other.values
+        for rel, found in other.numeric.items():
+            if rel not in self.numeric or found[0] < self.numeric[rel][0]:
+                self.numeric[rel] = found
+        self.source_hashes += other.source_hashes
+        self.sources |= other.sources
+        if self.cap and (len(self.kept) > self.cap or len(self.sources) > self.cap):
+            self._trim()
+
+    def statements(self) -> list[dict]:
+        """The sample's statements (all when there are at most `cap`), in record order."""
+        kept = self.kept
+        if self.cap and self.count > self.cap:
+            kept = sorted(kept, key=lambda item: item[:2])[: self.cap]
+        return [s for _, _, s in sorted(kept, key=lambda item: item[1])]
+
+    def source_count(self) -> int:
+        if not self.cap:
+            return len(self.sources)
+        hashes = np.frombuffer(self.source_hashes, np.uint64).copy()
+        hashes.sort()
+        return int(len(hashes) and 1 + np.count_nonzero(hashes[1:] != hashes[:-1]))
+
+
+def _position(s: dict, arrival: int) -> tuple:
+    return (s["source"], s["span"][0], s["relation"], arrival)
+
+
+def _ranked(position: tuple, rank: tuple) -> tuple:
+    return (*position[:3], rank, position[3])
+
+
+class RecordBuilder:
+    """`build_records` over statements added one at a time, for a partition of a corpus
+    (data_synthesis/engine/memory_store.py), its records handed out one at a time. With
+    `cap`, a hub entity (named in thousands of documents) keeps a stable sample of `cap`
+    statements, sources and links (`counts`: the sizes before), chosen by a stable hash, the
+    same whatever the input order: a record - and every task that reads it - stays bounded as
+    the corpus grows, and so does the builder: a key past 2 x `cap` statements is folded into
+    aggregates. Other keys' statements are held as their JSON lines when given (about a fifth
+    of a parsed statement) and parsed again when their record is built. Until 2026-12-05
+    every statement of a partition was held parsed until every record was built, about 2.3
+    KB of RSS each, so a hub's reduce task grew with the corpus (1.9 GB for 800,000
+    statements). The records are what build_records and a cap applied afterwards gave."""
+
+    def __init__(self, cap: int = 0, by_source: bool = True):
+        self.cap, self.by_source = cap, by_source  # by_source: keys met in order of source
+        self._lists: dict[str, list[tuple[int, dict | bytes]]] = {}  # key -> (arrival, it)
+        self._hubs: dict[str, _Group] = {}
+        self._first: dict[str, tuple] = {}  # key -> its first statement, as build_records met it
+        self._inferred: dict[tuple, list] = {}  # (key, target, noun) -> _tally entry
+        self._arrival = 0
+        self.merged_into: dict[str, str] = {}
+
+    def add(self, statement: dict, line: bytes | None = None) -> None:
+        """One statement; `line`, its JSON, is kept instead of the dict until its record is
+        built (parsed again then)."""
+        key, arrival = statement["entity"], self._arrival
+        self._arrival += 1
+        first = (str(statement["source"]), arrival) if self.by_source else (arrival,)
+        if key not in self._first or first < self._first[key]:
+            self._first[key] = first
+        target, words = statement["value"].get("entity"), statement["relation"].split()
+        if target and _names_a_type(words):  # what the types of the values will need
+            _tally(self._inferred, (key, target, words[-1]), _position(statement, arrival))
+        hub = self._hubs.get(key)
+        if hub is not None:
+            hub.add(_position(statement, arrival), statement)
+            return
+        items = self._lists.setdefault(key, [])
+        items.append((arrival, statement if line is None else line))
+        if self.cap and len(items) > 2 * self.cap:
+            self._hubs[key] = self._part(key, rank=False)
+
+    def _canonical(self) -> dict[str, str]:
+        """Every key -> the key of the record it merges into: keys that differ only by generic
+        type words merge into the one with the most statements."""
+        counts = {key: len(items) for key, items in self._lists.items()}
+        counts |= {key: hub.count for key, hub in self._hubs.items()}
+        aliases: dict[str, list[str]] = defaultdict(list)
+        for key in counts:
+            aliases[alias_key(key)].append(key)
+        canonical = {}
+        for keys in aliases.values():
+            best = max(keys, key=lambda k: (counts[k], -len(k), k))
+            canonical.update({k: best for k in keys})
+        return canonical
+
+    def records(self, mentions: bool = True) -> Iterator[tuple[dict, set, list[dict]]]:
+        """The records, by key, one at a time, each with what the value index needs of all its
+        statements: its (relation key, value key) pairs and its first numeric statement of
+        each relation, in record order. `mentions`: a record's links also name the entities
+        its documents mention. Once: the statements are handed over. `merged_into` maps every
+        key added to its record's key."""
+        canonical = self.merged_into = self._canonical()
+        by_alias = {alias_key(key): target for key, target in canonical.items()}
+        members: dict[str, list[str]] = defaultdict(list)
+        for key, target in canonical.items():
+            members[target].append(key)
+        inferred = self._types_of_values(canonical, by_alias)
+        return self._records(members, by_alias, inferred, mentions)
+
+    def _records(self, members: dict, by_alias: dict, inferred: dict, mentions: bool) -> Iterator:
+        for key in sorted(members):
+            parts = [self._part(member) for member in members[key]]
+            group = parts[0]
+            for part in parts[1:]:
+                group.merge(part)
+            record = self._record(key, group, by_alias, mentions)
+            if record["type"] is None and key in inferred:
+                record["type"] = _most_common(inferred[key])
+            numeric = [s for _, s in sorted(group.numeric.values(), key=lambda item: item[0])]
+            yield record, group.values, numeric
+
+    def _types_of_values(self, canonical: dict, by_alias: dict) -> dict[str, dict]:
+        """A type for records without an "X is a Y" statement, from the noun relations whose
+        value they are: (Austria, capital, Vienna) -> Vienna is a "capital"; (Japan, highest
+        mountain, Mount Fuji) -> a "mountain". Descriptions then read "the capital that lies on
+        the Danube". Record key -> noun -> _tally entry, ties to the first met in record
+        order."""
+        inferred: dict[str, dict] = defaultdict(dict)
+        records = set(canonical.values())
+        for (key, target, noun), (count, first) in self._inferred.items():
+            record, target = canonical[key], by_alias.get(alias_key(target), target)
+            if target in records and target != record:
+                first = (record, _ranked(first, self._first[key]))
+                entry = inferred[target].setdefault(noun, [0, first])
+                entry[0] += count
+                entry[1] = min(entry[1], first)
+        return inferred
+
+    def _part(self, key: str, rank: bool = True) -> _Group:
+        """Key `key`'s statements as a group, ranked among a record's keys."""
+        part = self._hubs.pop(key, None)
+        if part is None:
+            part = _Group(self.cap)
+            for arrival, item in self._lists.pop(key):
+                statement = json.loads(item) if isinstance(item, bytes) else item
+                part.add(_position(statement, arrival), statement)
+        if rank:
+            part.rank(self._first[key])
+        return part
+
+    def _record(self, key: str, group: _Group, by_alias: dict, mentions: bool) -> dict:
+        def canon(entity):
+            return by_alias.get(alias_key(entity), entity)
+
+        statements = group.statements()
+        for s in [*statements, *(s for _, s in group.numeric.values())]:
+            s["entity"] = key
+            if s["value"].get("entity"):
+                s["value"]["entity"] = canon(s["value"]["entity"])
+        group.values = {(rel, canon(v) if entity else v) for rel, v, entity in group.values}
+        links = {canon(t) for t in group.targets if alias_key(t) in by_alias}
+        if mentions:
+            links |= group.mentions
+        links.discard(key)
+        sources = sorted(group.sources)
+        record = {
+            "id": key,
+            "entity": key,
+            "entity_name": _most_common(group.names),
+            "names": sorted(group.names),
+            "type": _most_common(group.types),
+            "statements": statements,
+            "sources": sources,
+            "links": sorted(links),
+        }
+        counts = {"statements": group.count, "sources": group.source_count(), "links": len(links)}
+        if self.cap and max(counts.values()) > self.cap:
+            record["sources"] = sorted(sorted(sources, key=group.sources.get)[: self.cap])
+            record["links"] = _sample(record["links"], self.cap)
+            record["counts"] = counts  # the sizes before sampling
+        return record
+
+
+def _sample(items: list[str], cap: int) -> list[str]:
+    """At most `cap` of sorted `items` (kept in order), the smallest by a stable hash."""
+    if len(items) <= cap:
+        return items
+    chosen = set(sorted(range(len(items)), key=lambda i: stable_hash(items[i]))[:cap])
+    return [item for i, item in enumerate(items) if i in chosen]
 
 
 _TENSE = {"was": "is", "were": "is", "are": "is", "been": "is", "had": "has", "have": "has"}
@@ -1187,6 +1438,7 @@ __all__ = [
     "HeuristicExtractor",
     "InMemoryView",
     "LLMExtractor",
+    "RecordBuilder",
     "build_records",
     "count_multi_source",
     "entity_key",

@@ -4,9 +4,9 @@
     extract    map tasks    input byte ranges                  memory/statements/tT.jsonl.zst (one
                                                                file per task, grouped by partition)
     memory     partitions   partition P's range of each tT     memory/entities/pP.jsonl, and
-                                                               memory/{values,relations}/pP.jsonl
-    value_index index       range I of memory/{values,relations}/*  memory/lookup/ (a line per
-                partitions                                     key)
+                                                               memory/index_rows/pP.jsonl
+    value_index index       ranges 2I, 2I + 1 of each          memory/lookup/ (a line per
+                partitions  memory/index_rows/pP.jsonl         key)
     questions  partition tasks  memory/entities/pP.jsonl       questions/pP.jsonl
     planning   partition tasks  questions/pP.jsonl             docs/planning/pP.jsonl
     reasoning  partition tasks  questions/pP.jsonl             docs/reasoning/pP.jsonl
@@ -57,9 +57,7 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
         ("data_synthesis.memory", "LLMExtractor", "HeuristicExtractor"),
     ),
     StageSpec("memory", "partitions", "memory/statements", "memory/entities"),
-    StageSpec(
-        "value_index", "index_partitions", "memory/values, memory/relations", "memory/lookup"
-    ),
+    StageSpec("value_index", "index_partitions", "memory/index_rows", "memory/lookup"),
     StageSpec(
         "questions",
         "partition_tasks",

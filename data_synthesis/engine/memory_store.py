@@ -7,18 +7,23 @@
     OUT/memory/entities/pPPPPP.jsonl            reduce: entity records of partition P, by key
     OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset (keys(): small runs)
     OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> byte offset, sorted
-    OUT/memory/relations/pPPPPP.jsonl           reduce task P's numeric statements by relation
-                                                (for comparison / numeric questions: the peers
-                                                of an entity), grouped by index partition
-    OUT/memory/values/pPPPPP.jsonl              reduce task P's (relation, value, entity) rows,
-                                                for find(), grouped by index partition (both
-                                                shuffle files, as the statements)
+    OUT/memory/index_rows/pPPPPP.jsonl          reduce task P's rows of the two look-ups, a
+                                                shuffle file as the statements: for index
+                                                partition I, its (relation, value, entity) rows
+                                                (for find()) then its numeric statements by
+                                                relation (for comparison / numeric questions:
+                                                the peers of an entity), side by side
     OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage, one
                                                 task per index partition: the rows above
                                                 merged across reduce tasks, one line per key,
                                                 found through a hash table
     OUT/memory/lookup/values/NNNNN.members.table.npy   hash(relation|value) -> how many entities
                                                 have it; hash(relation|value|entity) -> 1
+
+`FORMAT` names this layout of the files; it is part of a run's fingerprint, so a run directory
+written by code with another layout refuses to resume instead of reading what is not there
+(until 2026-12-05 the value and relation rows were two files per reduce task, memory/values/ and
+memory/relations/: two opens per reduce task for each value_index task).
 
 `Layout` holds the two counts: entity partitions (`engine.partitions`, the reduce tasks) and
 index partitions (`engine.index_partitions`, the value_index tasks, by a hash of the relation
@@ -27,7 +32,10 @@ file).
 
 One reduce task per partition gathers that partition's statements from every map task, merges
 them per entity (one record combines statements from many sources) and writes them sorted, so
-the result does not depend on how many map tasks there were. Links between entities (a
+the result does not depend on how many map tasks there were. The statements stream through
+data_synthesis.memory.RecordBuilder: a hub entity's record keeps a sample, and past twice its
+size the builder keeps only that sample and aggregates, so a hub's statements - which grow
+with the corpus - are never all held. Links between entities (a
 statement whose value names another entity, or a sentence that mentions one) are stored in each
 record; multi-hop walks follow them with one look-up per hop, never a scan.
 
@@ -58,7 +66,15 @@ from data_synthesis.engine.io import (
     write_json,
 )
 from data_synthesis.engine.lookup import HashedTableWriter, SizedCache, Tables, write_table
-from data_synthesis.engine.shuffle import merge_block, partition_lines, shuffle_files, write_grouped
+from data_synthesis.engine.shuffle import (
+    ShuffleFile,
+    merge_block,
+    partition_lines,
+    shuffle_files,
+    write_grouped,
+)
+
+FORMAT = 2  # the memory's shuffle files' layout (run fingerprint); 2: one index_rows file
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,8 @@ def value_key(value: dict) -> str:
 
 # The shuffle files' names under memory/: the statements are compressed (engine/shuffle.py:
 # written once, read once in order), the value and relation rows plain (merged side by side)
-SUFFIX = {"statements": ".jsonl.zst", "values": ".jsonl", "relations": ".jsonl"}
+SUFFIX = {"statements": ".jsonl.zst", "index_rows": ".jsonl"}
+VALUE_ROWS, RELATION_ROWS = 0, 1  # index partition I's rows are shuffle partitions 2I and 2I + 1
 
 
 def statements_file(out: Path, task: int) -> Path:
@@ -114,36 +131,31 @@ def statements_file(out: Path, task: int) -> Path:
     return Path(out) / "memory" / "statements" / f"t{task:05d}{SUFFIX['statements']}"
 
 
-def index_rows_file(out: Path, kind: str, partition: int) -> Path:
-    """Reduce task `partition`'s rows of the `kind` ("values", "relations") index."""
-    return Path(out) / "memory" / kind / f"p{partition:05d}{SUFFIX[kind]}"
+def index_rows_file(out: Path, partition: int) -> Path:
+    """Reduce task `partition`'s rows of the value and relation look-ups."""
+    return Path(out) / "memory" / "index_rows" / f"p{partition:05d}{SUFFIX['index_rows']}"
 
 
-def _streams(out: Path, folder: str, partition: int, merged: bool = False) -> list[Iterator[dict]]:
-    """Partition `partition`'s rows in each task's shuffle file of memory/`folder`, one lazy
-    stream per file, in task order. Read one after another, a file's range is read by the MiB
-    (opened once); `merged` (all read side by side) shares READ_MEMORY among them and holds
-    each file open while its range is read, when the open-files limit allows."""
-    files = shuffle_files(Path(out) / "memory" / folder, f"*{SUFFIX[folder]}")
-    block = merge_block(len(files)) if merged else 1 << 20
-    hold = not merged or allow_open_files(len(files))
-    return [map(json.loads, partition_lines(path, partition, block, hold)) for path in files]
+def _statements(out: Path, partition: int) -> Iterator[bytes]:
+    """Partition `partition`'s statements (JSON lines) of every map task, in task order: one
+    file after another, each range read by the MiB in one open."""
+    files = shuffle_files(Path(out) / "memory" / "statements", f"*{SUFFIX['statements']}")
+    return chain.from_iterable(partition_lines(path, partition, hold=True) for path in files)
 
 
-def _rows(out: Path, folder: str, partition: int) -> Iterator[dict]:
-    """Partition `partition`'s rows of every task, in task order."""
-    return chain.from_iterable(_streams(out, folder, partition))
-
-
-def _write_index_rows(out: Path, kind: str, partition: int, groups: dict, partitions: int):
-    """Reduce task `partition`'s rows of an index, `groups` {index partition: rows in order}."""
+def write_index_rows(out: Path, partition: int, values: dict, relations: dict, index: int):
+    """Reduce task `partition`'s rows of the look-ups, `values` and `relations` {index
+    partition: rows in order}, in one shuffle file of 2 x `index` partitions: index partition
+    I's value rows, then its relation rows, so a value_index task reads both in one open."""
+    groups = {2 * i + VALUE_ROWS: rows for i, rows in values.items()}
+    groups |= {2 * i + RELATION_ROWS: rows for i, rows in relations.items()}
     write_grouped(
-        index_rows_file(out, kind, partition),
-        partitions,
+        index_rows_file(out, partition),
+        2 * index,
         (
-            (index, (dumps(row) + "\n").encode("utf-8"))
-            for index in sorted(groups)
-            for row in groups[index]
+            (group, (dumps(row) + "\n").encode("utf-8"))
+            for group in sorted(groups)
+            for row in groups[group]
         ),
     )
 
@@ -152,101 +164,67 @@ def entities_file(out: Path, partition: int) -> Path:
     return Path(out) / "memory" / "entities" / f"p{partition:05d}.jsonl"
 
 
-def _statement_key(s: dict) -> tuple:
-    value = s.get("value") or {}
-    return (
-        str(s.get("source")),
-        tuple(s.get("span") or ()),
-        str(s.get("relation")),
-        str(value.get("text")),
-        str(s.get("sentence")),
-    )
-
-
-def build_entities(statements: list[dict]) -> tuple[list[dict], dict[str, str]]:
-    """Entity records from one partition's statements, and every original entity key -> the key
-    of the record it was merged into. Uses data_synthesis.memory.build_records (the method's
-    merge rules) on statements in a task-count-independent order (by source; a document's
-    statements always come from one task, in order)."""
-    statements = sorted(statements, key=lambda s: str(s.get("source")))
-    original = {id(s): s["entity"] for s in statements}
-    memory = _memory_module()
-    records = memory.build_records(statements)
-    canonical = {}
-    for record in records:
-        links = set(record.get("links") or [])
-        for s in record["statements"]:
-            canonical[original[id(s)]] = record["entity"]
-            links.update(s.get("mentions") or [])
-        links.discard(record["entity"])
-        record["links"] = sorted(links)
-    return records, canonical
-
-
-def _sample(items: list, cap: int, key) -> list:
-    """At most `cap` of `items` (kept in order), chosen by a stable hash of key(item)."""
-    if len(items) <= cap:
-        return items
-    chosen = set(sorted(range(len(items)), key=lambda i: stable_hash(key(items[i])))[:cap])
-    return [item for i, item in enumerate(items) if i in chosen]
-
-
-def cap_record(record: dict, cap: int) -> None:
-    """A hub entity (one named in thousands of documents) keeps a stable sample of `cap`
-    statements, sources and links (`counts`: the sizes before), so a record - and every task
-    that reads it - stays bounded as the corpus grows. The value and relation indexes are
-    built from all its statements before this."""
-    counts = {f: len(record[f]) for f in ("statements", "sources", "links")}
-    if max(counts.values()) <= cap:
-        return
-    record["statements"] = _sample(
-        record["statements"], cap, lambda s: f"{s.get('source')}|{s.get('span')}|{s['relation']}"
-    )
-    record["sources"] = _sample(record["sources"], cap, str)
-    record["links"] = _sample(record["links"], cap, str)
-    record["counts"] = counts  # the sizes before sampling
+def build_entities(statements, cap: int = 0) -> tuple[Iterator[tuple], dict[str, str]]:
+    """Entity records from one partition's statements (dicts or their JSON lines, any
+    iterable, read once; a line is held as bytes, about a fifth of its dict), handed out one
+    at a time, each with what the value index needs of all its statements ((relation key,
+    value key) pairs, the first numeric statement of each relation); and every original
+    entity key -> the key of the record it was merged into. data_synthesis.memory's
+    RecordBuilder applies the method's merge rules; a record's links also name the entities
+    its documents mention. With `cap`, a hub entity keeps a stable sample of `cap`
+    statements, sources and links (`counts`: the sizes before), and the builder holds about
+    twice that many of its statements, not all: the indexes still see every one."""
+    builder = _memory_module().RecordBuilder(cap)
+    for statement in statements:
+        if isinstance(statement, bytes):
+            builder.add(json.loads(statement), statement)
+        else:
+            builder.add(statement)
+    records = builder.records()
+    return records, builder.merged_into
 
 
 def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) -> dict:
     """Build partition `partition`'s entity records and offsets, and its entries of the
     relation index (numeric statements, for peers) and the value index (for find), grouped by
-    index partition; records are then capped at `cap` statements (cap_record; 0: never)."""
+    index partition; a hub's record keeps a sample of `cap` statements (0: all). Records are
+    written as they are built, none held."""
     out = Path(out)
-    records, canonical = build_entities(list(_rows(out, "statements", partition)))
+    records, canonical = build_entities(_statements(out, partition), cap)
     target = entities_file(out, partition)
     target.parent.mkdir(parents=True, exist_ok=True)
     offsets, position = {}, 0
+    counts = {"entities": 0, "statements": 0, "entities with 2+ sources": 0}
     tmp = target.with_name(target.name + ".tmp")
-    relation_rows: dict[int, list[dict]] = defaultdict(list)
+    peers: dict[int, PeerSample] = defaultdict(PeerSample)
     value_rows: dict[int, set] = defaultdict(set)
     with open(tmp, "wb") as handle:
-        for record in records:
-            seen_relations = set()
-            for s in record["statements"]:
-                value, rel = s.get("value") or {}, relation_key(s["relation"])
-                key = (rel, value_key(value))
+        for record, values, numeric in records:
+            for key in values:
                 value_rows[partition_of("|".join(key), layout.index)].add((*key, record["entity"]))
-                if value.get("number") is not None and rel not in seen_relations:
-                    seen_relations.add(rel)
-                    relation_rows[partition_of(rel, layout.index)].append(
-                        {"relation": rel, "type": record.get("type"), "statement": s}
-                    )
-            if cap:
-                cap_record(record, cap)
+            for s in numeric:
+                rel = relation_key(s["relation"])
+                peers[partition_of(rel, layout.index)].add(
+                    {"relation": rel, "type": record.get("type"), "statement": s}
+                )
             line = (dumps(record) + "\n").encode("utf-8")
             offsets[record["entity"]] = position
             handle.write(line)
             position += len(line)
+            counts["entities"] += 1
+            counts["statements"] += record.get("counts", {}).get(
+                "statements", len(record["statements"])
+            )
+            counts["entities with 2+ sources"] += len(record.get("sources", [])) >= 2
     relations = {
-        r: sorted(_peer_sample(rows), key=lambda row: (row["relation"], row["statement"]["entity"]))
-        for r, rows in relation_rows.items()
+        r: sorted(sample.rows(), key=lambda row: (row["relation"], row["statement"]["entity"]))
+        for r, sample in peers.items()
     }
-    _write_index_rows(out, "relations", partition, relations, layout.index)
     values = {
         v: ({"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows))
         for v, rows in value_rows.items()
     }
-    _write_index_rows(out, "values", partition, values, layout.index)
+    write_index_rows(out, partition, values, relations, layout.index)
     aliases = {k: v for k, v in canonical.items() if k != v}
     write_table(
         table_of(target),
@@ -257,13 +235,7 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
         {"offsets": offsets},
     )
     tmp.replace(target)
-    statements = sum(r.get("counts", {}).get("statements", len(r["statements"])) for r in records)
-    multi_source = sum(len(r.get("sources", [])) >= 2 for r in records)
-    return {
-        "entities": len(records),
-        "statements": statements,
-        "entities with 2+ sources": multi_source,
-    }
+    return counts
 
 
 def lookup_file(out: Path, kind: str, index: int) -> Path:
@@ -275,15 +247,26 @@ def table_of(path: Path) -> Path:
 
 
 def build_lookups(out: Path, index: int) -> dict:
-    """The value_index stage, one task per partition number: merge every reduce task's rows of
-    value partition `index` into one line per (relation, value) with its entities (and its
-    membership table: counts and (relation, value, entity) triples), and of
-    relation partition `index` into one line per relation with its peer sample (the
-    PEER_SAMPLE best of each type over all partitions); each file gets its look-up table."""
+    """The value_index stage, one task per index partition: merge every reduce task's value
+    rows of partition `index` into one line per (relation, value) with its entities (and its
+    membership table: counts and (relation, value, entity) triples), and its relation rows
+    into one line per relation with its peer sample (the PEER_SAMPLE best of each type over
+    all partitions); each file gets its look-up table. The value rows are merged side by
+    side, READ_MEMORY shared among the files; each file is held open from its value rows to
+    its relation rows (read after the merge, in task order) when the open-files limit allows
+    a file per reduce task - one open per reduce task's file."""
     out = Path(out)
-    counts = {"value keys": _merge_values(out, index)}
+    paths = shuffle_files(out / "memory" / "index_rows", f"*{SUFFIX['index_rows']}")
+    block, hold = merge_block(len(paths)), allow_open_files(len(paths))
+    files = [ShuffleFile(path, hold) for path in paths]
+    try:
+        counts = {"value keys": _merge_values(out, index, files, block)}
+        peers = _peer_sample(_relation_rows(files, index, block))
+    finally:
+        for file in files:
+            file.close()
     relations: dict[str, list[dict]] = defaultdict(list)
-    for row in _peer_sample(_rows(out, "relations", index)):
+    for row in peers:
         relations[row["relation"]].append(row)
     grouped = [{"relation": relation, "rows": rows} for relation, rows in sorted(relations.items())]
     counts["relations"] = len(grouped)
@@ -295,12 +278,20 @@ def members_of(path: Path) -> Path:
     return path.with_name(path.name.replace(".jsonl", ".members.table.npy"))
 
 
-def _value_rows(out: Path, index: int) -> Iterator[tuple[str, str, str]]:
-    """Value partition `index`'s (relation, value, entity) rows of every reduce task, merged in
-    order: each task wrote its rows sorted, so nothing is held but a row per task."""
+def _relation_rows(files: list[ShuffleFile], index: int, block: int) -> Iterator[dict]:
+    """Index partition `index`'s relation rows of every reduce task, in task order; each file
+    closed once read."""
+    for file in files:
+        yield from map(json.loads, file.lines(2 * index + RELATION_ROWS, block))
+        file.close()
+
+
+def _value_rows(files: list[ShuffleFile], index: int, block: int) -> Iterator[tuple[str, str, str]]:
+    """Index partition `index`'s (relation, value, entity) rows of every reduce task, merged in
+    order: each task wrote its rows sorted, so nothing is held but a block per task."""
     streams = (
-        ((row["relation"], row["value"], row["entity"]) for row in stream)
-        for stream in _streams(out, "values", index, merged=True)
+        ((row["relation"], row["value"], row["entity"]) for row in map(json.loads, lines))
+        for lines in (file.lines(2 * index + VALUE_ROWS, block) for file in files)
     )
     previous = None
     for row in heapq.merge(*streams):
@@ -309,7 +300,7 @@ def _value_rows(out: Path, index: int) -> Iterator[tuple[str, str, str]]:
         previous = row
 
 
-def _merge_values(out: Path, index: int) -> int:
+def _merge_values(out: Path, index: int, files: list[ShuffleFile], block: int) -> int:
     """The values look-up of partition `index`: one line per (relation, value) with its sorted
     entities (as `dumps` writes it), its table, and the membership table (each key's count and
     each (relation, value, entity) triple). Lines are written while the rows stream by, and the
@@ -324,7 +315,8 @@ def _merge_values(out: Path, index: int) -> int:
     table, members = HashedTableWriter(table_of(path)), HashedTableWriter(members_of(path))
     keys = 0
     with open(tmp, "wb") as handle:
-        for (relation, value), group in groupby(_value_rows(out, index), key=lambda r: r[:2]):
+        rows = _value_rows(files, index, block)
+        for (relation, value), group in groupby(rows, key=lambda r: r[:2]):
             key = f"{relation}|{value}"
             table.add(stable_hash(key), handle.tell())
             handle.write(b'{"entities": [')
@@ -364,21 +356,37 @@ def _peer_rank(statement: dict) -> tuple:
     return (-stable_hash(statement["entity"] + "|" + sid), statement["entity"], sid)
 
 
-def _peer_sample(rows) -> list[dict]:
+class PeerSample:
     """The PEER_SAMPLE rows of each (relation, type) that peers() could choose, best first: its
     sample is the top of that order over all partitions, so it is inside the union of each
     partition's top - exact, while a common relation's rows no longer grow with the corpus.
-    `rows` may be a stream (the value_index stage reads every reduce task's rows): a bounded
-    heap per group keeps the memory independent of how many rows there are."""
-    heaps: dict[tuple, list] = defaultdict(list)
-    for n, row in enumerate(rows):
-        heap = heaps[(row["relation"], str(row["type"]))]
-        item = (_peer_rank(row["statement"]), n, row)
+    Rows are added one at a time (a reduce task's records as they are built, the value_index
+    stage's rows of every reduce task): a bounded heap per group keeps the memory
+    independent of how many rows there are."""
+
+    def __init__(self):
+        self._heaps: dict[tuple, list] = defaultdict(list)
+        self._added = 0
+
+    def add(self, row: dict) -> None:
+        heap = self._heaps[(row["relation"], str(row["type"]))]
+        item = (_peer_rank(row["statement"]), self._added, row)
+        self._added += 1
         if len(heap) < PEER_SAMPLE:
             heapq.heappush(heap, item)
         elif item[:2] > heap[0][:2]:
             heapq.heapreplace(heap, item)
-    return [row for _, heap in sorted(heaps.items()) for *_, row in sorted(heap, reverse=True)]
+
+    def rows(self) -> list[dict]:
+        heaps = sorted(self._heaps.items())
+        return [row for _, heap in heaps for *_, row in sorted(heap, reverse=True)]
+
+
+def _peer_sample(rows) -> list[dict]:
+    sample = PeerSample()
+    for row in rows:
+        sample.add(row)
+    return sample.rows()
 
 
 def _write_lines(path: Path, rows: list[dict]) -> list[int]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from datatrove.pipeline.base import PipelineStep
 
 from data_synthesis.config import PipelineConfig
-from data_synthesis.engine import tasks
+from data_synthesis.engine import memory_store, tasks
 from data_synthesis.engine.dedup import dedup_jobs
 from data_synthesis.engine.fingerprint import check_or_record, run_identity
 from data_synthesis.engine.io import InputFile, describe, input_files
@@ -122,6 +122,7 @@ def make_plan(
         {
             "partitions": partitions,
             "index_partitions": index_partitions,
+            "memory_format": memory_store.FORMAT,
             "trajectories": trajectories,
         },
     )

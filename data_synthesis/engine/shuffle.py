@@ -7,7 +7,8 @@ offset[p + 1]) of what follows it). A partition's reader takes its range from ea
 file, in task order, so it sees the rows exactly as a file per (task, partition) would have
 held them. The offsets are in the file itself, so a reader opens one file per range: they
 were a `.index.npy` beside it until 2026-12-05, two opens per range (at 1 TB the value index
-stage reads 16.8M ranges, the memory reduce as many).
+stage reads 16.8M ranges, the memory reduce as many). `ShuffleFile` reads several ranges of a
+file in one open (a value_index task's value and relation rows of a reduce task).
 
 Why not a file per (task, partition): that makes tasks x partitions files and a writer with a
 file open per partition. The 1 TB plan (1,024 map tasks, 16,384 partitions) would have written
@@ -173,32 +174,126 @@ def shuffle_files(folder: Path, pattern: str = "*.jsonl") -> list[Path]:
     return sorted(folder.glob(pattern)) if folder.is_dir() else []
 
 
-def _range(handle, path: Path, partition: int) -> tuple[int, int]:
-    """Partition `partition`'s byte range in an open shuffle file, from its header."""
-    head = os.pread(handle.fileno(), _COUNT.size, 0)
-    if len(head) < _COUNT.size or head[:8] != MAGIC:
-        raise ValueError(f"{path}: not a shuffle file (no {MAGIC.decode()} header)")
-    partitions = _COUNT.unpack(head)[1]
-    if not 0 <= partition < partitions:
-        raise ValueError(f"{path}: partition {partition} not in [0, {partitions})")
-    offsets = os.pread(handle.fileno(), 16, _COUNT.size + 8 * partition)
-    start, stop = (header_size(partitions) + int(o) for o in np.frombuffer(offsets, np.uint64))
-    return start, stop
+class ShuffleFile:
+    """One task's shuffle file, read a range at a time. Its header's partition count is read
+    once. With `hold` the file stays open from its first read to `close()`, so the ranges of
+    several partitions cost one open (a value_index task reads a reduce task's value rows, then
+    its relation rows). Without it the file is open only while the header and a block are
+    read: a merge of more files than the open-files limit allows."""
+
+    def __init__(self, path: Path, hold: bool = True):
+        self.path, self.hold = Path(path), hold
+        self._handle = None
+        self._partitions = 0
+
+    def _fd(self) -> int:
+        if self._handle is None:
+            self._handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 - see close()
+        return self._handle.fileno()
+
+    def _release(self) -> None:
+        if not self.hold:
+            self.close()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> ShuffleFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def span(self, partition: int) -> tuple[int, int]:
+        """Partition `partition`'s byte range, from the header (the file left open)."""
+        fd = self._fd()
+        if not self._partitions:
+            head = os.pread(fd, _COUNT.size, 0)
+            if len(head) < _COUNT.size or head[:8] != MAGIC:
+                raise ValueError(f"{self.path}: not a shuffle file (no {MAGIC.decode()} header)")
+            self._partitions = _COUNT.unpack(head)[1]
+        if not 0 <= partition < self._partitions:
+            raise ValueError(f"{self.path}: partition {partition} not in [0, {self._partitions})")
+        offsets = np.frombuffer(os.pread(fd, 16, _COUNT.size + 8 * partition), np.uint64)
+        start, stop = (header_size(self._partitions) + int(o) for o in offsets)
+        return start, stop
+
+    def read(self, partition: int) -> bytes:
+        """Partition `partition`'s bytes, read whole."""
+        try:
+            start, stop = self.span(partition)
+            data = os.pread(self._fd(), stop - start, start) if stop > start else b""
+        finally:
+            self._release()
+        if len(data) != stop - start:
+            raise EOFError(
+                f"{self.path}: {stop - start - len(data)} bytes missing at offset {start}"
+            )
+        return data
+
+    def blocks(self, partition: int, block: int) -> Iterator[bytes]:
+        """Partition `partition`'s bytes, `block` at a time (decompressed, for a `.zst` file:
+        at most `block` bytes of text each, whatever the compression ratio); the header and
+        the first block are read in one open when the file is not held."""
+        try:
+            start, stop = self.span(partition)
+            source = _RangeSource(self, start, stop)
+            if _compressed(self.path):
+                inflate = zstandard.ZstdDecompressor().stream_reader(
+                    source, read_size=block, read_across_frames=True, closefd=False
+                )
+                while more := inflate.read(block):
+                    yield more
+            else:
+                while more := source.read(block):
+                    yield more
+        finally:
+            self._release()
+
+    def lines(self, partition: int, block: int = 1 << 20) -> Iterator[bytes]:
+        """Partition `partition`'s lines, read `block` bytes at a time and cut one at a time."""
+        data, at = b"", 0
+        for more in self.blocks(partition, block):
+            data, at = data[at:] + more, 0
+            while (end := data.find(b"\n", at)) >= 0:
+                yield data[at:end]
+                at = end + 1
+        if at < len(data):
+            raise ValueError(f"{self.path}: partition {partition} does not end with a newline")
+
+
+class _RangeSource:
+    """Bytes [start, stop) of a ShuffleFile as a file-like `read` (zstd's stream reader reads
+    from it), one pread per call."""
+
+    def __init__(self, file: ShuffleFile, start: int, stop: int):
+        self.file, self.at, self.stop = file, start, stop
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.stop - self.at if size < 0 else min(size, self.stop - self.at)
+        if size <= 0:
+            return b""
+        more = os.pread(self.file._fd(), size, self.at)
+        self.file._release()
+        if not more:
+            raise EOFError(
+                f"{self.file.path}: {self.stop - self.at} bytes missing at offset {self.at}"
+            )
+        self.at += len(more)
+        return more
 
 
 def partition_range(path: Path, partition: int) -> tuple[int, int]:
-    with open(path, "rb", buffering=0) as handle:
-        return _range(handle, path, partition)
+    with ShuffleFile(path) as file:
+        return file.span(partition)
 
 
 def partition_bytes(path: Path, partition: int) -> bytes:
     """Partition `partition`'s bytes in one task's file, read whole (one open)."""
-    with open(path, "rb", buffering=0) as handle:
-        start, stop = _range(handle, path, partition)
-        data = os.pread(handle.fileno(), stop - start, start) if stop > start else b""
-    if len(data) != stop - start:
-        raise EOFError(f"{path}: {stop - start - len(data)} bytes missing at offset {start}")
-    return data
+    with ShuffleFile(path) as file:
+        return file.read(partition)
 
 
 def partition_lines(
@@ -209,46 +304,9 @@ def partition_lines(
     The file is open while its header and first block are read and then only while a block
     is read, unless `hold` (a read of one file after another, or a merge whose open-files
     limit allows a file per stream): then from the header to the range's last block, one
-    open per range instead of one per block - at 1 TB a value_index task's range of each
-    reduce task's file is 16 blocks."""
-    handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by _blocks
-    try:
-        start, stop = _range(handle, path, partition)
-    except BaseException:
-        handle.close()
-        raise
-    data, at = b"", 0
-    for more in _blocks(path, (start, stop), block, handle, hold):
-        data, at = data[at:] + more, 0
-        while (end := data.find(b"\n", at)) >= 0:
-            yield data[at:end]
-            at = end + 1
-    if at < len(data):
-        raise ValueError(f"{path}: partition {partition} does not end with a newline")
-
-
-def _blocks(path: Path, span: tuple[int, int], block: int, handle, hold: bool) -> Iterator[bytes]:
-    """Bytes [start, stop) of `path`, `block` at a time (decompressed, for a `.zst` file), the
-    first from `handle` (the file open, closed here); reopened for each later block unless
-    `hold`."""
-    start, stop = span
-    try:
-        inflate = None
-        if _compressed(path):
-            inflate = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
-        while start < stop:
-            handle = handle or open(path, "rb", buffering=0)
-            more = os.pread(handle.fileno(), min(block, stop - start), start)
-            if not hold:
-                handle.close()
-                handle = None
-            if not more:
-                raise EOFError(f"{path}: {stop - start} bytes missing at offset {start}")
-            start += len(more)
-            yield inflate.decompress(more) if inflate else more
-    finally:
-        if handle is not None:
-            handle.close()
+    open per range instead of one per block. Closed once the range is read."""
+    with ShuffleFile(path, hold) as file:
+        yield from file.lines(partition, block)
 
 
 def merge_block(files: int) -> int:

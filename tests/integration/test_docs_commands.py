@@ -115,7 +115,10 @@ BENCH_TASK_START = Covered(
     "tests/unit/test_fingerprint.py::test_a_task_touches_only_its_own_input_files"
 )
 BENCH_VALUE_INDEX = Covered(
-    "tests/unit/test_memory_store.py::test_a_value_index_task_opens_each_reduce_file_once_per_kind"
+    "tests/unit/test_memory_store.py::test_a_value_index_task_opens_each_reduce_file_once"
+)
+BENCH_MEMORY_HUB = Covered(
+    "tests/unit/test_memory_store.py::test_the_hub_benchmark_runs_and_its_reduce_stays_small"
 )
 
 COMMANDS: dict[str, Run | Covered | NotRun] = {
@@ -272,6 +275,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "/tmp/bvi": BENCH_VALUE_INDEX,
     "python benchmarks/bench_value_index.py --reduce-tasks 16384 --range-kb 4 64 --work "
     "/tmp/bvi --code /tmp/base": BENCH_VALUE_INDEX,
+    "python benchmarks/bench_memory_hub.py --statements 50000 200000 800000 --work /tmp/bmh": (
+        BENCH_MEMORY_HUB
+    ),
+    "python benchmarks/bench_memory_hub.py --statements 50000 200000 800000 --work /tmp/bmh "
+    "--code /tmp/base": BENCH_MEMORY_HUB,
     "python benchmarks/bench_submit.py --sizes-mb 1000 --files 400 --work /tmp/bench_submit400": (
         BENCH_SUBMIT
     ),

@@ -171,7 +171,7 @@ def test_a_finished_run_reruns_after_its_intermediate_folders_are_deleted(run, c
 
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    for folder in ("memory/statements", "memory/values", "memory/relations", "docs", "dedup"):
+    for folder in ("memory/statements", "memory/index_rows", "docs", "dedup"):
         shutil.rmtree(copy / folder)
     args = ["pipeline", "--input", str(corpus), "--output", str(copy), "--partitions", "2"]
     assert main(args) == 0

@@ -89,3 +89,26 @@ def test_a_task_touches_only_its_own_input_files(tmp_path):
         calls
     )
     assert "| 300 | map task | " in done.stdout
+
+
+def test_a_run_written_with_another_memory_layout_is_refused(tmp_path):
+    """The memory's shuffle files changed layout on 2026-12-05 (memory/values/ and
+    memory/relations/ became memory/index_rows/): a run directory started by older code, whose
+    fingerprint lacks `memory_format`, is refused with the difference named - resumed, its
+    value_index stage would have found no rows to read."""
+    from data_synthesis.config import PipelineConfig
+    from data_synthesis.engine import memory_store
+    from data_synthesis.engine.fingerprint import fingerprint
+    from data_synthesis.engine.runner import make_plan
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "text": "Vienna is a city."}) + "\n")
+    make_plan(PipelineConfig(), tmp_path / "out", [str(corpus)])
+    manifest = tmp_path / "out" / "run.json"
+    recorded = json.loads(manifest.read_text())
+    assert recorded["identity"]["memory_format"] == memory_store.FORMAT
+    del recorded["identity"]["memory_format"]  # as older code recorded it
+    recorded["fingerprint"] = fingerprint(recorded["identity"])
+    manifest.write_text(json.dumps(recorded))
+    with pytest.raises(FingerprintMismatch, match=rf"memory_format: None -> {memory_store.FORMAT}"):
+        make_plan(PipelineConfig(), tmp_path / "out", [str(corpus)])

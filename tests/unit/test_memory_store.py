@@ -19,17 +19,17 @@ import pytest
 from data_synthesis.engine.io import stable_hash
 from data_synthesis.engine.memory_store import (
     PEER_SAMPLE,
+    RELATION_ROWS,
     Layout,
     PartitionedMemory,
     build_entities,
     build_lookups,
-    cap_record,
     entity_partition,
-    index_rows_file,
     reduce_partition,
     statements_file,
+    write_index_rows,
 )
-from data_synthesis.engine.shuffle import ShuffleWriter, partition_lines, write_grouped
+from data_synthesis.engine.shuffle import ShuffleWriter, partition_lines
 
 
 def _statement(entity: str, source: str, number: float, relation: str = "has a population of"):
@@ -49,24 +49,200 @@ def _statement(entity: str, source: str, number: float, relation: str = "has a p
     }
 
 
+def _records(statements, cap=0) -> dict[str, dict]:
+    return {record["entity"]: record for record, _, _ in build_entities(statements, cap)[0]}
+
+
 def test_a_hub_entity_keeps_a_stable_bounded_sample():
     hub = [_statement("europe", f"doc-{i:04d}", i) for i in range(300)]
     small = [_statement("iceland", "doc-9999", 5)]
-    records, _ = build_entities(hub + small)
-    for record in records:
-        cap_record(record, 40)
-    by_key = {r["entity"]: r for r in records}
-    record = by_key["europe"]
+    by_key = _records(json.loads(json.dumps(s)) for s in hub + small)
+    assert len(by_key["europe"]["statements"]) == 300  # no cap: everything kept
+    record = _records([json.loads(json.dumps(s)) for s in hub + small], cap=40)["europe"]
     assert len(record["statements"]) == 40 and len(record["sources"]) == 40
     assert record["counts"] == {"statements": 300, "sources": 300, "links": 7}
-    assert "counts" not in by_key["iceland"]  # under the cap: untouched
+    assert "counts" not in _records(small, cap=40)["iceland"]  # under the cap: untouched
     shuffled = hub[:]
     random.Random(0).shuffle(shuffled)
-    again, _ = build_entities([json.loads(json.dumps(s)) for s in shuffled + small])
-    hub_again = next(r for r in again if r["entity"] == "europe")
-    assert len(hub_again["statements"]) == 300  # build_entities itself keeps everything
-    cap_record(hub_again, 40)
-    assert hub_again == record  # the same sample whatever the input order
+    again = _records([json.loads(json.dumps(s)) for s in shuffled + small], cap=40)
+    assert again["europe"] == record  # the same sample whatever the input order
+
+
+def _reference_entities(statements: list[dict], cap: int) -> tuple[list, dict]:
+    """The records as the reduce built them until 2026-12-05, every statement of the partition
+    held: sorted by source, merged by build_records' rules, mentions added to the links, then
+    sampled (cap_record); with each record's value keys and first numeric statement per
+    relation, from all its statements."""
+    from collections import Counter, defaultdict
+
+    from data_synthesis.memory import _names_a_type, alias_key, relation_key, value_key
+
+    def sample(items, key):
+        if len(items) <= cap:
+            return items
+        chosen = set(sorted(range(len(items)), key=lambda i: stable_hash(key(items[i])))[:cap])
+        return [item for i, item in enumerate(items) if i in chosen]
+
+    statements = sorted(statements, key=lambda s: str(s["source"]))
+    by_key = defaultdict(list)
+    for s in statements:
+        by_key[s["entity"]].append(s)
+    alias = defaultdict(list)
+    for key in by_key:
+        alias[alias_key(key)].append(key)
+    canonical = {}
+    for keys in alias.values():
+        best = max(keys, key=lambda k: (len(by_key[k]), -len(k), k))
+        canonical.update({k: best for k in keys})
+    merged = defaultdict(list)
+    for key, group in by_key.items():
+        merged[canonical[key]].extend(group)
+    out = []
+    for key in sorted(merged):
+        group = sorted(merged[key], key=lambda s: (s["source"], s["span"][0], s["relation"]))
+        for s in group:
+            s["entity"] = key
+            target = s["value"].get("entity")
+            if target and alias_key(target) in alias:
+                s["value"]["entity"] = canonical[alias[alias_key(target)][0]]
+        names = Counter(s["entity_name"] for s in group)
+        types = Counter(s["value"]["text"].split()[-1] for s in group if s["relation"] == "is a")
+        links = {s["value"]["entity"] for s in group if s["value"].get("entity") in merged}
+        links |= {m for s in group for m in s.get("mentions") or []}
+        links.discard(key)
+        record = {
+            "id": key,
+            "entity": key,
+            "entity_name": names.most_common(1)[0][0],
+            "names": sorted(names),
+            "type": types.most_common(1)[0][0] if types else None,
+            "statements": group,
+            "sources": sorted({s["source"] for s in group}),
+            "links": sorted(links),
+        }
+        values = {(relation_key(s["relation"]), value_key(s["value"])) for s in group}
+        numeric, seen = [], set()
+        for s in group:
+            if s["value"].get("number") is not None and relation_key(s["relation"]) not in seen:
+                seen.add(relation_key(s["relation"]))
+                numeric.append(s)
+        out.append((record, values, numeric))
+    records = {record["entity"]: record for record, _, _ in out}
+    inferred = defaultdict(Counter)
+    for record in records.values():
+        for s in record["statements"]:
+            target = s["value"].get("entity")
+            if target in records and target != record["entity"]:
+                if _names_a_type(s["relation"].split()):
+                    inferred[target][s["relation"].split()[-1]] += 1
+    for key, counts in inferred.items():
+        if records[key]["type"] is None:
+            records[key]["type"] = counts.most_common(1)[0][0]
+    for record, _, _ in out:
+        counts = {f: len(record[f]) for f in ("statements", "sources", "links")}
+        if cap and max(counts.values()) > cap:
+            record["statements"] = sample(
+                record["statements"], lambda s: f"{s['source']}|{s['span']}|{s['relation']}"
+            )
+            record["sources"] = sample(record["sources"], str)
+            record["links"] = sample(record["links"], str)
+            record["counts"] = counts
+    return out, canonical
+
+
+def _random_partition(rng: random.Random, hub_statements: int) -> list[dict]:
+    """Statements as extraction writes them, in task order: a hub ("europe", also named
+    "europe mountains" - a generic word, so both merge), aliases ("danube" / "danube river"),
+    values naming other entities (some of another partition), "is a" and noun relations
+    (types), numbers, mentions, ties of (source, span, relation) and a document id seen twice
+    apart."""
+    entities = ["europe", "europe mountains", "danube", "danube river", "vienna", "iceland"]
+    entities += [f"town {i}" for i in range(30)]
+    relations = ["is a", "capital", "lies on", "has a population of", "was founded in", "borders"]
+    docs = [f"doc-{i:05d}" for i in range(hub_statements // 3 + 20)]
+    docs.append(docs[3])  # a document id seen again, later
+    statements = []
+    for doc in docs:
+        for n in range(rng.randint(1, 6)):
+            hub = rng.random() < 0.7
+            entity = rng.choice(entities[:2] if hub else entities[2:])
+            relation = rng.choice(relations)
+            value = {"entity": None, "number": None, "text": "", "type": "text"}
+            if relation == "is a":
+                value["text"] = rng.choice(["a city", "a river", "the continent"])
+            elif relation in ("has a population of", "was founded in"):
+                number = rng.randint(1, 50)
+                value.update(number=number, text=str(number), type="number")
+            else:
+                target = rng.choice(entities + ["atlantis", "the danube"])
+                value.update(entity=target.replace("the ", ""), text=target, type="entity")
+            span = [rng.choice([0, 10]), 40]  # some share a span
+            statements.append(
+                {
+                    "entity": entity,
+                    "entity_name": entity.title() if rng.random() < 0.8 else entity.upper(),
+                    "id": f"{doc}@{n}",
+                    "mentions": rng.sample(entities, 2),
+                    "relation": relation,
+                    "sentence": f"{entity} {relation} {value['text']}.",
+                    "source": doc,
+                    "span": span,
+                    "value": value,
+                }
+            )
+    return statements
+
+
+@pytest.mark.parametrize("lines", [False, True])  # the reduce hands the builder JSON lines
+@pytest.mark.parametrize("cap", [0, 8, 40])
+@pytest.mark.parametrize("seed", range(4))
+def test_records_built_while_streaming_equal_those_built_from_every_statement(cap, seed, lines):
+    """The reduce builds records with data_synthesis.memory.RecordBuilder, which holds at most
+    2 x cap statements of a key (a hub's others are folded into counts and sets as they
+    arrive). Records, merges, the value index's keys and the first numeric statement of each
+    relation are what holding every statement gave (the reference: the code before
+    2026-12-05), on partitions with hubs, aliases, ties and a document id seen twice."""
+    rng = random.Random(seed)
+    statements = _random_partition(rng, hub_statements=300)
+    expected, expected_canonical = _reference_entities(json.loads(json.dumps(statements)), cap)
+    given = [json.dumps(s).encode() if lines else json.loads(json.dumps(s)) for s in statements]
+    records, canonical = build_entities(given, cap)
+    built = list(records)
+    assert canonical == expected_canonical
+    assert [json.dumps(r, sort_keys=True) for r, _, _ in built] == [
+        json.dumps(r, sort_keys=True) for r, _, _ in expected
+    ]
+    for (_, values, numeric), (_, expected_values, expected_numeric) in zip(built, expected):
+        assert values == expected_values and numeric == expected_numeric
+    if cap:
+        hub = next(r for r, _, _ in built if r["entity"] in ("europe", "europe mountains"))
+        assert len(hub["statements"]) == cap < hub["counts"]["statements"]
+
+
+def test_a_hub_is_built_in_memory_that_does_not_grow_with_its_statements():
+    """A hub's statements stream through the builder: past 2 x cap it keeps a sample and
+    aggregates (8 bytes per document for the source count), so peak traced memory for 4x
+    the statements grows by under 64 bytes per statement; holding them, as the reduce did
+    until 2026-12-05, cost about 1,950 (benchmarks/bench_memory_hub.py: 1.9 GB of RSS for
+    800,000 statements)."""
+    import tracemalloc
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_memory_hub import _statement
+
+    def build(n: int) -> int:
+        tracemalloc.start()
+        statements = (json.loads(json.dumps(_statement(i))) for i in range(n))
+        records, _ = build_entities(statements, cap=64)
+        ((record, _, _),) = list(records)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert record["counts"]["statements"] == n and len(record["statements"]) == 64
+        return peak
+
+    build(200)  # imports and caches
+    small, large = build(4_000), build(16_000)
+    assert (large - small) / 12_000 < 64, (small, large)
 
 
 def _write_statements(out, statements: list[dict], partitions: int, task: int = 0) -> None:
@@ -93,9 +269,9 @@ def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path, in
     )
     kept = sum(
         1
-        for path in (tmp_path / "memory" / "relations").rglob("p*.jsonl")
+        for path in (tmp_path / "memory" / "index_rows").rglob("p*.jsonl")
         for index in range(index_partitions)
-        for _ in partition_lines(path, index)
+        for _ in partition_lines(path, 2 * index + RELATION_ROWS)
     )
     assert (
         kept <= partitions * PEER_SAMPLE < len(statements)
@@ -248,14 +424,8 @@ def _value_partition(out, reduce_tasks: int, hub: int) -> None:
     for task in range(reduce_tasks):
         rows = [(rel, "city", f"city {task}-{i:07d}") for i in range(hub // reduce_tasks)]
         rows += [(rel, f"rare {task}-{k}", f"town {task}-{k}") for k in range(200 // reduce_tasks)]
-        write_grouped(
-            index_rows_file(out, "values", task),
-            1,
-            (
-                (0, (json.dumps({"relation": a, "value": b, "entity": c}) + "\n").encode())
-                for a, b, c in sorted(rows)
-            ),
-        )
+        values = ({"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows))
+        write_index_rows(out, task, {0: values}, {}, 1)
 
 
 def test_the_value_index_streams_a_common_values_list(tmp_path, monkeypatch):
@@ -263,10 +433,10 @@ def test_the_value_index_streams_a_common_values_list(tmp_path, monkeypatch):
     the reduce tasks' sorted rows stream by, and sorts its tables' pairs on disk, instead of
     holding every (relation, value, entity) of the partition (before: 1.56x RSS from 10 MB to
     1 GB) or 16 bytes per pair and a sort's copies (until 2026-12-05: 665 MB at 1 TB's shape).
-    With the writer's chunk and merge memory set small, peak traced memory for 4x the hub
-    grows by less than the 16 bytes per entity that holding its pairs would cost (by about 10
-    here: the merge reads at least 1,024 pairs per run, engine/sort.py), and the look-ups still
-    find, count and check every entity."""
+    With the writer's chunk and merge memory set small, peak traced memory from 80,000 to
+    160,000 entities grows by under 2 bytes per entity, where holding the pairs would cost 16
+    (from 20,000 to 80,000 it grows by about 10: the 20 files' ranges grow to their read
+    block, 64 KB each), and the look-ups still find, count and check every entity."""
     import tracemalloc
 
     from data_synthesis.engine.lookup import HashedTableWriter
@@ -274,7 +444,7 @@ def test_the_value_index_streams_a_common_values_list(tmp_path, monkeypatch):
     monkeypatch.setattr(HashedTableWriter, "CHUNK", 4096)
     monkeypatch.setattr(HashedTableWriter, "MEMORY", 1 << 18)
     peaks = {}
-    for hub in (20_000, 80_000):
+    for hub in (20_000, 80_000, 160_000):
         out = tmp_path / str(hub)
         _value_partition(out, 20, hub)
         tracemalloc.start()
@@ -286,17 +456,18 @@ def test_the_value_index_streams_a_common_values_list(tmp_path, monkeypatch):
         assert memory.has("city 19-0000001", "is a", "city")
         assert memory.find("is a", "rare 0-3") == ["town 0-3"]
     assert (peaks[80_000] - peaks[20_000]) / 60_000 < 16, peaks
+    assert (peaks[160_000] - peaks[80_000]) / 80_000 < 2, peaks
 
 
 @pytest.mark.skipif(
     not shutil.which("strace"), reason="bench_value_index.py counts calls by strace"
 )
-def test_a_value_index_task_opens_each_reduce_file_once_per_kind(tmp_path):
+def test_a_value_index_task_opens_each_reduce_file_once(tmp_path):
     """benchmarks/bench_value_index.py with 64 reduce files of 256 KB each for the task (4 read
-    blocks per range in a merge of 64): the task opens each reduce task's value file once and
-    its relation file once - 2 opens per reduce task, however many blocks its range takes
-    (until 2026-12-05 it opened an index beside each file twice and reopened the value file for
-    every block: 10 per reduce task here)."""
+    blocks per range in a merge of 64): the task opens each reduce task's file once, for its
+    value rows and its relation rows, however many blocks its range takes (until 2026-12-05 it
+    opened an index beside each file twice and reopened the value file for every block: 10
+    per reduce task here; then a value file and a relation file: 2)."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_value_index.py"
     command = [sys.executable, str(script), "--reduce-tasks", "64", "--range-kb", "256"]
     done = subprocess.run(
@@ -304,6 +475,21 @@ def test_a_value_index_task_opens_each_reduce_file_once_per_kind(tmp_path):
     )
     (result,) = json.loads(done.stdout[: done.stdout.rindex("]") + 1])
     outputs = 40  # the look-up files and tables the task writes, and their sorted runs
-    assert result["calls"]["open"] <= 2 * 64 + outputs, result
+    assert result["calls"]["open"] <= 64 + outputs, result
     assert result["calls"]["read"] >= 4 * 64, result  # the range did take several blocks
     assert result["value keys"] > 100 and "| 64 | 256 KB | " in done.stdout
+
+
+def test_the_hub_benchmark_runs_and_its_reduce_stays_small(tmp_path):
+    """benchmarks/bench_memory_hub.py (docs/benchmarks.md, "Hub entities") at 20,000 and 80,000
+    statements of one entity: the reduce's peak RSS grows by less than 40 MB for the 60,000
+    more (holding them took about 2.3 KB each: 140 MB), and every statement is counted."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_memory_hub.py"
+    command = [sys.executable, str(script), "--statements", "20000", "80000"]
+    done = subprocess.run(
+        [*command, "--work", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    small, large = json.loads(done.stdout[: done.stdout.rindex("]") + 1])
+    assert small["statements"] == 20_000 and large["statements"] == 80_000
+    assert large["peak_rss_mb"] - small["peak_rss_mb"] < 40, done.stdout
+    assert "| 80,000 | 1 |" in done.stdout
