@@ -35,9 +35,10 @@ them per entity (one record combines statements from many sources) and writes th
 the result does not depend on how many map tasks there were. The statements stream through
 data_synthesis.memory.RecordBuilder: a hub entity's record keeps a sample, and past twice its
 size the builder keeps only that sample and aggregates, so a hub's statements - which grow
-with the corpus - are never all held. Links between entities (a
-statement whose value names another entity, or a sentence that mentions one) are stored in each
-record; multi-hop walks follow them with one look-up per hop, never a scan.
+with the corpus - are never all held; the others are held as JSON lines, and records are
+written as they are built. Links between entities (a statement whose value names another
+entity, or a sentence that mentions one) are stored in each record; multi-hop walks follow
+them with one look-up per hop, never a scan.
 
 Every look-up (an entity, the entities with a relation/value, the peers of a relation) is a
 binary search in a table of 64-bit key hashes (one block read, engine/lookup.py) and one

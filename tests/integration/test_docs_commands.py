@@ -219,6 +219,14 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--stages extract memory value_index questions reasoning": NotRun(
         "benchmark: every task of extract..reasoning at 10 and 100 MB, ~4 minutes on 2 cores"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --stages extract memory "
+    "--work /tmp/bs": NotRun(
+        "benchmark: extract and memory at 10 and 100 MB from one checkout, ~5 minutes on 2 cores "
+        "(the 1 MB form of the benchmark is run by "
+        "test_scaling_benchmark_measures_every_task_of_each_stage)"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --stages extract memory "
+    "--work /tmp/bs": NotRun("benchmark: extract and memory at 1 GB, ~25 minutes on 2 cores"),
     "python -m cProfile -m data_synthesis questions ... --rank 0": TEMPLATE,
     "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 2 --work /tmp/bs": NotRun(
         "benchmark: every stage at 100 MB, ~30 minutes on 2 cores"
