@@ -10,7 +10,9 @@ while it builds it. For each `--statements` N this writes one map task's stateme
 statements of one entity (each from its own document; two relations, 50 distinct numbers, as
 a population or a founding year repeated across pages) and runs the reduce of its partition in
 a fresh process: CPU seconds and peak RSS (`ru_maxrss`). `--entities K` spreads the statements
-over K entities instead (a partition without a hub: what a reduce task holds per statement). `--code DIR` runs it with another
+over K entities instead (a partition without a hub: what a reduce task holds per statement);
+`--distinct` gives each statement its own value and mention (what a hub's record still
+gathers: its distinct values and mentioned entities). `--code DIR` runs it with another
 checkout's code (a `git worktree` of an older commit); the statements file is written by the
 code under test.
 """
@@ -31,8 +33,8 @@ CAP = 512  # engine.max_statements_per_entity's default
 RELATIONS = ("has a population of", "is located in")
 
 
-def _statement(i: int, entities: int = 1) -> dict:
-    relation, number = RELATIONS[i % 2], 1000 + i % 50
+def _statement(i: int, entities: int = 1, distinct: bool = False) -> dict:
+    relation, number = RELATIONS[i % 2], 1000 + (i if distinct else i % 50)
     entity = "united states" if entities == 1 else f"town {i % entities}"
     sentence = f"The {entity.title()} {relation} {number}."
     return {
@@ -40,7 +42,7 @@ def _statement(i: int, entities: int = 1) -> dict:
         "entity_name": entity.title(),
         "extractor": "heuristic",
         "id": f"doc-{i:07d}@0#0",
-        "mentions": [f"town {i % 7}"],
+        "mentions": [f"town {i if distinct else i % 7}"],
         "relation": relation,
         "sentence": sentence,
         "source": f"doc-{i:07d}",
@@ -60,7 +62,8 @@ def child(args) -> None:
         shutil.rmtree(args.out, ignore_errors=True)
         with ShuffleWriter(statements_file(args.out, 0), 1) as writer:
             for i in range(args.statements[0]):
-                writer.write(0, (json.dumps(_statement(i, args.entities)) + "\n").encode())
+                statement = _statement(i, args.entities, args.distinct)
+                writer.write(0, (json.dumps(statement) + "\n").encode())
             writer.commit()
         return
     started = time.process_time()
@@ -70,18 +73,19 @@ def child(args) -> None:
     print(json.dumps({"cpu_seconds": round(seconds, 2), "peak_rss_mb": round(rss, 1), **counts}))
 
 
-def _child(code: Path, out: Path, what: str, statements: int, entities: int) -> list[str]:
+def _child(args, code: Path, out: Path, what: str, statements: int) -> list[str]:
     return [
         *(sys.executable, __file__, "--child", what, "--code", str(code), "--out", str(out)),
-        *("--statements", str(statements), "--entities", str(entities)),
+        *("--statements", str(statements), "--entities", str(args.entities)),
+        *(["--distinct"] if args.distinct else []),
     ]
 
 
-def bench(statements: int, entities: int, work: Path, code: Path) -> dict:
-    out = work / f"hub_{statements}_{entities}"
-    subprocess.run(_child(code, out, "make", statements, entities), check=True)
+def bench(args, statements: int, code: Path) -> dict:
+    out = args.work / f"hub_{statements}_{args.entities}{'_distinct' if args.distinct else ''}"
+    subprocess.run(_child(args, code, out, "make", statements), check=True)
     done = subprocess.run(
-        _child(code, out, "task", statements, entities), check=True, capture_output=True, text=True
+        _child(args, code, out, "task", statements), check=True, capture_output=True, text=True
     )
     return {"statements": statements, **json.loads(done.stdout.strip().splitlines()[-1])}
 
@@ -92,6 +96,11 @@ def main() -> None:
     parser.add_argument(
         "--entities", type=int, default=1, help="how many entities share the statements (1: a hub)"
     )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="each statement its own value and mention (else 50 values and 7 mentions repeat)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/bmh"))
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose code runs")
     parser.add_argument("--child", choices=("make", "task"), help=argparse.SUPPRESS)
@@ -101,7 +110,7 @@ def main() -> None:
         sys.path.insert(0, str(args.code.resolve()))
         child(args)
         return
-    results = [bench(n, args.entities, args.work, args.code.resolve()) for n in args.statements]
+    results = [bench(args, n, args.code.resolve()) for n in args.statements]
     print(json.dumps(results, indent=2))
     print("| statements | entities | CPU s | peak RSS MB |\n| ---: | ---: | ---: | ---: |")
     for row in results:
