@@ -19,8 +19,8 @@ Entity names are normalised (`entity_key`: case, accents, articles, possessives,
 suffixes) and `build_records` merges statements of the same key from all documents into one
 record, also merging names that differ only by a generic type word ("Danube River" / "the
 Danube"); `RecordBuilder` does it for statements streamed in (a reduce task's partition),
-holding a bounded sample of a hub entity's; `value_index` is the reverse index (relation, value) -> entities that obfuscated
-questions use to prove a description picks out one entity.
+holding a bounded sample of a hub entity's; `value_index` is the reverse index (relation,
+value) -> entities that obfuscated questions use to prove a description picks out one entity.
 """
 
 from __future__ import annotations
