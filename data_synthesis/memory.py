@@ -880,13 +880,13 @@ def build_records(statements: list[dict]) -> list[dict]:
     return [record for record, _, _ in builder.records(mentions=False)]
 
 
-def _tally(counts: dict, item, position) -> None:
+def _tally(counts: dict, item, position, count: int = 1) -> None:
     """counts[item] = [how many, first position]: a Counter whose ties go to the first seen."""
     entry = counts.get(item)
     if entry is None:
-        counts[item] = [1, position]
+        counts[item] = [count, position]
     else:
-        entry[0] += 1
+        entry[0] += count
         entry[1] = min(entry[1], position)
 
 
@@ -994,9 +994,7 @@ class _Group:
         self.kept += other.kept
         for mine, theirs in ((self.names, other.names), (self.types, other.types)):
             for item, (count, first) in theirs.items():
-                entry = mine.setdefault(item, [0, first])
-                entry[0] += count
-                entry[1] = min(entry[1], first)
+                _tally(mine, item, first, count)
         self.targets |= other.targets
         self.mentions |= other.mentions
         self.values |= other.values
@@ -1073,28 +1071,29 @@ class RecordBuilder:
         if self.cap and len(items) > 2 * self.cap:
             self._hubs[key] = self._part(key, rank=False)
 
-    def _canonical(self) -> dict[str, str]:
+    def _canonical(self) -> tuple[dict[str, str], dict[str, str]]:
         """Every key -> the key of the record it merges into: keys that differ only by generic
-        type words merge into the one with the most statements."""
+        type words merge into the one with the most statements; and each alias key -> that
+        record's key."""
         counts = {key: len(items) for key, items in self._lists.items()}
         counts |= {key: hub.count for key, hub in self._hubs.items()}
         aliases: dict[str, list[str]] = defaultdict(list)
         for key in counts:
             aliases[alias_key(key)].append(key)
-        canonical = {}
-        for keys in aliases.values():
-            best = max(keys, key=lambda k: (counts[k], -len(k), k))
+        canonical, by_alias = {}, {}
+        for alias, keys in aliases.items():
+            best = by_alias[alias] = max(keys, key=lambda k: (counts[k], -len(k), k))
             canonical.update({k: best for k in keys})
-        return canonical
+        return canonical, by_alias
 
-    def records(self, mentions: bool = True) -> Iterator[tuple[dict, set, list[dict]]]:
+    def records(self, mentions: bool = True) -> Iterator[tuple[dict, set, list[tuple]]]:
         """The records, by key, one at a time, each with what the value index needs of all its
         statements: its (relation key, value key) pairs and its first numeric statement of
-        each relation, in record order. `mentions`: a record's links also name the entities
+        each relation, (relation key, statement) in record order. `mentions`: a record's links also name the entities
         its documents mention. Once: the statements are handed over. `merged_into` maps every
         key added to its record's key."""
-        canonical = self.merged_into = self._canonical()
-        by_alias = {alias_key(key): target for key, target in canonical.items()}
+        canonical, by_alias = self._canonical()
+        self.merged_into = canonical
         members: dict[str, list[str]] = defaultdict(list)
         for key, target in canonical.items():
             members[target].append(key)
@@ -1110,8 +1109,8 @@ class RecordBuilder:
             record = self._record(key, group, by_alias, mentions)
             if record["type"] is None and key in inferred:
                 record["type"] = _most_common(inferred[key])
-            numeric = [s for _, s in sorted(group.numeric.values(), key=lambda item: item[0])]
-            yield record, group.values, numeric
+            numeric = sorted(group.numeric.items(), key=lambda item: item[1][0])
+            yield record, group.values, [(rel, s) for rel, (_, s) in numeric]
 
     def _types_of_values(self, canonical: dict, by_alias: dict) -> dict[str, dict]:
         """A type for records without an "X is a Y" statement, from the noun relations whose
@@ -1124,10 +1123,7 @@ class RecordBuilder:
         for (key, target, noun), (count, first) in self._inferred.items():
             record, target = canonical[key], by_alias.get(alias_key(target), target)
             if target in records and target != record:
-                first = (record, _ranked(first, self._first[key]))
-                entry = inferred[target].setdefault(noun, [0, first])
-                entry[0] += count
-                entry[1] = min(entry[1], first)
+                _tally(inferred[target], noun, (record, _ranked(first, self._first[key])), count)
         return inferred
 
     def _part(self, key: str, rank: bool = True) -> _Group:

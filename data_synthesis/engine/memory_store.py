@@ -203,8 +203,7 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
         for record, values, numeric in records:
             for key in values:
                 value_rows[partition_of("|".join(key), layout.index)].add((*key, record["entity"]))
-            for s in numeric:
-                rel = relation_key(s["relation"])
+            for rel, s in numeric:
                 peers[partition_of(rel, layout.index)].add(
                     {"relation": rel, "type": record.get("type"), "statement": s}
                 )
