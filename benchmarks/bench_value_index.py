@@ -22,6 +22,7 @@ changed on 2026-12-05).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import random
 import resource
@@ -52,7 +53,11 @@ def make_files(out: Path, reduce_tasks: int, range_kb: int) -> None:
     `_write_two_files` writes for an older checkout)."""
     from data_synthesis.engine import memory_store
 
-    write = getattr(memory_store, "write_index_rows", None) or _write_two_files
+    write = getattr(memory_store, "write_index_rows", None)
+    if write is None:
+        write = _write_two_files
+    elif inspect.signature(write).parameters["values"].annotation == "dict":  # until 2026-12-05
+        write = _dict_form(write)
     shutil.rmtree(out, ignore_errors=True)
     rng = random.Random(0)
     relations = ["is a", "is located in", "was founded in", "has a population of"]
@@ -66,17 +71,30 @@ def make_files(out: Path, reduce_tasks: int, range_kb: int) -> None:
             row = (relations[len(rows) % 4], value, f"entity {task}-{len(rows)}")
             rows.append(row)
             size += len(_row(*row))
-        values = [{"relation": a, "value": b, "entity": c} for a, b, c in sorted(set(rows))]
+        values = [(0, {"relation": a, "value": b, "entity": c}) for a, b, c in sorted(set(rows))]
         statement = {"id": str(task), "entity": f"entity {task}-0"}
         peer = {"relation": "has a population of", "type": "city", "statement": statement}
-        write(out, task, {0: values}, {0: [peer]}, 1)
+        write(out, task, values, {0: [peer]}, 1)
 
 
-def _write_two_files(out: Path, task: int, values: dict, relations: dict, index: int) -> None:
+def _groups(values: list) -> dict[int, list]:
+    """(index partition, row) pairs as {index partition: rows}, as older code took them."""
+    groups: dict[int, list] = {}
+    for group, row in values:
+        groups.setdefault(group, []).append(row)
+    return groups
+
+
+def _dict_form(write):
+    """Until 2026-12-05 `write_index_rows` took the value rows as {index partition: rows}."""
+    return lambda out, task, values, *rest: write(out, task, _groups(values), *rest)
+
+
+def _write_two_files(out: Path, task: int, values: list, relations: dict, index: int) -> None:
     """Until 2026-12-05: memory/values/pT.jsonl and memory/relations/pT.jsonl."""
     from data_synthesis.engine.shuffle import write_grouped
 
-    for kind, groups in (("values", values), ("relations", relations)):
+    for kind, groups in (("values", _groups(values)), ("relations", relations)):
         rows = ((i, (json.dumps(row) + "\n").encode()) for i in groups for row in groups[i])
         write_grouped(out / "memory" / kind / f"p{task:05d}.jsonl", index, rows)
 

@@ -110,8 +110,8 @@ class EngineConfig:
     partition_tasks: int = 0
     # partitions of the value and relation look-ups, i.e. the value_index stage's tasks; None:
     # as `partitions`, at most 1,024. Each value_index task reads a range of every reduce
-    # task's files, so the stage opens about 2 x partitions x index_partitions files: 37M at
-    # the 1 TB plan's 16,384 partitions with 1,024 (docs/benchmarks.md)
+    # task's index_rows file, so the stage opens about partitions x index_partitions files:
+    # 20.5M at the 1 TB plan's 16,384 partitions with 1,024 (docs/benchmarks.md)
     index_partitions: int | None = None
     workers: int = 1  # local executor: tasks run at once
     batch_size: int = 64  # items per method call (one LLM batch, one checkpoint line)

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import re
+import tempfile
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -46,6 +48,7 @@ from data_synthesis.answers import (
 )
 from data_synthesis.answers import answer_in_text as value_in_text
 from data_synthesis.engine.io import stable_hash
+from data_synthesis.engine.sort import DistinctRows
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
 
 STAGE = "extract"  # the engine's name of the memory map stage
@@ -905,12 +908,105 @@ def _names_a_type(words: list[str]) -> bool:
     )
 
 
+class _Distinct:
+    """The distinct items of a stream, and with `cap` a stable sample of them: the `cap` + 1
+    smallest by stable hash, the same whatever the order (one spare for an item taken out at
+    the end: a record's own key among its links). Past 2 x `cap` + 2 items they are counted by
+    their 64-bit hashes (8 bytes per distinct item, not per occurrence) and the rest let go.
+    Every item is kept when `cap` is 0."""
+
+    __slots__ = ("cap", "kept", "hashes", "hashing", "_unique")
+
+    def __init__(self, cap: int):
+        self.cap, self.kept, self.hashing = cap, {}, False  # kept: item -> its hash, or None
+        self.hashes, self._unique = array("Q"), 0
+
+    def add(self, item: str) -> None:
+        if item in self.kept:
+            return
+        hashed = stable_hash(str(item)) if self.hashing else None
+        self.kept[item] = hashed
+        if hashed is not None:
+            self.hashes.append(hashed)
+        self._bound()
+
+    def merge(self, other: _Distinct) -> None:
+        if self.hashing or other.hashing:
+            self._hash()
+            other._hash()
+            self.hashes += other.hashes
+        self.kept |= other.kept
+        self._bound()
+
+    def _hash(self) -> None:
+        """From here on counted by hash: every item kept so far is hashed."""
+        if not self.hashing:
+            self.hashing = True
+            for item in self.kept:
+                self.kept[item] = hashed = stable_hash(str(item))
+                self.hashes.append(hashed)
+
+    def _bound(self) -> None:
+        if not self.cap:
+            return
+        if len(self.kept) >= 2 * self.cap + 2:
+            self._hash()
+            self.kept = dict(sorted(self.kept.items(), key=_by_hash)[: self.cap + 1])
+        if len(self.hashes) >= 2 * self._unique + 65_536:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Sort the hashes and drop repeats, in place (a copy of them only when there are
+        repeats: np.unique's copies cost a hub's reduce 35 MB of RSS at 800,000 documents)."""
+        hashes = np.frombuffer(self.hashes, np.uint64)
+        hashes.sort()
+        new = np.ones(len(hashes), bool)
+        np.not_equal(hashes[1:], hashes[:-1], out=new[1:])
+        unique = int(np.count_nonzero(new))
+        if unique < len(hashes):
+            hashes[:unique] = hashes[new]
+        del hashes  # the array can be resized once no view of it is left
+        del self.hashes[unique:]
+        self._unique = unique
+
+    def count(self, without: str | None = None) -> int:
+        """How many distinct items were added, `without` not counted."""
+        if not self.hashing:
+            return len(self.kept) - (without in self.kept)
+        self._compact()
+        if without is None:
+            return self._unique
+        hashes = np.frombuffer(self.hashes, np.uint64)
+        gone = np.uint64(stable_hash(str(without)))
+        at = int(np.searchsorted(hashes, gone))
+        return self._unique - bool(at < len(hashes) and hashes[at] == gone)
+
+    def sample(self, without: str | None = None) -> list[str]:
+        """The `cap` items smallest by hash, `without` left out (every item when `cap` is 0)."""
+        if not self.cap:
+            return [item for item in self.kept if item != without]
+        hashed = (
+            (item, stable_hash(str(item)) if h is None else h) for item, h in self.kept.items()
+        )
+        return [item for item, _ in sorted(hashed, key=_by_hash) if item != without][: self.cap]
+
+
+def _by_hash(kv: tuple) -> tuple:
+    return kv[1], kv[0]
+
+
+VALUES_HELD = 1 << 14  # a key's value index keys held in memory, the rest on disk
+
+
 class _Group:
     """What a record needs of its statements: those its sample could take (the `cap` smallest
     by (hash, position); every one when `cap` is 0) and aggregates of all of them - names,
-    types, value entities, mentions, sources, the value index's keys and the first numeric
-    statement of each relation. Memory follows the distinct values, not the statements, once
-    a key holds more than 2 x `cap`."""
+    types, mentions, sources, the value index's keys (whose entity values are its links) and
+    the first numeric statement of each relation. Once a key holds more than 2 x `cap`, its
+    memory follows its distinct names, relations and (8 bytes each) documents and mentions:
+    its values (the value index's keys, a hub's growing with the corpus) are held VALUES_HELD
+    at a time and spilled to disk. A value is a number or an entity, never both
+    (`typed_value`)."""
 
     __slots__ = (
         "cap",
@@ -918,11 +1014,9 @@ class _Group:
         "kept",
         "names",
         "types",
-        "targets",
         "mentions",
         "values",
         "numeric",
-        "source_hashes",
         "sources",
         "last_source",
     )
@@ -930,9 +1024,10 @@ class _Group:
     def __init__(self, cap: int):
         self.cap, self.count, self.kept = cap, 0, []  # kept: (hash, position, statement)
         self.names, self.types = {}, {}  # _tally counts
-        self.targets, self.mentions, self.values = set(), set(), set()
+        self.mentions, self.sources = _Distinct(cap), _Distinct(cap)
+        self.values = DistinctRows(VALUES_HELD)  # (relation key, value, names an entity)
         self.numeric: dict[str, tuple] = {}  # relation key -> (position, statement)
-        self.source_hashes, self.sources, self.last_source = array("Q"), {}, None
+        self.last_source = None
 
     def add(self, position: tuple, s: dict) -> None:
         """`position`: (source, span start, relation, arrival), the statement's place in its
@@ -949,35 +1044,21 @@ class _Group:
         if relation == "is a":
             _tally(self.types, value["text"].split()[-1], position)
         target, rel = value.get("entity"), relation_key(relation)
-        if target:
-            self.targets.add(target)
-        self.mentions.update(s.get("mentions") or ())
+        for mention in s.get("mentions") or ():
+            self.mentions.add(mention)
         if value.get("number") is not None:
             self.values.add((rel, f"{value['number']:g}", False))
             if rel not in self.numeric or position < self.numeric[rel][0]:
                 self.numeric[rel] = (position, s)
         else:
             self.values.add((rel, target, True) if target else (rel, value_key(value), False))
-        self._add_source(s["source"])
-
-    def _add_source(self, source) -> None:
-        if source == self.last_source:  # a document's statements arrive together
-            return
-        self.last_source = source
-        if not self.cap:
-            self.sources[source] = 0
-            return
-        hashed = stable_hash(str(source))
-        self.source_hashes.append(hashed)  # for the count: 8 bytes per document
-        self.sources[source] = hashed
-        if len(self.sources) >= 2 * self.cap:
-            self._trim()
+        if s["source"] != self.last_source:  # a document's statements arrive together
+            self.last_source = s["source"]
+            self.sources.add(s["source"])
 
     def _trim(self) -> None:
         self.kept.sort(key=lambda item: item[:2])
         del self.kept[self.cap :]
-        smallest = sorted(self.sources.items(), key=lambda kv: (kv[1], kv[0]))[: self.cap]
-        self.sources = dict(smallest)
 
     def rank(self, rank: tuple) -> None:
         """Place this key's statements among a record's other keys: positions become (source,
@@ -995,15 +1076,13 @@ class _Group:
         for mine, theirs in ((self.names, other.names), (self.types, other.types)):
             for item, (count, first) in theirs.items():
                 _tally(mine, item, first, count)
-        self.targets |= other.targets
-        self.mentions |= other.mentions
-        self.values |= other.values
+        self.mentions.merge(other.mentions)
+        self.values.merge(other.values)
         for rel, found in other.numeric.items():
             if rel not in self.numeric or found[0] < self.numeric[rel][0]:
                 self.numeric[rel] = found
-        self.source_hashes += other.source_hashes
-        self.sources |= other.sources
-        if self.cap and (len(self.kept) > self.cap or len(self.sources) > self.cap):
+        self.sources.merge(other.sources)
+        if self.cap and len(self.kept) > self.cap:
             self._trim()
 
     def statements(self) -> list[dict]:
@@ -1013,12 +1092,23 @@ class _Group:
             kept = sorted(kept, key=lambda item: item[:2])[: self.cap]
         return [s for _, _, s in sorted(kept, key=lambda item: item[1])]
 
-    def source_count(self) -> int:
-        if not self.cap:
-            return len(self.sources)
-        hashes = np.frombuffer(self.source_hashes, np.uint64).copy()
-        hashes.sort()
-        return int(len(hashes) and 1 + np.count_nonzero(hashes[1:] != hashes[:-1]))
+    def links(self, key: str, by_alias: dict, mentions: bool) -> tuple[list[str], int]:
+        """The record's links - the entities of its values that are records (`by_alias`),
+        and with `mentions` the entities its documents mention - its sample of them (sorted)
+        and how many there are."""
+        links = _Distinct(self.cap)
+        if mentions:
+            links.merge(self.mentions)
+        for _, value, entity in self.values:
+            if entity and alias_key(value) in by_alias:
+                links.add(by_alias[alias_key(value)])
+        return sorted(links.sample(without=key)), links.count(without=key)
+
+    def canonical_values(self, by_alias: dict) -> Iterator[tuple[str, str]]:
+        """The value index's keys, (relation key, value key) with entity values named by their
+        record's key; a key may come more than once (two aliases of one record)."""
+        for rel, value, entity in self.values:
+            yield rel, by_alias.get(alias_key(value), value) if entity else value
 
 
 def _position(s: dict, arrival: int) -> tuple:
@@ -1036,15 +1126,21 @@ class RecordBuilder:
     statements, sources and links (`counts`: the sizes before), chosen by a stable hash, the
     same whatever the input order: a record - and every task that reads it - stays bounded as
     the corpus grows, and so does the builder: a key past 2 x `cap` statements is folded into
-    aggregates. Other keys' statements are held as their JSON lines when given (about a fifth
-    of a parsed statement) and parsed again when their record is built. Until 2026-12-05
-    every statement of a partition was held parsed until every record was built, about 2.3
-    KB of RSS each, so a hub's reduce task grew with the corpus (1.9 GB for 800,000
-    statements). The records are what build_records and a cap applied afterwards gave."""
+    aggregates. Other keys' statements, given as JSON lines, are written to an anonymous
+    temporary file (under TMPDIR) and read back by offset when their record is built, so the
+    builder holds 24 bytes per statement and what it needs per key; statements given as
+    dicts are held. Until 2026-12-05 every statement of a partition was held parsed until
+    every record was built, about 2.3 KB of RSS each (1.9 GB for a hub of 800,000
+    statements), then its JSON line (about 0.7 KB). The records are what build_records and a
+    cap applied afterwards gave."""
 
     def __init__(self, cap: int = 0, by_source: bool = True):
         self.cap, self.by_source = cap, by_source  # by_source: keys met in order of source
-        self._lists: dict[str, list[tuple[int, dict | bytes]]] = {}  # key -> (arrival, it)
+        # key -> (arrival, offset, length) per statement: a line at `offset` of the spill
+        # file, or (length -1) the dict self._dicts[offset]
+        self._held: dict[str, array] = {}
+        self._dicts: list[dict] = []
+        self._spill, self._spilled = None, 0
         self._hubs: dict[str, _Group] = {}
         self._first: dict[str, tuple] = {}  # key -> its first statement, as build_records met it
         self._inferred: dict[tuple, list] = {}  # (key, target, noun) -> _tally entry
@@ -1052,8 +1148,8 @@ class RecordBuilder:
         self.merged_into: dict[str, str] = {}
 
     def add(self, statement: dict, line: bytes | None = None) -> None:
-        """One statement; `line`, its JSON, is kept instead of the dict until its record is
-        built (parsed again then)."""
+        """One statement; `line`, its JSON, is written to the spill file instead of holding the
+        dict, and parsed again when its record is built."""
         key, arrival = statement["entity"], self._arrival
         self._arrival += 1
         first = (str(statement["source"]), arrival) if self.by_source else (arrival,)
@@ -1066,16 +1162,39 @@ class RecordBuilder:
         if hub is not None:
             hub.add(_position(statement, arrival), statement)
             return
-        items = self._lists.setdefault(key, [])
-        items.append((arrival, statement if line is None else line))
-        if self.cap and len(items) > 2 * self.cap:
+        held = self._held.setdefault(key, array("q"))
+        held.extend((arrival, *self._keep(statement, line)))
+        if self.cap and len(held) > 6 * self.cap:  # 2 x cap statements, 3 numbers each
             self._hubs[key] = self._part(key, rank=False)
+
+    def _keep(self, statement: dict, line: bytes | None) -> tuple[int, int]:
+        """Where the statement is kept: (offset, length) of its line in the spill file, or
+        (index, -1) in the held dicts."""
+        if line is None:
+            self._dicts.append(statement)
+            return len(self._dicts) - 1, -1
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile()
+        self._spill.write(line)
+        self._spilled += len(line)
+        return self._spilled - len(line), len(line)
+
+    def _statements(self, held: array) -> Iterator[tuple[int, dict]]:
+        if self._spill is not None:
+            self._spill.flush()
+        for i in range(0, len(held), 3):
+            arrival, offset, length = held[i : i + 3]
+            if length < 0:
+                yield arrival, self._dicts[offset]
+                self._dicts[offset] = None  # its record holds it now
+            else:
+                yield arrival, json.loads(os.pread(self._spill.fileno(), length, offset))
 
     def _canonical(self) -> tuple[dict[str, str], dict[str, str]]:
         """Every key -> the key of the record it merges into: keys that differ only by generic
         type words merge into the one with the most statements; and each alias key -> that
         record's key."""
-        counts = {key: len(items) for key, items in self._lists.items()}
+        counts = {key: len(held) // 3 for key, held in self._held.items()}
         counts |= {key: hub.count for key, hub in self._hubs.items()}
         aliases: dict[str, list[str]] = defaultdict(list)
         for key in counts:
@@ -1110,7 +1229,8 @@ class RecordBuilder:
             if record["type"] is None and key in inferred:
                 record["type"] = _most_common(inferred[key])
             numeric = sorted(group.numeric.items(), key=lambda item: item[1][0])
-            yield record, group.values, [(rel, s) for rel, (_, s) in numeric]
+            values = group.canonical_values(by_alias)
+            yield record, values, [(rel, s) for rel, (_, s) in numeric]
 
     def _types_of_values(self, canonical: dict, by_alias: dict) -> dict[str, dict]:
         """A type for records without an "X is a Y" statement, from the noun relations whose
@@ -1131,28 +1251,21 @@ class RecordBuilder:
         part = self._hubs.pop(key, None)
         if part is None:
             part = _Group(self.cap)
-            for arrival, item in self._lists.pop(key):
-                statement = json.loads(item) if isinstance(item, bytes) else item
+            for arrival, statement in self._statements(self._held.pop(key)):
                 part.add(_position(statement, arrival), statement)
         if rank:
             part.rank(self._first[key])
         return part
 
     def _record(self, key: str, group: _Group, by_alias: dict, mentions: bool) -> dict:
-        def canon(entity):
-            return by_alias.get(alias_key(entity), entity)
-
         statements = group.statements()
         for s in [*statements, *(s for _, s in group.numeric.values())]:
             s["entity"] = key
             if s["value"].get("entity"):
-                s["value"]["entity"] = canon(s["value"]["entity"])
-        group.values = {(rel, canon(v) if entity else v) for rel, v, entity in group.values}
-        links = {canon(t) for t in group.targets if alias_key(t) in by_alias}
-        if mentions:
-            links |= group.mentions
-        links.discard(key)
-        sources = sorted(group.sources)
+                s["value"]["entity"] = by_alias.get(
+                    alias_key(s["value"]["entity"]), s["value"]["entity"]
+                )
+        links, link_count = group.links(key, by_alias, mentions)
         record = {
             "id": key,
             "entity": key,
@@ -1160,23 +1273,13 @@ class RecordBuilder:
             "names": sorted(group.names),
             "type": _most_common(group.types),
             "statements": statements,
-            "sources": sources,
-            "links": sorted(links),
+            "sources": sorted(group.sources.sample()),  # all of them unless capped
+            "links": links,
         }
-        counts = {"statements": group.count, "sources": group.source_count(), "links": len(links)}
+        counts = {"statements": group.count, "sources": group.sources.count(), "links": link_count}
         if self.cap and max(counts.values()) > self.cap:
-            record["sources"] = sorted(sorted(sources, key=group.sources.get)[: self.cap])
-            record["links"] = _sample(record["links"], self.cap)
             record["counts"] = counts  # the sizes before sampling
         return record
-
-
-def _sample(items: list[str], cap: int) -> list[str]:
-    """At most `cap` of sorted `items` (kept in order), the smallest by a stable hash."""
-    if len(items) <= cap:
-        return items
-    chosen = set(sorted(range(len(items)), key=lambda i: stable_hash(items[i]))[:cap])
-    return [item for i, item in enumerate(items) if i in chosen]
 
 
 _TENSE = {"was": "is", "were": "is", "are": "is", "been": "is", "had": "has", "have": "has"}

@@ -74,6 +74,7 @@ from data_synthesis.engine.shuffle import (
     shuffle_files,
     write_grouped,
 )
+from data_synthesis.engine.sort import DistinctRows
 
 FORMAT = 2  # the memory's shuffle files' layout (run fingerprint); 2: one index_rows file
 
@@ -144,19 +145,21 @@ def _statements(out: Path, partition: int) -> Iterator[bytes]:
     return chain.from_iterable(partition_lines(path, partition, hold=True) for path in files)
 
 
-def write_index_rows(out: Path, partition: int, values: dict, relations: dict, index: int):
-    """Reduce task `partition`'s rows of the look-ups, `values` and `relations` {index
-    partition: rows in order}, in one shuffle file of 2 x `index` partitions: index partition
-    I's value rows, then its relation rows, so a value_index task reads both in one open."""
-    groups = {2 * i + VALUE_ROWS: rows for i, rows in values.items()}
-    groups |= {2 * i + RELATION_ROWS: rows for i, rows in relations.items()}
+def write_index_rows(out: Path, partition: int, values, relations: dict, index: int):
+    """Reduce task `partition`'s rows of the look-ups in one shuffle file of 2 x `index`
+    partitions: index partition I's value rows, then its relation rows, so a value_index task
+    reads both in one open. `values`: (index partition, row) in order; `relations`: {index
+    partition: rows in order}."""
+    value_rows = ((2 * i + VALUE_ROWS, row) for i, row in values)
+    relation_rows = (
+        (2 * i + RELATION_ROWS, row) for i in sorted(relations) for row in relations[i]
+    )
     write_grouped(
         index_rows_file(out, partition),
         2 * index,
         (
             (group, (dumps(row) + "\n").encode("utf-8"))
-            for group in sorted(groups)
-            for row in groups[group]
+            for group, row in heapq.merge(value_rows, relation_rows, key=lambda item: item[0])
         ),
     )
 
@@ -167,14 +170,15 @@ def entities_file(out: Path, partition: int) -> Path:
 
 def build_entities(statements, cap: int = 0) -> tuple[Iterator[tuple], dict[str, str]]:
     """Entity records from one partition's statements (dicts or their JSON lines, any
-    iterable, read once; a line is held as bytes, about a fifth of its dict), handed out one
-    at a time, each with what the value index needs of all its statements ((relation key,
+    iterable, read once; lines go to a temporary file until their record is built, 24 bytes
+    each held), handed out one at a time, each with what the value index needs of all its statements ((relation key,
     value key) pairs, the first numeric statement of each relation); and every original
     entity key -> the key of the record it was merged into. data_synthesis.memory's
     RecordBuilder applies the method's merge rules; a record's links also name the entities
     its documents mention. With `cap`, a hub entity keeps a stable sample of `cap`
     statements, sources and links (`counts`: the sizes before), and the builder holds about
-    twice that many of its statements, not all: the indexes still see every one."""
+    twice that many of its statements, not all, and 8 bytes per document and mention of it:
+    the indexes still see every one."""
     builder = _memory_module().RecordBuilder(cap)
     for statement in statements:
         if isinstance(statement, bytes):
@@ -198,11 +202,11 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
     counts = {"entities": 0, "statements": 0, "entities with 2+ sources": 0}
     tmp = target.with_name(target.name + ".tmp")
     peers: dict[int, PeerSample] = defaultdict(PeerSample)
-    value_rows: dict[int, set] = defaultdict(set)
+    value_rows = DistinctRows()  # (index partition, relation, value, entity)
     with open(tmp, "wb") as handle:
         for record, values, numeric in records:
             for key in values:
-                value_rows[partition_of("|".join(key), layout.index)].add((*key, record["entity"]))
+                value_rows.add((partition_of("|".join(key), layout.index), *key, record["entity"]))
             for rel, s in numeric:
                 peers[partition_of(rel, layout.index)].add(
                     {"relation": rel, "type": record.get("type"), "statement": s}
@@ -220,10 +224,7 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
         r: sorted(sample.rows(), key=lambda row: (row["relation"], row["statement"]["entity"]))
         for r, sample in peers.items()
     }
-    values = {
-        v: ({"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows))
-        for v, rows in value_rows.items()
-    }
+    values = ((v, {"relation": a, "value": b, "entity": c}) for v, a, b, c in value_rows.sorted())
     write_index_rows(out, partition, values, relations, layout.index)
     aliases = {k: v for k, v in canonical.items() if k != v}
     write_table(

@@ -13,13 +13,21 @@ keys come out together but in no promised order.
 Used by the search index build (data_synthesis/environment/build.py): the postings, keyed by
 (term, passage), and the page table, keyed by the hash of a document's id or url, are sorted this
 way, so building the index of a corpus never holds the corpus's postings or pages in memory.
+
+`DistinctRows` does the same for rows of strings: the memory reduce's value
+index rows (data_synthesis/engine/memory_store.py), which it held as one set per partition, and
+a hub entity's value index keys (data_synthesis/memory.py), which grow with the corpus.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
+import pickle
 import shutil
+import tempfile
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +189,62 @@ def _merge(
         block = {name: np.concatenate([part[name] for part in parts]) for name in dtypes}
         order = np.argsort(block[KEY], kind="stable")
         yield {name: column[order] for name, column in block.items()}
+
+
+class DistinctRows:
+    """Distinct rows (tuples of strings and numbers) in sorted order, in bounded memory: held
+    as a set up to `rows`, then sorted and written as a run (pickled blocks of RUN_BLOCK rows)
+    to an anonymous temporary file (under TMPDIR, gone when closed or on a crash);
+    `sorted()` yields every distinct row once, merging the runs a block at a time. Runs past
+    `fan_in` are merged into one first, so the files open at once stay few."""
+
+    ROWS = 1 << 17  # held in memory: about 30 MB of value index rows
+
+    def __init__(self, rows: int = 0, fan_in: int = 64):
+        self.limit, self.fan_in = rows or self.ROWS, fan_in
+        self.items: set[tuple] = set()
+        self.runs: list = []
+
+    def add(self, row: tuple) -> None:
+        self.items.add(row)
+        if len(self.items) >= self.limit:
+            self.runs.append(_run(sorted(self.items)))
+            self.items = set()
+            if len(self.runs) >= self.fan_in:
+                self.runs = [_run(self.sorted())]
+
+    def merge(self, other: DistinctRows) -> None:
+        for row in other:
+            self.add(row)
+
+    def __iter__(self) -> Iterator[tuple]:
+        """Every row, in no order: one spilled twice comes twice."""
+        yield from self.items
+        for run in self.runs:
+            yield from _rows(run)
+
+    def sorted(self) -> Iterator[tuple]:
+        streams = [sorted(self.items), *(_rows(run) for run in self.runs)]
+        last = None
+        for row in heapq.merge(*streams):
+            if row != last:
+                yield row
+                last = row
+
+
+RUN_BLOCK = 4096
+
+
+def _run(rows) -> object:
+    run = tempfile.TemporaryFile()
+    rows = iter(rows)
+    while block := list(islice(rows, RUN_BLOCK)):
+        pickle.dump(block, run, pickle.HIGHEST_PROTOCOL)
+    return run
+
+
+def _rows(run) -> Iterator[tuple]:
+    run.seek(0)
+    end = os.fstat(run.fileno()).st_size
+    while run.tell() < end:
+        yield from pickle.load(run)

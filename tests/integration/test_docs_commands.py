@@ -227,6 +227,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     ),
     "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --stages extract memory "
     "--work /tmp/bs": NotRun("benchmark: extract and memory at 1 GB, ~25 minutes on 2 cores"),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --mb-per-task 55 --jobs 2 --stages "
+    "extract memory --work /tmp/bs55": NotRun(
+        "benchmark: extract and memory at 1 GB in 19 partitions (the 1 TB plan's reduce "
+        "shape), ~45 minutes on 2 cores with the corpus written"
+    ),
     "python -m cProfile -m data_synthesis questions ... --rank 0": TEMPLATE,
     "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 2 --work /tmp/bs": NotRun(
         "benchmark: every stage at 100 MB, ~30 minutes on 2 cores"
@@ -287,6 +292,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         BENCH_MEMORY_HUB
     ),
     "python benchmarks/bench_memory_hub.py --statements 50000 200000 800000 --work /tmp/bmh "
+    "--code /tmp/base": BENCH_MEMORY_HUB,
+    "python benchmarks/bench_memory_hub.py --statements 200000 800000 --work /tmp/bmh": (
+        BENCH_MEMORY_HUB
+    ),
+    "python benchmarks/bench_memory_hub.py --statements 200000 800000 --work /tmp/bmh "
     "--code /tmp/base": BENCH_MEMORY_HUB,
     "python benchmarks/bench_submit.py --sizes-mb 1000 --files 400 --work /tmp/bench_submit400": (
         BENCH_SUBMIT

@@ -22,7 +22,7 @@ import pytest
 
 from data_synthesis.engine.io import NpyWriter, stable_hash
 from data_synthesis.engine.lookup import write_hashed_table
-from data_synthesis.engine.sort import KEY, MIN_BLOCK, SortedRuns
+from data_synthesis.engine.sort import KEY, MIN_BLOCK, DistinctRows, SortedRuns
 from data_synthesis.environment.build import IndexConfig, split_passages, stemmer
 from data_synthesis.environment.index import CorpusIndex
 
@@ -82,6 +82,24 @@ def test_a_merge_of_many_runs_keeps_to_its_memory(tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert rows == 40 * 4096 and peak < 2 * memory, peak
+
+
+@pytest.mark.parametrize("held, fan_in", [(0, 64), (7, 64), (7, 3)])
+def test_distinct_rows_come_out_once_each_in_order(held, fan_in):
+    """Rows of strings spilled in sorted runs (`held` rows at a time; 0: the default, all in
+    memory here) and merged, runs past `fan_in` merged first: each distinct row once, in
+    order, whatever the characters."""
+    rng = np.random.default_rng(1)
+    words = ["a", "b", "Zürich", "line\nbreak", '"quoted"', "é", ""]
+    rows = [
+        (int(rng.integers(0, 4)), str(rng.choice(words)), f"v{rng.integers(0, 30)}")
+        for _ in range(300)
+    ]
+    distinct = DistinctRows(held, fan_in)
+    for row in rows:
+        distinct.add(row)
+    assert bool(distinct.runs) == bool(held) and len(distinct.runs) < fan_in
+    assert list(distinct.sorted()) == sorted(set(rows))
 
 
 def test_term_counts_are_summed_across_shards_and_merge_blocks(tmp_path):

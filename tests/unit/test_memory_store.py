@@ -196,13 +196,20 @@ def _random_partition(rng: random.Random, hub_statements: int) -> list[dict]:
 @pytest.mark.parametrize("lines", [False, True])  # the reduce hands the builder JSON lines
 @pytest.mark.parametrize("cap", [0, 8, 40])
 @pytest.mark.parametrize("seed", range(4))
-def test_records_built_while_streaming_equal_those_built_from_every_statement(cap, seed, lines):
+def test_records_built_while_streaming_equal_those_built_from_every_statement(
+    cap, seed, lines, monkeypatch
+):
     """The reduce builds records with data_synthesis.memory.RecordBuilder, which holds at most
-    2 x cap statements of a key (a hub's others are folded into counts and sets as they
-    arrive). Records, merges, the value index's keys and the first numeric statement of each
-    relation are what holding every statement gave (the reference: the code before
-    2026-12-05), on partitions with hubs, aliases, ties and a document id seen twice."""
+    2 x cap statements of a key (a hub's others are folded into counts, hashes and spilled
+    values as they arrive). Records, merges, the value index's keys and the first numeric
+    statement of each relation are what holding every statement gave (the reference: the
+    code before 2026-12-05), on partitions with hubs, aliases, ties and a document id seen
+    twice; with JSON lines, values are spilled every 5 (as a hub's are every 16,384)."""
+    from data_synthesis import memory
     from data_synthesis.memory import relation_key
+
+    if lines:
+        monkeypatch.setattr(memory, "VALUES_HELD", 5)
 
     rng = random.Random(seed)
     statements = _random_partition(rng, hub_statements=300)
@@ -215,19 +222,48 @@ def test_records_built_while_streaming_equal_those_built_from_every_statement(ca
         json.dumps(r, sort_keys=True) for r, _, _ in expected
     ]
     for (_, values, numeric), (_, expected_values, expected_numeric) in zip(built, expected):
-        assert values == expected_values and [s for _, s in numeric] == expected_numeric
+        assert set(values) == expected_values and [s for _, s in numeric] == expected_numeric
         assert all(rel == relation_key(s["relation"]) for rel, s in numeric)
     if cap:
         hub = next(r for r, _, _ in built if r["entity"] in ("europe", "europe mountains"))
         assert len(hub["statements"]) == cap < hub["counts"]["statements"]
 
 
-def test_a_hub_is_built_in_memory_that_does_not_grow_with_its_statements():
+def test_a_reduce_that_spills_its_values_writes_the_same_files(tmp_path, monkeypatch):
+    """A hub's values (`memory.VALUES_HELD`) and the reduce's value index rows
+    (`engine.sort.DistinctRows`) go to temporary files past a number held; spilled every 5 and
+    7 rows, the reduce writes byte for byte what it writes holding them all."""
+    from data_synthesis import memory
+    from data_synthesis.engine.sort import DistinctRows
+
+    statements = _random_partition(random.Random(5), hub_statements=400)
+    layout = Layout(2, 3)
+
+    def reduce(out: Path) -> dict[str, bytes]:
+        _write_statements(out, statements, layout.partitions)
+        for p in range(layout.partitions):
+            reduce_partition(out, p, layout, cap=8)
+        files = sorted((out / "memory").rglob("p*.*"))
+        return {
+            str(f.relative_to(out)): f.read_bytes() for f in files if "statements" not in f.parts
+        }
+
+    held = reduce(tmp_path / "held")
+    monkeypatch.setattr(memory, "VALUES_HELD", 5)
+    monkeypatch.setattr(DistinctRows, "ROWS", 7)
+    spilled = reduce(tmp_path / "spilled")
+    assert held == spilled and any("index_rows" in name for name in held)
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+def test_a_hub_is_built_in_memory_that_does_not_grow_with_its_statements(distinct):
     """A hub's statements stream through the builder: past 2 x cap it keeps a sample and
     aggregates (8 bytes per document for the source count), so peak traced memory for 4x
     the statements grows by under 64 bytes per statement; holding them, as the reduce did
     until 2026-12-05, cost about 1,950 (benchmarks/bench_memory_hub.py: 1.9 GB of RSS for
-    800,000 statements)."""
+    800,000 statements). `distinct`: every statement brings a new value and mention, counted
+    by 8-byte hashes and the values spilled to disk past 16,384: about 50 bytes per
+    statement, where holding them in sets cost about 470 (the code of 3af2fd5)."""
     import tracemalloc
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -235,17 +271,47 @@ def test_a_hub_is_built_in_memory_that_does_not_grow_with_its_statements():
 
     def build(n: int) -> int:
         tracemalloc.start()
-        statements = (json.loads(json.dumps(_statement(i))) for i in range(n))
+        statements = (json.loads(json.dumps(_statement(i, distinct=distinct))) for i in range(n))
         records, _ = build_entities(statements, cap=64)
-        ((record, _, _),) = list(records)
+        ((record, values, _),) = list(records)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+        assert len(set(values)) == (n if distinct else 50)
         assert record["counts"]["statements"] == n and len(record["statements"]) == 64
+        assert record["counts"]["links"] == (n if distinct else 7) and len(record["links"]) <= 64
         return peak
 
     build(200)  # imports and caches
-    small, large = build(4_000), build(16_000)
-    assert (large - small) / 12_000 < 64, (small, large)
+    small, large = (16_000, 48_000) if distinct else (4_000, 16_000)
+    growth = (build(large) - build(small)) / (large - small)
+    assert growth < (100 if distinct else 64), growth
+
+
+def test_a_partition_s_statements_wait_on_disk_for_their_records():
+    """A reduce task's statements (JSON lines) go to a temporary file until their record is
+    built, so it holds 24 bytes per statement and what it needs per key. Over 500 entities
+    (under the hub threshold, so every statement of a key waits), peak traced memory for 4x
+    the statements grows by under 100 bytes per statement; holding their lines, as the
+    reduce did until 2026-12-05, cost about 700 (on a 1 GB run's partition of 537,000
+    statements, 531 -> 259 MB of RSS: docs/benchmarks.md)."""
+    import tracemalloc
+
+    def build(n: int) -> int:
+        lines = (  # read as the reduce reads them, a new line at a time
+            json.dumps(_statement(f"town {i % 500}", f"doc-{i:07d}", 1000 + i % 50)).encode()
+            for i in range(n)
+        )
+        tracemalloc.start()
+        records, _ = build_entities(lines, cap=512)
+        built = sum(len(record["statements"]) for record, _, _ in records)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert built == n
+        return peak
+
+    build(1_000)  # imports and caches
+    growth = (build(80_000) - build(20_000)) / 60_000
+    assert growth < 100, growth
 
 
 def _write_statements(out, statements: list[dict], partitions: int, task: int = 0) -> None:
@@ -427,8 +493,8 @@ def _value_partition(out, reduce_tasks: int, hub: int) -> None:
     for task in range(reduce_tasks):
         rows = [(rel, "city", f"city {task}-{i:07d}") for i in range(hub // reduce_tasks)]
         rows += [(rel, f"rare {task}-{k}", f"town {task}-{k}") for k in range(200 // reduce_tasks)]
-        values = ({"relation": a, "value": b, "entity": c} for a, b, c in sorted(rows))
-        write_index_rows(out, task, {0: values}, {}, 1)
+        values = ((0, {"relation": a, "value": b, "entity": c}) for a, b, c in sorted(rows))
+        write_index_rows(out, task, values, {}, 1)
 
 
 def test_the_value_index_streams_a_common_values_list(tmp_path, monkeypatch):
