@@ -248,7 +248,9 @@ DEICTIC = {
     "you",
 }
 OBJECT_PRONOUNS = {"it", "him", "her", "them", "this", "that", "these", "those", "us", "me"}
-PRONOUNS = {"it", "he", "she", "they", "its", "this", "these"}
+# subjects that stand for the document's topic; not "This" / "These", which point to what the
+# sentence before said ("This is bad class design"), rarely to the topic
+PRONOUNS = {"it", "he", "she", "they", "its"}
 BAD_SUBJECT_START = {
     "there",
     "here",
@@ -598,11 +600,12 @@ _POINTING = re.compile(r"the\s+(?:above|below|following|aforementioned)\b|(?:abo
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 # what follows an instruction's verb: "Check for ...", "Welcome to ...", "Run the ..."
 _INSTRUCTION_NEXT = PREPS | ARTICLES | {"your"}
+_SUMMARY_NEXT = ARTICLES | {"your", "its", "one", "each", "every", "all"}
 
 
 def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: bool) -> bool:
     """Whether a subject only makes sense beside its sentence: it points around it ("the above
-    code", "These files", "This API"), a list item opens with a verb ("- Fix exception raised
+    code", "These files", "This API", "Instances of this class"), a list item opens with a verb ("- Fix exception raised
     ...", "- Updated UNICODE_RANGES ..."), or it opens with a capitalised word the text never
     writes as a name and that is no noun ("Additional features", "Only", "Together with ...";
     "Greater London" has a name in it). "Python" written as a name elsewhere in the text, and
@@ -610,7 +613,7 @@ def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: b
     from lemminflect import getAllLemmas
 
     words = subject.split()
-    if CONTEXTUAL & {w.lower() for w in words} or words[0].lower() in ("this", "these", "those"):
+    if (CONTEXTUAL | {"this", "these", "those"}) & {w.lower() for w in words}:
         return True
     first = words[0]
     if not first[:1].isupper() or first in names or (topic and first in topic.split()):
@@ -619,8 +622,12 @@ def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: b
     if bulleted and "VERB" in kinds:
         return True
     following = words[1].lower() if len(words) > 1 else ""
-    if kinds.get("VERB", ("",))[0] == first.lower() and following in _INSTRUCTION_NEXT:
+    verb = kinds.get("VERB", ("",))[0]
+    if verb == first.lower() and following in _INSTRUCTION_NEXT:
         return True  # an instruction: "Check for existing ...", "Welcome to bm25s"
+    if verb and first.lower() == _third_person(verb) and following in _SUMMARY_NEXT:
+        return True  # a docstring's summary, its subject left out: "Compiles a single command"
+        # (not "Instances of ...": a plural noun)
     if kinds and "NOUN" not in kinds:  # an English word (not "Danube", "NumPy"), no noun
         return not any(word[:1].isupper() for word in words[1:])
     return False

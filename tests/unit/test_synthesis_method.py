@@ -415,6 +415,30 @@ def test_heuristic_memory_leaves_subjects_that_need_their_context_out():
     }
 
 
+def test_heuristic_memory_reads_a_docstring_without_a_title():
+    """The Python standard library's docstrings (no title) gave "Compiles a single command in
+    the manner" as a subject, then as the topic that "The module" stood for ("What does
+    Compiles a single command in the manner provide?"), and "This is bad class design" as a
+    statement of the previous sentence's subject. A summary whose subject is left out
+    ("Compiles a ..."), a subject naming "this class", and "This" / "These" alone are no
+    subjects (the code before gave 6 statements here, 4 of them of "Compiles a single
+    command in the manner"); "It" still stands for the topic, "Instances of" is a plural noun."""
+    doc = {
+        "id": "codeop",
+        "text": "Compiles a single command in the manner described above.\n\n"
+        "Instances of this class have call methods.\n\n"
+        "The module also provides another class.\n\n"
+        "Instances of Compile have a flags attribute.\n\n"
+        "This is bad class design.\n\n"
+        "These are shared across threads.\n\n"
+        "It is part of the standard library.",
+    }
+    assert _triples(doc) == {
+        ("Instances of Compile", "have", "a flags attribute"),
+        ("Instances of Compile", "is part of", "the standard library"),
+    }
+
+
 def test_heuristic_memory_reads_owned_and_plural_subjects():
     """ "His works include ..." gave the subject "His" ("What does His work?"): an owned word is
     a noun, and the subject becomes the document's topic's. A base-form verb after an owned
