@@ -625,12 +625,24 @@ def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: b
     verb = kinds.get("VERB", ("",))[0]
     if verb == first.lower() and following in _INSTRUCTION_NEXT:
         return True  # an instruction: "Check for existing ...", "Welcome to bm25s"
+    if verb == first.lower() and following in ("and", "or") and _two_verbs(words[2:]):
+        return True  # "Read and parse one configuration file" (not "Salt and pepper are")
     if verb and first.lower() == _third_person(verb) and following in _SUMMARY_NEXT:
         return True  # a docstring's summary, its subject left out: "Compiles a single command"
         # (not "Instances of ...": a plural noun)
     if kinds and "NOUN" not in kinds:  # an English word (not "Danube", "NumPy"), no noun
         return not any(word[:1].isupper() for word in words[1:])
     return False
+
+
+def _two_verbs(rest: list[str]) -> bool:
+    """Whether `rest` (after "X and") opens with a base-form verb and its object's determiner:
+    "parse one configuration file"."""
+    from lemminflect import getAllLemmas
+
+    if len(rest) < 2 or rest[1].lower() not in _SUMMARY_NEXT:
+        return False
+    return getAllLemmas(rest[0].lower()).get("VERB", ("",))[0] == rest[0].lower()
 
 
 def heuristic_statements(doc: dict) -> list[dict]:
@@ -645,7 +657,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
         plain = unmarked(sentence)
         if _CHANGELOG_CREDIT.search(plain) or _shouted(sentence):
             continue
-        found = _clause(plain, topic)
+        found = _clause(plain, topic, titled=bool(doc.get("title")))
         if found is None:
             continue
         subject, statements = found
@@ -708,8 +720,11 @@ def _without_leading_adverb(body: str) -> str:
     return body[lead.end() :]
 
 
-def _clause(sentence: str, topic: str | None):
-    """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None."""
+def _clause(sentence: str, topic: str | None, titled: bool = True):
+    """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None.
+    `titled`: the topic is the document's title, not its first subject - only then does "The
+    company" / "This module" stand for it (in a docstring, "This module" is not the first
+    sentence's subject)."""
     body = _BULLET.sub("", sentence)
     bulleted = body != sentence
     body = _without_leading_adverb(body)
@@ -753,7 +768,7 @@ def _clause(sentence: str, topic: str | None):
             return None
         subject = topic
     elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."
-        if not topic:
+        if not topic or not titled:
             return None
         subject = topic
     elif (

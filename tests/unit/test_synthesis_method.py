@@ -420,22 +420,32 @@ def test_heuristic_memory_reads_a_docstring_without_a_title():
     the manner" as a subject, then as the topic that "The module" stood for ("What does
     Compiles a single command in the manner provide?"), and "This is bad class design" as a
     statement of the previous sentence's subject. A summary whose subject is left out
-    ("Compiles a ..."), a subject naming "this class", and "This" / "These" alone are no
-    subjects (the code before gave 6 statements here, 4 of them of "Compiles a single
-    command in the manner"); "It" still stands for the topic, "Instances of" is a plural noun."""
-    doc = {
-        "id": "codeop",
-        "text": "Compiles a single command in the manner described above.\n\n"
+    ("Compiles a ..."), an instruction of two verbs ("Read and parse one ..."; not "Salt and
+    pepper are"), a subject naming "this class", and "This" / "These" alone are no
+    subjects; without a title, "The module" is no document's first subject either (with one,
+    it is the title). "It" still stands for the topic, "Instances of" is a plural noun. The
+    code of 3af2fd5 gave 8 statements here, 6 of them wrong."""
+    text = (
+        "Compiles a single command in the manner described above.\n\n"
+        "Read and parse one configuration file, given as a file object.\n\n"
         "Instances of this class have call methods.\n\n"
-        "The module also provides another class.\n\n"
         "Instances of Compile have a flags attribute.\n\n"
+        "Salt and pepper are common spices.\n\n"
+        "The module also provides a second interface.\n\n"
         "This is bad class design.\n\n"
         "These are shared across threads.\n\n"
-        "It is part of the standard library.",
-    }
-    assert _triples(doc) == {
+        "It is part of the standard library."
+    )
+    assert _triples({"id": "codeop", "text": text}) == {
         ("Instances of Compile", "have", "a flags attribute"),
+        ("Salt and pepper", "are", "common spices"),
         ("Instances of Compile", "is part of", "the standard library"),
+    }
+    assert _triples({"id": "codeop", "title": "codeop", "text": text}) == {
+        ("Instances of Compile", "have", "a flags attribute"),
+        ("Salt and pepper", "are", "common spices"),
+        ("codeop", "provides", "a second interface"),
+        ("codeop", "is part of", "the standard library"),
     }
 
 
