@@ -247,6 +247,11 @@ DEICTIC = {
     "me",
     "you",
 }
+# a verb group with one of these denies its statement ("does not require", "never freezes"):
+# no statement is made of it (until 2026-12-05 the word was skipped as an adverb, and
+# "Its normal route does not require technical climbing" gave (.., does require, ..))
+NEGATIONS = {"not", "never"}
+_DENIED = re.compile(r"n['’]t$")  # "isn't", "doesn't": one token
 OBJECT_PRONOUNS = {"it", "him", "her", "them", "this", "that", "these", "those", "us", "me"}
 # subjects that stand for the document's topic; not "This" / "These", which point to what the
 # sentence before said ("This is bad class design"), rarely to the topic
@@ -754,10 +759,13 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
     if verb_at is None:
         return None
     subject = " ".join(_clean(body[: tokens[verb_at].start()]).split())
+    if any(_DENIED.search(word) for word in subject.split()):
+        return None  # "Its summit isn't reached by ...": the verb was taken for the subject's
     subject = re.split(r",\s", subject, maxsplit=1)[0]  # "Mont Blanc, on the border ..., is"
     words = subject.split()
     while len(words) > 1 and (words[-1].lower() in ADVERBS or words[-1].endswith("ly")):
-        words.pop()  # "It also contains ..."
+        if words.pop().lower() in NEGATIONS:  # "It also contains ..."; not "It never ..."
+            return None
     subject = " ".join(words)
     first = subject.split()[0].lower() if subject.split() else ""
     owned = re.match(r"^(?:Its|His|Her|Their)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
@@ -794,6 +802,8 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
     while j < len(tokens):
         word = tokens[j].group(0)
         lower = word.lower()
+        if (lower in NEGATIONS or _DENIED.search(lower)) and group:
+            return None  # "does not require": its statement would say the opposite
         if lower in ADVERBS and group:
             j += 1
             continue

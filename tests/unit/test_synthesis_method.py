@@ -449,6 +449,26 @@ def test_heuristic_memory_reads_a_docstring_without_a_title():
     }
 
 
+def test_heuristic_memory_makes_no_statement_of_a_denied_verb():
+    """ "Its normal route does not require technical climbing" (the bundled corpus) gave
+    (Aconcagua's normal route, does require, technical climbing): "not" was skipped as an
+    adverb. A verb group that denies ("does not", "doesn't", "never", "is not") makes no
+    statement; "no longer" stays in its value, an adverb still goes ("also contains")."""
+    doc = {
+        "id": "a",
+        "title": "Aconcagua",
+        "text": "Its normal route does not require technical climbing. "
+        "It never freezes in summer. "
+        "Its summit isn't reached by any road. "
+        "The old hut is no longer used by climbers. "
+        "It also contains a glacier.",
+    }
+    assert _triples(doc) == {
+        ("the old hut", "is", "no longer used by climbers"),
+        ("Aconcagua", "contains", "a glacier"),
+    }
+
+
 def test_heuristic_memory_reads_owned_and_plural_subjects():
     """ "His works include ..." gave the subject "His" ("What does His work?"): an owned word is
     a noun, and the subject becomes the document's topic's. A base-form verb after an owned
