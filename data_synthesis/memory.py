@@ -912,7 +912,33 @@ def build_records(statements: list[dict]) -> list[dict]:
     builder = RecordBuilder(by_source=False)
     for statement in statements:
         builder.add(statement)
+        hint = type_hint(statement)
+        if hint:
+            builder.add_hint(hint)
     return [record for record, _, _ in builder.records(mentions=False)]
+
+
+def type_hint(statement: dict) -> dict | None:
+    """What a statement says of its value's type, for the record of the value: (Austria,
+    capital, Vienna) -> {"hint": "type", "entity": "vienna", "noun": "capital", "at": its
+    place}. The value's record may be in another partition than the statement's, so the
+    extract stage sends the hint there (data_synthesis/engine/tasks.py): until 2026-12-05
+    types were inferred only from statements of the same partition, so at the 1 TB plan's
+    16,384 partitions almost never (46 records of the bundled corpus typed this way in one
+    partition, 2 in 16). None when the relation names no type or the value is the entity
+    itself (by alias)."""
+    target, words = statement["value"].get("entity"), statement["relation"].split()
+    if not target or not _names_a_type(words):
+        return None
+    if alias_key(target) == alias_key(statement["entity"]):
+        return None
+    place = [str(statement["source"]), statement["span"][0], statement["relation"]]
+    return {
+        "hint": "type",
+        "entity": target,
+        "noun": words[-1],
+        "at": [*place, statement["entity"]],
+    }
 
 
 def _tally(counts: dict, item, position, count: int = 1) -> None:
@@ -1175,7 +1201,7 @@ class RecordBuilder:
         self._spill, self._spilled = None, 0
         self._hubs: dict[str, _Group] = {}
         self._first: dict[str, tuple] = {}  # key -> its first statement, as build_records met it
-        self._inferred: dict[tuple, list] = {}  # (key, target, noun) -> _tally entry
+        self._inferred: dict[tuple, list] = {}  # (entity, noun) -> _tally entry of its hints
         self._arrival = 0
         self.merged_into: dict[str, str] = {}
 
@@ -1187,9 +1213,6 @@ class RecordBuilder:
         first = (str(statement["source"]), arrival) if self.by_source else (arrival,)
         if key not in self._first or first < self._first[key]:
             self._first[key] = first
-        target, words = statement["value"].get("entity"), statement["relation"].split()
-        if target and _names_a_type(words):  # what the types of the values will need
-            _tally(self._inferred, (key, target, words[-1]), _position(statement, arrival))
         hub = self._hubs.get(key)
         if hub is not None:
             hub.add(_position(statement, arrival), statement)
@@ -1198,6 +1221,11 @@ class RecordBuilder:
         held.extend((arrival, *self._keep(statement, line)))
         if self.cap and len(held) > 6 * self.cap:  # 2 x cap statements, 3 numbers each
             self._hubs[key] = self._part(key, rank=False)
+
+    def add_hint(self, hint: dict) -> None:
+        """A `type_hint` naming one of this partition's entities (any statement's, wherever
+        its own entity is partitioned)."""
+        _tally(self._inferred, (hint["entity"], hint["noun"]), tuple(hint["at"]))
 
     def _keep(self, statement: dict, line: bytes | None) -> tuple[int, int]:
         """Where the statement is kept: (offset, length) of its line in the spill file, or
@@ -1266,16 +1294,16 @@ class RecordBuilder:
 
     def _types_of_values(self, canonical: dict, by_alias: dict) -> dict[str, dict]:
         """A type for records without an "X is a Y" statement, from the noun relations whose
-        value they are: (Austria, capital, Vienna) -> Vienna is a "capital"; (Japan, highest
-        mountain, Mount Fuji) -> a "mountain". Descriptions then read "the capital that lies on
-        the Danube". Record key -> noun -> _tally entry, ties to the first met in record
-        order."""
+        value they are (`type_hint`): (Austria, capital, Vienna) -> Vienna is a "capital";
+        (Japan, highest mountain, Mount Fuji) -> a "mountain". Descriptions then read "the
+        capital that lies on the Danube". Record key -> noun -> _tally entry, ties to the
+        hint met first by (source, span, relation, entity)."""
         inferred: dict[str, dict] = defaultdict(dict)
         records = set(canonical.values())
-        for (key, target, noun), (count, first) in self._inferred.items():
-            record, target = canonical[key], by_alias.get(alias_key(target), target)
-            if target in records and target != record:
-                _tally(inferred[target], noun, (record, _ranked(first, self._first[key])), count)
+        for (target, noun), (count, first) in self._inferred.items():
+            target = by_alias.get(alias_key(target), target)
+            if target in records:
+                _tally(inferred[target], noun, first, count)
         return inferred
 
     def _part(self, key: str, rank: bool = True) -> _Group:

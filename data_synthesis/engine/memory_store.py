@@ -69,6 +69,7 @@ from data_synthesis.engine.io import (
 from data_synthesis.engine.lookup import HashedTableWriter, SizedCache, Tables, write_table
 from data_synthesis.engine.shuffle import (
     ShuffleFile,
+    ShuffleWriter,
     merge_block,
     partition_lines,
     shuffle_files,
@@ -76,7 +77,9 @@ from data_synthesis.engine.shuffle import (
 )
 from data_synthesis.engine.sort import DistinctRows
 
-FORMAT = 2  # the memory's shuffle files' layout (run fingerprint); 2: one index_rows file
+# the memory's shuffle files' layout (run fingerprint); 2: one index_rows file; 3: the
+# statements files also carry type hints, each in its value's partition
+FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,21 @@ def statements_file(out: Path, task: int) -> Path:
     return Path(out) / "memory" / "statements" / f"t{task:05d}{SUFFIX['statements']}"
 
 
+def write_statements(files: ShuffleWriter, statements, partitions: int) -> None:
+    """The map side: each statement to its entity's partition, and what it says of its
+    value's type (`memory.type_hint`) to the value's, where the value's record is built."""
+    type_hint = getattr(_memory_module(), "type_hint", lambda statement: None)
+    for statement in statements:
+        files.write(entity_partition(statement["entity"], partitions), _line(statement))
+        hint = type_hint(statement)
+        if hint:
+            files.write(entity_partition(hint["entity"], partitions), _line(hint))
+
+
+def _line(row: dict) -> bytes:
+    return (dumps(row) + "\n").encode("utf-8")
+
+
 def index_rows_file(out: Path, partition: int) -> Path:
     """Reduce task `partition`'s rows of the value and relation look-ups."""
     return Path(out) / "memory" / "index_rows" / f"p{partition:05d}{SUFFIX['index_rows']}"
@@ -181,10 +199,12 @@ def build_entities(statements, cap: int = 0) -> tuple[Iterator[tuple], dict[str,
     the indexes still see every one."""
     builder = _memory_module().RecordBuilder(cap)
     for statement in statements:
-        if isinstance(statement, bytes):
-            builder.add(json.loads(statement), statement)
+        line = statement if isinstance(statement, bytes) else None
+        parsed = json.loads(line) if line is not None else statement
+        if "hint" in parsed:  # a type hint sent here by the map task (memory.type_hint)
+            builder.add_hint(parsed)
         else:
-            builder.add(statement)
+            builder.add(parsed, line)
     records = builder.records()
     return records, builder.merged_into
 

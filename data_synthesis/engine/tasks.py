@@ -29,7 +29,6 @@ from data_synthesis.engine.io import (
     InputFile,
     count_lines,
     describe,
-    dumps,
     iter_jsonl,
     join_files,
     line_number,
@@ -44,9 +43,9 @@ from data_synthesis.engine.memory_store import (
     PartitionedMemory,
     build_lookups,
     entities_file,
-    entity_partition,
     reduce_partition,
     statements_file,
+    write_statements,
 )
 from data_synthesis.engine.shuffle import ShuffleWriter
 from data_synthesis.stage_api import Counters, StageContext
@@ -341,9 +340,7 @@ def run_extract(plan: RunPlan, rank: int, world: int) -> None:
     shared = TaskTools.build(plan, "extract")
     checkpoint = _run_batches(plan, "extract", work, shared, f"{rank + 1}/{world}")
     with ShuffleWriter(statements_file(plan.root, rank), plan.partitions) as files:
-        for record in checkpoint.records():
-            p = entity_partition(record["entity"], plan.partitions)
-            files.write(p, (dumps(record) + "\n").encode("utf-8"))
+        write_statements(files, checkpoint.records(), plan.partitions)
         files.commit()
     held = plan.root / "eval" / "heldout_docs" / f"t{rank:05d}.txt"
     held.parent.mkdir(parents=True, exist_ok=True)
