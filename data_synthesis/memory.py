@@ -763,6 +763,8 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         return None  # "Its summit isn't reached by ...": the verb was taken for the subject's
     subject = re.split(r",\s", subject, maxsplit=1)[0]  # "Mont Blanc, on the border ..., is"
     words = subject.split()
+    if len(words) > 1 and words[-1] in ("-", "–"):
+        words.pop()  # a definition list's term: "* doublequote - controls the handling ..."
     while len(words) > 1 and (words[-1].lower() in ADVERBS or words[-1].endswith("ly")):
         if words.pop().lower() in NEGATIONS:  # "It also contains ..."; not "It never ..."
             return None
@@ -791,6 +793,8 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
         or "--" in subject
         or subject.count("(") != subject.count(")")  # "a dict (": cut inside a parenthesis
+        or subject.find(")") < subject.find("(")  # "Authentication) and RFC 2487 (Secure SMTP"
+        or (len(words) > 1 and _base_verb(first) and words[1] in ARTICLES)  # "make a UUID"
         or len(subject.split()) > 8
         or not re.search(r"[A-Za-z]", subject)
         or set(subject.lower().split()) & INNER_STOP

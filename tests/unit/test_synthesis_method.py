@@ -469,6 +469,26 @@ def test_heuristic_memory_makes_no_statement_of_a_denied_verb():
     }
 
 
+def test_heuristic_memory_reads_definition_lists_and_leaves_broken_subjects_out():
+    """More of the standard library's docstrings: a definition list's term ("* doublequote -
+    controls ...") gave the subject "doublequote -" ("What does doublequote - control?"); a
+    subject cut across two parentheses ("Authentication) and RFC 2487 (Secure SMTP") and one
+    opening with a base-form verb and an article ("make a UUID based on ...") are no
+    subjects."""
+    doc = {
+        "id": "csv",
+        "text": "* doublequote - controls the handling of quotes inside fields.\n"
+        "* escapechar - specifies a one-character string used to escape the delimiter.\n\n"
+        "This should follow RFC 821 (SMTP), RFC 1869 (ESMTP), RFC 2554 (SMTP\n"
+        "Authentication) and RFC 2487 (Secure SMTP over TLS).\n\n"
+        "If no node is given, make a UUID based on the host ID and current time.",
+    }
+    assert _triples(doc) == {
+        ("doublequote", "controls", "the handling of quotes inside fields"),
+        ("escapechar", "specifies", "a one-character string used to escape the delimiter"),
+    }
+
+
 def test_heuristic_memory_reads_owned_and_plural_subjects():
     """ "His works include ..." gave the subject "His" ("What does His work?"): an owned word is
     a noun, and the subject becomes the document's topic's. A base-form verb after an owned
