@@ -78,7 +78,14 @@ def _reference_entities(statements: list[dict], cap: int) -> tuple[list, dict]:
     entity on a tie: the type hints, since 2026-12-05 sent to the value's partition)."""
     from collections import Counter, defaultdict
 
-    from data_synthesis.memory import _names_a_type, alias_key, relation_key, value_key
+    from data_synthesis.memory import (
+        _names_a_type,
+        alias_key,
+        kinds,
+        one_entity,
+        relation_key,
+        value_key,
+    )
 
     def sample(items, key):
         if len(items) <= cap:
@@ -89,10 +96,9 @@ def _reference_entities(statements: list[dict], cap: int) -> tuple[list, dict]:
     hints = []
     for s in statements:
         target, words = s["value"].get("entity"), s["relation"].split()
-        if target and _names_a_type(words) and alias_key(target) != alias_key(s["entity"]):
-            hints.append(
-                (target, words[-1], (str(s["source"]), s["span"][0], s["relation"], s["entity"]))
-            )
+        if target and _names_a_type(words) and target != s["entity"]:
+            place = (str(s["source"]), s["span"][0], s["relation"], s["entity"])
+            hints.append((target, words[-1], place))
     statements = sorted(statements, key=lambda s: str(s["source"]))
     by_key = defaultdict(list)
     for s in statements:
@@ -100,10 +106,23 @@ def _reference_entities(statements: list[dict], cap: int) -> tuple[list, dict]:
     alias = defaultdict(list)
     for key in by_key:
         alias[alias_key(key)].append(key)
-    canonical = {}
-    for keys in alias.values():
-        best = max(keys, key=lambda k: (len(by_key[k]), -len(k), k))
-        canonical.update({k: best for k in keys})
+    canonical, best = {}, {}  # best: an alias key -> its largest record
+    for name, keys in alias.items():
+        heads = []  # one record per entity the keys name, the largest first
+        for k in sorted(keys, key=lambda k: (len(by_key[k]), -len(k), k), reverse=True):
+            said = {
+                s["value"]["text"].split()[-1].lower() for s in by_key[k] if s["relation"] == "is a"
+            }
+            kind = kinds(k, said)
+            head = next((h for h, other in heads if one_entity(other, kind)), None)
+            if head is None:
+                heads.append((head := k, kind))
+            canonical[k] = head
+        best[name] = heads[0][0]
+
+    def record_of(name):
+        return canonical.get(name) or best.get(alias_key(name))
+
     merged = defaultdict(list)
     for key, group in by_key.items():
         merged[canonical[key]].extend(group)
@@ -113,8 +132,8 @@ def _reference_entities(statements: list[dict], cap: int) -> tuple[list, dict]:
         for s in group:
             s["entity"] = key
             target = s["value"].get("entity")
-            if target and alias_key(target) in alias:
-                s["value"]["entity"] = canonical[alias[alias_key(target)][0]]
+            if target and record_of(target):
+                s["value"]["entity"] = record_of(target)
         names = Counter(s["entity_name"] for s in group)
         types = Counter(s["value"]["text"].split()[-1] for s in group if s["relation"] == "is a")
         links = {s["value"]["entity"] for s in group if s["value"].get("entity") in merged}
@@ -140,8 +159,8 @@ def _reference_entities(statements: list[dict], cap: int) -> tuple[list, dict]:
     records = {record["entity"]: record for record, _, _ in out}
     inferred = defaultdict(dict)  # record -> noun -> [count, first place]
     for target, noun, place in hints:
-        target = canonical[alias[alias_key(target)][0]] if alias_key(target) in alias else None
-        if target in records:
+        target = record_of(target)
+        if target in records and target != record_of(place[-1]):
             entry = inferred[target].setdefault(noun, [0, place])
             entry[0], entry[1] = entry[0] + 1, min(entry[1], place)
     for key, counts in inferred.items():

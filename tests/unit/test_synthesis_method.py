@@ -272,6 +272,35 @@ def test_heuristic_memory_reads_reworded_text():
     assert born["extractor"] == "heuristic"
 
 
+def test_names_of_one_alias_merge_only_when_they_can_be_one_entity():
+    """Keys that differ only by generic words ("danube river" / "danube") merge into one
+    record; until 2026-12-05 every such pair did, and the bundled corpus merged Kenya (a
+    country) with Mount Kenya, Mexico with Mexico City and Geneva with Lake Geneva. Now two
+    keys whose kinds ("is a" nouns and generic words, widened by memory.KINDS) share nothing
+    stay two records, and a value names the one it says: "Mount Kenya" the mountain."""
+    docs = [
+        {
+            "id": "k",
+            "title": "Kenya",
+            "text": "Kenya is a country in East Africa. Its highest mountain is Mount Kenya.",
+        },
+        {"id": "m", "title": "Mount Kenya", "text": "Mount Kenya is an extinct volcano."},
+        {"id": "d1", "title": "Danube", "text": "The Danube is a river in Europe."},
+        {"id": "d2", "title": "Danube River", "text": "The Danube River flows into the Black Sea."},
+    ]
+    records = {
+        r["entity"]: r for r in build_records(HeuristicExtractor().run(docs, context("extract")))
+    }
+    assert {"kenya", "mount kenya"} <= set(records)
+    assert records["kenya"]["type"] == "country" and records["mount kenya"]["type"] == "volcano"
+    highest = next(s for s in records["kenya"]["statements"] if s["relation"] != "is a")
+    assert (
+        highest["value"]["entity"] == "mount kenya" and "mount kenya" in records["kenya"]["links"]
+    )
+    merged = [key for key in records if "danube" in key]
+    assert len(merged) == 1 and sorted(records[merged[0]]["sources"]) == ["d1", "d2"]
+
+
 def test_a_statement_stays_in_its_paragraph_and_drops_a_dangling_conjunction():
     """A sentence runs on across a line break (hard-wrapped text) but never across a blank line
     (seen on docstrings: a heading or a command list read into the sentence before it), and a
