@@ -98,7 +98,7 @@ def kinds(key: str, said: set[str]) -> set[str]:
     """What a key is said to be ("is a" nouns, `said`) and its generic words name, each word
     widened to its group in KINDS: "mount kenya" -> the mountain group."""
     words = said | {w for w in key.split() if w in GENERIC}
-    return set().union(*(_KIND_OF.get(w, {w}) for w in words)) if words else set()
+    return set().union(*(_KIND_OF.get(w, {w}) for w in words))
 
 
 def one_entity(a: set[str], b: set[str]) -> bool:
@@ -647,8 +647,8 @@ _SUMMARY_NEXT = ARTICLES | {"your", "its", "one", "each", "every", "all"}
 
 def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: bool) -> bool:
     """Whether a subject only makes sense beside its sentence: it points around it ("the above
-    code", "These files", "This API", "Instances of this class"), a list item opens with a verb ("- Fix exception raised
-    ...", "- Updated UNICODE_RANGES ..."), or it opens with a capitalised word the text never
+    code", "These files", "This API", "Instances of this class"), a list item opens with a
+    verb ("- Fix exception raised ...", "- Updated UNICODE_RANGES ..."), or it opens with a capitalised word the text never
     writes as a name and that is no noun ("Additional features", "Only", "Together with ...";
     "Greater London" has a name in it). "Python" written as a name elsewhere in the text, and
     the document's title, stay subjects."""
@@ -680,11 +680,7 @@ def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: b
 def _two_verbs(rest: list[str]) -> bool:
     """Whether `rest` (after "X and") opens with a base-form verb and its object's determiner:
     "parse one configuration file"."""
-    from lemminflect import getAllLemmas
-
-    if len(rest) < 2 or rest[1].lower() not in _SUMMARY_NEXT:
-        return False
-    return getAllLemmas(rest[0].lower()).get("VERB", ("",))[0] == rest[0].lower()
+    return len(rest) > 1 and rest[1].lower() in _SUMMARY_NEXT and _base_verb(rest[0].lower())
 
 
 def heuristic_statements(doc: dict) -> list[dict]:
@@ -963,7 +959,7 @@ def type_hint(statement: dict) -> dict | None:
     """What a statement says of its value's type, for the record of the value: (Austria,
     capital, Vienna) -> {"hint": "type", "entity": "vienna", "noun": "capital", "at": its
     place}. The value's record may be in another partition than the statement's, so the
-    extract stage sends the hint there (data_synthesis/engine/tasks.py): until 2026-12-05
+    map side sends the hint there (`engine.memory_store.write_statements`): until 2026-12-05
     types were inferred only from statements of the same partition, so at the 1 TB plan's
     16,384 partitions almost never (46 records of the bundled corpus typed this way in one
     partition, 2 in 16). None when the relation names no type or the value is the entity
@@ -1338,9 +1334,9 @@ class RecordBuilder:
     def records(self, mentions: bool = True) -> Iterator[tuple[dict, set, list[tuple]]]:
         """The records, by key, one at a time, each with what the value index needs of all its
         statements: its (relation key, value key) pairs and its first numeric statement of
-        each relation, (relation key, statement) in record order. `mentions`: a record's links also name the entities
-        its documents mention. Once: the statements are handed over. `merged_into` maps every
-        key added to its record's key."""
+        each relation, (relation key, statement) in record order. `mentions`: a record's links
+        also name the entities its documents mention. Once: the statements are handed over.
+        `merged_into` maps every key added to its record's key."""
         names = self._canonical()
         self.merged_into = names.canonical
         members: dict[str, list[str]] = defaultdict(list)

@@ -139,7 +139,7 @@ def statements_file(out: Path, task: int) -> Path:
 def write_statements(files: ShuffleWriter, statements, partitions: int) -> None:
     """The map side: each statement to its entity's partition, and what it says of its
     value's type (`memory.type_hint`) to the value's, where the value's record is built."""
-    type_hint = getattr(_memory_module(), "type_hint", lambda statement: None)
+    type_hint = _memory_module().type_hint
     for statement in statements:
         files.write(entity_partition(statement["entity"], partitions), _line(statement))
         hint = type_hint(statement)
@@ -176,7 +176,7 @@ def write_index_rows(out: Path, partition: int, values, relations: dict, index: 
         index_rows_file(out, partition),
         2 * index,
         (
-            (group, (dumps(row) + "\n").encode("utf-8"))
+            (group, _line(row))
             for group, row in heapq.merge(value_rows, relation_rows, key=lambda item: item[0])
         ),
     )
@@ -189,8 +189,9 @@ def entities_file(out: Path, partition: int) -> Path:
 def build_entities(statements, cap: int = 0) -> tuple[Iterator[tuple], dict[str, str]]:
     """Entity records from one partition's statements (dicts or their JSON lines, any
     iterable, read once; lines go to a temporary file until their record is built, 24 bytes
-    each held), handed out one at a time, each with what the value index needs of all its statements ((relation key,
-    value key) pairs, the first numeric statement of each relation); and every original
+    each held), handed out one at a time, each with what the value index needs of all its
+    statements ((relation key, value key) pairs, the first numeric statement of each
+    relation); and every original
     entity key -> the key of the record it was merged into. data_synthesis.memory's
     RecordBuilder applies the method's merge rules; a record's links also name the entities
     its documents mention. With `cap`, a hub entity keeps a stable sample of `cap`
@@ -231,7 +232,7 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
                 peers[partition_of(rel, layout.index)].add(
                     {"relation": rel, "type": record.get("type"), "statement": s}
                 )
-            line = (dumps(record) + "\n").encode("utf-8")
+            line = _line(record)
             offsets[record["entity"]] = position
             handle.write(line)
             position += len(line)
@@ -418,7 +419,7 @@ def _write_lines(path: Path, rows: list[dict]) -> list[int]:
     with open(tmp, "wb") as handle:
         for row in rows:
             offsets.append(handle.tell())
-            handle.write((dumps(row) + "\n").encode("utf-8"))
+            handle.write(_line(row))
     tmp.replace(path)
     return offsets
 

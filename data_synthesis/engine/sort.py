@@ -14,9 +14,9 @@ Used by the search index build (data_synthesis/environment/build.py): the postin
 (term, passage), and the page table, keyed by the hash of a document's id or url, are sorted this
 way, so building the index of a corpus never holds the corpus's postings or pages in memory.
 
-`DistinctRows` does the same for rows of strings: the memory reduce's value
-index rows (data_synthesis/engine/memory_store.py), which it held as one set per partition, and
-a hub entity's value index keys (data_synthesis/memory.py), which grow with the corpus.
+`DistinctRows` does the same for rows of strings: the memory reduce's value index rows
+(data_synthesis/engine/memory_store.py), which it held as one set per partition, and a hub
+entity's value index keys (data_synthesis/memory.py), which grow with the corpus.
 """
 
 from __future__ import annotations
