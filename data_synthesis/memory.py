@@ -322,6 +322,17 @@ BAD_SUBJECT_START = {
     "some",
     "many",
     "most",
+    "more",
+    "much",
+    "several",
+    "few",
+    "both",
+    "any",
+    "every",
+    "another",
+    "various",
+    "other",
+    "plus",
     "such",
     "that",
     "those",
@@ -380,6 +391,8 @@ def _noun_before_verb(tokens: list, i: int) -> bool:
     word = tokens[i].group(0).lower()
     if word in AUX or "NOUN" not in getAllLemmas(word) or i + 1 >= len(tokens):
         return False
+    if tokens[i - 1].group(0).lower().endswith("ly") and _adverb(tokens[i - 1].group(0).lower()):
+        return False  # "The codebase efficiently trains models": after an adverb, a verb
     nxt = i + 1
     while nxt < len(tokens) - 1 and tokens[nxt].group(0).lower() in ADVERBS:
         nxt += 1
@@ -454,6 +467,30 @@ def _is_participle(word: str) -> bool:
     return bool(lemmas) and word.lower() in getInflection(lemmas[0], "VBN")
 
 
+def _expletive(subject: str, after: list) -> bool:
+    """ "It is possible to ...", "It is important that ...": an "it" that stands for the clause
+    after it, not for the topic (`after`: the two tokens after the verb)."""
+    from lemminflect import getAllLemmas
+
+    words = [token.group(0).lower() for token in after] + ["", "", "", ""]
+    if subject.lower() != "it" or "ADJ" not in getAllLemmas(words[0]):
+        return False
+    # "that", or "to" and a verb with an object of its own ("It is easy to use (with pip)" says
+    # what the topic is; "It is home to ..." has no verb)
+    return words[1] == "that" or (
+        words[1] == "to"
+        and _base_verb(words[2])
+        and bool(re.match(r"\w", words[3]))
+        and words[3] not in PREPS
+    )
+
+
+def _ends_phrase(word: str) -> bool:
+    """Whether the word after a participle shows it opens a phrase of its own: a preposition, a
+    hedge or a number ("written by", "written around 1600"), or nothing."""
+    return word in PREPS or word in HEDGES or not word.isalpha()
+
+
 def _clean(text: str) -> str:
     return text.strip().strip(",;:").strip()
 
@@ -464,6 +501,44 @@ _NAME_LIST = re.compile(
     r"((?:[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*,\s+)+(?:and\s+)?(?>[A-Z][\w.-]*(?:\s+[A-Z][\w.-]*)*))"
     r"(?!\s+(?!and\b|or\b)[a-z]+\s+[A-Z])"
 )
+
+
+# Where an object phrase ends: a comma, a colon (not a url's), a parenthesis, a dash, a new clause
+_BOUNDARY = re.compile(
+    r",(?!\d)|;|:(?!//)|\s\((?!\d)|\s-\s|\s—\s"
+    r"|\b(?:which|who|whom|whose|while|whereas|but|because|although|where|when)\b"
+)
+# an article and a run of comma-separated words: "a fast, expressive" (in "a fast, expressive,
+# extensible templating engine"), "a simple, yet elegant"
+_ADJECTIVE_RUN = re.compile(r"\b(?:an?|the)\s+((?:[\w-]+,\s+(?:yet\s+|and\s+)?)*[\w-]+)$", re.I)
+
+
+def _first_clause(rest: str) -> str:
+    """`rest` up to its first boundary; a comma between adjectives is none ("Jinja is a fast,
+    expressive, extensible templating engine": its value is not "a fast")."""
+    for boundary in _BOUNDARY.finditer(rest):
+        head = rest[: boundary.start()]
+        run = _ADJECTIVE_RUN.search(head) if boundary.group(0) == "," else None
+        after = re.match(r"\s*(?:(?:yet|and)\s+)?([\w-]+)", rest[boundary.end() :])
+        if not run or not after:
+            return head
+        words = re.split(r",\s+(?:yet\s+|and\s+)?", run[1])
+        if not all(map(_adjective, words)) or not (len(words) > 1 or _adjective(after[1])):
+            return head  # "a simple, yet elegant, HTTP library": a run of two goes on to a noun
+    return rest
+
+
+def _adjective(word: str) -> bool:
+    """A lower-case adjective by the lexicon, or an unknown word shaped like one ("extensible",
+    "framework-agnostic")."""
+    from lemminflect import getAllLemmas
+
+    if not word.islower():
+        return False  # "the Ill, close to ..." is a name
+    lemmas = getAllLemmas(word)
+    if lemmas:
+        return "ADJ" in lemmas
+    return bool(re.search(r"(?:ive|ible|able|ful|ic|ous)$|\w-\w", word.lower()))
 
 
 def value_phrase(rest: str) -> tuple[str, str | None]:
@@ -478,11 +553,7 @@ def value_phrase(rest: str) -> tuple[str, str | None]:
     lst = _NAME_LIST.match(rest)
     if lst:
         return lst.group(1), time
-    cut = re.split(
-        r",(?!\d)|;|:|\s\((?!\d)|\s-\s|\s—\s|\b(?:which|who|whom|whose|while|whereas|but|because|although|where|when)\b",
-        rest,
-        maxsplit=1,
-    )[0]
+    cut = _first_clause(rest)
     cut = re.split(
         r"\s+and\s+(?=(?:[a-z]+\s+)?(?:is|are|was|were|has|have|had)\b)", cut, maxsplit=1
     )[0]
@@ -606,7 +677,9 @@ def unmarked(sentence: str) -> str:
 
 
 # Where neither a full stop nor a line break ends a sentence: a link, inline code, a bare url.
-_NO_SENTENCE_END = re.compile(r"\[[^\]]*\]\([^)\s]*\)|`[^`\n]+`|\bhttps?://\S+")
+_NO_SENTENCE_END = re.compile(
+    r"\[[^\]]*\]\([^)\s]*\)|`[^`\n]+`|\bhttps?://[^\s<>]*[^\s<>.,;:!?'\")\]]"
+)
 
 
 _NEUTRAL = str.maketrans(".!?\n", "___ ")
@@ -638,7 +711,9 @@ _NAME_MID_SENTENCE = re.compile(r"(?<=[a-z,;:] )[A-Z][\w-]*")
 # Words that point to the text around the sentence: "the above command", "the same logic"
 CONTEXTUAL = {"above", "below", "following", "aforementioned", "latter", "same"}
 # a value that points around its sentence ("the following output", "above"; not "above the city")
-_POINTING = re.compile(r"the\s+(?:above|below|following|aforementioned)\b|(?:above|below)$", re.I)
+_POINTING = re.compile(
+    r"the\s+(?:above|below|following|aforementioned)\b|(?:above|below|follows)$", re.I
+)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 # what follows an instruction's verb: "Check for ...", "Welcome to ...", "Run the ..."
 _INSTRUCTION_NEXT = PREPS | ARTICLES | {"your"}
@@ -727,7 +802,8 @@ def heuristic_statements(doc: dict) -> list[dict]:
 # Words a value does not end with: it was cut short, by a clause or a time taken out of it
 # ("6.5 metres across" ends well)
 _DANGLING_END = re.compile(
-    r"(?:(?:^|\s+)(?:and|or|but|nor|of|to|in|on|at|for|with|from|by|into|about|the|an?))+$",
+    r"(?:(?:^|\s+)(?:and|or|but|nor|of|to|in|on|at|for|with|from|by|into|about|the|an?|like"
+    r"|as follows))+$",
     re.IGNORECASE,
 )
 
@@ -798,16 +874,20 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
     words = subject.split()
     if len(words) > 1 and words[-1] in ("-", "–"):
         words.pop()  # a definition list's term: "* doublequote - controls the handling ..."
+    if [w.lower() for w in words[-2:]] == ["no", "longer"]:
+        return None  # "Cookie handling no longer gets slower": denied
     while len(words) > 1 and (words[-1].lower() in ADVERBS or words[-1].endswith("ly")):
         if words.pop().lower() in NEGATIONS:  # "It also contains ..."; not "It never ..."
             return None
+    if len(words) > 2 and words[-2].lower() == "to" and _base_verb(words[-1]):
+        return None  # "Ability to make requests ...": the verb taken is the infinitive's object
     subject = " ".join(words)
     first = subject.split()[0].lower() if subject.split() else ""
     owned = re.match(r"^(?:Its|His|Her|Their)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
     if owned and topic:  # "Its deepest point is ..." -> (topic, deepest point, ...)
         subject = f"{topic}'s {owned.group(1)}"
     elif subject.lower() in PRONOUNS:
-        if not topic:
+        if not topic or _expletive(subject, tokens[verb_at + 1 : verb_at + 5]):
             return None
         subject = topic
     elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."
@@ -910,19 +990,20 @@ def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:
             out.append((re.sub(r"^the\s+", "", rest), noun, subject, time))
         return out
     if copula:
-        kind = re.match(r"^(?:a|an|the)\s+([a-z][\w-]*(?:\s+[a-z][\w-]*){0,2})(?:\s+(.*))?$", value)
-        if kind:
-            words = []
-            for word in value.split()[1:]:
+        if re.match(r"^(?:a|an|the)\s+[a-z][\w-]*(?:,?\s|$)", value):  # "a soft, silvery metal"
+            words, rest = [], [w.removesuffix(",") for w in value.split()[1:]] + [""]
+            for word, after in zip(rest, rest[1:]):
                 if (
                     word in PREPS
                     or word in HEDGES
                     or word in ("that", "which", "who")
-                    or not word.isalpha()
-                ):
+                    or not word.replace("-", "").isalpha()
+                    or (words and _is_participle(word) and _ends_phrase(after))
+                ):  # "a project developed by ...", not "a fully featured HTTP client"
                     break
                 words.append(word)
-            words = [w for w in words if not w.endswith("ly") and w not in ORDINALS][-2:]
+            words = [w for w in words if not w.endswith("ly") and w not in ORDINALS | {"ever"}]
+            words = words[-2:]
             if words and words[-1].islower():
                 out.append((subject, "is a", " ".join(words), time))
             size = re.search(

@@ -518,6 +518,50 @@ def test_heuristic_memory_reads_definition_lists_and_leaves_broken_subjects_out(
     }
 
 
+def test_heuristic_memory_reads_package_readmes():
+    """57 package READMEs (a corpus the code had not seen) gave "a fast" as what Jinja is (a
+    value cut between adjectives: its type became "fast"), "available at https" (a url cut at
+    its colon), "More" and "Ability to make" as subjects (with "details" and "requests" for
+    verbs), "Cookie handling no longer" (its relation "gets slower" says the opposite), the
+    topic for an "it" that stands for the clause after it ("It is possible to modify ..."), and
+    "follows" or "... projects like" as values. An "is a" type stops at a participle that opens
+    its own phrase ("a tragedy written by", not "a fully featured HTTP client")."""
+    doc = {
+        "id": "r",
+        "title": "Jinja",
+        "text": "Jinja is a fast, expressive, extensible templating engine. "
+        "Requests is a simple, yet elegant, HTTP library. "
+        "HTTPX is a fully featured HTTP client library for Python 3. "
+        "The Indian Ocean is bounded by Africa to the west, Asia to the north. "
+        "Sodium is a soft, silvery metal that reacts violently with water. "
+        "Hamlet is a tragedy written by William Shakespeare. "
+        "Apollo 11 was the first crewed mission to land on the Moon. "
+        "Project documentation is available at https://www.python-httpx.org/. "
+        "It is possible to modify a context-local state with contextualize(). "
+        "It is easy to use. "
+        "More details on used files, see the workflows. "
+        "Ability to make requests directly to WSGI applications. "
+        "Cookie handling no longer gets slower as the URL gets longer. "
+        "The codebase efficiently trains models from 2B to 462B parameters. "
+        "Error codes are as follows:\n\n"
+        "Ruff is used in major open-source projects like:\n\n"
+        "Every charset detector depends on sufficient content.",
+    }
+    assert _triples(doc) == {
+        ("Jinja", "is a", "templating engine"),
+        ("Requests", "is a", "HTTP library"),
+        ("HTTPX", "is a", "client library"),
+        ("the Indian Ocean", "is bounded by", "Africa to the west"),
+        ("Sodium", "is a", "silvery metal"),
+        ("Hamlet", "is a", "tragedy"),
+        ("Apollo 11", "is a", "crewed mission"),
+        ("Project documentation", "is", "available at https://www.python-httpx.org/"),
+        ("Jinja", "is", "easy to use"),
+        ("Jinja", "trains", "models from 2B to 462B parameters"),
+        ("Ruff", "is used in", "major open-source projects"),
+    }
+
+
 def test_heuristic_memory_reads_owned_and_plural_subjects():
     """ "His works include ..." gave the subject "His" ("What does His work?"): an owned word is
     a noun, and the subject becomes the document's topic's. A base-form verb after an owned
