@@ -389,14 +389,18 @@ def _noun_before_verb(tokens: list, i: int) -> bool:
     from lemminflect import getAllLemmas
 
     word = tokens[i].group(0).lower()
-    if word in AUX or "NOUN" not in getAllLemmas(word) or i + 1 >= len(tokens):
+    if word in AUX or i + 1 >= len(tokens):
         return False
     if tokens[i - 1].group(0).lower().endswith("ly") and _adverb(tokens[i - 1].group(0).lower()):
         return False  # "The codebase efficiently trains models": after an adverb, a verb
     nxt = i + 1
     while nxt < len(tokens) - 1 and tokens[nxt].group(0).lower() in ADVERBS:
         nxt += 1
-    return _verb_lemma(tokens[nxt].group(0)) is not None
+    following = tokens[nxt].group(0)
+    if following.lower() in MODALS:
+        return True  # "HTML templates can use ...": no verb is followed by a modal (and the
+        # lexicon knows "templates" only as a verb)
+    return "NOUN" in getAllLemmas(word) and _verb_lemma(following) is not None
 
 
 def _plural_verb(tokens: list, i: int) -> bool:
@@ -882,7 +886,7 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
     if len(words) > 2 and words[-2].lower() == "to" and _base_verb(words[-1]):
         return None  # "Ability to make requests ...": the verb taken is the infinitive's object
     subject = " ".join(words)
-    first = subject.split()[0].lower() if subject.split() else ""
+    first = subject.split()[0].lower().lstrip("_*") if subject.split() else ""  # "_While ..."
     owned = re.match(r"^(?:Its|His|Her|Their)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
     if owned and topic:  # "Its deepest point is ..." -> (topic, deepest point, ...)
         subject = f"{topic}'s {owned.group(1)}"

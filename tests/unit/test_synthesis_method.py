@@ -525,7 +525,9 @@ def test_heuristic_memory_reads_package_readmes():
     verbs), "Cookie handling no longer" (its relation "gets slower" says the opposite), the
     topic for an "it" that stands for the clause after it ("It is possible to modify ..."), and
     "follows" or "... projects like" as values. An "is a" type stops at a participle that opens
-    its own phrase ("a tragedy written by", not "a fully featured HTTP client")."""
+    its own phrase ("a tragedy written by", not "a fully featured HTTP client"). A word before a
+    modal is a noun ("HTML templates can use"; the lexicon knows "templates" only as a verb),
+    and an emphasised "_While" opens no subject."""
     doc = {
         "id": "r",
         "title": "Jinja",
@@ -545,7 +547,9 @@ def test_heuristic_memory_reads_package_readmes():
         "The codebase efficiently trains models from 2B to 462B parameters. "
         "Error codes are as follows:\n\n"
         "Ruff is used in major open-source projects like:\n\n"
-        "Every charset detector depends on sufficient content.",
+        "Every charset detector depends on sufficient content. "
+        "HTML templates can use autoescaping. "
+        "_While annotated-types avoids runtime checks, it is fast._",
     }
     assert _triples(doc) == {
         ("Jinja", "is a", "templating engine"),
@@ -559,6 +563,7 @@ def test_heuristic_memory_reads_package_readmes():
         ("Jinja", "is", "easy to use"),
         ("Jinja", "trains", "models from 2B to 462B parameters"),
         ("Ruff", "is used in", "major open-source projects"),
+        ("HTML templates", "can use", "autoescaping"),
     }
 
 
