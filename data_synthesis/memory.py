@@ -668,7 +668,10 @@ _INLINE_MARKS = (
     (re.compile(r"^#{1,6}\s+"), ""),  # a heading's marks
 )
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
-_NOT_PROSE = re.compile(r"^(?:\||>>>|\$ |[-=*_]{3,}\s*$)")  # a table row, a prompt, a rule
+# a table row, a prompt, a rule, a list item that is only a link (a table of contents)
+_NOT_PROSE = re.compile(
+    r"^(?:\||>>>|\$ |[-=*_]{3,}\s*$|\s*(?:[-*+]|\d+[.)])\s+\[[^\]]*\]\([^)]*\)\s*$)"
+)
 # A changelog entry's credit ("... by @user in #123", "(#123)"): the entry is a change, not a fact
 _CHANGELOG_CREDIT = re.compile(r"\bby @[\w-]+|\b(?:in|PR|fixes|closes|see) #\d+\b|\(#\d+\)")
 

@@ -527,7 +527,8 @@ def test_heuristic_memory_reads_package_readmes():
     "follows" or "... projects like" as values. An "is a" type stops at a participle that opens
     its own phrase ("a tragedy written by", not "a fully featured HTTP client"). A word before a
     modal is a noun ("HTML templates can use"; the lexicon knows "templates" only as a verb),
-    and an emphasised "_While" opens no subject."""
+    an emphasised "_While" opens no subject, and a list item that is only a link (a table of
+    contents) is no prose."""
     doc = {
         "id": "r",
         "title": "Jinja",
@@ -549,7 +550,8 @@ def test_heuristic_memory_reads_package_readmes():
         "Ruff is used in major open-source projects like:\n\n"
         "Every charset detector depends on sufficient content. "
         "HTML templates can use autoescaping. "
-        "_While annotated-types avoids runtime checks, it is fast._",
+        "_While annotated-types avoids runtime checks, it is fast._\n\n"
+        "- [Modern string formatting using braces style](#modern-string-formatting)\n",
     }
     assert _triples(doc) == {
         ("Jinja", "is a", "templating engine"),
