@@ -37,7 +37,7 @@ sys.path.insert(0, sys.argv[1])
 from data_synthesis.environment.index import CorpusIndex, IndexConfig
 started = time.perf_counter()
 shards, workers = int(sys.argv[4]), int(sys.argv[5])
-config = IndexConfig(cache_dir=sys.argv[3], **({"shards": shards} if shards else {}))
+config = IndexConfig(cache_dir=sys.argv[3], shards=shards or 1)
 if workers > 1:
     from data_synthesis.environment.__main__ import build_with_workers
     build_with_workers([sys.argv[2]], config, workers)

@@ -113,7 +113,12 @@ def main() -> None:
         "--cache-dir", required=True, help="the index cache (environment.cache_dir)"
     )
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--shards", type=int, default=0, help="the index's shards (0: per 8 GiB)")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="the index's shards (0: one per environment.index_shard_mb)",
+    )
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose code is measured")
     parser.add_argument("--hits", type=Path, help="write each query's results here (JSON)")
     parser.add_argument("--record", type=Path, help="log the pipeline's searches here and stop")

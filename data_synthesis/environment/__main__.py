@@ -21,7 +21,7 @@ from pathlib import Path
 
 from data_synthesis.environment.build import Build, dropped_on_corpus_error
 from data_synthesis.environment.executor import Environment, EnvironmentConfig
-from data_synthesis.environment.index import CorpusIndex, IndexConfig
+from data_synthesis.environment.index import SHARD_MB, CorpusIndex, IndexConfig
 from data_synthesis.environment.jobs import index_jobs
 from data_synthesis.environment.registry import ToolRegistry
 
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in (index, search, call):
         p.add_argument("--cache-dir", default=IndexConfig.cache_dir)
         p.add_argument("--shards", type=int, default=0, help="index shards (0: one per --shard-mb)")
-        p.add_argument("--shard-mb", type=int, default=8192, help="MiB of corpus per index shard")
+        p.add_argument(
+            "--shard-mb", type=int, default=SHARD_MB, help="MiB of corpus per index shard"
+        )
     args = parser.parse_args(argv)
     try:
         return _run(args)

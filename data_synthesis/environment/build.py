@@ -96,6 +96,9 @@ DEFAULT_CACHE = os.environ.get(
     "MEGATRON_AGENTIC_INDEX_CACHE",
     os.path.join(os.path.expanduser("~"), ".cache", "megatron-agentic", "environment"),
 )
+# MiB of corpus text per index shard by default (the cluster config: 8,192). An index is cached
+# per layout, so the environment and eval CLIs (--shard-mb) name a run's size to share its index
+SHARD_MB = 16
 _WORD = re.compile(r"\S+")
 _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenization.Tokenizer's default splitter
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -115,7 +118,7 @@ class IndexConfig:
     chunk_passages: int = 8192  # passages tokenised per sorted run of postings
     merge_memory: int = 8 << 20  # bytes a merge of the runs works in
     shards: int = 0  # 0: one per `shard_bytes` of corpus
-    shard_bytes: int = 8 << 30
+    shard_bytes: int = SHARD_MB << 20
 
     def shard_count(self, files: list[InputFile]) -> int:
         """The shards of corpora (`corpus_files`): one per `shard_bytes` of their text, so a

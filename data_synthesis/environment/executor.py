@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from data_synthesis.environment.index import DEFAULT_CACHE, CorpusIndex, Hit, IndexConfig
+from data_synthesis.environment.index import DEFAULT_CACHE, SHARD_MB, CorpusIndex, Hit, IndexConfig
 from data_synthesis.environment.registry import ToolRegistry, ToolSpec
 from data_synthesis.environment.sandbox import run_python
 
@@ -65,12 +65,13 @@ class EnvironmentConfig:
     passage_words: int = 120
     passage_stride: int = 100
     index_shards: int = 0  # shards of a corpus's index (0: one per index_shard_mb of corpus)
-    index_shard_mb: int = 8192  # the layout changes no search over every shard
+    index_shard_mb: int = SHARD_MB  # the layout changes no search over every shard
     # N: a question's searches cover the shards of its source documents plus shards drawn by
-    # its id, N in all (32 GiB of text at the default shard size), so a search's cost stops
-    # growing with the corpus; an index of N shards or fewer is searched whole, as with 0:
-    # every shard, exact over the corpus (CorpusIndex.scope; docs/data_synthesis.md)
-    search_shards: int = 4
+    # its id, N in all (32 MiB of text at the default shard size, a few thousand documents; the
+    # cluster config: 4 of 8 GiB), so a search's cost stops growing with the corpus; an index of
+    # N shards or fewer is searched whole, as with 0: every shard, exact over the corpus
+    # (CorpusIndex.scope; docs/data_synthesis.md)
+    search_shards: int = 2
     top_k: int = 10
     snippet_chars: int = 300
     visit_max_chars: int = 6000

@@ -39,9 +39,10 @@ import numpy as np
 
 from data_synthesis.engine.io import NpyArray, allow_open_files, stable_hash
 from data_synthesis.engine.lookup import SizedCache, Tables
-from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE: re-exported
+from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE, SHARD_MB: re-exported
     DEFAULT_CACHE,
     PAGE_STORE,
+    SHARD_MB,
     SHARD_TABLE,
     Analyser,
     IndexConfig,

@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tools", default=None, help="YAML with a `tools:` list (default tools)")
     run.add_argument("--corpus", action="append", default=None, help="JSONL corpus (repeat)")
     run.add_argument("--cache-dir", default=EnvironmentConfig.cache_dir)
+    run.add_argument(
+        "--shard-mb",
+        type=int,
+        default=EnvironmentConfig.index_shard_mb,
+        help="MiB of corpus per index shard: a synthesis run's environment.index_shard_mb "
+        "shares its index (8192 for configs/vllm_cluster.yaml)",
+    )
     run.add_argument("--seed", type=int, default=0)
     cmp = sub.add_parser("compare", help="two evaluation runs side by side")
     cmp.add_argument("runs", nargs=2)
@@ -114,7 +121,7 @@ def run(args) -> int:
             judge = _backend(args, args.judge_model or args.model, judge_url, 128, 0.0)
         else:
             judge = model  # the served model judges itself by default (as the issue asks)
-    config = EnvironmentConfig(cache_dir=args.cache_dir)
+    config = EnvironmentConfig(cache_dir=args.cache_dir, index_shard_mb=args.shard_mb)
     if args.corpus:
         config.corpora = args.corpus
     env = Environment(ToolRegistry.from_config(args.tools), config)

@@ -268,6 +268,28 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--set environment.index_shard_mb=50 environment.search_shards=2": NotRun(
         "benchmark: planning and has of 2 of the 1 GB scoped run's tasks (needs it), ~8 minutes"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --work /tmp/bs16 --stages "
+    "extract memory value_index questions --set environment.index_shard_mb=16 environment.search_shards=2": NotRun(
+        "benchmark: extract..questions at 10 MB and 100 MB with the default search scope, "
+        "~10 minutes on 2 cores"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --work /tmp/bs16 --stages "
+    "extract memory value_index --set environment.index_shard_mb=16 environment.search_shards=2": NotRun(
+        "benchmark: extract..value_index at 1 GB, ~30 minutes on 2 cores"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 2 --work "
+    "/tmp/bs16 --stages questions --set environment.index_shard_mb=16 environment.search_shards=2": NotRun(
+        "benchmark: questions of 2 of the 1 GB run's 200 partitions (needs it), ~2 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --work /tmp/bs16 --stages "
+    "planning has --set environment.index_shard_mb=16 environment.search_shards=2": NotRun(
+        "benchmark: planning and has of the 10 MB run (needs it), ~3 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 100 1000 --jobs 2 --sample-tasks 2 --work "
+    "/tmp/bs16 --stages planning has --set environment.index_shard_mb=16 environment.search_shards=2": NotRun(
+        "benchmark: planning and has of 2 tasks each of the 100 MB and 1 GB runs (needs them), "
+        "~20 minutes"
+    ),
     "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
     "--queries 200 --pages 1000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"

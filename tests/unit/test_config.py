@@ -258,10 +258,13 @@ def test_synthesis_config_uses_the_same_loader_and_override_syntax(tmp_path):
         load_pipeline_config(None, ["engine.executor=k8s"])
 
 
-@pytest.mark.parametrize("name", ["cpu_default.yaml", "vllm_cluster.yaml"])
-def test_shipped_synthesis_configs_load_and_their_environment_validates(name):
+@pytest.mark.parametrize(
+    ("name", "scope"), [("cpu_default.yaml", (16, 2)), ("vllm_cluster.yaml", (8192, 4))]
+)
+def test_shipped_synthesis_configs_load_and_their_environment_validates(name, scope):
     """The configs under data_synthesis/configs load, and their `environment:` sections pass
-    EnvironmentConfig's checks (searches limited to 4 shards of 8 GiB, the default)."""
+    EnvironmentConfig's checks. A question's searches cover 2 shards of 16 MiB on one machine
+    (the defaults) and 4 of 8 GiB on the cluster."""
     from pathlib import Path
 
     from data_synthesis.config import load_pipeline_config
@@ -269,4 +272,4 @@ def test_shipped_synthesis_configs_load_and_their_environment_validates(name):
 
     path = Path(__file__).resolve().parents[2] / "data_synthesis/configs" / name
     environment = EnvironmentConfig.from_dict(load_pipeline_config(path).environment)
-    assert environment.search_shards == 4
+    assert (environment.index_shard_mb, environment.search_shards) == scope

@@ -346,7 +346,7 @@ def test_a_questions_searches_cover_its_documents_shards_and_drawn_ones(sharded_
     """With search_shards, a question's searches (a plan's check, an agent's calls) cover the
     shards of its source documents and others drawn by its id, `search_shards` in all; its
     evidence stays findable. Without a scope, with search_shards 0, or with at least as many as
-    the index has (the default 4 here), every shard."""
+    the index has, every shard."""
     from data_synthesis.agent.loop import AgentConfig
     from data_synthesis.agent.rollouts import rollout
     from data_synthesis.environment.executor import Scope
@@ -375,8 +375,7 @@ def test_a_questions_searches_cover_its_documents_shards_and_drawn_ones(sharded_
     call = {"name": "search", "arguments": {"query": [text]}}
     urls = lambda result: re.findall(r"\]\((https://example.org/\d+)\)", result.text)  # noqa: E731
     config = EnvironmentConfig(corpora=[str(path)], cache_dir=index.config.cache_dir)
-    config.index_shards = 4
-    assert config.search_shards == 4  # the default: an index of 4 shards is searched whole
+    config.index_shards, config.search_shards = 4, 4  # an index of 4 shards is searched whole
     whole, told = Environment(config=config, log=lambda _: None), []
     question = {"id": "q1", "question": text, "source_docs": ["d5"], "supporting": []}
     assert whole.execute(call, Scope.of(question)).text == whole.execute(call).text
