@@ -392,8 +392,9 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python -m data_synthesis pipeline --output runs/synth": Run("synthesis"),
     "python -m datatrove.tools.jobs_status runs/synth/logs": Run("synthesis"),
     "python -m datatrove.tools.failed_logs runs/synth/logs/<job>": TEMPLATE,
-    "python -m data_synthesis pipeline environment.index_shards=4 environment.search_shards=1 "
-    "--output runs/scoped": Run("synthesis"),
+    "python -m data_synthesis pipeline environment.index_shards=8 --output runs/scoped": Run(
+        "synthesis"
+    ),
     "bash scripts/quickstart.sh --smoke": Covered(
         "tests/integration/test_quickstart.py::test_quickstart_runs_every_step_and_summarises"
     ),
