@@ -385,7 +385,8 @@ def _verb_lemma(word: str) -> str | None:
 
 
 def _noun_before_verb(tokens: list, i: int) -> bool:
-    """A -s/-ed word that can be a noun, followed by a verb: the noun ends the subject."""
+    """A -s/-ed word that can be a noun, followed by a verb, or any word followed by a modal: the
+    noun ends the subject."""
     from lemminflect import getAllLemmas
 
     word = tokens[i].group(0).lower()
@@ -473,7 +474,7 @@ def _is_participle(word: str) -> bool:
 
 def _expletive(subject: str, after: list) -> bool:
     """ "It is possible to ...", "It is important that ...": an "it" that stands for the clause
-    after it, not for the topic (`after`: the two tokens after the verb)."""
+    after it, not for the topic (`after`: up to four tokens after the verb)."""
     from lemminflect import getAllLemmas
 
     words = [token.group(0).lower() for token in after] + ["", "", "", ""]
@@ -542,7 +543,7 @@ def _adjective(word: str) -> bool:
     lemmas = getAllLemmas(word)
     if lemmas:
         return "ADJ" in lemmas
-    return bool(re.search(r"(?:ive|ible|able|ful|ic|ous)$|\w-\w", word.lower()))
+    return bool(re.search(r"(?:ive|ible|able|ful|ic|ous)$|\w-\w", word))
 
 
 def value_phrase(rest: str) -> tuple[str, str | None]:
