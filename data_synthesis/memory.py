@@ -913,6 +913,7 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         or (bulleted and len(words) == 1 and _only_verb(first))  # "- Improve discriminated ..."
         or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
         or "--" in subject
+        or re.search(r"\b(?:it|that|there|he|she|what|who|here)['’]s\b", subject, re.I)  # a verb
         or subject.count("(") != subject.count(")")  # "a dict (": cut inside a parenthesis
         or subject.find(")") < subject.find("(")  # "Authentication) and RFC 2487 (Secure SMTP"
         or (len(words) > 1 and _base_verb(first) and words[1] in ARTICLES)  # "make a UUID"
@@ -967,9 +968,18 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         or len(value.split()) > 14
         or value.split()[0].lower() in ("and", "or", "but", "not", "so")
         or re.search(r"\s(?:is|are|was|were|has|have|will|can)\s", f" {value} ")  # a clause
+        or _says_nothing(value, group)
     ):
         return None
     return subject, _relations(subject, group, value, time)
+
+
+def _says_nothing(value: str, group: list[str]) -> bool:
+    """A value that only qualifies its verb: an adverb ("points to exactly"), "by default"."""
+    from lemminflect import getAllLemmas
+
+    lower = value.lower()
+    return set(getAllLemmas(lower)) == {"ADV"} or (lower == "default" and group[-1] == "by")
 
 
 def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:

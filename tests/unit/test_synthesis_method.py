@@ -528,7 +528,9 @@ def test_heuristic_memory_reads_package_readmes():
     its own phrase ("a tragedy written by", not "a fully featured HTTP client"). A word before a
     modal is a noun ("HTML templates can use"; the lexicon knows "templates" only as a verb),
     an emphasised "_While" opens no subject, and a list item that is only a link (a table of
-    contents) is no prose."""
+    contents) is no prose. A subject holding a contracted verb ("It's highly configurable but
+    comes with") is none, and a value that only qualifies its verb ("by default", "points to
+    exactly") says nothing."""
     doc = {
         "id": "r",
         "title": "Jinja",
@@ -551,7 +553,10 @@ def test_heuristic_memory_reads_package_readmes():
         "Every charset detector depends on sufficient content. "
         "HTML templates can use autoescaping. "
         "_While annotated-types avoids runtime checks, it is fast._\n\n"
-        "- [Modern string formatting using braces style](#modern-string-formatting)\n",
+        "- [Modern string formatting using braces style](#modern-string-formatting)\n\n"
+        "It's highly configurable but comes with sensible defaults. "
+        "Tables are disabled by default. "
+        "The stack trace points to exactly where the error is.",
     }
     assert _triples(doc) == {
         ("Jinja", "is a", "templating engine"),
