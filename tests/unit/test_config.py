@@ -258,6 +258,22 @@ def test_synthesis_config_uses_the_same_loader_and_override_syntax(tmp_path):
         load_pipeline_config(None, ["engine.executor=k8s"])
 
 
+def test_the_cpu_default_yaml_is_what_runs_without_a_config():
+    """docs/data_synthesis.md: without --config the pipeline runs configs/cpu_default.yaml. The
+    YAML spells out defaults the dataclasses hold, so the two must not drift apart."""
+    from pathlib import Path
+
+    from data_synthesis.config import load_pipeline_config
+    from data_synthesis.environment.executor import EnvironmentConfig
+
+    path = Path(__file__).resolve().parents[2] / "data_synthesis/configs/cpu_default.yaml"
+    spelled, default = load_pipeline_config(path), load_pipeline_config(None)
+    environments = [EnvironmentConfig.from_dict(c.environment) for c in (spelled, default)]
+    assert environments[0] == environments[1]
+    spelled.environment = default.environment = {}
+    assert spelled == default
+
+
 @pytest.mark.parametrize(
     ("name", "scope"), [("cpu_default.yaml", (16, 2)), ("vllm_cluster.yaml", (8192, 4))]
 )
