@@ -300,6 +300,7 @@ def test_slurm_job_arrays_through_fake_sbatch_equal_the_local_run(run, corpus, t
     done = _cli(
         "pipeline",
         "environment.index_shards=3",
+        "environment.search_shards=0",  # every shard, as the local run's one-shard index
         "--input",
         corpus,
         "--output",
