@@ -124,6 +124,7 @@ def make_plan(
             "index_partitions": index_partitions,
             "memory_format": memory_store.FORMAT,
             "trajectories": trajectories,
+            "environment": _environment_identity(config),
         },
     )
     check_or_record(out, identity)
@@ -214,6 +215,17 @@ def jobs_for(plan: tasks.RunPlan, stage: str, indexes: set | None = None) -> lis
                 name = f"index_{len(indexes) - 1}" if len(indexes) > 1 else "index"
                 jobs += index_jobs(build, name)
     return [*jobs, (stage, [StageStep(stage, plan)], count[SPEC[stage].tasks])]
+
+
+def _environment_identity(config) -> dict:
+    """The environment the run's searches use, its defaults filled in: a rerun after the defaults
+    changed (2 index shards of 16 MiB per question since 2026-12-05, 4 of 8 GiB before) is
+    refused instead of searching one way in its old tasks and another in its new ones. Where
+    indexes are cached is not part of it."""
+    settings = dataclasses.asdict(EnvironmentConfig.from_dict(config.environment))
+    for key in ("cache_dir", "corpora"):  # where, not what; the corpora are the inputs unless set
+        settings.pop(key)
+    return settings
 
 
 @functools.lru_cache(maxsize=4)  # the planning and has stages search the same corpora

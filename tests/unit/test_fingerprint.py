@@ -112,3 +112,25 @@ def test_a_run_written_with_another_memory_layout_is_refused(tmp_path):
     manifest.write_text(json.dumps(recorded))
     with pytest.raises(FingerprintMismatch, match=rf"memory_format: None -> {memory_store.FORMAT}"):
         make_plan(PipelineConfig(), tmp_path / "out", [str(corpus)])
+
+
+def test_a_run_made_under_other_search_defaults_is_refused(tmp_path):
+    """The run's fingerprint holds its environment with the defaults filled in: a run started
+    when one machine searched 4 shards of 8 GiB per question (before 2026-12-05) is refused when
+    resumed under today's 2 of 16 MiB, instead of searching one way in its finished tasks and
+    another in its new ones (its config, silent on both, did not change)."""
+    from data_synthesis.config import PipelineConfig
+    from data_synthesis.engine.fingerprint import fingerprint
+    from data_synthesis.engine.runner import make_plan
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "text": "Vienna is a city."}) + "\n")
+    make_plan(PipelineConfig(), tmp_path / "out", [str(corpus)])
+    manifest = tmp_path / "out" / "run.json"
+    recorded = json.loads(manifest.read_text())
+    assert "cache_dir" not in recorded["identity"]["environment"]  # where, not what
+    recorded["identity"]["environment"].update(index_shard_mb=8192, search_shards=4)
+    recorded["fingerprint"] = fingerprint(recorded["identity"])  # as the old defaults recorded it
+    manifest.write_text(json.dumps(recorded))
+    with pytest.raises(FingerprintMismatch, match=r"environment.search_shards: 4 -> 2"):
+        make_plan(PipelineConfig(), tmp_path / "out", [str(corpus)])
