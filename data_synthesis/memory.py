@@ -524,8 +524,8 @@ def _first_clause(rest: str) -> str:
     for boundary in _BOUNDARY.finditer(rest):
         head = rest[: boundary.start()]
         run = _ADJECTIVE_RUN.search(head) if boundary.group(0) == "," else None
-        after = re.match(r"\s*(?:(?:yet|and)\s+)?([\w-]+)", rest[boundary.end() :])
-        if not run or not after:
+        after = run and re.match(r"\s*(?:(?:yet|and)\s+)?([\w-]+)", rest[boundary.end() :])
+        if not after:
             return head
         words = re.split(r",\s+(?:yet\s+|and\s+)?", run[1])
         if not all(map(_adjective, words)) or not (len(words) > 1 or _adjective(after[1])):
@@ -1009,8 +1009,8 @@ def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:
         return out
     if copula:
         if re.match(r"^(?:a|an|the)\s+[a-z][\w-]*(?:,?\s|$)", value):  # "a soft, silvery metal"
-            words, rest = [], [w.removesuffix(",") for w in value.split()[1:]] + [""]
-            for word, after in zip(rest, rest[1:]):
+            words, tail = [], [w.removesuffix(",") for w in value.split()[1:]] + [""]
+            for word, after in zip(tail, tail[1:]):
                 if (
                     word in PREPS
                     or word in HEDGES
