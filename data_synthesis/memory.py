@@ -669,9 +669,9 @@ _INLINE_MARKS = (
     (re.compile(r"^#{1,6}\s+"), ""),  # a heading's marks
 )
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
-# a table row, a prompt, a rule, a list item that is only a link (a table of contents)
+# a table row, a prompt, a heading, a rule, a list item that is only a link (a table of contents)
 _NOT_PROSE = re.compile(
-    r"^(?:\||>>>|\$ |[-=*_]{3,}\s*$|\s*(?:[-*+]|\d+[.)])\s+\[[^\]]*\]\([^)]*\)\s*$)"
+    r"^(?:\||>>>|\$ |\s*#{1,6}\s|[-=*_]{3,}\s*$|\s*(?:[-*+]|\d+[.)])\s+\[[^\]]*\]\([^)]*\)\s*$)"
 )
 # A changelog entry's credit ("... by @user in #123", "(#123)"): the entry is a change, not a fact
 _CHANGELOG_CREDIT = re.compile(r"\bby @[\w-]+|\b(?:in|PR|fixes|closes|see) #\d+\b|\(#\d+\)")
@@ -913,6 +913,7 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         or (bulleted and len(words) == 1 and _only_verb(first))  # "- Improve discriminated ..."
         or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
         or "--" in subject
+        or re.search(r"\s[-–—]\s", subject)  # "make - For running ...": a term and its gloss
         or re.search(r"\b(?:it|that|there|he|she|what|who|here)['’]s\b", subject, re.I)  # a verb
         or subject.count("(") != subject.count(")")  # "a dict (": cut inside a parenthesis
         or subject.find(")") < subject.find("(")  # "Authentication) and RFC 2487 (Secure SMTP"

@@ -530,7 +530,9 @@ def test_heuristic_memory_reads_package_readmes():
     an emphasised "_While" opens no subject, and a list item that is only a link (a table of
     contents) is no prose. A subject holding a contracted verb ("It's highly configurable but
     comes with") is none, and a value that only qualifies its verb ("by default", "points to
-    exactly") says nothing."""
+    exactly") says nothing. A markdown heading is no prose ("### Modern string formatting using
+    braces style" gave the verb "braces"), and a definition list's term with its gloss is no
+    subject ("make - For running development" with the verb "commands")."""
     doc = {
         "id": "r",
         "title": "Jinja",
@@ -556,7 +558,10 @@ def test_heuristic_memory_reads_package_readmes():
         "- [Modern string formatting using braces style](#modern-string-formatting)\n\n"
         "It's highly configurable but comes with sensible defaults. "
         "Tables are disabled by default. "
-        "The stack trace points to exactly where the error is.",
+        "The stack trace points to exactly where the error is.\n\n"
+        "### Modern string formatting using braces style\n\n"
+        "## Use less memory and run faster\n\n"
+        "4. **make** - For running development commands (or use nmake on Windows)",
     }
     assert _triples(doc) == {
         ("Jinja", "is a", "templating engine"),
