@@ -458,11 +458,12 @@ def _base_verb(word: str) -> bool:
     return word.islower() and getAllLemmas(word).get("VERB", ("",))[0] == word
 
 
-def _only_verb(word: str) -> bool:
-    """A word that is a verb and nothing else ("encode", "added", "located", not "use")."""
+def _only(word: str, kind: str) -> bool:
+    """A word of one kind and nothing else: a verb ("encode", "added", "located", not "use"),
+    an adverb ("exactly")."""
     from lemminflect import getAllLemmas
 
-    return set(getAllLemmas(word)) == {"VERB"}
+    return set(getAllLemmas(word)) == {kind}
 
 
 def _is_participle(word: str) -> bool:
@@ -908,9 +909,9 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         or first in AUX
         or first in SUBORDINATORS
         or (first.endswith("ing") and first[:1].isalpha() and len(subject.split()) > 1)
-        or (len(words) > 1 and words[1][:1].islower() and _only_verb(first))  # "Improved the
+        or (len(words) > 1 and words[1][:1].islower() and _only(first, "VERB"))  # "Improved the
         # detection ...": a changelog's or a command's verb ("Mars", "Google" are verbs too)
-        or (bulleted and len(words) == 1 and _only_verb(first))  # "- Improve discriminated ..."
+        or (bulleted and len(words) == 1 and _only(first, "VERB"))  # "- Improve discriminated ..."
         or not re.fullmatch(r"[\w][\w\s.,'’&/()-]*", subject)
         or "--" in subject
         or re.search(r"\s[-–—]\s", subject)  # "make - For running ...": a term and its gloss
@@ -977,10 +978,8 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
 
 def _says_nothing(value: str, group: list[str]) -> bool:
     """A value that only qualifies its verb: an adverb ("points to exactly"), "by default"."""
-    from lemminflect import getAllLemmas
-
     lower = value.lower()
-    return set(getAllLemmas(lower)) == {"ADV"} or (lower == "default" and group[-1] == "by")
+    return _only(lower, "ADV") or (lower == "default" and group[-1] == "by")
 
 
 def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:
