@@ -35,13 +35,23 @@ STAGES_BY_RANK = ("extract", "memory", "value_index", "questions", "planning", "
 ALL_STAGES = (*STAGES_BY_RANK, "dedup", "finalize")
 
 
+# Consonants but s and y: no code is a stop word or has a suffix the stemmer cuts ("QBY" and
+# "QBI" are one stem)
+_CODE_LETTERS = "BCDFGHJKLMNPQRTVWXZ"
+
+
 def _code(k: int) -> str:
+    """Copy k's code: "QB", "QC", ..., "QBB", ... A search tells the copies apart only by their
+    codes, so each is a term of its own in the index: two letters or more (single letters are
+    not terms), no stop word, nothing the stemmer merges. Until 2026-12-06 the codes were
+    "A".."Z", "AA", ...: 26 copies at every size, and those coded as stop words ("AN"), were
+    one copy to the search, 26 of the 45 copies at 10 MB."""
     letters = ""
     k += 1
     while k:
-        k, r = divmod(k - 1, 26)
-        letters = chr(65 + r) + letters
-    return letters
+        k, r = divmod(k - 1, len(_CODE_LETTERS))
+        letters = _CODE_LETTERS[r] + letters
+    return "Q" + letters
 
 
 def make_corpus(path: Path, megabytes: int) -> int:

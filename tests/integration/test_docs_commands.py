@@ -290,6 +290,17 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: planning and has of 2 tasks each of the 100 MB and 1 GB runs (needs them), "
         "~20 minutes"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --work /tmp/bq --stages "
+    "extract memory value_index questions": NotRun(
+        "benchmark: extract..questions at 10 MB and 100 MB, ~5 minutes on 2 cores"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --work /tmp/bq --stages planning has": NotRun(
+        "benchmark: planning and has of the 10 MB run (needs it), ~3 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 2 --sample-tasks 2 --work /tmp/bq "
+    "--stages planning has": NotRun(
+        "benchmark: planning and has of 2 of the 100 MB run's tasks (needs it), ~25 minutes"
+    ),
     "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
     "--queries 200 --pages 1000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"

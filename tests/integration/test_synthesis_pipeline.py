@@ -745,6 +745,19 @@ def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
     assert "| memory/statements | " in done.stdout
 
 
+def test_the_scaling_benchmark_codes_each_copy_with_a_term_the_index_keeps():
+    """The benchmark's copies differ only by their code, so each code must be one term of the
+    search index, and a different one: the codes "A".."Z" and the stop words among "AA"..
+    made 26 of the 45 copies at 10 MB one copy to the search (docs/benchmarks.md), and the
+    stemmer makes "QBY" and "QBI" one term."""
+    from benchmarks.bench_synthesis import _code
+    from data_synthesis.environment.build import Analyser
+
+    analyser = Analyser(stem=True)
+    terms = [analyser.terms(f"Paris {_code(k)}") for k in range(20_000)]
+    assert all(len(t) == 2 for t in terms) and len({t[1] for t in terms}) == 20_000
+
+
 def test_compressed_input_benchmark_reads_each_codec_to_the_same_text(tmp_path):
     """benchmarks/bench_compressed_input.py on 1 MB in 2 files: every codec's files decompress
     to the plain text, and its extract and index rows are measured."""
