@@ -667,8 +667,7 @@ _INLINE_MARKS = (
     (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # italics
     (re.compile(r"(?<!\w)_(?=\S)([^_\n]+?)(?<=\S)_(?!\w)"), r"\1"),  # _italics_, not snake_case
     (re.compile(r"`+([^`]+?)`+"), r"\1"),  # inline code
-    (re.compile(r"^#{1,6}\s+"), ""),  # a heading's marks
-)
+)  # (headings never get here: they are no prose, _NOT_PROSE)
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
 # a table row, a prompt, a heading, a rule, a list item that is only a link (a table of contents)
 _NOT_PROSE = re.compile(
