@@ -104,6 +104,9 @@ MONTHS = {
 MONTHS.update({m[:3]: i for m, i in list(MONTHS.items())})
 MONTHS["sept"] = 9
 _NUMBER = re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?|[-−]?\.\d+")
+_NUMBER_AND_UNIT = re.compile(r"(\d[\d,]*(?:\.\d+)?)([a-z%²2]+)")  # "5km"
+# where a word that starts a number begins (after the punctuation _numbers_in strips)
+_NUMBER_WORD = re.compile(r"(?<!\S)[.,;:()?!\"']*[-−$€]?\d")
 RELATIVE_TOLERANCE = 1e-6  # after unit conversion; "1991" is not "1990"
 
 
@@ -154,7 +157,7 @@ def core_words(text: str) -> list[str]:
 def parse_quantity(text: str) -> Quantity | None:
     """ "2,850 km" -> Quantity(2850000, "m"); "about 9.1 million" -> Quantity(9100000, None);
     "12%" -> Quantity(12, "%"). None when the text is not one number with an optional unit."""
-    words = [w for w in re.findall(r"[^\s]+", fold(text).replace("²", "2")) if w]
+    words = fold(text).replace("²", "2").split()
     words = [w.strip(".,;:()") or w for w in words]
     words = [w for w in words if w not in HEDGES and w not in ARTICLES]
     if not words:
@@ -186,7 +189,7 @@ def _leading_number(words: list[str]) -> tuple[float | None, list[str]]:
         return float(NUMBER_WORDS[first]), words[1:]
     found = _NUMBER.fullmatch(first.rstrip("%"))
     if not found:
-        match = re.fullmatch(r"(\d[\d,]*(?:\.\d+)?)([a-z%²2]+)", first)
+        match = _NUMBER_AND_UNIT.fullmatch(first)
         if match and (match.group(2) in UNITS or match.group(2) in SCALES):
             return _leading_number([match.group(1), match.group(2), *words[1:]])
         return None, words
@@ -247,14 +250,13 @@ def numbers_in(text: str) -> list[Quantity]:
 @functools.lru_cache(maxsize=512)  # checks scan the same tool response once per statement
 def _numbers_in(text: str) -> tuple[Quantity, ...]:
     found = []
-    words = re.findall(r"[^\s]+", fold(text))
-    for i, word in enumerate(words):
+    folded = fold(text)
+    for start in _NUMBER_WORD.finditer(folded):  # the words after a number may be its unit
+        word, *after = folded[start.start() :].split(None, 3)[:3]
         w = word.strip(".,;:()?!\"'")
-        if not re.match(r"^[-−$€]?\d", w):
-            continue
         for span in (3, 2, 1):
             quantity = parse_quantity(
-                " ".join([w, *[x.strip(".,;:()?!") for x in words[i + 1 : i + span]]])
+                " ".join([w, *[x.strip(".,;:()?!") for x in after[: span - 1]]])
             )
             if quantity:
                 found.append(quantity)
@@ -281,18 +283,25 @@ def answer_in_text(answer: str, text: str) -> bool:
             and (q.unit is None or quantity.unit is None or q.unit == quantity.unit)
             for q in numbers_in(text)
         )
-    needle, hay = core_words(str(answer)), [t for t in tokens(text) if t not in ARTICLES]
-    return _contains(hay, needle)
+    return _contains(_spaced(text, articles=False), core_words(str(answer)))
 
 
-def _contains(hay: list[str], needle: list[str]) -> bool:
-    n = len(needle)
-    return n > 0 and any(hay[i : i + n] == needle for i in range(len(hay) - n + 1))
+def _contains(hay: str, needle) -> bool:
+    """Whether the words `needle` are a run of the words of `hay` (_spaced)."""
+    return bool(needle) and f" {' '.join(needle)} " in hay
+
+
+@functools.lru_cache(maxsize=512)  # a tool response is checked once per supporting statement
+def _spaced(text: str, articles: bool = True) -> str:
+    """The text's tokens (without articles unless `articles`) between single spaces, with one
+    at each end: a run of its words is then a substring, found by one string search where a
+    scan of the token list compared a slice at every position."""
+    return f" {' '.join(_tokens(text) if articles else normalise(text).split())} "
 
 
 def name_in_text(name: str, text: str) -> bool:
     """Whether an entity name appears in a text as whole words (case and accents ignored)."""
-    return _contains(tokens(text), [t for t in tokens(name) if t not in ARTICLES])
+    return _contains(_spaced(text), [t for t in tokens(name) if t not in ARTICLES])
 
 
 def sentence_in_text(
@@ -301,18 +310,13 @@ def sentence_in_text(
     """Whether a text copies a source sentence: at least `share` of the sentence's word n-grams
     (all of it when shorter than n words) appear in the text. N-grams already in `given` (the
     question the text answers) do not count: repeating the question is no leak."""
-    words, hay = normalise(sentence).split(), normalise(text).split()
-    if not words or not hay:
+    words, hay = normalise(sentence).split(), _spaced(text, articles=False)
+    if not words or not hay.strip():
         return False
     if len(words) <= n:
-        return _contains(hay, words) and not _contains(normalise(given).split(), words)
+        return _contains(hay, words) and not _contains(_spaced(given, articles=False), words)
     grams = _grams(words, n) - _grams(normalise(given).split(), n)
-    return bool(grams) and len(grams & _text_grams(text, n)) >= share * len(grams)
-
-
-@functools.lru_cache(maxsize=256)
-def _text_grams(text: str, n: int) -> frozenset:
-    return frozenset(_grams(normalise(text).split(), n))
+    return bool(grams) and sum(_contains(hay, gram) for gram in grams) >= share * len(grams)
 
 
 def _grams(words: list[str], n: int) -> set[tuple]:

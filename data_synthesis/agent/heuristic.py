@@ -111,6 +111,7 @@ def _readings(question: str, text: str, limit: int) -> tuple[tuple[int, str, str
     return tuple(out)
 
 
+_MARKUP = ' []()`*_<>|#",;:!'  # what an answer cut from a page's markdown may start or end with
 # what a sentence says before its object: "is", "was", "by", "under" ...
 _LEAD_IN = re.compile(r"^(?:\s*\b(?:is|are|was|were|by|of|in|on|at|to|under|from|as|for|with)\b)+")
 
@@ -128,10 +129,17 @@ def _said_after(sentence: str, asked: set[str]) -> str | None:
     ]
     for match in reversed(shared):
         value, _ = value_phrase(_LEAD_IN.sub("", sentence[match.end() :]).strip())
-        value = value.split(",")[0]  # a list's first name: "Tokyo, Japan" -> "Tokyo"
+        value = _answer_text(value.split(",")[0])  # a list's first name: "Tokyo, Japan" -> "Tokyo"
         if value:
             return value if len(value.split()) <= 8 else None
     return None
+
+
+def _answer_text(value: str) -> str | None:
+    """A read value as an answer: on one line, without the markup around it (a link's or a
+    snippet's cut "[garbage ...", a badge's ")"); None when no word is left."""
+    value = " ".join(value.split()).strip(_MARKUP)
+    return value if _WORD.search(value) else None
 
 
 def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:

@@ -150,10 +150,12 @@ class SizedCache:
 
     def get(self, key, make):
         """The cached value of `key`, or make()'s, kept."""
-        if key in self._items:
-            self._items.move_to_end(key)
+        try:
+            self._items.move_to_end(key)  # a kept key (the usual case): two look-ups, not three
+        except KeyError:
+            value = self._items[key] = make()
+        else:
             return self._items[key]
-        value = self._items[key] = make()
         self._total += self.size(value)
         while self._total > self.limit and len(self._items) > 1:
             dropped = self._items.popitem(last=False)[1]

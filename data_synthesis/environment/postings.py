@@ -222,11 +222,13 @@ def _may_enter(totals: np.ndarray, bound: float, k: int, best: _Best) -> np.ndar
 
 def _merge(unique, totals, ids, scores) -> tuple[np.ndarray, np.ndarray]:
     """Add one term's postings (ids ascending) to the summed (unique ascending, totals)."""
+    if not len(unique):  # the rarest term, or nothing summed yet: its postings as they are
+        return ids, scores.astype(np.float64)
     passages = np.concatenate([unique, ids])
     weights = np.concatenate([totals, scores.astype(np.float64)])
     order = np.argsort(passages, kind="stable")  # two sorted runs: a linear merge
     passages, weights = passages[order], weights[order]
-    starts = np.flatnonzero(np.diff(passages, prepend=-1))
+    starts = np.flatnonzero(np.r_[True, passages[1:] != passages[:-1]])
     return passages[starts], np.add.reduceat(weights, starts) if len(starts) else weights
 
 

@@ -313,3 +313,22 @@ def test_heuristic_reader_reads_prose_and_what_follows_the_question(env):
     ]
     assert answers and all("A search for" not in s["thought"] for s in answers)
     assert answers[0]["answer"] == "Vienna"
+
+
+def test_heuristic_reader_answers_with_words_not_markup():
+    """On READMEs nobody here wrote, the CPU baseline offered answers cut from markdown: ")" after
+    a badge's link, "[garbage" from a snippet cut mid-link, "`" and values spread over a wrapped
+    line. An answer is a value on one line without the marks around it, and has a word."""
+    from data_synthesis.agent.heuristic import answer_candidates
+
+    badge = "[![Package version](https://img.shields.io/pypi/v/absl-py)](https://pypi.org/absl-py)"
+    assert all(
+        any(ch.isalnum() for ch in answer)
+        for _, answer in answer_candidates("What is absl-py collected from?", badge + "\n")
+    )
+    wrapped = "- A test client for simulating HTTP requests during\n    testing without a server."
+    question = "What does a test client for simulating HTTP requests during?"
+    assert answer_candidates(question, wrapped)[0][1] == "testing without a server"
+    cut = "By default the library closes underlying HTTP connections when the client is [garbage"
+    answers = [a for _, a in answer_candidates("When does the library close connections?", cut)]
+    assert answers and all("[" not in a for a in answers)

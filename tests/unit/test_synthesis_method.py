@@ -107,6 +107,27 @@ def test_leak_checks_see_through_formats():
     )
 
 
+def test_leak_checks_match_whole_words_of_the_text():
+    """The checks find a run of words by one string search in the text's tokens between
+    spaces: a word is never matched inside a longer one, nor across punctuation's tokens,
+    and the n-gram share is counted as a scan of the text's n-grams would count it."""
+    from data_synthesis.answers import name_in_text, normalise
+
+    assert name_in_text("Vienna", "Tourists visit Vienna, Austria.")
+    assert not name_in_text("Vienna", "The Viennas of the world")
+    assert not name_in_text("New York", "The New Yorker magazine")
+    assert answer_in_text("the Danube River", "It lies on a Danube.")  # articles, generic words
+    text = "Triton was discovered by William Lassell in 1846, only 17 days after Neptune."
+    sentence = "Triton was discovered by William Lassell in 1846 at Liverpool."
+    words = normalise(sentence).split()
+    grams = {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
+    hay = normalise(text).split()
+    found = grams & {tuple(hay[i : i + 5]) for i in range(len(hay) - 4)}
+    assert len(found) == 3 and len(grams) == 6  # half of the sentence's 5-grams: a copy
+    assert sentence_in_text(sentence, text)
+    assert not sentence_in_text(sentence, text, share=0.51)
+
+
 def test_thinking_blocks_are_stripped():
     assert strip_thinking('<think>maybe {"a": 1}</think>\n{"b": 2}') == ('{"b": 2}', True)
     assert strip_thinking("plain") == ("plain", False)
