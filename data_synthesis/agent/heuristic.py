@@ -111,7 +111,9 @@ def _readings(question: str, text: str, limit: int) -> tuple[tuple[int, str, str
     return tuple(out)
 
 
-_MARKUP = ' []()`*_<>|#",;:!'  # what an answer cut from a page's markdown may start or end with
+# what an answer cut from a page's markdown may carry at its ends
+_PAIRS = {mark: pair for pair in ("()", "[]", "<>", "``", "**", "__", '""') for mark in pair}
+_LOOSE = " |#,;:!"
 # what a sentence says before its object: "is", "was", "by", "under" ...
 _LEAD_IN = re.compile(r"^(?:\s*\b(?:is|are|was|were|by|of|in|on|at|to|under|from|as|for|with)\b)+")
 
@@ -136,10 +138,39 @@ def _said_after(sentence: str, asked: set[str]) -> str | None:
 
 
 def _answer_text(value: str) -> str | None:
-    """A read value as an answer: on one line, without the markup around it (a link's or a
-    snippet's cut "[garbage ...", a badge's ")"); None when no word is left."""
-    value = " ".join(value.split()).strip(_MARKUP)
+    """A read value as an answer: on one line, without the marks at its ends that pair with
+    nothing in it (a badge link's ")", a snippet cut mid-link's "[garbage", a list's comma) or
+    that only enclose it ("`httpcore`"); None when no word is left. Pairs inside stay:
+    "`MinLen(x)` and `MaxLen(y)`", "[proposal](https://...)"."""
+    value = " ".join(value.split())
+    while value:
+        first, last = value[0], value[-1]
+        if first in _LOOSE or _unpaired(value, first):
+            value = value[1:]
+        elif last in _LOOSE or _unpaired(value, last):
+            value = value[:-1]
+        elif len(value) > 2 and _PAIRS.get(first, (None, None))[1] == last == _enclosing(value):
+            value = value[1:-1]
+        else:
+            break
     return value if _WORD.search(value) else None
+
+
+def _unpaired(value: str, mark: str) -> bool:
+    """Whether a mark at an end of `value` has no partner in it."""
+    if mark not in _PAIRS:
+        return False
+    opener, closer = _PAIRS[mark]
+    if opener == closer:
+        return value.count(mark) % 2 == 1
+    return value.count(opener) != value.count(closer)
+
+
+def _enclosing(value: str) -> str | None:
+    """The closing mark when the first and last characters are the only pair of their kind."""
+    opener, closer = _PAIRS[value[0]]
+    inner = value[1:-1]
+    return closer if opener not in inner and closer not in inner else None
 
 
 def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:

@@ -332,3 +332,8 @@ def test_heuristic_reader_answers_with_words_not_markup():
     cut = "By default the library closes underlying HTTP connections when the client is [garbage"
     answers = [a for _, a in answer_candidates("When does the library close connections?", cut)]
     assert answers and all("[" not in a for a in answers)
+    from data_synthesis.agent.heuristic import _answer_text
+
+    assert _answer_text("`httpcore`") == "httpcore"  # marks that only enclose the answer
+    for kept in ("`MinLen(x)` and `MaxLen(y)`", "the [proposal](https://x.org/p)"):
+        assert _answer_text(kept) == kept  # pairs inside it
