@@ -319,7 +319,7 @@ def test_heuristic_reader_answers_with_words_not_markup():
     """On READMEs nobody here wrote, the CPU baseline offered answers cut from markdown: ")" after
     a badge's link, "[garbage" from a snippet cut mid-link, "`" and values spread over a wrapped
     line. An answer is a value on one line without the marks around it, and has a word."""
-    from data_synthesis.agent.heuristic import answer_candidates
+    from data_synthesis.agent.heuristic import _answer_text, answer_candidates
 
     badge = "[![Package version](https://img.shields.io/pypi/v/absl-py)](https://pypi.org/absl-py)"
     assert all(
@@ -332,8 +332,6 @@ def test_heuristic_reader_answers_with_words_not_markup():
     cut = "By default the library closes underlying HTTP connections when the client is [garbage"
     answers = [a for _, a in answer_candidates("When does the library close connections?", cut)]
     assert answers and all("[" not in a for a in answers)
-    from data_synthesis.agent.heuristic import _answer_text
-
     assert _answer_text("`httpcore`") == "httpcore"  # marks that only enclose the answer
     for kept in ("`MinLen(x)` and `MaxLen(y)`", "the [proposal](https://x.org/p)"):
         assert _answer_text(kept) == kept  # pairs inside it
