@@ -786,6 +786,9 @@ def heuristic_statements(doc: dict) -> list[dict]:
         if subject != topic and _context_bound(subject, names, topic, bulleted):
             continue
         topic = topic or subject
+        # the statement's sentence without its list mark ("- Async support becomes optional.")
+        mark = _BULLET.match(sentence)
+        said = (start + mark.end() if mark else start, end)
         for entity, relation, whole, time in statements:
             # "X and, in 2021, Y" cut at the comma; "a model of the atom in" (cut at "which")
             whole = _DANGLING_END.sub("", " ".join(whole.split()))  # one line: text wraps
@@ -793,7 +796,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
                 continue
             for value in _items(whole):
                 record = _statement(
-                    entity, relation, value, sentence, (start, end), doc, time, "heuristic"
+                    entity, relation, value, text[slice(*said)], said, doc, time, "heuristic"
                 )
                 if (
                     record

@@ -343,6 +343,16 @@ def test_a_statement_stays_in_its_paragraph_and_drops_a_dangling_conjunction():
     assert "the 1964 Summer Olympics" in values
     assert all(re.search(r"\w", value) for value in values)  # not ")" alone
     assert all("\n\n" not in s["sentence"] for d in docs for s in heuristic_statements(d))
+    # a list item's statement quotes the item without its mark (the knowledge lines of
+    # reasoning documents read "- - Async support ..." when it kept it)
+    item = {
+        "id": "h",
+        "title": "httpx",
+        "text": "Changes:\n\n- Async support becomes fully optional.",
+    }
+    (said,) = heuristic_statements(item)
+    assert said["sentence"] == "Async support becomes fully optional."
+    assert item["text"][slice(*said["span"])] == said["sentence"]
 
 
 MARKDOWN = """[![PyPI](https://img.shields.io/pypi/v/kiln.svg)](https://pypi.org/project/kiln)
