@@ -301,6 +301,25 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--stages planning has": NotRun(
         "benchmark: planning and has of 2 of the 100 MB run's tasks (needs it), ~25 minutes"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 1000 --jobs 2 --work /tmp/b16 "
+    "--stages extract memory value_index": NotRun(
+        "benchmark: extract..value_index at 10 MB, 100 MB and 1 GB, ~35 minutes on 2 cores"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --work /tmp/b16 --stages questions": NotRun(
+        "benchmark: questions at 10 MB and 100 MB (needs the run above), ~3 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 2 --work /tmp/b16 "
+    "--stages questions": NotRun(
+        "benchmark: questions of 2 of the 1 GB run's 200 partitions (needs it), ~1 minute"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --work /tmp/b16 --stages planning has": NotRun(
+        "benchmark: planning and has of the 10 MB run (needs it), ~2 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 100 1000 --jobs 2 --sample-tasks 2 --work "
+    "/tmp/b16 --stages planning has": NotRun(
+        "benchmark: planning and has of 2 tasks each of the 100 MB and 1 GB runs (needs them), "
+        "~10 minutes"
+    ),
     "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
     "--queries 200 --pages 1000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
