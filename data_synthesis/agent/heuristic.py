@@ -140,7 +140,8 @@ def _said_after(sentence: str, asked: set[str]) -> str | None:
 def _answer_text(value: str) -> str | None:
     """A read value as an answer: on one line, without the marks at its ends that pair with
     nothing in it (a badge link's ")", a snippet cut mid-link's "[garbage", a list's comma) or
-    that only enclose it ("`httpcore`"); None when no word is left. Pairs inside stay:
+    that only enclose it ("`httpcore`"); None when no word but a stop word ("the") is left.
+    Pairs inside stay:
     "`MinLen(x)` and `MaxLen(y)`", "[proposal](https://...)"."""
     value = " ".join(value.split())
     while value:
@@ -153,7 +154,8 @@ def _answer_text(value: str) -> str | None:
             value = value[1:-1]
         else:
             break
-    return value if _WORD.search(value) else None
+    said = any(word.lower() not in STOP for word in _WORD.findall(value))
+    return value if said else None
 
 
 def _unpaired(value: str, mark: str) -> bool:

@@ -333,5 +333,6 @@ def test_heuristic_reader_answers_with_words_not_markup():
     answers = [a for _, a in answer_candidates("When does the library close connections?", cut)]
     assert answers and all("[" not in a for a in answers)
     assert _answer_text("`httpcore`") == "httpcore"  # marks that only enclose the answer
+    assert _answer_text("the") is None  # "URL.host returns the" cut before its object
     for kept in ("`MinLen(x)` and `MaxLen(y)`", "the [proposal](https://x.org/p)"):
         assert _answer_text(kept) == kept  # pairs inside it
