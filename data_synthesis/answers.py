@@ -107,6 +107,7 @@ _NUMBER = re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?|[-−]?\.\d+")
 _NUMBER_AND_UNIT = re.compile(r"(\d[\d,]*(?:\.\d+)?)([a-z%²2]+)")  # "5km"
 # where a word that starts a number begins (after the punctuation _numbers_in strips)
 _NUMBER_WORD = re.compile(r"(?<!\S)[.,;:()?!\"']*[-−$€]?\d")
+_WORD_AND_TWO = re.compile(r"\S+(?:\s+\S+){0,2}")  # a number's word and the two after it
 RELATIVE_TOLERANCE = 1e-6  # after unit conversion; "1991" is not "1990"
 
 
@@ -252,7 +253,7 @@ def _numbers_in(text: str) -> tuple[Quantity, ...]:
     found = []
     folded = fold(text)
     for start in _NUMBER_WORD.finditer(folded):  # the words after a number may be its unit
-        word, *after = folded[start.start() :].split(None, 3)[:3]
+        word, *after = _WORD_AND_TWO.match(folded, start.start()).group().split()
         w = word.strip(".,;:()?!\"'")
         for span in (3, 2, 1):
             quantity = parse_quantity(
@@ -296,7 +297,7 @@ def _spaced(text: str, articles: bool = True) -> str:
     """The text's tokens (without articles unless `articles`) between single spaces, with one
     at each end: a run of its words is then a substring, found by one string search where a
     scan of the token list compared a slice at every position."""
-    return f" {' '.join(_tokens(text) if articles else normalise(text).split())} "
+    return f" {' '.join(_tokens(text)) if articles else normalise(text)} "
 
 
 def name_in_text(name: str, text: str) -> bool:

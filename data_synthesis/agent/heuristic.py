@@ -141,8 +141,7 @@ def _answer_text(value: str) -> str | None:
     """A read value as an answer: on one line, without the marks at its ends that pair with
     nothing in it (a badge link's ")", a snippet cut mid-link's "[garbage", a list's comma) or
     that only enclose it ("`httpcore`"); None when no word but a stop word ("the") is left.
-    Pairs inside stay:
-    "`MinLen(x)` and `MaxLen(y)`", "[proposal](https://...)"."""
+    Pairs inside stay: "`MinLen(x)` and `MaxLen(y)`", "[proposal](https://...)"."""
     value = " ".join(value.split())
     while value:
         first, last = value[0], value[-1]
@@ -150,12 +149,11 @@ def _answer_text(value: str) -> str | None:
             value = value[1:]
         elif last in _LOOSE or _unpaired(value, last):
             value = value[:-1]
-        elif len(value) > 2 and _PAIRS.get(first, (None, None))[1] == last == _enclosing(value):
+        elif len(value) > 2 and _encloses(value):
             value = value[1:-1]
         else:
             break
-    said = any(word.lower() not in STOP for word in _WORD.findall(value))
-    return value if said else None
+    return value if keywords(value) else None
 
 
 def _unpaired(value: str, mark: str) -> bool:
@@ -168,11 +166,12 @@ def _unpaired(value: str, mark: str) -> bool:
     return value.count(opener) != value.count(closer)
 
 
-def _enclosing(value: str) -> str | None:
-    """The closing mark when the first and last characters are the only pair of their kind."""
-    opener, closer = _PAIRS[value[0]]
-    inner = value[1:-1]
-    return closer if opener not in inner and closer not in inner else None
+def _encloses(value: str) -> bool:
+    """Whether the first and last characters are a pair, the only one of its kind in `value`."""
+    pair, inner = _PAIRS.get(value[0]), value[1:-1]
+    return (
+        pair is not None and value[-1] == pair[1] and pair[0] not in inner and pair[1] not in inner
+    )
 
 
 def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:
