@@ -82,7 +82,8 @@ class Postings:
         rarest first; once what the remaining terms could add at most (their best scores)
         cannot lift a passage outside the summed ones into the top k, the remaining terms are
         only looked up for the candidates, dropping before each look-up those that can no
-        longer get in. The passages are searched in as many ranges (ascending) as it takes to
+        longer get in. When all the terms' best scores together cannot beat `floor`, no
+        posting is read. The passages are searched in as many ranges (ascending) as it takes to
         hold the query's postings to RANGE_POSTINGS per range - usually one - so a search's
         memory stays bounded when its terms are common. A passage of a later range that can
         at best tie with the k best of the earlier ones ranks after them and is dropped."""
@@ -90,6 +91,8 @@ class Postings:
         maxes = [self.best(term) for term in terms]
         bounds = np.cumsum(maxes[::-1])[::-1].tolist() + [0.0]
         best = _Best(k, self.scores.dtype, floor)
+        if best.shuts_out(bounds[0]):  # no passage here can beat an earlier shard's k-th best
+            return best.passages, best.scores.astype(best.dtype)
         ends: dict[int, tuple[int, int]] = {}  # term's place in `terms` -> (range end, index)
         ranges = -(-sum(self.length(term) for term in terms) // RANGE_POSTINGS)
         size = max(-(-self.passages // max(ranges, 1)), 1)

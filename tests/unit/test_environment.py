@@ -317,6 +317,30 @@ def test_a_search_over_some_shards_is_the_exact_top_k_of_their_passages(sharded_
             assert len(got) == 10
 
 
+def test_a_shard_that_cannot_beat_the_floor_reads_no_postings(sharded_corpus):
+    """A shard whose query terms' best scores together cannot beat an earlier shard's k-th
+    best (`floor`) is passed over before any posting is read; just above its bound, it is
+    searched and gives the passages above the floor."""
+    _, index, _ = sharded_corpus
+    shard = index.shards[2]
+    ids = index.term_ids(2, index._analyse("city river name7"))
+    postings = shard.postings
+    bound = sum(postings.best(term) for term in ids)
+    all_passages, all_scores = shard.top_k(ids, 10)
+    reads, read = [], postings.ids.read
+    postings.ids.read = lambda *span: reads.append(span) or read(*span)
+    try:
+        passages, scores = shard.top_k(ids, 10, floor=bound * 1.001)
+        assert len(passages) == 0 and not reads
+        floor = float(all_scores[0]) * 0.999
+        passages, scores = shard.top_k(ids, 10, floor=floor)
+        assert reads and list(passages) == [
+            p for p, s in zip(all_passages, all_scores) if s > floor
+        ]
+    finally:
+        del postings.ids.read
+
+
 def test_a_page_is_found_in_its_own_shard_alone(sharded_corpus):
     """pages.table.npy names a page's shard: locating it reads that table and one shard's
     docs.table.npy, not every shard's (the rows agree with a scan of the shards' docs.jsonl)."""
