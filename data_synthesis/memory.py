@@ -659,9 +659,12 @@ def _statement(entity, relation, value_text, sentence, span, doc, time, extracto
 # Markdown (READMEs, docs, wikis exported as markdown): a clause is read from the sentence's
 # text without its inline marks, so a value is "a Runner", not "a [Runner](https"; the
 # statement keeps the sentence as written (its span). Code blocks and table rows hold no prose.
+_TARGET = r"\((?:[^()\s]|\([^()\s]*\))*\)"  # a link's url, with a pair inside: "pypi%20(stable)"
 _INLINE_MARKS = (
-    (re.compile(r"!\[[^\]]*\]\([^)\s]*\)"), ""),  # images (badges)
-    (re.compile(r"\[([^\]]*)\]\([^)\s]*\)"), r"\1"),  # links: their text (a badge's: none)
+    # HTML tags (READMEs' badges, headers, tables); not an autolink ("<https://x.org>")
+    (re.compile(r"</?[A-Za-z][\w-]*(?:\s[^<>\n]*)?/?>"), " "),
+    (re.compile(rf"!\[[^\]]*\]{_TARGET}"), ""),  # images (badges)
+    (re.compile(rf"\[([^\]]*)\]{_TARGET}"), r"\1"),  # links: their text (a badge's: none)
     (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference links
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # bold
     (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # italics
@@ -678,7 +681,8 @@ _CHANGELOG_CREDIT = re.compile(r"\bby @[\w-]+|\b(?:in|PR|fixes|closes|see) #\d+\
 
 
 def unmarked(sentence: str) -> str:
-    """A sentence without markdown's inline marks: "**optional**" -> "optional"."""
+    """A sentence without markdown's inline marks or HTML tags: "**optional**" -> "optional",
+    '<a href="x"><img src="y.svg"></a>' -> nothing."""
     for pattern, replacement in _INLINE_MARKS:
         sentence = pattern.sub(replacement, sentence)
     return sentence

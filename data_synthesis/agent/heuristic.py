@@ -18,7 +18,7 @@ import functools
 import re
 import zlib
 
-from data_synthesis.memory import prose_sentences, value_phrase
+from data_synthesis.memory import prose_sentences, unmarked, value_phrase
 
 _WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
 _WORD_OR_BREAK = re.compile(r"[A-Za-z0-9][\w'-]*|[,;:()]")
@@ -95,8 +95,8 @@ def _readings(question: str, text: str, limit: int) -> tuple[tuple[int, str, str
     text = _PAGE_HEADER.sub("", text, count=1)
     scored = []
     for start, end in prose_sentences(text):
-        sentence = text[start:end]
-        if sentence.startswith("#"):
+        sentence = " ".join(unmarked(text[start:end]).split())  # as the rendered page shows it
+        if sentence.startswith("#") or not sentence:
             continue
         score = _score(asked, sentence)
         if score:
@@ -116,6 +116,9 @@ _PAIRS = {mark: pair for pair in ("()", "[]", "<>", "``", "**", "__", '""') for 
 _LOOSE = " |#,;:!"
 # what a sentence says before its object: "is", "was", "by", "under" ...
 _LEAD_IN = re.compile(r"^(?:\s*\b(?:is|are|was|were|by|of|in|on|at|to|under|from|as|for|with)\b)+")
+# a piece of a url or tag that a sentence cut inside markup left: "/actions/workflows/tests.yml",
+# ".svg?logo=python", 'badge.svg"> <img alt="Build', "TypeError >>> orjson.dumps("
+_MARKUP_PIECE = re.compile(r"^[./]|[<>]|=\"|%[0-9A-Fa-f]{2}|\.(?:svg|png|gif|jpe?g|ya?ml)\b")
 
 
 def _said_after(sentence: str, asked: set[str]) -> str | None:
@@ -140,7 +143,8 @@ def _said_after(sentence: str, asked: set[str]) -> str | None:
 def _answer_text(value: str) -> str | None:
     """A read value as an answer: on one line, without the marks at its ends that pair with
     nothing in it (a badge link's ")", a snippet cut mid-link's "[garbage", a list's comma) or
-    that only enclose it ("`httpcore`"); None when no word but a stop word ("the") is left.
+    that only enclose it ("`httpcore`"); None when no word but a stop word ("the") is left, or
+    when it is a piece of markup a sentence cut inside a tag or url left (_MARKUP_PIECE).
     Pairs inside stay: "`MinLen(x)` and `MaxLen(y)`", "[proposal](https://...)"."""
     value = " ".join(value.split())
     while value:
@@ -153,7 +157,7 @@ def _answer_text(value: str) -> str | None:
             value = value[1:-1]
         else:
             break
-    return value if keywords(value) else None
+    return value if keywords(value) and not _MARKUP_PIECE.search(value) else None
 
 
 def _unpaired(value: str, mark: str) -> bool:

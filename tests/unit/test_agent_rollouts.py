@@ -336,3 +336,35 @@ def test_heuristic_reader_answers_with_words_not_markup():
     assert _answer_text("the") is None  # "URL.host returns the" cut before its object
     for kept in ("`MinLen(x)` and `MaxLen(y)`", "the [proposal](https://x.org/p)"):
         assert _answer_text(kept) == kept  # pairs inside it
+
+
+def test_heuristic_reader_reads_the_page_as_rendered():
+    """READMEs mix markdown and HTML: answers were read from the markup itself (a badge's url
+    '.svg?color=blue"></a', '💻 GitHub</a>'). The reader reads a sentence as the rendered page
+    shows it: a link shows its text, images and tags show nothing, so a line of badges has no
+    answer, and the sentence it quotes is the shown one."""
+    from data_synthesis.agent.heuristic import _answer_text, answer_candidates
+
+    badges = (
+        '<a href="https://github.com/org/accelerate/blob/main/LICENSE"><img alt="License" '
+        'src="https://img.shields.io/github/license/org/accelerate.svg?color=blue"></a>\n'
+        "[![PyPI version](https://img.shields.io/pypi/v/cwevals.svg?label=pypi%20(stable))]"
+        "(https://pypi.org/project/cwevals/)\n"
+    )
+    assert answer_candidates("What is the license of accelerate?", badges) == []
+    linked = (
+        "This is the alternative form of the [`typing-doc` proposal]"
+        "(https://github.com/org/fastapi/blob/typing-doc/typing_doc.md).\n"
+    )
+    [(sentence, answer)] = answer_candidates("What is this the alternative form of?", linked)
+    assert sentence == "This is the alternative form of the typing-doc proposal."
+    assert answer == "the typing-doc proposal"
+    html = '<i>BM25S is an ultrafast implementation of BM25 in <b>pure Python</b></i> <a href="x">'
+    [(sentence, answer)] = answer_candidates("What is BM25S an implementation of?", html + "\n")
+    assert (sentence, answer) == (
+        "BM25S is an ultrafast implementation of BM25 in pure Python",
+        "BM25",
+    )
+    # a sentence cut inside a tag or url leaves pieces of markup that are no answer
+    for piece in ("/actions/workflows/tests.yml/badge.svg", '.svg"> <img alt="Build', "x%20y z"):
+        assert _answer_text(piece) is None, piece
