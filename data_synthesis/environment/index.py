@@ -29,6 +29,7 @@ long-running search task's RSS does not grow with the pages it touched.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import random
 from collections.abc import Sequence
@@ -56,6 +57,8 @@ TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
 SHARDS_OPEN = 256  # shards a task keeps open (six files each), the most recently used
+# a term's hash, for its look-up in each shard's vocabulary: once per term, not per shard
+_hashed = functools.lru_cache(maxsize=1 << 14)(stable_hash)
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Shard:
         self.directory, self.first, self.passages = directory, first, passages
         index = directory / "index"
         self.postings = Postings(index / "bm25", passages, index / "term_max.npy")
+        self.vocabulary = index / "vocab.table.npy"  # term hash -> the shard's term id
         self.offsets = NpyArray(directory / "passages.offsets.npy")
         self._passages = (directory / "passages.jsonl").open("rb")
 
@@ -197,8 +201,8 @@ class CorpusIndex:
         (bm25s's vocab dict grows with the corpus: 88,056 terms, 17 MB, at 1 GB). A word the
         corpus lacks is taken for a term only if their hashes collide (about 1 in 10^13 per word
         at a 10M-term vocabulary)."""
-        table = self.shards[shard].directory / "index" / "vocab.table.npy"
-        found = (self._terms.get((shard, t), lambda t=t: self._tables.get(table, t)) for t in terms)
+        table, get = self.shards[shard].vocabulary, self._tables.get_hashed
+        found = (self._terms.get((shard, t), lambda t=t: get(table, _hashed(t))) for t in terms)
         return [ids[0] for ids in found if ids]
 
     def _top_k(
