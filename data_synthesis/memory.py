@@ -659,10 +659,16 @@ def _statement(entity, relation, value_text, sentence, span, doc, time, extracto
 # Markdown (READMEs, docs, wikis exported as markdown): a clause is read from the sentence's
 # text without its inline marks, so a value is "a Runner", not "a [Runner](https"; the
 # statement keeps the sentence as written (its span). Code blocks and table rows hold no prose.
+_HTML_TAGS = (
+    "a|abbr|b|big|blockquote|br|center|code|dd|del|details|div|dl|dt|em|font|h[1-6]|hr|i|img|"
+    "ins|kbd|li|ol|p|picture|pre|s|small|source|span|strong|sub|summary|sup|table|tbody|td|th|"
+    "thead|tr|tt|u|ul"
+)
 _TARGET = r"\((?:[^()\s]|\([^()\s]*\))*\)"  # a link's url, with a pair inside: "pypi%20(stable)"
 _INLINE_MARKS = (
-    # HTML tags (READMEs' badges, headers, tables); not an autolink ("<https://x.org>")
-    (re.compile(r"</?[A-Za-z][\w-]*(?:\s[^<>\n]*)?/?>"), " "),
+    # HTML tags (READMEs' badges, headers, tables), by name: not an autolink ("<https://x.org>")
+    # nor a type's parameter ("List<String>")
+    (re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>\n]*)?/?>", re.I), " "),
     (re.compile(rf"!\[[^\]]*\]{_TARGET}"), ""),  # images (badges)
     (re.compile(rf"\[([^\]]*)\]{_TARGET}"), r"\1"),  # links: their text (a badge's: none)
     (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference links

@@ -116,9 +116,10 @@ _PAIRS = {mark: pair for pair in ("()", "[]", "<>", "``", "**", "__", '""') for 
 _LOOSE = " |#,;:!"
 # what a sentence says before its object: "is", "was", "by", "under" ...
 _LEAD_IN = re.compile(r"^(?:\s*\b(?:is|are|was|were|by|of|in|on|at|to|under|from|as|for|with)\b)+")
-# a piece of a url or tag that a sentence cut inside markup left: "/actions/workflows/tests.yml",
-# ".svg?logo=python", 'badge.svg"> <img alt="Build', "TypeError >>> orjson.dumps("
-_MARKUP_PIECE = re.compile(r"^[./]|[<>]|=\"|%[0-9A-Fa-f]{2}|\.(?:svg|png|gif|jpe?g|ya?ml)\b")
+# a piece of a url, path, tag or number that a value cut inside it left: "/releases/",
+# ".9+" (of "3.9+"), ".core", 'badge.svg"> <img alt="Build', "TypeError >>> orjson.dumps(",
+# 'width="400"' (".NET" and "config.yaml" are answers)
+_MARKUP_PIECE = re.compile(r"^(?:\.(?![A-Z])|/)|[<>]|=\"|%[0-9A-Fa-f]{2}|\.(?:svg|png|gif|jpe?g)\b")
 
 
 def _said_after(sentence: str, asked: set[str]) -> str | None:
@@ -144,7 +145,7 @@ def _answer_text(value: str) -> str | None:
     """A read value as an answer: on one line, without the marks at its ends that pair with
     nothing in it (a badge link's ")", a snippet cut mid-link's "[garbage", a list's comma) or
     that only enclose it ("`httpcore`"); None when no word but a stop word ("the") is left, or
-    when it is a piece of markup a sentence cut inside a tag or url left (_MARKUP_PIECE).
+    when it is a piece of a tag, url or number that a cut inside it left (_MARKUP_PIECE).
     Pairs inside stay: "`MinLen(x)` and `MaxLen(y)`", "[proposal](https://...)"."""
     value = " ".join(value.split())
     while value:

@@ -366,5 +366,13 @@ def test_heuristic_reader_reads_the_page_as_rendered():
         "BM25",
     )
     # a sentence cut inside a tag or url leaves pieces of markup that are no answer
-    for piece in ("/actions/workflows/tests.yml/badge.svg", '.svg"> <img alt="Build', "x%20y z"):
+    pieces = ("/releases/", ".9+", ".core", '.svg"> <img alt="Build', "x%20y z", 'width="4"')
+    for piece in pieces:
         assert _answer_text(piece) is None, piece
+    for kept in (".NET Framework", "config.yaml", "3.9+"):
+        assert _answer_text(kept) == kept
+    # tags are known HTML names: an autolink and a type's parameter stay
+    from data_synthesis.memory import unmarked
+
+    for kept in ("at <https://github.com/org/x/issues>", "a List<String> of names"):
+        assert unmarked(kept) == kept
