@@ -677,6 +677,7 @@ _INLINE_MARKS = (
     (re.compile(r"(?<!\w)_(?=\S)([^_\n]+?)(?<=\S)_(?!\w)"), r"\1"),  # _italics_, not snake_case
     (re.compile(r"`+([^`]+?)`+"), r"\1"),  # inline code
 )  # (headings never get here: they are no prose, _NOT_PROSE)
+_ANY_MARK = re.compile(r"[<\[*_`]")  # what every pattern of _INLINE_MARKS starts with
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
 # a table row, a prompt, a heading, a rule, a list item that is only a link (a table of contents)
 _NOT_PROSE = re.compile(
@@ -689,6 +690,8 @@ _CHANGELOG_CREDIT = re.compile(r"\bby @[\w-]+|\b(?:in|PR|fixes|closes|see) #\d+\
 def unmarked(sentence: str) -> str:
     """A sentence without markdown's inline marks or HTML tags: "**optional**" -> "optional",
     '<a href="x"><img src="y.svg"></a>' -> nothing."""
+    if not _ANY_MARK.search(sentence):  # plain prose, most sentences: no pattern can match
+        return sentence
     for pattern, replacement in _INLINE_MARKS:
         sentence = pattern.sub(replacement, sentence)
     return sentence
