@@ -320,6 +320,13 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: planning and has of 2 tasks each of the 100 MB and 1 GB runs (needs them), "
         "~10 minutes"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --work /tmp/b16 --stages questions": NotRun(
+        "benchmark: questions of all 200 partitions of the 1 GB run (needs it), ~33 minutes"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --sample-tasks 20 --work /tmp/b16 "
+    "--stages planning has": NotRun(
+        "benchmark: planning and has of 20 of the 1 GB run's 200 tasks (needs it), ~18 minutes"
+    ),
     "python benchmarks/bench_search.py --corpus corpus.jsonl --cache-dir CACHE --shards 64 "
     "--queries 200 --pages 1000": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
