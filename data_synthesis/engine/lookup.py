@@ -117,12 +117,8 @@ class Tables:
 
     def get(self, path: Path, key: str) -> list[int]:
         """The numbers stored under `key` ([] when none or the table does not exist)."""
-        return self.get_hashed(path, stable_hash(key))
-
-    def get_hashed(self, path: Path, key_hash: int) -> list[int]:
-        """get() of a key already hashed (a query's term, looked up in every shard's table)."""
         table = self._open.get(path, lambda: _Table.open(path))
-        return table.get(key_hash, self._fd(path)) if table is not None else []
+        return table.get(stable_hash(key), self._fd(path)) if table is not None else []
 
     def line(self, path: Path, offset: int) -> dict:
         """The JSON line that starts at byte `offset` of `path`."""

@@ -18,16 +18,18 @@ scores (and a search over every shard) are those of one index of everything:
    `term_hashes.npy`), document frequencies and token count are saved.
 2. count (one task): every shard's document frequencies summed by term (hash), in a sorted
    merge: `df.table.npy` (term hash -> documents holding it in the whole corpus), and the
-   totals (passages, tokens); the shards' page runs merged the same way into
-   `pages.table.npy` (hash of id or url -> shard), so a page is found in its shard at once.
+   totals (passages, tokens); the shards' terms merged the same way into `terms.table.npy`
+   (term hash -> each shard's id of it), so a search finds a term in every shard with one
+   look-up; the shards' page runs into `pages.table.npy` (hash of id or url -> shard), so a
+   page is found in its shard at once.
 3. write (a task per shard): the shard's runs are merged in (term, passage) order and each
    posting is scored as bm25s scores it (idf from the corpus-wide frequencies, the corpus's
    average passage length); bm25s's CSC arrays are written a block at a time with each term's
-   best score (`term_max.npy`, MaxScore's bounds), the page runs become `docs.table.npy` and
-   the vocabulary `vocab.table.npy` (term hash -> id), which searches use instead of bm25s's
-   dict. bm25s writes its own vocab and params files, so `bm25s.BM25.load` reads a shard.
-4. finish (one task): `stats.json` (and `pages.table.npy` moved beside it), then the build
-   directory is renamed into place.
+   best score (`term_max.npy`, MaxScore's bounds) and the page runs become `docs.table.npy`.
+   bm25s writes its own vocab and params files, so `bm25s.BM25.load` reads a shard (searches
+   use `terms.table.npy` instead of bm25s's vocab dict).
+4. finish (one task): `stats.json` (and `terms.table.npy`, `pages.table.npy` moved beside it),
+   then the build directory is renamed into place.
 
 A build lives in `<fingerprint>.build/` until it finishes: every step writes to a temporary
 name and renames it when done, so a killed task is rerun from its start and finished shards are
@@ -83,13 +85,15 @@ from data_synthesis.engine.io import (
     text_size,
     write_json,
 )
-from data_synthesis.engine.lookup import write_hashed_table
 from data_synthesis.engine.sort import KEY, SortedRuns
 from megatron_agentic.data.checks import npy_header
 
 # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards
-INDEX_VERSION = "bm25s-passages-v7"  # v7: pages.table.npy (page -> shards)
+# v7: pages.table.npy (page -> shards)
+INDEX_VERSION = "bm25s-passages-v8"  # v8: terms.table.npy (term -> shards' ids), no vocab.table
 SHARD_TABLE = "pages.table.npy"
+TERM_TABLE = "terms.table.npy"
+SHARD_BITS = 32  # a terms.table.npy value: shard rank << SHARD_BITS | the shard's term id
 PAGE_STORE = "pages.zst"  # a shard's pages from compressed or parquet corpora (_PageStore)
 # Indexes are shared by every run on a machine (the fingerprint keeps corpora apart).
 DEFAULT_CACHE = os.environ.get(
@@ -303,7 +307,7 @@ class _Vocabulary:
     64-bit hashes with their 32-bit ids (12 bytes a term), each new stem's string is
     appended to `terms.txt` (id order), and the words in use keep their id in a two-generation
     cache of about `cached` words (_WordIds). Two stems would share an id only if their 64-bit
-    hashes collide, as in the search's vocab.table.npy."""
+    hashes collide, as in the search's terms.table.npy."""
 
     def __init__(self, terms: Path, analyser: Analyser, cached: int = 1 << 16):
         self.analyser = analyser
@@ -669,7 +673,8 @@ def _read(build: Build, rank: int, tmp: Path) -> None:
 @large_arrays_mapped()
 def count_terms(build: Build) -> None:
     """The corpus-wide document frequency of every term (`df.table.npy`, term hash -> count,
-    engine/lookup's format) and the totals (`totals.json`), from every shard's read."""
+    engine/lookup's format), each shard's id of it (`terms.table.npy`) and the totals
+    (`totals.json`), from every shard's read."""
     target = build.work / "df"
     if (target / "totals.json").exists():
         return
@@ -685,12 +690,19 @@ def count_terms(build: Build) -> None:
         raise ValueError(f"corpora {[str(p) for p in build.paths]}: no passages to index")
     tmp = _temporary(target)
     runs = SortedRuns(tmp / "runs", {"df": "int64"}, build.config.merge_memory)
+    places = SortedRuns(tmp / "places", {"place": "uint64"}, build.config.merge_memory)
     for rank in range(build.shards):
+        first = 0  # the block's first term id
         for hashes, doc_freqs in _term_blocks(build.shard(rank)):
             present = doc_freqs > 0  # a term of an empty shard's vocabulary (bm25s's "")
             runs.add(hashes[present], df=doc_freqs[present])
+            ids = np.flatnonzero(present).astype(np.uint64) + np.uint64(first)
+            places.add(hashes[present], place=ids | np.uint64(rank << SHARD_BITS))
+            first += len(hashes)
     _write_streamed_table(tmp / "df.table.npy", _summed(runs.merged()))
+    _write_streamed_table(tmp / TERM_TABLE, ((b[KEY], b["place"]) for b in places.merged()))
     shutil.rmtree(tmp / "runs")
+    shutil.rmtree(tmp / "places")
     _write_shard_table(build, tmp)
     (tmp / "totals.json").write_text(json.dumps(vars(totals)))
     _publish(tmp, target)
@@ -804,8 +816,8 @@ def _corpus_frequencies(shard: Path, table: Path, block: int = 1 << 16) -> np.nd
 
 @large_arrays_mapped()
 def write_shard(build: Build, rank: int) -> None:
-    """Pass 2 of shard `rank`: its bm25s files, term_max.npy, docs.table.npy, vocab.table.npy
-    under <shard>/index, scored with the corpus's statistics."""
+    """Pass 2 of shard `rank`: its bm25s files, term_max.npy and docs.table.npy under
+    <shard>/index, scored with the corpus's statistics."""
     shard = build.shard(rank)
     target = shard / "index"
     if not _done(shard, "write"):
@@ -875,13 +887,10 @@ def _write_postings(shard: Path, build: Build, tmp: Path) -> None:
 
 
 def _write_terms(shard: Path, retriever: bm25s.BM25, tmp: Path) -> int:
-    """The shard's term files: vocab.table.npy (term hash -> id, for searches) and bm25s's
-    params, vocab and CSC indptr (its postings are written after, a block at a time); returns
-    the shard's posting count. One array of the vocabulary's size is loaded at a time."""
+    """The shard's term files: bm25s's params, vocab and CSC indptr (its postings are written
+    after, a block at a time); returns the shard's posting count. One array of the
+    vocabulary's size is loaded at a time."""
     read = json.loads((shard / "read.json").read_text())
-    hashes = np.load(shard / "term_hashes.npy")
-    write_hashed_table(tmp / "vocab.table.npy", hashes, np.arange(len(hashes), dtype=np.uint64))
-    del hashes
     doc_freqs = np.load(shard / "doc_freqs.npy")
     indptr = np.zeros(len(doc_freqs) + 1, dtype=np.int64)
     np.cumsum(doc_freqs, out=indptr[1:])
@@ -980,11 +989,12 @@ def _finish_facts(build: Build) -> dict:
 
 def _clean_up(build: Build) -> None:
     """What only the build needed: killed tasks' temporary directories, the count step's
-    directory (its page table moved beside stats.json), the shards' term lists."""
+    directory (its term and page tables moved beside stats.json), the shards' term lists."""
     for leftover in [*build.work.glob("*.tmp*"), *build.work.glob("*/*.tmp*")]:
         shutil.rmtree(leftover, ignore_errors=True)
-    if (build.work / "df" / SHARD_TABLE).exists():
-        (build.work / "df" / SHARD_TABLE).replace(build.work / SHARD_TABLE)
+    for table in (TERM_TABLE, SHARD_TABLE):
+        if (build.work / "df" / table).exists():
+            (build.work / "df" / table).replace(build.work / table)
     shutil.rmtree(build.work / "df", ignore_errors=True)
     for rank in range(build.shards):
         for name in ("terms.txt", "term_hashes.npy", "doc_freqs.npy"):

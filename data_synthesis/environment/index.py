@@ -19,7 +19,8 @@ shard's ``pages.zst``) with ``index/docs.table.npy`` (id/url -> row, a look-up
 table of data_synthesis/engine/lookup.py; the index's ``pages.table.npy`` says which shard
 holds an id or url) - so passages and pages are read by seeking, and
 neither the corpus texts nor a per-document dict are held in memory; a query's terms are found
-in ``index/vocab.table.npy`` (term hash -> id) the same way, so no task holds the vocabulary
+the same way in the index's ``terms.table.npy`` (term hash -> each shard's id of the term: one
+look-up per term however many shards a search covers), so no task holds the vocabulary
 either. ``index/term_max.npy`` holds each term's best passage score, the bound that lets a
 search skip reading common terms' postings whole (MaxScore). Searches read the postings with
 pread (data_synthesis/environment/postings.py), not through bm25s's memory map, so a
@@ -29,7 +30,6 @@ long-running search task's RSS does not grow with the pages it touched.
 from __future__ import annotations
 
 import bisect
-import functools
 import json
 import random
 from collections.abc import Sequence
@@ -43,8 +43,10 @@ from data_synthesis.engine.lookup import SizedCache, Tables
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE, SHARD_MB: re-exported
     DEFAULT_CACHE,
     PAGE_STORE,
+    SHARD_BITS,
     SHARD_MB,
     SHARD_TABLE,
+    TERM_TABLE,
     Analyser,
     IndexConfig,
     build_index,
@@ -53,12 +55,10 @@ from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFA
 )
 from data_synthesis.environment.postings import Postings
 
-TERMS_CACHED = 1 << 13  # term -> ids look-ups kept, the most recent (about 1.5 MB)
+TERMS_CACHED = 1 << 15  # (shard, id) pairs of the terms looked up last (about 3 MB)
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
 SHARDS_OPEN = 256  # shards a task keeps open (six files each), the most recently used
-# a term's hash, for its look-up in each shard's vocabulary: once per term, not per shard
-_hashed = functools.lru_cache(maxsize=1 << 14)(stable_hash)
 
 
 @dataclass
@@ -75,13 +75,12 @@ class Hit:
 
 class Shard:
     """One shard of an index (data_synthesis/environment/build.py): its postings, passages,
-    pages, vocabulary table and term bounds; passage ids here are the shard's own."""
+    pages and term bounds; passage ids here are the shard's own."""
 
     def __init__(self, directory: Path, first: int, passages: int):
         self.directory, self.first, self.passages = directory, first, passages
         index = directory / "index"
         self.postings = Postings(index / "bm25", passages, index / "term_max.npy")
-        self.vocabulary = index / "vocab.table.npy"  # term hash -> the shard's term id
         self.offsets = NpyArray(directory / "passages.offsets.npy")
         self._passages = (directory / "passages.jsonl").open("rb")
 
@@ -137,7 +136,7 @@ class CorpusIndex:
         self._firsts = [first for _, first, _ in places]
         allow_open_files(8 * min(len(places), SHARDS_OPEN))
         self._tables = Tables()
-        self._terms = SizedCache(TERMS_CACHED, lambda ids: 1)  # queries repeat their words
+        self._terms = SizedCache(TERMS_CACHED, lambda ids: len(ids) + 1)  # queries repeat words
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
         self._located = SizedCache(DOCS_CACHED, lambda found: 1)  # a question's documents
         self._analyser = Analyser(config.stem)
@@ -195,15 +194,29 @@ class CorpusIndex:
             row, rank = self.passage(passage_id), rank + 1
             yield Hit(rank, float(score), row["id"], row["title"], row["url"], row["text"])
 
-    def term_ids(self, shard: int, terms: list[str]) -> list[int]:
-        """Shard `shard`'s id of each analysed term it holds (the others left out), looked up
-        in its `vocab.table.npy` by a 64-bit hash of the term, so no task holds the vocabulary
-        (bm25s's vocab dict grows with the corpus: 88,056 terms, 17 MB, at 1 GB). A word the
-        corpus lacks is taken for a term only if their hashes collide (about 1 in 10^13 per word
-        at a 10M-term vocabulary)."""
-        table, get = self.shards[shard].vocabulary, self._tables.get_hashed
-        found = (self._terms.get((shard, t), lambda t=t: get(table, _hashed(t))) for t in terms)
-        return [ids[0] for ids in found if ids]
+    def term_ids(self, terms: list[str]) -> dict[int, list[int]]:
+        """Each shard's ids of the analysed terms it holds, by the shard's rank in
+        `self.shards` (shards holding none left out). A term is looked up once, in the
+        index's `terms.table.npy`, by a 64-bit hash of it, however many shards the search
+        covers (a look-up per shard was 40% of a search over 63 shards), and no task holds the
+        vocabulary (bm25s's vocab dict grows with the corpus: 88,056 terms, 17 MB, at 1 GB). A
+        word the corpus lacks is taken for a term only if their hashes collide (about 1 in
+        10^13 per word at a 10M-term vocabulary)."""
+        ids: dict[int, list[int]] = {}
+        for term in terms:
+            for rank, term_id in self._terms.get(term, lambda t=term: self._places(t)):
+                ids.setdefault(rank, []).append(term_id)
+        return ids
+
+    def _places(self, term: str) -> list[tuple[int, int]]:
+        """(shard rank, the shard's id of `term`) for each shard holding it; where two of a
+        shard's terms share the hash, its lowest id."""
+        places: dict[int, int] = {}
+        for value in sorted(self._tables.get(self.directory / TERM_TABLE, term)):
+            rank = self._ranks.get(value >> SHARD_BITS)  # None: an empty shard's ""
+            if rank is not None:
+                places.setdefault(rank, value & ((1 << SHARD_BITS) - 1))
+        return list(places.items())
 
     def _top_k(
         self, terms: list[str], k: int, shards: tuple[int, ...] | None = None
@@ -214,11 +227,9 @@ class CorpusIndex:
         passages of `shards`, when given). Shards are searched in corpus order, each pruning
         what cannot beat the k-th best found so far."""
         passages, scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        for rank in range(len(self.shards)) if shards is None else sorted(shards):
-            shard = self.shards[rank]
-            ids = self.term_ids(rank, terms)
-            if not ids:
-                continue
+        held = self.term_ids(terms)
+        for rank in sorted(held.keys() if shards is None else held.keys() & set(shards)):
+            shard, ids = self.shards[rank], held[rank]
             floor = scores[k - 1] if len(scores) >= k else None
             found, score = shard.top_k(ids, k, floor)
             passages = np.concatenate([passages, found.astype(np.int64) + shard.first])

@@ -269,6 +269,8 @@ def test_streamed_build_equals_bm25s_index_and_loads_in_bm25s(tmp_path, monkeypa
     term_max = np.zeros(len(indptr) - 1)
     term_max[nonempty] = np.maximum.reduceat(data, indptr[nonempty])
     assert np.array_equal(np.load(shard / "index" / "term_max.npy"), term_max)
+    terms = sorted(set(reference.vocab_dict) - {""})  # the term table, read 7 terms at a time
+    assert index.term_ids(terms) == {0: [reference.vocab_dict[t] for t in terms]}
 
     table = np.load(shard / "index" / "docs.table.npy")
     pages, offset = [], 0
@@ -387,17 +389,31 @@ def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path):
     assert four.directory.name != one.directory.name  # an index is cached per layout
     whole = one.shards[0]
     for word in ["w3", "river", "capit", "the", "w399", "titl"]:
-        (term,) = one.term_ids(0, [word]) or [None]
+        (term,) = one.term_ids([word]).get(0, [None])
         if term is None:
             continue
         ids, scores = whole.postings.read(term)
+        held = four.term_ids([word])  # one look-up: each shard's id of the term
         parts = [
-            (shard.postings.read(found[0])[0] + shard.first, shard.postings.read(found[0])[1])
+            (
+                shard.postings.read(held[rank][0])[0] + shard.first,
+                shard.postings.read(held[rank][0])[1],
+            )
             for rank, shard in enumerate(four.shards)
-            if (found := four.term_ids(rank, [word]))
+            if rank in held
         ]
         assert np.array_equal(np.concatenate([p[0] for p in parts]), ids), word
         assert np.array_equal(np.concatenate([p[1] for p in parts]), scores), word
+    vocabularies = [  # each shard's bm25s vocab: term -> the shard's id
+        json.loads((s.directory / "index" / "bm25" / "vocab.index.json").read_text())
+        for s in four.shards
+    ]
+    terms = sorted(set().union(*vocabularies) - {""})  # bm25s's "" is in every vocab
+    held = four.term_ids(terms)  # the index's terms.table.npy, one look-up per term
+    assert held == {
+        rank: [vocabulary[t] for t in terms if t in vocabulary]
+        for rank, vocabulary in enumerate(vocabularies)
+    }
     assert _searches(four, corpus) == _searches(one, corpus)
     assert not list(four.directory.glob("*/runs")) and not list(tmp_path.glob("four/*.build"))
 
