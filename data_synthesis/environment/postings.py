@@ -87,14 +87,16 @@ class Postings:
         hold the query's postings to RANGE_POSTINGS per range - usually one - so a search's
         memory stays bounded when its terms are common. A passage of a later range that can
         at best tie with the k best of the earlier ones ranks after them and is dropped."""
-        terms = sorted(terms, key=self.length)
-        maxes = [self.best(term) for term in terms]
-        bounds = np.cumsum(maxes[::-1])[::-1].tolist() + [0.0]
+        known = [self._term(term) for term in terms]  # (start, stop, best score) of each
+        lengths = [stop - start for start, stop, _ in known]
+        order = sorted(range(len(terms)), key=lengths.__getitem__)
+        terms = [terms[i] for i in order]
+        bounds = np.cumsum([known[i][2] for i in order][::-1])[::-1].tolist() + [0.0]
         best = _Best(k, self.scores.dtype, floor)
         if best.shuts_out(bounds[0]):  # no passage here can beat an earlier shard's k-th best
             return best.passages, best.scores.astype(best.dtype)
         ends: dict[int, tuple[int, int]] = {}  # term's place in `terms` -> (range end, index)
-        ranges = -(-sum(self.length(term) for term in terms) // RANGE_POSTINGS)
+        ranges = -(-sum(lengths) // RANGE_POSTINGS)
         size = max(-(-self.passages // max(ranges, 1)), 1)
         for lo in range(0, self.passages, size):
             hi = lo + size
