@@ -82,18 +82,23 @@ def _index_config(args) -> IndexConfig:
     )
 
 
+def _log(message: str) -> None:
+    """A build's progress goes to stderr: stdout is the command's result (`index`: JSON)."""
+    print(message, file=sys.stderr)
+
+
 def _run(args) -> int:
     if args.command == "index":
         started = time.perf_counter()
         config = _index_config(args)
         if args.workers > 1:
             build_with_workers(args.corpora, config, args.workers)
-        opened = CorpusIndex.open(args.corpora, config)
+        opened = CorpusIndex.open(args.corpora, config, log=_log)
         stats = dict(opened.stats, directory=str(opened.directory))
         stats["open_seconds"] = round(time.perf_counter() - started, 2)
         print(json.dumps(stats, indent=1))
     elif args.command == "search":
-        opened = CorpusIndex.open([args.corpus], _index_config(args))
+        opened = CorpusIndex.open([args.corpus], _index_config(args), log=_log)
         for hit in opened.search(args.query, args.k):
             print(f"{hit.rank}. {hit.score:.2f} [{hit.title}]({hit.url}) {hit.text[:160]}")
     else:
@@ -101,7 +106,7 @@ def _run(args) -> int:
         config.index_shard_mb = args.shard_mb
         if args.corpus:
             config.corpora = args.corpus
-        env = Environment(ToolRegistry.from_config(args.tools), config)
+        env = Environment(ToolRegistry.from_config(args.tools), config, log=_log)
         result = env.execute(json.loads(args.call))
         print(result.text)
         return 0 if result.ok else 1

@@ -427,6 +427,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python -m data_synthesis.environment index CORPUS.jsonl --shards 8 --workers 2": Covered(
         "tests/unit/test_index_build.py::test_a_sharded_index_is_one_index_cut_in_pieces"
     ),
+    "python -m data_synthesis.environment index /tmp/b16/corpus_1000mb.jsonl --cache-dir DIR "
+    "--workers 1 --shard-mb 16": Covered(
+        "tests/unit/test_index_build.py::test_a_sharded_index_is_one_index_cut_in_pieces"
+    ),
     "python -m data_synthesis extract --input bigdoc.jsonl --output OUT --tasks 1 "
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),
     'pip install --no-build-isolation -e ".[gpu,dev]"': INSTALL,

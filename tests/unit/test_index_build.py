@@ -418,6 +418,23 @@ def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path):
     assert not list(four.directory.glob("*/runs")) and not list(tmp_path.glob("four/*.build"))
 
 
+def test_the_index_cli_cuts_one_shard_per_shard_mb(tmp_path):
+    """`index CORPUS --shard-mb M` (the benchmarks' command) cuts a shard per M MiB of text and
+    names the index as a run with `environment.index_shard_mb: M` would, so the run finds it."""
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    lines = corpus.read_text()
+    copies = -(-(5 << 19) // len(lines))  # about 2.5 MiB: 3 shards of 1 MiB
+    corpus.write_text(lines * copies)
+    command = [sys.executable, "-m", "data_synthesis.environment", "index", str(corpus)]
+    command += ["--cache-dir", str(tmp_path / "c"), "--workers", "1", "--shard-mb", "1"]
+    stats = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert len(stats["shards"]) == 3
+    config = IndexConfig(cache_dir=str(tmp_path / "c"), shard_bytes=1 << 20)
+    index = CorpusIndex.open([corpus], config, log=pytest.fail)  # built already: no log
+    assert len(index.shards) == 3 and len(index.term_ids(["river"])) == 3
+    assert index.search("river capital")
+
+
 def test_a_compressed_corpus_keeps_its_pages_in_the_index(tmp_path):
     """A compressed corpus file has no byte offset to read a page at: its read task keeps each
     page as a zstd frame in the shard (pages.zst), so searches and pages over a gzip file and a
