@@ -186,3 +186,33 @@ def test_a_buckets_task_may_open_a_signature_file_per_partition(tmp_path):
         with pytest.raises(OSError, match=r"dedup-buckets needs .* files open at once"):
             allow_open_files(hard + 1, "dedup-buckets")
     assert OpenFiles(10, "x").run(None) is None
+
+
+def test_signatures_are_datatroves_numbers(tmp_path):
+    """Signatures.get_signature (distinct shingles, Mersenne modulo by shifts) gives datatrove's
+    numbers for the same shingles: repeated shingles, values across the whole uint64 range
+    (products that wrap, sums at and above the prime), one shingle and many."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+
+    from data_synthesis.engine.dedup import Signatures, minhash_config
+
+    mh = minhash_config(PipelineConfig())
+    ours = Signatures(str(tmp_path / "a"), config=mh, language=RegexWordTokenizer())
+    theirs = MinhashDedupSignature(str(tmp_path / "b"), config=mh, language=RegexWordTokenizer())
+    rng = np.random.default_rng(0)
+    top = np.iinfo(np.uint64).max
+    for size in (1, 2, 7, 300, 5000):
+        shingles = rng.integers(0, top, size=size, dtype=np.uint64, endpoint=True)
+        shingles = np.concatenate([shingles, shingles[: size // 2], [0, top][: min(size, 2)]])
+        shingles = rng.permutation(shingles).astype(np.uint64).reshape(-1, 1)
+        assert ours.get_signature(shingles) == theirs.get_signature(shingles), size
+    # shingles whose a * s + b wraps to exactly the prime p or to 2^64 - 1 (p + 7 after the
+    # shifts: the reduction's last step, which random shingles almost never need)
+    multipliers, offsets = (row[0].tolist() for row in ours.parameters)
+    j = next(j for j, a in enumerate(multipliers) if a % 2)  # odd: invertible mod 2^64
+    inverse, wrap = pow(multipliers[j], -1, 1 << 64), (1 << 64) - 1
+    for target in ((1 << 61) - 1, wrap, (1 << 62) - 2):
+        shingle = ((target - offsets[j]) * inverse) & wrap
+        assert (shingle * multipliers[j] + offsets[j]) & wrap == target
+        shingles = np.array([[shingle]], dtype=np.uint64)
+        assert ours.get_signature(shingles) == theirs.get_signature(shingles), target
