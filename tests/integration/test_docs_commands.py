@@ -240,6 +240,8 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: every stage at 10 MB, ~2.5 minutes on 2 cores (the 1 MB form is run by "
         "test_scaling_benchmark_measures_every_task_of_each_stage)"
     ),
+    "python -m data_synthesis dedup environment.cache_dir=/tmp/b16/run_10mb_index --input "
+    "/tmp/b16/corpus_10mb.jsonl --output DIR --tasks 2 --partitions 2 --workers 1": TEMPLATE,
     "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --stages dedup finalize": NotRun(
         "benchmark: dedup and finalize over every document of the 10 MB and 100 MB runs above "
         "(needs them), ~20 minutes"
