@@ -58,6 +58,7 @@ from data_synthesis.environment.postings import Postings
 TERMS_CACHED = 1 << 15  # (shard, id) pairs of the terms looked up last (about 3 MB)
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
+PASSAGES_CACHED = 1 << 11  # passages read last (about 3 MB): a question's searches share hits
 SHARDS_OPEN = 256  # shards a task keeps open (six files each), the most recently used
 
 
@@ -139,6 +140,7 @@ class CorpusIndex:
         self._terms = SizedCache(TERMS_CACHED, lambda ids: len(ids) + 1)  # queries repeat words
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
         self._located = SizedCache(DOCS_CACHED, lambda found: 1)  # a question's documents
+        self._passages = SizedCache(PASSAGES_CACHED, lambda row: 1)
         self._analyser = Analyser(config.stem)
 
     @classmethod
@@ -243,7 +245,13 @@ class CorpusIndex:
         return self._analyser.terms(text)
 
     def passage(self, passage_id: int) -> dict:
-        """A passage by its id over the whole index (shards numbered in corpus order)."""
+        """A passage by its id over the whole index (shards numbered in corpus order). The last
+        PASSAGES_CACHED read are kept: an entity's questions and plans search alike and find
+        the same passages (84% of a 10 MB planning task's 519,910 passage reads were among
+        the last 1,024 distinct ones, 90% among the last 4,096)."""
+        return self._passages.get(passage_id, lambda: self._read_passage(passage_id))
+
+    def _read_passage(self, passage_id: int) -> dict:
         shard = self.shards[bisect.bisect_right(self._firsts, passage_id) - 1]
         return shard.passage(passage_id - shard.first)
 

@@ -317,6 +317,27 @@ def test_a_search_over_some_shards_is_the_exact_top_k_of_their_passages(sharded_
             assert len(got) == 10
 
 
+def test_the_last_passages_read_are_kept_and_no_more(sharded_corpus, monkeypatch):
+    """CorpusIndex.passage keeps the PASSAGES_CACHED passages read last: one read again is not
+    read from its shard, one dropped is read again, and every passage is its shard's."""
+    from data_synthesis.environment import index as index_module
+
+    _, opened, _ = sharded_corpus
+    monkeypatch.setattr(index_module, "PASSAGES_CACHED", 8)
+    index = CorpusIndex(opened.directory, opened.paths, opened.config)
+    reads = []
+    for shard in index.shards:
+        read = shard.passage
+        monkeypatch.setattr(shard, "passage", lambda i, read=read: reads.append(i) or read(i))
+    ids = [0, 1, 2, 299, 300, 301, 900, 1199]  # spread over the index
+    first = [index.passage(i) for i in ids]
+    assert len(reads) == 8 and [index.passage(i) for i in ids] == first and len(reads) == 8
+    index.passage(5)  # a ninth: the oldest (0) is dropped
+    assert index.passage(1) == first[1] and len(reads) == 9
+    assert index.passage(0) == first[0] and len(reads) == 10
+    assert first == [opened._read_passage(i) for i in ids]
+
+
 def test_a_shard_that_cannot_beat_the_floor_reads_no_postings(sharded_corpus):
     """A shard whose query terms' best scores together cannot beat an earlier shard's k-th
     best (`floor`) is passed over before any posting is read; just above its bound, it is
