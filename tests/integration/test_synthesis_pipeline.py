@@ -743,6 +743,20 @@ def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
     assert disk["memory/statements"]["mb"] > 0 and disk["memory/statements"]["files"] >= 1
     assert disk["questions"]["files"] > 0 and "docs/has" not in disk
     assert "| memory/statements | " in done.stdout
+    # --sample-tasks reruns finished tasks: their work again, not a skip of their partition
+    counters = tmp_path / "run_1mb" / "counters" / "questions" / "t00000.json"
+    counters.write_text("{}")  # what the rerun must rewrite
+    again = subprocess.run(
+        [sys.executable, "benchmarks/bench_synthesis.py", "--sizes-mb", "1", "--mb-per-task", "1"]
+        + ["--jobs", "2", "--work", str(tmp_path), "--stages", "questions", "--sample-tasks", "1"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(counters.read_text())["counts"]["questions"]["in"] > 0
 
 
 def test_the_scaling_benchmark_codes_each_copy_with_a_term_the_index_keeps():
