@@ -42,6 +42,7 @@ from data_synthesis.engine.io import NpyArray, allow_open_files, stable_hash
 from data_synthesis.engine.lookup import SizedCache, Tables
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE, SHARD_MB: re-exported
     DEFAULT_CACHE,
+    INDEX_VERSION,
     PAGE_STORE,
     SHARD_BITS,
     SHARD_MB,
@@ -126,6 +127,12 @@ class CorpusIndex:
     def __init__(self, directory: Path, paths: list[Path], config: IndexConfig):
         self.directory, self.paths, self.config = directory, paths, config
         self.stats = json.loads((directory / "stats.json").read_text())
+        if self.stats.get("version") != INDEX_VERSION:  # e.g. a run planned before an upgrade
+            raise ValueError(
+                f"{directory}: a search index of version {self.stats.get('version')}, this code"
+                f" reads {INDEX_VERSION}: start the run again (it names the index anew and"
+                " builds it once), or delete this directory"
+            )
         places, first = [], 0
         self._ranks = {}  # the build's shard rank -> its place in self.shards (empty ones left out)
         for rank, shard in enumerate(self.stats["shards"]):

@@ -623,3 +623,19 @@ def test_a_task_keeps_a_bounded_number_of_shards_open(tmp_path, monkeypatch):
     assert _searches(bounded, corpus) == expected
     assert most == 2 and bounded.shards.opened() == 2
     assert files() - before <= 2 * 6 + 64  # two shards' files and the look-up tables'
+
+
+def test_an_index_of_another_version_is_refused_by_name(tmp_path):
+    """A task handed the directory of an index built by another version of this code (a run
+    planned before an upgrade) stops with an error naming it and both versions; it searched
+    that index with no term table before, finding nothing and saying nothing."""
+    from data_synthesis.environment.build import INDEX_VERSION
+
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    built = CorpusIndex.open([corpus], IndexConfig(cache_dir=str(tmp_path / "c")), log=print)
+    stats = built.directory / "stats.json"
+    stats.write_text(json.dumps(dict(built.stats, version="bm25s-passages-v7")))
+    with pytest.raises(
+        ValueError, match=f"{built.directory}: .*-v7, this code reads {INDEX_VERSION}"
+    ):
+        CorpusIndex.open([corpus], built.config, directory=str(built.directory))
