@@ -101,6 +101,11 @@ def record(corpus: Path, cache_dir: str, out: Path) -> dict:
     }
 
 
+def scoped(query: str, shards: int, count: int) -> list[int]:
+    """`count` of `shards` drawn for one query, the same in every run."""
+    return random.Random(query).sample(range(shards), count)
+
+
 def replayed(path: Path) -> list[tuple[str, int]]:
     rows = [line.rstrip("\n").split("\t") for line in path.open(encoding="utf-8")]
     return [(row[0], int(row[1]) if len(row) > 1 else 10) for row in rows]
@@ -129,6 +134,13 @@ def main() -> None:
     parser.add_argument(
         "--shards-open", type=int, default=0, help="shards a task keeps open (index.SHARDS_OPEN)"
     )
+    parser.add_argument(
+        "--scope",
+        type=int,
+        default=0,
+        help="search this many shards per query, drawn at random as environment.search_shards "
+        "draws them (0: every shard)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
     from data_synthesis.environment import index as index_module
@@ -154,6 +166,8 @@ def main() -> None:
     index = CorpusIndex.open([args.corpus], config)
     opened_mb = tracemalloc.get_traced_memory()[0] / 2**20  # what the open index holds
     tracemalloc.stop()
+    if args.scope and args.scope < len(index.shards):  # (query, k, its shards), seeded by query
+        asked = [(*q, tuple(sorted(scoped(q[0], len(index.shards), args.scope)))) for q in asked]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.process_time()
     results = [[(hit.doc_id, round(hit.score, 4)) for hit in index.search(*q)] for q in asked]
@@ -161,7 +175,7 @@ def main() -> None:
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {"code": str(args.code), "passages": index.stats["passages"], "queries": len(asked)}
     row.update(cpu_ms_per_search=round(cpu_ms, 3), peak_rss_mb=[round(before), round(after)])
-    row.update(shards=len(index.shards), index_open_mb=round(opened_mb, 1))
+    row.update(shards=len(index.shards), index_open_mb=round(opened_mb, 1), scope=args.scope)
     if hasattr(index.shards, "opened"):  # older checkouts hold every shard open
         row.update(shards_open=index.shards.opened())
     if args.pages:  # locating a page by id or url, none of them kept from an earlier look-up

@@ -56,7 +56,7 @@ from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFA
 )
 from data_synthesis.environment.postings import Postings
 
-TERMS_CACHED = 1 << 15  # (shard, id) pairs of the terms looked up last (about 3 MB)
+TERMS_CACHED = 1 << 16  # (shard, id) pairs of the terms looked up last (about 1 MB)
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
 PASSAGES_CACHED = 1 << 11  # passages read last (about 3 MB): a question's searches share hits
@@ -141,10 +141,12 @@ class CorpusIndex:
                 places.append((directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
         self.shards = OpenShards(places)
+        self._place_of = np.full(len(self.stats["shards"]), -1, np.int64)  # self._ranks as array
+        self._place_of[list(self._ranks)] = list(self._ranks.values())
         self._firsts = [first for _, first, _ in places]
         allow_open_files(8 * min(len(places), SHARDS_OPEN))
         self._tables = Tables()
-        self._terms = SizedCache(TERMS_CACHED, lambda ids: len(ids) + 1)  # queries repeat words
+        self._terms = SizedCache(TERMS_CACHED, lambda held: len(held[0]) + 8)  # words repeat
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
         self._located = SizedCache(DOCS_CACHED, lambda found: 1)  # a question's documents
         self._passages = SizedCache(PASSAGES_CACHED, lambda row: 1)
@@ -203,29 +205,36 @@ class CorpusIndex:
             row, rank = self.passage(passage_id), rank + 1
             yield Hit(rank, float(score), row["id"], row["title"], row["url"], row["text"])
 
-    def term_ids(self, terms: list[str]) -> dict[int, list[int]]:
+    def term_ids(
+        self, terms: list[str], shards: tuple[int, ...] | None = None
+    ) -> dict[int, list[int]]:
         """Each shard's ids of the analysed terms it holds, by the shard's rank in
-        `self.shards` (shards holding none left out). A term is looked up once, in the
-        index's `terms.table.npy`, by a 64-bit hash of it, however many shards the search
-        covers (a look-up per shard was 40% of a search over 63 shards), and no task holds the
-        vocabulary (bm25s's vocab dict grows with the corpus: 88,056 terms, 17 MB, at 1 GB). A
-        word the corpus lacks is taken for a term only if their hashes collide (about 1 in
-        10^13 per word at a 10M-term vocabulary)."""
+        `self.shards` (every shard, or only `shards`; shards holding none left out). A term is
+        looked up once, in the index's `terms.table.npy`, by a 64-bit hash of it, however many
+        shards the index has (a look-up in each shard's own table cost a third of a search over
+        63 shards), and no task holds the vocabulary (bm25s's vocab dict grows with the corpus:
+        88,056 terms, 17 MB, at 1 GB). A word the corpus lacks is taken for a term only if
+        their hashes collide (about 1 in 10^13 per word at a 10M-term vocabulary)."""
+        wanted = None if shards is None else np.asarray(sorted(shards), dtype=np.int64)
         ids: dict[int, list[int]] = {}
         for term in terms:
-            for rank, term_id in self._terms.get(term, lambda t=term: self._places(t)):
+            ranks, found = self._terms.get(term, lambda t=term: self._places(t))
+            if wanted is not None:  # a few of many shards: picked by a search of the sorted ranks
+                at = np.searchsorted(ranks, wanted).clip(max=max(len(ranks) - 1, 0))
+                at = at[ranks[at] == wanted] if len(ranks) else at[:0]
+                ranks, found = ranks[at], found[at]
+            for rank, term_id in zip(ranks.tolist(), found.tolist()):
                 ids.setdefault(rank, []).append(term_id)
         return ids
 
-    def _places(self, term: str) -> list[tuple[int, int]]:
-        """(shard rank, the shard's id of `term`) for each shard holding it; where two of a
-        shard's terms share the hash, its lowest id."""
-        places: dict[int, int] = {}
-        for value in sorted(self._tables.get(self.directory / TERM_TABLE, term)):
-            rank = self._ranks.get(value >> SHARD_BITS)  # None: an empty shard's ""
-            if rank is not None:
-                places.setdefault(rank, value & ((1 << SHARD_BITS) - 1))
-        return list(places.items())
+    def _places(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """The ranks (ascending) of the shards holding `term` and each one's id of it; where
+        two of a shard's terms share the hash, its lowest id."""
+        values = np.sort(np.array(self._tables.get(self.directory / TERM_TABLE, term), np.uint64))
+        ranks = self._place_of[(values >> np.uint64(SHARD_BITS)).astype(np.int64)]
+        held = ranks >= 0  # not an empty shard's ""
+        ranks, first = np.unique(ranks[held], return_index=True)  # sorted values: lowest id
+        return ranks, (values[held][first] & np.uint64((1 << SHARD_BITS) - 1)).astype(np.int64)
 
     def _top_k(
         self, terms: list[str], k: int, shards: tuple[int, ...] | None = None
@@ -236,8 +245,8 @@ class CorpusIndex:
         passages of `shards`, when given). Shards are searched in corpus order, each pruning
         what cannot beat the k-th best found so far."""
         passages, scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        held = self.term_ids(terms)
-        for rank in sorted(held.keys() if shards is None else held.keys() & set(shards)):
+        held = self.term_ids(terms, shards)
+        for rank in sorted(held):
             shard, ids = self.shards[rank], held[rank]
             floor = scores[k - 1] if len(scores) >= k else None
             found, score = shard.top_k(ids, k, floor)

@@ -511,6 +511,11 @@ def test_search_benchmark_reports_cpu_and_memory_and_the_hits(tmp_path):
     bounded = subprocess.run(command, capture_output=True, text=True, check=True)
     assert json.loads(bounded.stdout.strip().splitlines()[-1])["shards_open"] == 1
     assert json.loads(hits.read_text()) == results
+    command += ["--scope", "1"]  # each query on 1 of the 3 shards, drawn per query
+    scoped = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert json.loads(scoped.stdout.strip().splitlines()[-1])["scope"] == 1
+    narrowed = json.loads(hits.read_text())
+    assert narrowed != results and sum(map(len, narrowed)) < sum(map(len, results))
 
 
 def test_search_benchmark_records_the_pipelines_searches_and_replays_them(tmp_path):

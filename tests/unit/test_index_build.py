@@ -414,6 +414,9 @@ def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path):
         rank: [vocabulary[t] for t in terms if t in vocabulary]
         for rank, vocabulary in enumerate(vocabularies)
     }
+    some = four.term_ids(terms, shards=(1, 3))  # a scoped search's: only those shards
+    assert some == {rank: held[rank] for rank in (1, 3)}
+    assert four.term_ids(["notaword"]) == {} == four.term_ids(["notaword"], shards=(0,))
     assert _searches(four, corpus) == _searches(one, corpus)
     assert not list(four.directory.glob("*/runs")) and not list(tmp_path.glob("four/*.build"))
 
