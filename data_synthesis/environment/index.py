@@ -56,7 +56,7 @@ from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFA
 )
 from data_synthesis.environment.postings import Postings
 
-TERMS_CACHED = 1 << 16  # (shard, id) pairs of the terms looked up last (about 1 MB)
+TERMS_CACHED = 1 << 15  # (shard, id) pairs of the terms looked up last (about 3 MB)
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
 PASSAGES_CACHED = 1 << 11  # passages read last (about 3 MB): a question's searches share hits
@@ -141,12 +141,10 @@ class CorpusIndex:
                 places.append((directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
         self.shards = OpenShards(places)
-        self._place_of = np.full(len(self.stats["shards"]), -1, np.int64)  # self._ranks as array
-        self._place_of[list(self._ranks)] = list(self._ranks.values())
         self._firsts = [first for _, first, _ in places]
         allow_open_files(8 * min(len(places), SHARDS_OPEN))
         self._tables = Tables()
-        self._terms = SizedCache(TERMS_CACHED, lambda held: len(held[0]) + 8)  # words repeat
+        self._terms = SizedCache(TERMS_CACHED, lambda held: len(held) + 1)  # queries repeat words
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
         self._located = SizedCache(DOCS_CACHED, lambda found: 1)  # a question's documents
         self._passages = SizedCache(PASSAGES_CACHED, lambda row: 1)
@@ -215,26 +213,24 @@ class CorpusIndex:
         63 shards), and no task holds the vocabulary (bm25s's vocab dict grows with the corpus:
         88,056 terms, 17 MB, at 1 GB). A word the corpus lacks is taken for a term only if
         their hashes collide (about 1 in 10^13 per word at a 10M-term vocabulary)."""
-        wanted = None if shards is None else np.asarray(sorted(shards), dtype=np.int64)
+        wanted = None if shards is None else sorted(set(shards))
         ids: dict[int, list[int]] = {}
         for term in terms:
-            ranks, found = self._terms.get(term, lambda t=term: self._places(t))
-            if wanted is not None:  # a few of many shards: picked by a search of the sorted ranks
-                at = np.searchsorted(ranks, wanted).clip(max=max(len(ranks) - 1, 0))
-                at = at[ranks[at] == wanted] if len(ranks) else at[:0]
-                ranks, found = ranks[at], found[at]
-            for rank, term_id in zip(ranks.tolist(), found.tolist()):
+            held = self._terms.get(term, lambda t=term: self._places(t))
+            pairs = held.items() if wanted is None else ((r, held[r]) for r in wanted if r in held)
+            for rank, term_id in pairs:
                 ids.setdefault(rank, []).append(term_id)
         return ids
 
-    def _places(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        """The ranks (ascending) of the shards holding `term` and each one's id of it; where
-        two of a shard's terms share the hash, its lowest id."""
-        values = np.sort(np.array(self._tables.get(self.directory / TERM_TABLE, term), np.uint64))
-        ranks = self._place_of[(values >> np.uint64(SHARD_BITS)).astype(np.int64)]
-        held = ranks >= 0  # not an empty shard's ""
-        ranks, first = np.unique(ranks[held], return_index=True)  # sorted values: lowest id
-        return ranks, (values[held][first] & np.uint64((1 << SHARD_BITS) - 1)).astype(np.int64)
+    def _places(self, term: str) -> dict[int, int]:
+        """The shards holding `term` (their ranks, ascending) -> each one's id of it; where two
+        of a shard's terms share the hash, its lowest id."""
+        places: dict[int, int] = {}
+        for value in sorted(self._tables.get(self.directory / TERM_TABLE, term)):
+            rank = self._ranks.get(value >> SHARD_BITS)  # None: an empty shard's ""
+            if rank is not None:
+                places.setdefault(rank, value & ((1 << SHARD_BITS) - 1))
+        return places
 
     def _top_k(
         self, terms: list[str], k: int, shards: tuple[int, ...] | None = None
