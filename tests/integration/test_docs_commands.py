@@ -317,6 +317,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --work /tmp/b16 --stages planning has": NotRun(
         "benchmark: planning and has of the 10 MB run (needs it), ~2 minutes"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 2 --sample-tasks 2 --work /tmp/b16 "
+    "--stages planning has": NotRun(
+        "benchmark: planning and has of both tasks of the finished 10 MB run, rerun (needs it), "
+        "~2 minutes"
+    ),
     "python benchmarks/bench_synthesis.py --sizes-mb 100 1000 --jobs 2 --sample-tasks 2 --work "
     "/tmp/b16 --stages planning has": NotRun(
         "benchmark: planning and has of 2 tasks each of the 100 MB and 1 GB runs (needs them), "
