@@ -399,6 +399,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "/tmp/b16/run_1000mb_index --shards 0 --queries 3000 --scope 2": Covered(
         "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
     ),
+    "python benchmarks/bench_search.py --corpus /tmp/b16/corpus_100mb.jsonl --cache-dir "
+    "/tmp/ms_idx --shards 96 --queries 3000 --scope 2": Covered(
+        "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
+    ),
     "python benchmarks/bench_search.py --corpus /tmp/bench_text/text_1000mb.jsonl --cache-dir "
     "/tmp/bench_text/index_build_8x2_1000mb --shards 8 --queries 300 --code /tmp/base_head": (
         Covered(
