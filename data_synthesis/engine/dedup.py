@@ -49,6 +49,9 @@ from datatrove.pipeline.dedup.minhash import (
     MinhashDedupFilter,
     MinhashDedupSignature,
 )
+from datatrove.pipeline.dedup.minhash import (
+    _mersenne_prime as _MERSENNE,  # the prime of its signatures, 2^61 - 1
+)
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
@@ -59,7 +62,6 @@ from data_synthesis.engine.io import allow_open_files, count_lines, iter_jsonl, 
 from data_synthesis.engine.shuffle import ShuffleWriter, partition_bytes, shuffle_files
 
 _WORD = re.compile(r"\w+")
-_MERSENNE = np.uint64((1 << 61) - 1)  # datatrove's MinHash prime
 
 
 class RegexWordTokenizer(WordTokenizer):

@@ -61,10 +61,6 @@ class Postings:
         """The term's best score in any passage (MaxScore's bound)."""
         return self._term(term)[2]
 
-    def length(self, term: int) -> int:
-        start, stop = self.span(term)
-        return stop - start
-
     def read(self, term: int) -> tuple[np.ndarray, np.ndarray]:
         """The term's passages (ascending) and its score in each."""
         start, stop = self.span(term)

@@ -722,17 +722,7 @@ def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
     """benchmarks/bench_synthesis.py (the figures in docs/benchmarks.md) on 1 MB, 2 tasks at once:
     one row per stage with CPU seconds and the largest task's RSS, documents/s/core overall,
     and the disk each folder of the run takes."""
-    done = subprocess.run(
-        [sys.executable, "benchmarks/bench_synthesis.py", "--sizes-mb", "1", "--mb-per-task", "1"]
-        + ["--jobs", "2", "--work", str(tmp_path), "--stages", "extract", "memory", "value_index"]
-        + ["questions"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _bench_1mb(tmp_path, "--stages", "extract", "memory", "value_index", "questions")
     (result,) = json.loads((tmp_path / "results.json").read_text())
     assert result["stages_run"] == ["extract", "memory", "value_index", "questions"]
     assert result["documents"] > 1500 and result["summary"]["statements"] > 0
@@ -746,17 +736,23 @@ def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
     # --sample-tasks reruns finished tasks: their work again, not a skip of their partition
     counters = tmp_path / "run_1mb" / "counters" / "questions" / "t00000.json"
     counters.write_text("{}")  # what the rerun must rewrite
-    again = subprocess.run(
+    _bench_1mb(tmp_path, "--stages", "questions", "--sample-tasks", "1")
+    assert json.loads(counters.read_text())["counts"]["questions"]["in"] > 0
+
+
+def _bench_1mb(work: Path, *flags: str) -> subprocess.CompletedProcess:
+    """benchmarks/bench_synthesis.py on 1 MB in `work`, 2 tasks at once; it must succeed."""
+    done = subprocess.run(
         [sys.executable, "benchmarks/bench_synthesis.py", "--sizes-mb", "1", "--mb-per-task", "1"]
-        + ["--jobs", "2", "--work", str(tmp_path), "--stages", "questions", "--sample-tasks", "1"],
+        + ["--jobs", "2", "--work", str(work), *flags],
         cwd=REPO,
         env=_env(),
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads(counters.read_text())["counts"]["questions"]["in"] > 0
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def test_the_scaling_benchmark_codes_each_copy_with_a_term_the_index_keeps():

@@ -161,7 +161,8 @@ def _exact_top_k_checked(index, terms: list[str], retriever) -> bool:
     assert np.allclose([score for _, score in got], best, rtol=1e-5)
     assert np.allclose(full[[passage for passage, _ in got]], best, rtol=1e-5)
     exact = np.zeros(len(full))  # the same sums in the same order, then ties by passage
-    for term in sorted(ids, key=shard.postings.length):
+    spans = {term: shard.postings.span(term) for term in ids}
+    for term in sorted(ids, key=lambda term: spans[term][1] - spans[term][0]):  # rarest first
         passages, scores = shard.postings.read(term)
         exact[passages] += scores
     exact = exact.astype(np.float32)
