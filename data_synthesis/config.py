@@ -117,8 +117,9 @@ class EngineConfig:
     batch_size: int = 64  # items per method call (one LLM batch, one checkpoint line)
     batch_chars: int = 1_000_000  # ... and at most this much input text per batch
     max_document_chars: int = 200_000  # longer documents are split at paragraph/sentence ends
-    # final/{fas,has}.jsonl: each kind's shards (final/<kind>/*.jsonl, always written) joined
-    # into one file when all of them hold at most this many MiB; 0: the shards only
+    # final/{fas,has}.jsonl: each kind's shards (final/<kind>/*.jsonl.zst, always written)
+    # decompressed and joined into one plain file when their text is at most this many MiB;
+    # 0: the shards only
     final_single_file_mb: int = 2048
     # a hub entity's record keeps a stable sample of this many statements/sources/links (0: all)
     max_statements_per_entity: int = 512

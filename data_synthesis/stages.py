@@ -7,15 +7,17 @@
                                                                memory/index_rows/pP.jsonl
     value_index index       ranges 2I, 2I + 1 of each          memory/lookup/ (a line per
                 partitions  memory/index_rows/pP.jsonl         key)
-    questions  partition tasks  memory/entities/pP.jsonl       questions/pP.jsonl
-    planning   partition tasks  questions/pP.jsonl             docs/planning/pP.jsonl
-    reasoning  partition tasks  questions/pP.jsonl             docs/reasoning/pP.jsonl
-    has        partition tasks  questions/pP.jsonl (or --trajectories byte ranges)  docs/has/pP.jsonl
-    dedup      MinHash      docs/*/pP.jsonl                    final/{fas,has}/tT.jsonl (near-
+    questions  partition tasks  memory/entities/pP.jsonl       questions/pP.jsonl.zst
+    planning   partition tasks  questions/pP.jsonl.zst         docs/planning/pP.jsonl.zst
+    reasoning  partition tasks  questions/pP.jsonl.zst         docs/reasoning/pP.jsonl.zst
+    has        partition tasks  questions/pP.jsonl.zst (or --trajectories byte ranges)
+                                                               docs/has/pP.jsonl.zst
+    dedup      MinHash      docs/*/pP.jsonl.zst                final/{fas,has}/tT.jsonl.zst (near-
                                                                duplicates and contaminated
                                                                documents removed), their counts
     finalize   one          counters, final/counts/            final/stats.json (the summary);
-                                                               final/{fas,has}.jsonl when small
+                                                               final/{fas,has}.jsonl (plain)
+                                                               when small
 
 A partition task (`engine.partition_tasks`, default one per partition) covers every N-th
 partition with one LLM engine and one tool environment.

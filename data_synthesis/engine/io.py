@@ -21,21 +21,30 @@ import json
 import os
 import resource
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import zstandard
 
 from data_synthesis.engine import parquet
 from megatron_agentic.data.checks import npy_header
 from megatron_agentic.data.compression import (
     DECOMPRESSION_ERRORS,
+    DamagedFileError,
     codec_of_head,
     damaged,
     open_decompressed,
 )
 
 PARQUET = "parquet"
+# The partition stages' outputs (questions/, docs/) are zstd (level 3, zstd's default): the
+# synthesized documents repeat their tool responses and compress ~17x (HAS) to ~28x (planning)
+# at ~1 GB/s, so a terabyte's run writes and reads a fraction of the bytes (docs/benchmarks.md).
+ZSTD_SUFFIX = ".zst"
+ZSTD_LEVEL = 3
+ZSTD = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
 
 class InputError(ValueError):
@@ -372,52 +381,86 @@ def dumps(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False, sort_keys=True)
 
 
+def zstd_named(path: str | Path) -> bool:
+    """Whether one of our outputs is zstd-compressed: by its name (`*.jsonl.zst`)."""
+    return str(path).endswith(ZSTD_SUFFIX)
+
+
+@contextmanager
+def open_lines(path: str | Path) -> Iterator[io.BufferedIOBase]:
+    """A binary stream of a file's lines, decompressed when its name says zstd; a damaged
+    file's error names it."""
+    codec = "zstd" if zstd_named(path) else None
+    with open(path, "rb") as raw, open_decompressed(codec, raw) as stream:
+        try:
+            yield stream
+        except DECOMPRESSION_ERRORS as error:
+            raise DamagedFileError(f"{path}: a damaged {codec} file ({error})") from None
+
+
 def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    """Records of a JSONL file, streamed; a malformed line names file:line."""
-    with open(path, encoding="utf-8") as handle:
+    """Records of a JSONL file (plain or `.jsonl.zst`), streamed; a malformed line names
+    file:line."""
+    with open_lines(path) as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
                 yield json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                reason = getattr(error, "msg", "not UTF-8")
+                raise InputError(f"{path}:{number}: not valid JSON ({reason})") from None
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    with open_lines(path) as handle:
+        yield from iter(lambda: handle.read(1 << 20), b"")
 
 
 def count_lines(path: str | Path) -> int:
-    """Lines of a file (0 when it does not exist), counted in 1 MiB blocks: nothing is parsed."""
+    """Lines of a file (0 when it does not exist; a `.zst` one decompressed), counted in 1 MiB
+    blocks: nothing is parsed."""
     path = Path(path)
-    if not path.exists():
-        return 0
-    with open(path, "rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return sum(block.count(b"\n") for block in _blocks(path)) if path.exists() else 0
 
 
-def join_files(parts: list[Path], target: str | Path) -> int:
-    """`parts` joined byte for byte into `target` (atomic; nothing is parsed, 1 MiB at a time);
-    returns the number of lines."""
+class TooLarge(ValueError):
+    """join_files stopped: the joined text would pass its limit (nothing was written)."""
+
+
+def join_files(parts: list[Path], target: str | Path, limit: int | None = None) -> int:
+    """`parts` joined (decompressed when `.zst`) into a plain `target`, atomically, 1 MiB at a
+    time, nothing parsed; returns the number of lines. More text than `limit` (bytes) is
+    TooLarge, and `target` is left as it was."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp, lines = target.with_name(target.name + ".tmp"), 0
+    tmp, lines, size = target.with_name(target.name + ".tmp"), 0, 0
     with open(tmp, "wb") as handle:
         for part in parts:
-            with open(part, "rb") as source:
-                while chunk := source.read(1 << 20):
-                    handle.write(chunk)
-                    lines += chunk.count(b"\n")
+            for block in _blocks(part):
+                size += len(block)
+                if limit is not None and size > limit:
+                    handle.close()
+                    tmp.unlink()
+                    raise TooLarge(f"{target}: the parts hold more than {limit:,} bytes")
+                handle.write(block)
+                lines += block.count(b"\n")
     os.replace(tmp, target)
     return lines
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     """Write records atomically (temporary file, fsync, rename): a file either exists whole or
-    not at all."""
+    not at all. A name ending in `.zst` is written zstd-compressed (one frame)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open(tmp, "wb") as handle:
+        sink = ZSTD.stream_writer(handle, closefd=False) if zstd_named(path) else handle
         for record in records:
-            handle.write(dumps(record) + "\n")
+            sink.write((dumps(record) + "\n").encode("utf-8"))
+        if sink is not handle:
+            sink.close()  # the frame's end
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -8,9 +8,10 @@ Run directory (OUT):
     requests/<stage>/            finished LLM requests of each running task (replayed after a
                                  kill; removed with the checkpoint when it ends)
     counters/<stage>/tNNNNN.json each task's counts and reject reasons
-    memory/ questions/ docs/     stage outputs (see data_synthesis/stages.py)
+    memory/ questions/ docs/     stage outputs (see data_synthesis/stages.py); questions and
+                                 documents as pP.jsonl.zst
     dedup/                       MinHash signatures, buckets, clusters, removed documents
-    final/fas/ final/has/        the training documents, a shard per dedup filter task
+    final/fas/ final/has/        the training documents, a zstd shard per dedup filter task
     final/stats.json             the summary (and, for a small run, final/{fas,has}.jsonl)
 
 Each stage is one datatrove job (the dedup stage is four; the first of planning and has is
@@ -123,6 +124,7 @@ def make_plan(
             "partitions": partitions,
             "index_partitions": index_partitions,
             "memory_format": memory_store.FORMAT,
+            "outputs_format": tasks.OUTPUTS_FORMAT,
             "trajectories": trajectories,
             "environment": _environment_identity(config),
         },

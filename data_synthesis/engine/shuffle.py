@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
+from data_synthesis.engine.io import ZSTD_LEVEL
+
 COPY_BLOCK = 8 << 20  # bytes copied at a time when runs are joined
 READ_MEMORY = 16 << 20  # read buffers of all the files a merge reads at once
-LEVEL = 3  # zstd's level for `.zst` shuffle files (its default)
 MAGIC = b"SHUFFLE1"
 _COUNT = struct.Struct("<8sQ")  # MAGIC, partitions
 
@@ -96,7 +97,7 @@ class ShuffleWriter:
 
     def __init__(self, path: Path, partitions: int, memory: int = 64 << 20):
         self.path, self.partitions, self.memory = Path(path), partitions, memory
-        self._zstd = zstandard.ZstdCompressor(level=LEVEL) if _compressed(path) else None
+        self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if _compressed(path) else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for stale in [_tmp(self.path), *self.path.parent.glob(self.path.name + ".run*.tmp")]:
             stale.unlink(missing_ok=True)  # left by a killed run of this task

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from data_synthesis.engine.dedup import KEPT, removal_counts
-from data_synthesis.engine.io import join_files, write_json
+from data_synthesis.engine.io import TooLarge, join_files, write_json
 from data_synthesis.stage_api import Counters
 
 
@@ -71,9 +71,9 @@ def check_stage(plan, stage: str) -> None:
 
 
 def final_shards(root: Path, split: str | None = None) -> list[Path]:
-    """The kept documents as the dedup filter tasks wrote them: final/<split>/<task>.jsonl."""
+    """The kept documents as the dedup filter tasks wrote them: final/<split>/<task>.jsonl.zst."""
     splits = [split] if split else list(KEPT)
-    return [p for s in splits for p in sorted((Path(root) / "final" / s).glob("*.jsonl"))]
+    return [p for s in splits for p in sorted((Path(root) / "final" / s).glob("*.jsonl.zst"))]
 
 
 def _kept_counts(root: Path) -> tuple[Counter, Counter]:
@@ -87,21 +87,26 @@ def _kept_counts(root: Path) -> tuple[Counter, Counter]:
 
 
 def _single_files(plan) -> dict[str, str]:
-    """final/fas.jsonl and final/has.jsonl, each its shards joined, when all the shards hold at
-    most `engine.final_single_file_mb` (a small run's one file per kind); else, or with 0, the
-    shards are the output. Returns where each kind's documents are."""
+    """final/fas.jsonl and final/has.jsonl, each its shards decompressed and joined, when the
+    two hold at most `engine.final_single_file_mb` of text (a small run's one plain file per
+    kind); else, or with 0, the compressed shards are the output. Returns where each kind's
+    documents are."""
     root, limit = plan.root, plan.config.engine.final_single_file_mb << 20
-    total = sum(p.stat().st_size for p in final_shards(root))
-    where = {}
-    for split in KEPT:
-        single = root / "final" / f"{split}.jsonl"
-        if limit and total <= limit:
-            join_files(final_shards(root, split), single)
-            where[split] = f"final/{split}.jsonl"
-        else:
-            single.unlink(missing_ok=True)
-            where[split] = f"final/{split}/*.jsonl"
-    return where
+    singles = {split: root / "final" / f"{split}.jsonl" for split in KEPT}
+    # the text is more than its compressed size: a run past the limit compressed is not read
+    small = limit and sum(p.stat().st_size for p in final_shards(root)) <= limit
+    try:
+        room = limit
+        for split in KEPT if small else ():
+            join_files(final_shards(root, split), singles[split], room)
+            room -= singles[split].stat().st_size
+        if small:
+            return {split: f"final/{split}.jsonl" for split in KEPT}
+    except TooLarge:
+        pass
+    for single in singles.values():
+        single.unlink(missing_ok=True)
+    return {split: f"final/{split}/*.jsonl.zst" for split in KEPT}
 
 
 def _optional(module: str, function: str, counts: dict):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from data_synthesis.config import PipelineConfig
 from data_synthesis.engine.checkpoint import BatchCheckpoint, RequestCache
 from data_synthesis.engine.io import (
+    ZSTD_SUFFIX,
     InputError,
     InputFile,
     count_lines,
@@ -84,9 +85,14 @@ def requests_file(plan: RunPlan, stage: str, key: int) -> Path:
     return plan.root / "requests" / stage / f"t{key:05d}.jsonl"
 
 
+# The partition stages' outputs, zstd-compressed (engine/io.py); a run directory planned with
+# another format (its plain pP.jsonl would be skipped by the dedup stage) is refused by name.
+OUTPUTS_FORMAT = "jsonl.zst"
+
+
 def stage_output(plan: RunPlan, stage: str, partition: int) -> Path:
     folder = {"questions": "questions"}.get(stage, f"docs/{stage}")
-    return plan.root / folder / f"p{partition:05d}.jsonl"
+    return plan.root / folder / f"p{partition:05d}.jsonl{ZSTD_SUFFIX}"
 
 
 def _progress(stage: str, label: str, total: int | None, unit: str) -> tqdm:

@@ -24,7 +24,15 @@ import zstandard
 
 from data_synthesis.__main__ import BUNDLED_CORPUS, main
 from data_synthesis.engine.checkpoint import RequestCache
-from data_synthesis.engine.io import describe, input_files, read_lines, task_ranges
+from data_synthesis.engine.io import (
+    count_lines,
+    describe,
+    input_files,
+    iter_jsonl,
+    open_lines,
+    read_lines,
+    task_ranges,
+)
 from data_synthesis.engine.memory_store import Layout, PartitionedMemory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +57,12 @@ def _cli(*args, check=True, env=None) -> subprocess.CompletedProcess:
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def _text(path: Path) -> str:
+    """A `.jsonl.zst` stage output's text."""
+    with open_lines(path) as handle:
+        return handle.read().decode("utf-8")
 
 
 def _same_outputs(a: Path, b: Path) -> None:
@@ -94,7 +108,7 @@ def test_no_heldout_page_reaches_a_has_text(run, corpus, tmp_path, monkeypatch):
         shutil.rmtree(copy / folder)
     monkeypatch.setattr(HeldoutRule, "__contains__", lambda self, doc_id: False)
     assert main(["has", "--input", str(corpus), "--output", str(copy), "--partitions", "2"]) == 0
-    assert shown("".join(p.read_text() for p in (copy / "docs/has").glob("*.jsonl")))
+    assert shown("".join(_text(p) for p in (copy / "docs/has").glob("*.jsonl.zst")))
 
 
 def test_every_stage_yields_and_the_summary_counts_them(run):
@@ -148,7 +162,7 @@ def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
     stats = json.loads((run / "final/stats.json").read_text())
     assert stats["outputs"] == {"fas": "final/fas.jsonl", "has": "final/has.jsonl"}
     assert sum(stats["documents_by_kind"].values()) == sum(
-        len(open(path).readlines()) for path in sorted((run / "final").glob("[fh]as/*.jsonl"))
+        count_lines(path) for path in sorted((run / "final").glob("[fh]as/*.jsonl.zst"))
     )
 
     shards = tmp_path / "shards"
@@ -156,11 +170,14 @@ def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
     assert main([*args, "--output", str(shards), "--partitions", "2"]) == 0
     assert not (shards / "final/fas.jsonl").exists() and not (shards / "final/has.jsonl").exists()
     summary = json.loads((shards / "final/stats.json").read_text())
-    assert summary.pop("outputs") == {"fas": "final/fas/*.jsonl", "has": "final/has/*.jsonl"}
+    assert summary.pop("outputs") == {
+        "fas": "final/fas/*.jsonl.zst",
+        "has": "final/has/*.jsonl.zst",
+    }
     assert summary == {k: v for k, v in stats.items() if k != "outputs"}
     for kind in ("fas", "has"):
-        joined = b"".join(p.read_bytes() for p in sorted((shards / "final" / kind).glob("*.jsonl")))
-        assert joined == (run / "final" / f"{kind}.jsonl").read_bytes()
+        joined = "".join(_text(p) for p in sorted((shards / "final" / kind).glob("*.jsonl.zst")))
+        assert joined == (run / "final" / f"{kind}.jsonl").read_text()
 
 
 def test_a_finished_run_reruns_after_its_intermediate_folders_are_deleted(run, corpus, tmp_path):
@@ -248,9 +265,9 @@ def test_a_task_of_several_partitions_builds_its_llm_once_and_resumes_by_partiti
     assert built.count("questions") == 2 + 4
     executor = json.loads((out / "logs/questions/executor.json").read_text())
     assert executor["world_size"] == 2
-    files = [out / f"questions/p{p:05d}.jsonl" for p in range(4)]
+    files = [out / f"questions/p{p:05d}.jsonl.zst" for p in range(4)]
     assert [f.read_bytes() for f in files] == [
-        (per_partition / f"questions/p{p:05d}.jsonl").read_bytes() for p in range(4)
+        (per_partition / f"questions/p{p:05d}.jsonl.zst").read_bytes() for p in range(4)
     ]
     # task 1 (partitions 1 and 3) killed after partition 1: no counters, output nor completion
     first, before = files[1].stat().st_mtime_ns, files[3].read_bytes()
@@ -835,9 +852,7 @@ def test_documents_without_ids_are_named_by_url_or_place(corpus, tmp_path):
     env = dict(_env(), MEGATRON_AGENTIC_INDEX_CACHE=str(cache))
     _cli("pipeline", "--input", bare, "--output", tmp_path / "out", env=env)
     questions = [
-        json.loads(line)
-        for path in (tmp_path / "out" / "questions").glob("*.jsonl")
-        for line in open(path)
+        q for p in (tmp_path / "out" / "questions").glob("*.jsonl.zst") for q in iter_jsonl(p)
     ]
     sources = {doc for q in questions for doc in q["source_docs"]}
     assert any(s.startswith("https://") for s in sources)

@@ -20,6 +20,7 @@ from datatrove.executor import LocalPipelineExecutor
 
 from data_synthesis.config import PipelineConfig
 from data_synthesis.engine.dedup import RegexWordTokenizer, Removals, RemoveIds, dedup_jobs
+from data_synthesis.engine.io import iter_jsonl, write_jsonl
 
 PARTITIONS = 3
 # letters only: MinHash's text normalisation maps every digit to 0
@@ -54,9 +55,7 @@ def corpus(tmp_path_factory):
     eval_set = out / "eval.jsonl"
     eval_set.write_text(json.dumps({"question": " ".join(quoted)}) + "\n")
     for p in range(PARTITIONS):
-        path = out / "docs" / "planning" / f"p{p:05d}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(d) + "\n" for d in docs[p::PARTITIONS]))
+        write_jsonl(out / "docs" / "planning" / f"p{p:05d}.jsonl.zst", docs[p::PARTITIONS])
     config = PipelineConfig()
     config.filters.eval_sets = [str(eval_set)]
     for name, pipeline, tasks in dedup_jobs(out, config, PARTITIONS):
@@ -72,7 +71,7 @@ def _position(docs: list[dict]) -> dict[str, tuple[int, int]]:
 
 
 def _ids(folder: Path) -> set[str]:
-    return {json.loads(line)["id"] for f in folder.glob("*.jsonl") for line in open(f)}
+    return {d["id"] for f in folder.glob("*.jsonl.zst") for d in iter_jsonl(f)}
 
 
 def _kept(out: Path) -> set[str]:

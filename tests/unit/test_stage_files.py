@@ -1,0 +1,95 @@
+"""The partition stages' output files (data_synthesis/engine/io.py): `.jsonl.zst` written
+atomically and read back as records and lines, a cut one an error naming it, and finalize's
+join of the compressed shards into one plain file per kind (engine/summary.py) stopping at its
+limit on the text, not on the compressed bytes."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from data_synthesis.config import PipelineConfig
+from data_synthesis.engine.io import (
+    TooLarge,
+    count_lines,
+    iter_jsonl,
+    join_files,
+    write_jsonl,
+)
+from data_synthesis.engine.summary import _single_files
+from megatron_agentic.data.compression import DamagedFileError, codec_of
+
+RECORDS = [{"id": f"d{i}", "text": "the same tool response, again " * 20} for i in range(500)]
+
+
+def _plain(records) -> bytes:
+    return b"".join(
+        (json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode() for r in records
+    )
+
+
+def test_a_zst_output_is_zstd_and_reads_back_as_its_records(tmp_path):
+    path = write_jsonl(tmp_path / "p00000.jsonl.zst", RECORDS)
+    assert codec_of(path) == "zstd" and path.stat().st_size * 20 < len(_plain(RECORDS))
+    assert list(iter_jsonl(path)) == RECORDS and count_lines(path) == len(RECORDS)
+    plain = write_jsonl(tmp_path / "p00000.jsonl", RECORDS)
+    assert codec_of(plain) is None and plain.read_bytes() == _plain(RECORDS)
+
+
+def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path):
+    path = write_jsonl(tmp_path / "p00000.jsonl.zst", RECORDS[:3])
+
+    def failing():
+        yield from RECORDS
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, failing())
+    assert list(iter_jsonl(path)) == RECORDS[:3]
+
+
+def test_a_cut_zst_output_is_an_error_naming_it(tmp_path):
+    path = write_jsonl(tmp_path / "p00000.jsonl.zst", RECORDS)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DamagedFileError, match="p00000.jsonl.zst"):
+        list(iter_jsonl(path))
+    with pytest.raises(DamagedFileError, match="p00000.jsonl.zst"):
+        count_lines(path)
+
+
+def test_join_decompresses_and_stops_at_its_limit_leaving_the_target(tmp_path):
+    parts = [
+        write_jsonl(tmp_path / "a.jsonl.zst", RECORDS[:200]),
+        write_jsonl(tmp_path / "b.jsonl", RECORDS[200:300]),
+        write_jsonl(tmp_path / "c.jsonl.zst", RECORDS[300:]),
+    ]
+    target = tmp_path / "joined.jsonl"
+    assert join_files(parts, target) == len(RECORDS)
+    assert target.read_bytes() == _plain(RECORDS)
+    with pytest.raises(TooLarge, match="joined.jsonl"):
+        join_files(parts, target, limit=len(_plain(RECORDS)) - 1)
+    assert target.read_bytes() == _plain(RECORDS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.jsonl.zst",
+        "b.jsonl",
+        "c.jsonl.zst",
+        "joined.jsonl",
+    ]
+
+
+def test_shards_whose_text_passes_the_limit_stay_the_output(tmp_path):
+    """1.8 MB of text in a few KB of zstd: under `final_single_file_mb` 1 compressed, over it as
+    text, so finalize keeps the shards and leaves no single file (not even the first kind's)."""
+    big = [{"id": f"h{i}", "text": "x" * 1000} for i in range(1800)]
+    write_jsonl(tmp_path / "final/fas/00000.jsonl.zst", RECORDS[:10])
+    write_jsonl(tmp_path / "final/has/00000.jsonl.zst", big)
+    config = PipelineConfig()
+    plan = SimpleNamespace(root=tmp_path, config=config)
+    config.engine.final_single_file_mb = 1
+    assert _single_files(plan) == {"fas": "final/fas/*.jsonl.zst", "has": "final/has/*.jsonl.zst"}
+    assert not list((tmp_path / "final").glob("*.jsonl*"))
+    config.engine.final_single_file_mb = 2
+    assert _single_files(plan) == {"fas": "final/fas.jsonl", "has": "final/has.jsonl"}
+    assert list(iter_jsonl(tmp_path / "final/has.jsonl")) == big
