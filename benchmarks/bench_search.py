@@ -74,6 +74,7 @@ def record(corpus: Path, cache_dir: str, out: Path) -> dict:
     with the stage that made each (the stage method's module on the call stack); returns each
     stage's searches, and per question of the run."""
     from data_synthesis.__main__ import main as synthesis
+    from data_synthesis.engine.io import count_lines
     from data_synthesis.environment.index import CorpusIndex
     from data_synthesis.stages import STAGE_TABLE
 
@@ -93,7 +94,7 @@ def record(corpus: Path, cache_dir: str, out: Path) -> dict:
             ["pipeline", f"environment.cache_dir={cache_dir}", "--input", str(corpus)]
             + ["--output", run, "--workers", "1"]
         )
-        questions = sum(1 for path in Path(run, "questions").glob("*.jsonl") for _ in path.open())
+        questions = sum(count_lines(path) for path in Path(run, "questions").glob("*.jsonl.zst"))
     return {
         "questions": questions,
         "searches": dict(made),
