@@ -21,6 +21,7 @@ import shutil
 import weakref
 from array import array
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,26 @@ def write_hashed_table(path: Path, hashes: np.ndarray, values: np.ndarray) -> No
     table.write(values[order])
     table.close((2, len(order)))
     tmp.replace(path)
+
+
+def in_table_order(blocks: Iterable[tuple[np.ndarray, np.ndarray]]):
+    """(hashes, numbers) blocks in hash order, as blocks in (hash, number) order (the order
+    write_hashed_table writes): the rows of a block's last hash wait for the next block, since a
+    key's rows may straddle blocks and SortedRuns keeps no order among equal keys."""
+    held = (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+    for hashes, numbers in blocks:
+        hashes = np.concatenate([held[0], hashes])
+        numbers = np.concatenate([held[1], np.asarray(numbers, np.uint64)])
+        if not len(hashes):
+            continue
+        cut = int(hashes.searchsorted(hashes[-1], "left"))
+        if cut:
+            order = np.lexsort((numbers[:cut], hashes[:cut]))
+            yield hashes[:cut][order], numbers[:cut][order]
+        held = (hashes[cut:], numbers[cut:])
+    if len(held[0]):
+        order = np.argsort(held[1], kind="stable")
+        yield held[0][order], held[1][order]
 
 
 class HashedTableWriter:
@@ -119,6 +140,25 @@ class Tables:
         """The numbers stored under `key` ([] when none or the table does not exist)."""
         table = self._open.get(path, lambda: _Table.open(path))
         return table.get(stable_hash(key), self._fd(path)) if table is not None else []
+
+    def span(self, path: Path, key: str) -> tuple[int, int]:
+        """The rows [lo, hi) of `path` holding `key`, to read in part (`between`) when a key holds
+        many numbers ((0, 0) when none or the table does not exist)."""
+        table = self._open.get(path, lambda: _Table.open(path))
+        return table.span(stable_hash(key), self._fd(path)) if table is not None else (0, 0)
+
+    def values(self, path: Path, lo: int, hi: int) -> list[int]:
+        """The numbers of rows [lo, hi) of `path` (a `span`)."""
+        table = self._open.get(path, lambda: _Table.open(path))
+        return table.values(self._fd(path), lo, hi).tolist() if hi > lo else []
+
+    def between(self, path: Path, lo: int, hi: int, low: int, high: int) -> list[int]:
+        """The numbers of rows [lo, hi) of `path` (a `span`) in [low, high), for a table
+        sorted by (hash, number) (write_hashed_table's; the search index's terms table)."""
+        if hi <= lo:
+            return []
+        table = self._open.get(path, lambda: _Table.open(path))
+        return table.between(self._fd(path), lo, hi, low, high).tolist()
 
     def line(self, path: Path, offset: int) -> dict:
         """The JSON line that starts at byte `offset` of `path`."""
@@ -198,16 +238,44 @@ class _Table:
 
     def get(self, key_hash: int, fd: int) -> list[int]:
         """The numbers under `key_hash`, read from `fd` (this table's file, open)."""
+        return self.values(fd, *self.span(key_hash, fd)).tolist()
+
+    def span(self, key_hash: int, fd: int) -> tuple[int, int]:
+        """The rows [lo, hi) holding `key_hash`: the blocks of its first and last rows are read,
+        not those between (a key stored thousands of times spans many blocks)."""
         h = np.uint64(key_hash)
-        first = int(self.fence.searchsorted(h, "left"))
-        start = max(first - 1, 0) * BLOCK
-        end = min(int(self.fence.searchsorted(h, "right")) * BLOCK, self.rows)
-        block = np.frombuffer(os.pread(fd, (end - start) * 8, self.offset + start * 8), np.uint64)
-        lo, hi = block.searchsorted(h, "left"), block.searchsorted(h, "right")
-        if lo == hi:
-            return []
-        at = self.offset + (self.rows + start + int(lo)) * 8
-        return np.frombuffer(os.pread(fd, int(hi - lo) * 8, at), np.uint64).tolist()
+        first = max(int(self.fence.searchsorted(h, "left")) - 1, 0)
+        last = max(int(self.fence.searchsorted(h, "right")) - 1, first)
+        block = self._hashes(fd, first)
+        lo = first * BLOCK + int(block.searchsorted(h, "left"))
+        if last != first:
+            block = self._hashes(fd, last)
+        hi = last * BLOCK + int(block.searchsorted(h, "right"))
+        return lo, max(lo, hi)
+
+    def values(self, fd: int, start: int, stop: int) -> np.ndarray:
+        at = self.offset + (self.rows + start) * 8
+        return np.frombuffer(os.pread(fd, (stop - start) * 8, at), np.uint64)
+
+    def between(self, fd: int, lo: int, hi: int, low: int, high: int) -> np.ndarray:
+        """The numbers of rows [lo, hi) (one key's, sorted: write_hashed_table's order) in
+        [low, high): a binary search on disk, then a block read, however many rows."""
+        return self.values(fd, self._bisect(fd, lo, hi, low), self._bisect(fd, lo, hi, high))
+
+    def _bisect(self, fd: int, lo: int, hi: int, value: int) -> int:
+        """The first row of [lo, hi) whose number is >= value."""
+        while hi - lo > BLOCK:
+            mid = (lo + hi) // 2
+            if int(self.values(fd, mid, mid + 1)[0]) < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo + int(self.values(fd, lo, hi).searchsorted(np.uint64(value), "left"))
+
+    def _hashes(self, fd: int, block: int) -> np.ndarray:
+        start = block * BLOCK
+        count = max(0, min(BLOCK, self.rows - start))
+        return np.frombuffer(os.pread(fd, count * 8, self.offset + start * 8), np.uint64)
 
 
 def every(read, start: int, stop: int, step: int, steps_per_read: int = 4096) -> np.ndarray:

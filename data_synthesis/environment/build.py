@@ -85,12 +85,13 @@ from data_synthesis.engine.io import (
     text_size,
     write_json,
 )
+from data_synthesis.engine.lookup import in_table_order
 from data_synthesis.engine.sort import KEY, SortedRuns
 from megatron_agentic.data.checks import npy_header
 
 # v2: docs.table.npy; v3: term_max.npy; v4: every chunk's words; v5: vocab.table.npy; v6: shards
 # v7: pages.table.npy (page -> shards)
-INDEX_VERSION = "bm25s-passages-v8"  # v8: terms.table.npy (term -> shards' ids), no vocab.table
+INDEX_VERSION = "bm25s-passages-v9"  # v9: terms.table.npy sorted by (term, shard)
 SHARD_TABLE = "pages.table.npy"
 TERM_TABLE = "terms.table.npy"
 SHARD_BITS = 32  # a terms.table.npy value: shard rank << SHARD_BITS | the shard's term id
@@ -700,7 +701,8 @@ def count_terms(build: Build) -> None:
             places.add(hashes[present], place=ids | np.uint64(rank << SHARD_BITS))
             first += len(hashes)
     _write_streamed_table(tmp / "df.table.npy", _summed(runs.merged()))
-    _write_streamed_table(tmp / TERM_TABLE, ((b[KEY], b["place"]) for b in places.merged()))
+    placed = in_table_order((b[KEY], b["place"]) for b in places.merged())
+    _write_streamed_table(tmp / TERM_TABLE, placed)  # a term's shards ascending (index.py)
     shutil.rmtree(tmp / "runs")
     shutil.rmtree(tmp / "places")
     _write_shard_table(build, tmp)

@@ -32,14 +32,14 @@ from __future__ import annotations
 import bisect
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from data_synthesis.engine.io import NpyArray, allow_open_files, stable_hash
-from data_synthesis.engine.lookup import SizedCache, Tables
+from data_synthesis.engine.lookup import BLOCK, SizedCache, Tables
 from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFAULT_CACHE, SHARD_MB: re-exported
     DEFAULT_CACHE,
     INDEX_VERSION,
@@ -57,6 +57,8 @@ from data_synthesis.environment.build import (  # noqa: F401 - IndexConfig, DEFA
 from data_synthesis.environment.postings import Postings
 
 TERMS_CACHED = 1 << 15  # (shard, id) pairs of the terms looked up last (about 3 MB)
+WIDE_TERM = BLOCK  # a term in more shards is read per shard wanted (one block's read: 4 KiB)
+ID_MASK = (1 << SHARD_BITS) - 1
 RESULTS_CACHED = 1 << 12  # queries' results kept, the most recent (about 4 MB with their terms)
 DOCS_CACHED = 1 << 14  # documents located (id or url -> shard and row), the most recent
 PASSAGES_CACHED = 1 << 11  # passages read last (about 3 MB): a question's searches share hits
@@ -135,16 +137,21 @@ class CorpusIndex:
             )
         places, first = [], 0
         self._ranks = {}  # the build's shard rank -> its place in self.shards (empty ones left out)
+        self._numbers: list[int] = []  # and back
         for rank, shard in enumerate(self.stats["shards"]):
             if shard["passages"]:
                 self._ranks[rank] = len(places)
+                self._numbers.append(rank)
                 places.append((directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
         self.shards = OpenShards(places)
         self._firsts = [first for _, first, _ in places]
         allow_open_files(8 * min(len(places), SHARDS_OPEN))
         self._tables = Tables()
-        self._terms = SizedCache(TERMS_CACHED, lambda held: len(held) + 1)  # queries repeat words
+        # queries repeat words: a term's places, a wide term's rows, or one shard's id of it
+        self._terms = SizedCache(
+            TERMS_CACHED, lambda held: len(held) + 1 if isinstance(held, dict) else 1
+        )
         self._results = SizedCache(RESULTS_CACHED, lambda found: 1)  # and whole queries
         self._located = SizedCache(DOCS_CACHED, lambda found: 1)  # a question's documents
         self._passages = SizedCache(PASSAGES_CACHED, lambda row: 1)
@@ -216,21 +223,47 @@ class CorpusIndex:
         wanted = None if shards is None else sorted(set(shards))
         ids: dict[int, list[int]] = {}
         for term in terms:
-            held = self._terms.get(term, lambda t=term: self._places(t))
-            pairs = held.items() if wanted is None else ((r, held[r]) for r in wanted if r in held)
-            for rank, term_id in pairs:
+            for rank, term_id in self._term_places(term, wanted):
                 ids.setdefault(rank, []).append(term_id)
         return ids
 
-    def _places(self, term: str) -> dict[int, int]:
-        """The shards holding `term` (their ranks, ascending) -> each one's id of it; where two
-        of a shard's terms share the hash, its lowest id."""
+    def _term_places(self, term: str, wanted: list[int] | None) -> Iterable[tuple[int, int]]:
+        """(shard rank, id) of `term` in the `wanted` shards (None: all). A term held by at most
+        WIDE_TERM shards is read whole and kept; a wider one (a common word, in an index of
+        thousands of shards) only where wanted, each shard's id found by binary search in the
+        term's rows and kept, so a scoped search costs the same whatever the shard count."""
+        held = self._terms.get(term, lambda: self._places(term))
+        if isinstance(held, dict):
+            return held.items() if wanted is None else ((r, held[r]) for r in wanted if r in held)
+        if wanted is None:
+            return self._as_places(self._tables.values(self.directory / TERM_TABLE, *held)).items()
+        found = ((r, self._terms.get((term, r), lambda r=r: self._place(held, r))) for r in wanted)
+        return ((rank, term_id) for rank, term_id in found if term_id is not None)
+
+    def _places(self, term: str) -> dict[int, int] | tuple[int, int]:
+        """The shards holding `term` -> each one's id of it; for a term of more than WIDE_TERM
+        shards, its rows (lo, hi) of the terms table instead."""
+        lo, hi = self._tables.span(self.directory / TERM_TABLE, term)
+        if hi - lo > WIDE_TERM:
+            return lo, hi
+        return self._as_places(self._tables.values(self.directory / TERM_TABLE, lo, hi))
+
+    def _as_places(self, values: list[int]) -> dict[int, int]:
+        """terms.table.npy values (shard << SHARD_BITS | id, ascending) as shard rank -> id;
+        where two of a shard's terms share the hash, its lowest id."""
         places: dict[int, int] = {}
-        for value in sorted(self._tables.get(self.directory / TERM_TABLE, term)):
+        for value in values:
             rank = self._ranks.get(value >> SHARD_BITS)  # None: an empty shard's ""
             if rank is not None:
-                places.setdefault(rank, value & ((1 << SHARD_BITS) - 1))
+                places.setdefault(rank, value & ID_MASK)
         return places
+
+    def _place(self, rows: tuple[int, int], rank: int) -> int | None:
+        """Shard `rank`'s id of the term whose table rows are `rows` (None: not in it)."""
+        number = self._numbers[rank]
+        low, high = number << SHARD_BITS, (number + 1) << SHARD_BITS
+        values = self._tables.between(self.directory / TERM_TABLE, *rows, low, high)
+        return values[0] & ID_MASK if values else None
 
     def _top_k(
         self, terms: list[str], k: int, shards: tuple[int, ...] | None = None

@@ -23,6 +23,7 @@ import pytest
 from data_synthesis.engine.io import NpyWriter, stable_hash
 from data_synthesis.engine.lookup import write_hashed_table
 from data_synthesis.engine.sort import KEY, MIN_BLOCK, DistinctRows, SortedRuns
+from data_synthesis.environment import index as index_module
 from data_synthesis.environment.build import IndexConfig, split_passages, stemmer
 from data_synthesis.environment.index import CorpusIndex
 
@@ -371,7 +372,7 @@ def _searches(index: CorpusIndex, corpus: Path) -> list:
     return found + pages
 
 
-def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path):
+def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path, monkeypatch):
     """Shards are contiguous runs of documents scored with the corpus's statistics: each term's
     postings over the shards, passage ids offset, are the one-shard index's, and every search
     and page look-up gives the same results. Built here by the datatrove jobs (the CLI with two
@@ -418,6 +419,13 @@ def test_a_sharded_index_is_one_index_cut_in_pieces(tmp_path):
     assert some == {rank: held[rank] for rank in (1, 3)}
     assert four.term_ids(["notaword"]) == {} == four.term_ids(["notaword"], shards=(0,))
     assert _searches(four, corpus) == _searches(one, corpus)
+    # a term of more than WIDE_TERM shards is read per shard wanted (an index of thousands)
+    monkeypatch.setattr(index_module, "WIDE_TERM", 1)
+    wide = CorpusIndex.open([corpus], IndexConfig(cache_dir=str(tmp_path / "four"), shards=4))
+    for scope in [(1, 3), (0,), (2, 3), (0, 1, 2, 3)]:
+        assert wide.term_ids(terms, shards=scope) == {r: held[r] for r in scope if r in held}
+    assert wide.term_ids(terms) == held
+    assert wide.term_ids(["notaword"], shards=(0,)) == {}
     assert not list(four.directory.glob("*/runs")) and not list(tmp_path.glob("four/*.build"))
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from data_synthesis.engine.io import stable_hash
@@ -468,7 +469,6 @@ def test_a_description_is_checked_without_reading_a_common_values_list(tmp_path)
 def test_fences_are_read_a_chunk_at_a_time():
     """A fence (every step-th element of an on-disk array) equals the strided slice, however
     the range falls on the chunks, and no read asks for more than one chunk."""
-    import numpy as np
 
     from data_synthesis.engine.lookup import every
 
@@ -502,6 +502,53 @@ def test_look_up_tables_find_every_value_across_block_boundaries(tmp_path):
     ]
     assert tables.get(tmp_path / "t.table.npy", "absent") == []
     assert tables.get(tmp_path / "missing.table.npy", "key 1") == []
+
+
+def test_a_key_of_many_rows_is_read_in_part(tmp_path, monkeypatch):
+    """A key stored across many blocks (a common word's shards in the search index's terms
+    table): its span is found from its first and last blocks, and the numbers in a range by a
+    binary search on disk, reading a few blocks whatever the key's size."""
+    from data_synthesis.engine import lookup
+    from data_synthesis.engine.lookup import BLOCK, Tables, write_table
+
+    rng = np.random.default_rng(3)
+    wide = np.unique(rng.integers(0, 1 << 40, 9 * BLOCK + 5)).tolist()
+    pairs = [(f"key {i}", i) for i in range(3 * BLOCK)] + [("wide", v) for v in wide]
+    path = tmp_path / "t.table.npy"
+    write_table(path, pairs)
+    tables, read = Tables(), []
+    pread = lookup.os.pread
+    monkeypatch.setattr(lookup.os, "pread", lambda fd, n, at: read.append(n) or pread(fd, n, at))
+    lo, hi = tables.span(path, "wide")
+    assert hi - lo == len(wide) and tables.values(path, lo, hi) == wide
+    assert tables.values(path, *tables.span(path, "absent")) == []
+    for low, high in [(0, 1 << 41), (wide[7], wide[7] + 1), (wide[600], wide[4000]), (5, 5)]:
+        read.clear()
+        got = tables.between(path, lo, hi, low, high)
+        assert got == [v for v in wide if low <= v < high]
+        assert sum(read) <= 8 * (2 * BLOCK + len(got)) + 8 * 2 * 14, (low, high)
+    for i in range(0, 3 * BLOCK, 97):
+        assert tables.get(path, f"key {i}") == [i]
+
+
+def test_blocks_come_out_in_table_order_with_no_key_cut(tmp_path):
+    """in_table_order turns blocks in hash order (equal hashes in any order, a hash's rows
+    split between blocks, as SortedRuns yields them) into blocks sorted by (hash, number),
+    each hash's rows in one block."""
+    from data_synthesis.engine.lookup import in_table_order
+
+    rng = np.random.default_rng(5)
+    hashes = np.sort(rng.integers(0, 40, 3000).astype(np.uint64))
+    numbers = rng.integers(0, 1 << 20, 3000).astype(np.uint64)
+    cuts = sorted(rng.choice(np.arange(1, 3000), 60, replace=False).tolist())
+    blocks = [(hashes[a:b], numbers[a:b]) for a, b in zip([0, *cuts], [*cuts, 3000])]
+    blocks.insert(5, (np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
+    out = list(in_table_order(blocks))
+    order = np.lexsort((numbers, hashes))
+    assert np.array_equal(np.concatenate([h for h, _ in out]), hashes[order])
+    assert np.array_equal(np.concatenate([n for _, n in out]), numbers[order])
+    for (before, _), (after, _) in zip(out, out[1:]):
+        assert before[-1] < after[0]
 
 
 def test_look_up_tables_keep_a_bounded_number_of_files_open(tmp_path):
