@@ -446,6 +446,18 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     "--workers 1 --shard-mb 16": Covered(
         "tests/unit/test_index_build.py::test_a_sharded_index_is_one_index_cut_in_pieces"
     ),
+    "python -m data_synthesis.environment index /tmp/b16/corpus_1000mb.jsonl --cache-dir DIR "
+    "--shards 1024 --workers 1": Covered(
+        "tests/unit/test_index_build.py::test_a_sharded_index_is_one_index_cut_in_pieces"
+    ),
+    "python benchmarks/bench_search.py --corpus /tmp/b16/corpus_1000mb.jsonl --cache-dir DIR "
+    "--shards 1024 --queries 3000 --scope 2": Covered(
+        "tests/unit/test_environment.py::test_search_benchmark_reports_cpu_and_memory_and_the_hits"
+    ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 1 --work DIR": Covered(
+        "tests/integration/test_synthesis_pipeline.py::"
+        "test_scaling_benchmark_measures_every_task_of_each_stage"
+    ),
     "python -m data_synthesis extract --input bigdoc.jsonl --output OUT --tasks 1 "
     "--partitions 1": NotRun("benchmark: a 20 MB one-line document (not committed), 93 s; OUT"),
     'pip install --no-build-isolation -e ".[gpu,dev]"': INSTALL,
