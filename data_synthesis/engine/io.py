@@ -44,7 +44,6 @@ PARQUET = "parquet"
 # at ~1 GB/s, so a terabyte's run writes and reads a fraction of the bytes (docs/benchmarks.md).
 ZSTD_SUFFIX = ".zst"
 ZSTD_LEVEL = 3
-ZSTD = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
 
 class InputError(ValueError):
@@ -390,12 +389,15 @@ def zstd_named(path: str | Path) -> bool:
 def open_lines(path: str | Path) -> Iterator[io.BufferedIOBase]:
     """A binary stream of a file's lines, decompressed when its name says zstd; a damaged
     file's error names it."""
-    codec = "zstd" if zstd_named(path) else None
-    with open(path, "rb") as raw, open_decompressed(codec, raw) as stream:
-        try:
-            yield stream
-        except DECOMPRESSION_ERRORS as error:
-            raise DamagedFileError(f"{path}: a damaged {codec} file ({error})") from None
+    with open(path, "rb") as raw:
+        if not zstd_named(path):
+            yield raw
+            return
+        with open_decompressed("zstd", raw) as stream:
+            try:
+                yield stream
+            except DECOMPRESSION_ERRORS as error:
+                raise DamagedFileError(f"{path}: a damaged zstd file ({error})") from None
 
 
 def iter_jsonl(path: str | Path) -> Iterator[dict]:
@@ -456,7 +458,9 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        sink = ZSTD.stream_writer(handle, closefd=False) if zstd_named(path) else handle
+        sink = handle
+        if zstd_named(path):  # a compressor per file: two writes may interleave (a generator)
+            sink = zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(handle, closefd=False)
         for record in records:
             sink.write((dumps(record) + "\n").encode("utf-8"))
         if sink is not handle:
