@@ -34,6 +34,8 @@ from data_synthesis.engine.io import (
     task_ranges,
 )
 from data_synthesis.engine.memory_store import Layout, PartitionedMemory
+from megatron_agentic.data.jsonl import expand_inputs
+from megatron_agentic.data.jsonl import read_lines as read_jsonl_lines
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = ("final/fas.jsonl", "final/has.jsonl", "final/stats.json")
@@ -178,6 +180,9 @@ def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
     for kind in ("fas", "has"):
         joined = "".join(_text(p) for p in sorted((shards / "final" / kind).glob("*.jsonl.zst")))
         assert joined == (run / "final" / f"{kind}.jsonl").read_text()
+        # what `tools/preprocess_data.py --input final/<kind>/` reads: the same lines
+        lines = read_jsonl_lines(expand_inputs(str(shards / "final" / kind)))
+        assert b"".join(line.raw for line in lines).decode() == joined
 
 
 def test_a_finished_run_reruns_after_its_intermediate_folders_are_deleted(run, corpus, tmp_path):
