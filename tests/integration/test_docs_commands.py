@@ -242,6 +242,8 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
     ),
     "python -m data_synthesis dedup environment.cache_dir=/tmp/b16/run_10mb_index --input "
     "/tmp/b16/corpus_10mb.jsonl --output DIR --tasks 2 --partitions 2 --workers 1": TEMPLATE,
+    "python -m data_synthesis dedup environment.cache_dir=DIR --input corpus_10mb.jsonl --output "
+    "RUN --tasks 2 --partitions 2 --workers 1": TEMPLATE,
     "python benchmarks/bench_synthesis.py --sizes-mb 10 100 --jobs 2 --stages dedup finalize": NotRun(
         "benchmark: dedup and finalize over every document of the 10 MB and 100 MB runs above "
         "(needs them), ~20 minutes"
