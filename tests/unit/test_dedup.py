@@ -238,6 +238,31 @@ def test_a_buckets_task_may_open_a_signature_file_per_partition(tmp_path):
     assert OpenFiles(10, "x").run(None) is None
 
 
+def test_shingles_are_the_word_ngrams_hashed():
+    """A shingle per run of 5 words (none for a shorter text), equal runs equal hashes wherever
+    they stand, a changed word changing exactly the 5 shingles holding it, and the order of
+    the words counting."""
+    from data_synthesis.engine.dedup import Signatures, minhash_config
+
+    ours = Signatures(
+        "/tmp", config=minhash_config(PipelineConfig()), language=RegexWordTokenizer()
+    )
+    rng = random.Random(11)
+    words = [rng.choice(WORDS[:40]) for _ in range(400)]
+    text = " ".join(words)
+    shingles = ours.get_shingles(text).ravel()
+    assert len(shingles) == 396 and ours.get_shingles(" ".join(words[:4])).size == 0
+    grams = [tuple(words[i : i + 5]) for i in range(396)]
+    first = {}
+    for gram, value in zip(grams, shingles.tolist()):
+        assert first.setdefault(gram, value) == value
+    assert len(set(shingles.tolist())) == len(set(grams))  # no two different 5-grams collide
+    changed = ours.get_shingles(" ".join([*words[:200], "changed", *words[201:]])).ravel()
+    assert np.flatnonzero(changed != shingles).tolist() == list(range(196, 201))
+    a, b, *rest = WORDS[:5]
+    assert ours.get_shingles(" ".join([a, b, *rest])) != ours.get_shingles(" ".join([b, a, *rest]))
+
+
 def test_signatures_are_datatroves_numbers(tmp_path):
     """Signatures.minhashes (distinct shingles, Mersenne modulo by shifts) gives datatrove's
     numbers for the same shingles: repeated shingles, values across the whole uint64 range
