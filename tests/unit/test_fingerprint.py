@@ -6,6 +6,7 @@ reads on the submitting machine (benchmarks/bench_submit.py)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -91,26 +92,29 @@ def test_a_task_touches_only_its_own_input_files(tmp_path):
     assert "| 300 | map task | " in done.stdout
 
 
-def test_a_run_written_with_another_memory_layout_is_refused(tmp_path):
+@pytest.mark.parametrize("key", ["memory_format", "outputs_format"])
+def test_a_run_written_with_another_file_layout_is_refused(tmp_path, key):
     """The memory's shuffle files changed layout on 2026-12-05 (memory/values/ and
-    memory/relations/ became memory/index_rows/): a run directory started by older code, whose
-    fingerprint lacks `memory_format`, is refused with the difference named - resumed, its
-    value_index stage would have found no rows to read."""
+    memory/relations/ became memory/index_rows/), the questions and documents on 2026-12-06
+    (pP.jsonl became pP.jsonl.zst): a run directory started by older code, whose fingerprint
+    lacks the key, is refused with the difference named - resumed, its value_index stage
+    would have found no rows to read, its dedup stage no documents."""
     from data_synthesis.config import PipelineConfig
-    from data_synthesis.engine import memory_store
+    from data_synthesis.engine import memory_store, tasks
     from data_synthesis.engine.fingerprint import fingerprint
     from data_synthesis.engine.runner import make_plan
 
+    layout = {"memory_format": memory_store.FORMAT, "outputs_format": tasks.OUTPUTS_FORMAT}[key]
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(json.dumps({"id": "a", "text": "Vienna is a city."}) + "\n")
     make_plan(PipelineConfig(), tmp_path / "out", [str(corpus)])
     manifest = tmp_path / "out" / "run.json"
     recorded = json.loads(manifest.read_text())
-    assert recorded["identity"]["memory_format"] == memory_store.FORMAT
-    del recorded["identity"]["memory_format"]  # as older code recorded it
+    assert recorded["identity"][key] == layout
+    del recorded["identity"][key]  # as older code recorded it
     recorded["fingerprint"] = fingerprint(recorded["identity"])
     manifest.write_text(json.dumps(recorded))
-    with pytest.raises(FingerprintMismatch, match=rf"memory_format: None -> {memory_store.FORMAT}"):
+    with pytest.raises(FingerprintMismatch, match=rf"{key}: None -> {re.escape(repr(layout))}"):
         make_plan(PipelineConfig(), tmp_path / "out", [str(corpus)])
 
 
