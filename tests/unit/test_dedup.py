@@ -19,7 +19,13 @@ import pytest
 from datatrove.executor import LocalPipelineExecutor
 
 from data_synthesis.config import PipelineConfig
-from data_synthesis.engine.dedup import RegexWordTokenizer, Removals, RemoveIds, dedup_jobs
+from data_synthesis.engine.dedup import (
+    RegexWordTokenizer,
+    Removals,
+    RemoveIds,
+    dedup_jobs,
+    removal_counts,
+)
 from data_synthesis.engine.io import iter_jsonl, write_jsonl
 
 PARTITIONS = 3
@@ -89,6 +95,7 @@ def test_each_group_keeps_its_first_document_and_decontamination_drops_the_quote
     assert removed == {i for group in groups for i in group} - first
     counts = [json.loads(f.read_text()) for f in (out / "dedup/contaminated").glob("*.json")]
     assert sum(c["contaminated"] for c in counts) == 1
+    assert removal_counts(out) == {"near duplicate": len(removed), "contaminated": 1}
 
 
 def test_every_drop_is_the_later_document_of_a_pair_and_no_kept_pair_collides(corpus):
