@@ -290,8 +290,10 @@ def test_signatures_are_datatroves_numbers(tmp_path):
     top = np.iinfo(np.uint64).max
     for size in (1, 2, 7, 300, 5000):
         shingles = rng.integers(0, top, size=size, dtype=np.uint64, endpoint=True)
-        shingles = np.concatenate([shingles, shingles[: size // 2], [0, top][: min(size, 2)]])
-        shingles = rng.permutation(shingles).astype(np.uint64).reshape(-1, 1)
+        extremes = np.array([0, top][: min(size, 2)], dtype=np.uint64)  # not through float64
+        shingles = np.concatenate([shingles, shingles[: size // 2], extremes])
+        assert shingles.dtype == np.uint64 and (size < 2 or shingles.max() == top)
+        shingles = rng.permutation(shingles).reshape(-1, 1)
         assert Same().get_signature(shingles) == theirs.get_signature(shingles), size
     # shingles whose a * s + b wraps to exactly the prime p or to 2^64 - 1 (p + 7 after the
     # shifts: the reduction's last step, which random shingles almost never need)
