@@ -109,6 +109,26 @@ def _single_files(plan) -> dict[str, str]:
     return {split: f"final/{split}/*.jsonl.zst" for split in KEPT}
 
 
+def _heldout_file(plan) -> str:
+    """eval/heldout_questions.jsonl, the questions stage's per-partition files joined, while
+    they hold at most `engine.final_single_file_mb` (one file for the evaluation); past that
+    the partition files are the output (about 0.5 TB at 1 TB of input: not copied by this one
+    task, and an evaluation takes a sample of partitions). Returns where the questions are."""
+    parts = sorted((plan.root / "eval" / "heldout_questions").glob("p*.jsonl"))
+    joined, limit = (
+        plan.root / "eval" / "heldout_questions.jsonl",
+        plan.config.engine.final_single_file_mb << 20,
+    )
+    try:
+        if limit and sum(p.stat().st_size for p in parts) <= limit:
+            join_files(parts, joined, limit)
+            return "eval/heldout_questions.jsonl"
+    except TooLarge:  # a part grew since it was measured
+        pass
+    joined.unlink(missing_ok=True)
+    return "eval/heldout_questions/p*.jsonl"
+
+
 def _optional(module: str, function: str, counts: dict):
     """A statistic a stage module computes from its counters (None when it has none)."""
     import importlib
@@ -132,10 +152,7 @@ def build_summary(plan, kinds: Counter, tokens: Counter) -> dict:
         for name, n in counts.get("questions", {}).items()
         if name.startswith("training ")
     }
-    heldout = join_files(
-        sorted((root / "eval" / "heldout_questions").glob("p*.jsonl")),
-        root / "eval" / "heldout_questions.jsonl",
-    )
+    heldout = counts.get("questions", {}).get("heldout", 0)
     rejects = {stage: dict(sorted(c.items())) for stage, c in sorted(counters.rejects.items())}
     rejects["dedup"] = removal_counts(root)
     return {
@@ -168,7 +185,8 @@ def finalize(plan) -> dict:
     for stage in ("extract", "memory", "questions", "planning", "reasoning", "has", "dedup"):
         check_stage(plan, stage)
     kinds, tokens = _kept_counts(plan.root)
-    summary = {**build_summary(plan, kinds, tokens), "outputs": _single_files(plan)}
+    outputs = {**_single_files(plan), "heldout_questions": _heldout_file(plan)}
+    summary = {**build_summary(plan, kinds, tokens), "outputs": outputs}
     write_json(plan.root / "final" / "stats.json", summary)
     print(json.dumps(summary, indent=2, sort_keys=True), file=sys.stdout, flush=True)
     return summary

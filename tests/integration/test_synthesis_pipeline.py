@@ -162,7 +162,12 @@ def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
     )
     _same_outputs(run, copy)
     stats = json.loads((run / "final/stats.json").read_text())
-    assert stats["outputs"] == {"fas": "final/fas.jsonl", "has": "final/has.jsonl"}
+    assert stats["outputs"] == {
+        "fas": "final/fas.jsonl",
+        "has": "final/has.jsonl",
+        "heldout_questions": "eval/heldout_questions.jsonl",
+    }
+    assert count_lines(run / "eval/heldout_questions.jsonl") == stats["heldout_questions"] > 0
     assert sum(stats["documents_by_kind"].values()) == sum(
         count_lines(path) for path in sorted((run / "final").glob("[fh]as/*.jsonl.zst"))
     )
@@ -175,7 +180,11 @@ def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
     assert summary.pop("outputs") == {
         "fas": "final/fas/*.jsonl.zst",
         "has": "final/has/*.jsonl.zst",
+        "heldout_questions": "eval/heldout_questions/p*.jsonl",
     }
+    assert not (shards / "eval/heldout_questions.jsonl").exists()
+    held = b"".join(p.read_bytes() for p in sorted(shards.glob("eval/heldout_questions/p*.jsonl")))
+    assert held == (run / "eval/heldout_questions.jsonl").read_bytes()
     assert summary == {k: v for k, v in stats.items() if k != "outputs"}
     for kind in ("fas", "has"):
         joined = "".join(_text(p) for p in sorted((shards / "final" / kind).glob("*.jsonl.zst")))

@@ -18,7 +18,7 @@ from data_synthesis.engine.io import (
     join_files,
     write_jsonl,
 )
-from data_synthesis.engine.summary import _single_files
+from data_synthesis.engine.summary import _heldout_file, _single_files
 from megatron_agentic.data.compression import DamagedFileError, codec_of
 
 RECORDS = [{"id": f"d{i}", "text": "the same tool response, again " * 20} for i in range(500)]
@@ -93,3 +93,21 @@ def test_shards_whose_text_passes_the_limit_stay_the_output(tmp_path):
     config.engine.final_single_file_mb = 2
     assert _single_files(plan) == {"fas": "final/fas.jsonl", "has": "final/has.jsonl"}
     assert list(iter_jsonl(tmp_path / "final/has.jsonl")) == big
+
+
+def test_held_out_questions_are_joined_only_under_the_limit(tmp_path):
+    """eval/heldout_questions.jsonl is the partitions' files joined while they hold at most
+    `final_single_file_mb`; past it the partition files are the output and no joined file is
+    left (a terabyte's ~0.5 TB is not copied by the one finalize task)."""
+    parts = [
+        write_jsonl(tmp_path / f"eval/heldout_questions/p{p:05d}.jsonl", [{"q": "x" * 1000}] * 900)
+        for p in range(2)
+    ]
+    config = PipelineConfig()
+    plan = SimpleNamespace(root=tmp_path, config=config)
+    config.engine.final_single_file_mb = 2
+    assert _heldout_file(plan) == "eval/heldout_questions.jsonl"
+    joined = tmp_path / "eval/heldout_questions.jsonl"
+    assert joined.read_bytes() == b"".join(p.read_bytes() for p in parts)
+    config.engine.final_single_file_mb = 1
+    assert _heldout_file(plan) == "eval/heldout_questions/p*.jsonl" and not joined.exists()
