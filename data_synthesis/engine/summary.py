@@ -86,24 +86,36 @@ def _kept_counts(root: Path) -> tuple[Counter, Counter]:
     return documents, words
 
 
+def _size(parts: list[Path]) -> int:
+    """The parts' bytes on disk: no more than their text (zstd), so parts past a limit on disk
+    need not be read to know their text passes it."""
+    return sum(p.stat().st_size for p in parts)
+
+
+def _joined(parts: list[Path], target: Path, limit: int) -> bool:
+    """Join `parts` into the plain `target` if their text is at most `limit` bytes; else
+    leave no `target`."""
+    try:
+        join_files(parts, target, limit)
+        return True
+    except TooLarge:
+        target.unlink(missing_ok=True)
+        return False
+
+
 def _single_files(plan) -> dict[str, str]:
     """final/fas.jsonl and final/has.jsonl, each its shards decompressed and joined, when the
     two hold at most `engine.final_single_file_mb` of text (a small run's one plain file per
     kind); else, or with 0, the compressed shards are the output. Returns where each kind's
     documents are."""
-    root, limit = plan.root, plan.config.engine.final_single_file_mb << 20
+    root, room = plan.root, plan.config.engine.final_single_file_mb << 20
     singles = {split: root / "final" / f"{split}.jsonl" for split in KEPT}
-    # the text is more than its compressed size: a run past the limit compressed is not read
-    small = limit and sum(p.stat().st_size for p in final_shards(root)) <= limit
-    try:
-        room = limit
-        for split in KEPT if small else ():
-            join_files(final_shards(root, split), singles[split], room)
-            room -= singles[split].stat().st_size
-        if small:
-            return {split: f"final/{split}.jsonl" for split in KEPT}
-    except TooLarge:
-        pass
+    joined = bool(room) and _size(final_shards(root)) <= room
+    for split in KEPT:
+        joined = joined and _joined(final_shards(root, split), singles[split], room)
+        room -= singles[split].stat().st_size if joined else 0
+    if joined:
+        return {split: f"final/{split}.jsonl" for split in KEPT}
     for single in singles.values():
         single.unlink(missing_ok=True)
     return {split: f"final/{split}/*.jsonl.zst" for split in KEPT}
@@ -115,16 +127,10 @@ def _heldout_file(plan) -> str:
     the partition files are the output (about 0.5 TB at 1 TB of input: not copied by this one
     task, and an evaluation takes a sample of partitions). Returns where the questions are."""
     parts = sorted((plan.root / "eval" / "heldout_questions").glob("p*.jsonl"))
-    joined, limit = (
-        plan.root / "eval" / "heldout_questions.jsonl",
-        plan.config.engine.final_single_file_mb << 20,
-    )
-    try:
-        if limit and sum(p.stat().st_size for p in parts) <= limit:
-            join_files(parts, joined, limit)
-            return "eval/heldout_questions.jsonl"
-    except TooLarge:  # a part grew since it was measured
-        pass
+    joined = plan.root / "eval" / "heldout_questions.jsonl"
+    limit = plan.config.engine.final_single_file_mb << 20
+    if limit and _size(parts) <= limit and _joined(parts, joined, limit):
+        return "eval/heldout_questions.jsonl"
     joined.unlink(missing_ok=True)
     return "eval/heldout_questions/p*.jsonl"
 
