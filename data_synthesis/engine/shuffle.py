@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from data_synthesis.engine.io import ZSTD_LEVEL
+from data_synthesis.engine.io import ZSTD_LEVEL, zstd_named
 
 COPY_BLOCK = 8 << 20  # bytes copied at a time when runs are joined
 READ_MEMORY = 16 << 20  # read buffers of all the files a merge reads at once
@@ -53,10 +53,6 @@ _COUNT = struct.Struct("<8sQ")  # MAGIC, partitions
 
 def header_size(partitions: int) -> int:
     return _COUNT.size + 8 * (partitions + 1)
-
-
-def _compressed(path: Path) -> bool:
-    return Path(path).suffix == ".zst"
 
 
 def _tmp(path: Path) -> Path:
@@ -75,7 +71,7 @@ def _commit(path: Path, data_tmp: Path, sizes: np.ndarray) -> None:
 def write_grouped(path: Path, partitions: int, rows: Iterable[tuple[int, bytes]]) -> None:
     """Write `rows` ((partition, bytes), partitions ascending) as a task's (plain) shuffle file."""
     path = Path(path)
-    if _compressed(path):
+    if zstd_named(path):
         raise ValueError(f"{path}: write_grouped writes plain files")
     path.parent.mkdir(parents=True, exist_ok=True)
     sizes = np.zeros(partitions, np.uint64)
@@ -97,7 +93,7 @@ class ShuffleWriter:
 
     def __init__(self, path: Path, partitions: int, memory: int = 64 << 20):
         self.path, self.partitions, self.memory = Path(path), partitions, memory
-        self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if _compressed(path) else None
+        self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if zstd_named(path) else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for stale in [_tmp(self.path), *self.path.parent.glob(self.path.name + ".run*.tmp")]:
             stale.unlink(missing_ok=True)  # left by a killed run of this task
@@ -241,7 +237,7 @@ class ShuffleFile:
         try:
             start, stop = self.span(partition)
             source = _RangeSource(self, start, stop)
-            if _compressed(self.path):
+            if zstd_named(self.path):
                 inflate = zstandard.ZstdDecompressor().stream_reader(
                     source, read_size=block, read_across_frames=True, closefd=False
                 )
