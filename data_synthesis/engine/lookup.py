@@ -138,27 +138,28 @@ class Tables:
 
     def get(self, path: Path, key: str) -> list[int]:
         """The numbers stored under `key` ([] when none or the table does not exist)."""
-        table = self._open.get(path, lambda: _Table.open(path))
+        table = self._table(path)
         return table.get(stable_hash(key), self._fd(path)) if table is not None else []
 
     def span(self, path: Path, key: str) -> tuple[int, int]:
         """The rows [lo, hi) of `path` holding `key`, to read in part (`between`) when a key holds
         many numbers ((0, 0) when none or the table does not exist)."""
-        table = self._open.get(path, lambda: _Table.open(path))
+        table = self._table(path)
         return table.span(stable_hash(key), self._fd(path)) if table is not None else (0, 0)
 
     def values(self, path: Path, lo: int, hi: int) -> list[int]:
         """The numbers of rows [lo, hi) of `path` (a `span`)."""
-        table = self._open.get(path, lambda: _Table.open(path))
-        return table.values(self._fd(path), lo, hi).tolist() if hi > lo else []
+        return self._table(path).values(self._fd(path), lo, hi).tolist() if hi > lo else []
 
     def between(self, path: Path, lo: int, hi: int, low: int, high: int) -> list[int]:
         """The numbers of rows [lo, hi) of `path` (a `span`) in [low, high), for a table
         sorted by (hash, number) (write_hashed_table's; the search index's terms table)."""
         if hi <= lo:
             return []
-        table = self._open.get(path, lambda: _Table.open(path))
-        return table.between(self._fd(path), lo, hi, low, high).tolist()
+        return self._table(path).between(self._fd(path), lo, hi, low, high).tolist()
+
+    def _table(self, path: Path) -> _Table | None:
+        return self._open.get(path, lambda: _Table.open(path))
 
     def line(self, path: Path, offset: int) -> dict:
         """The JSON line that starts at byte `offset` of `path`."""

@@ -137,13 +137,12 @@ class CorpusIndex:
             )
         places, first = [], 0
         self._ranks = {}  # the build's shard rank -> its place in self.shards (empty ones left out)
-        self._numbers: list[int] = []  # and back
         for rank, shard in enumerate(self.stats["shards"]):
             if shard["passages"]:
                 self._ranks[rank] = len(places)
-                self._numbers.append(rank)
                 places.append((directory / shard["name"], first, shard["passages"]))
             first += shard["passages"]
+        self._numbers = list(self._ranks)  # and back: a place's build rank
         self.shards = OpenShards(places)
         self._firsts = [first for _, first, _ in places]
         allow_open_files(8 * min(len(places), SHARDS_OPEN))
