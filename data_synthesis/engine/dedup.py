@@ -87,7 +87,7 @@ class Signatures(MinhashDedupSignature):
     diacritics pass (the text is the same with or without it), shingles hash with xxh64
     instead of SHA-1 (together 2-3x faster on English text), the minhashes are datatrove's,
     number for number, computed over the document's distinct shingles with the modulo done
-    by shifts (`minhashes`), and a band's r minhashes are stored as one 128-bit hash of them
+    by shifts (`minhashes`), and a band's r minhashes are stored as one 124-bit hash of them
     (`get_signature`): the LSH stages only ask whether two bands are equal, and 16 bytes in
     place of r x 8 make the signatures 9.4x smaller (11 bands x 23 rows at 0.9: they were
     the largest files of a run, ~30 TB at 1 TB of input). The LSH stages are datatrove's, on
@@ -362,7 +362,7 @@ def minhash_config(config) -> MinhashConfig:
 
 def stored_config(mh: MinhashConfig) -> MinhashConfig:
     """The layout the stored signatures have (datatrove's buckets step reads them so): each
-    band one 128-bit hash, two uint64 (Signatures.get_signature)."""
+    band one 124-bit hash, two uint64 (Signatures.get_signature)."""
     return dataclasses.replace(mh, hashes_per_bucket=BAND_HASHES)
 
 

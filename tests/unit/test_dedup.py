@@ -127,7 +127,7 @@ def _pairs(folder: Path) -> set[tuple[int, ...]]:
 
 
 def test_a_bands_hash_finds_the_pairs_its_minhashes_find(corpus, tmp_path):
-    """Each band is stored as a 128-bit hash of its 23 minhashes: datatrove's buckets step
+    """Each band is stored as a 124-bit hash of its 23 minhashes: datatrove's buckets step
     over them finds the same colliding pairs, band by band, as over the minhashes themselves
     (datatrove's layout before), from 9.4x fewer signature bytes."""
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
