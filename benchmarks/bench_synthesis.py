@@ -23,12 +23,12 @@ import json
 import math
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import run_measured  # noqa: E402
+from benchmarks.measure import Measured, run_measured  # noqa: E402
 from data_synthesis.__main__ import BUNDLED_CORPUS  # noqa: E402
 
 STAGES_BY_RANK = ("extract", "memory", "value_index", "questions", "planning", "reasoning", "has")
@@ -144,6 +144,46 @@ def _layout(overrides: list[str]) -> list[str]:
     return [part for key, value in pairs if key in flags for part in (flags[key], value)]
 
 
+MEASURES = "bench_measures.jsonl"  # in the run folder: one line per finished task
+
+
+class Measures:
+    """The measures of a run's finished tasks, kept in the run folder as each task ends, so a
+    benchmark of many hours can be stopped (or killed) and rerun: finished tasks keep their
+    measures and are not run again; the engine resumes the rest. `--sample-tasks` neither reads
+    nor writes them (it reruns finished tasks on purpose)."""
+
+    def __init__(self, out: Path):
+        self.path = out / MEASURES
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        self.done = {(r["stage"], r["rank"]): r for r in map(json.loads, lines)}
+
+    def get(self, stage: str, rank: int | None) -> Measured | None:
+        record = self.done.get((stage, rank))
+        return record and Measured(record["seconds"], record["peak_rss_mb"], "", record["cpu"])
+
+    def add(self, stage: str, rank: int | None, run: Measured) -> Measured:
+        record = {"stage": stage, "rank": rank, "cpu": run.cpu_seconds, "seconds": run.seconds}
+        record["peak_rss_mb"] = run.peak_rss_mb
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.done[stage, rank] = record
+        return run
+
+
+def _run_tasks(pool, stage: str, commands: dict, measures: Measures | None) -> list[Measured]:
+    """Run the tasks `commands` (rank -> command) not measured before, `jobs` at once; their
+    measures and those of the tasks measured by an earlier invocation."""
+    kept = {r: measures.get(stage, r) for r in commands} if measures else {}
+    runs = [m for m in kept.values() if m]
+    pending = {pool.submit(run_measured, c): r for r, c in commands.items() if not kept.get(r)}
+    for future in as_completed(pending):
+        run = future.result()
+        runs.append(measures.add(stage, pending[future], run) if measures else run)
+    return runs
+
+
 def bench(
     megabytes: int,
     work: Path,
@@ -158,6 +198,7 @@ def bench(
     tasks = max(1, math.ceil(megabytes / mb_per_task))
     out = work / f"run_{megabytes}mb"
     ranks = _sample(tasks, sample)
+    measures = None if sample else Measures(out)
     rows = {}
     with ThreadPoolExecutor(jobs) as pool:
         for stage in stages:
@@ -166,16 +207,16 @@ def bench(
                 build += ["--cache-dir", str(_index_dir(out)), *_layout(list(overrides))]
                 rows["index"] = _row([run_measured(build)])
             if stage in STAGES_BY_RANK:
-                if sample:
-                    _forget(out, stage, ranks)
-                commands = [_cli(stage, corpus, out, tasks, r, list(overrides)) for r in ranks]
-                rows[stage] = _row(list(pool.map(run_measured, commands)), tasks / len(ranks))
+                todo = [r for r in ranks if not (measures and measures.get(stage, r))]
+                _forget(out, stage, todo)  # a task measured must do its work, not skip it
+                commands = {r: _cli(stage, corpus, out, tasks, r, list(overrides)) for r in ranks}
+                rows[stage] = _row(_run_tasks(pool, stage, commands, measures), tasks / len(ranks))
             elif sample:
                 raise SystemExit(f"--sample-tasks: {stage} runs all its tasks in one job")
             else:  # dedup, finalize: the engine runs their datatrove jobs, `jobs` at once
                 command = [*_cli(stage, corpus, out, tasks, None, list(overrides))]
                 command += ["--workers", str(jobs)]
-                rows[stage] = _row([run_measured(command)])
+                rows[stage] = _row(_run_tasks(pool, stage, {None: command}, measures))
     total = sum(row["seconds"] for name, row in rows.items() if name != "index")
     final = out / "final/stats.json"
     summary = json.loads(final.read_text()) if "finalize" in rows else _summary(out)

@@ -764,6 +764,18 @@ def test_scaling_benchmark_measures_every_task_of_each_stage(tmp_path):
     assert disk["memory/statements"]["mb"] > 0 and disk["memory/statements"]["files"] >= 1
     assert disk["questions"]["files"] > 0 and "docs/has" not in disk
     assert "| memory/statements | " in done.stdout
+    # a rerun keeps the measures of finished tasks (a day-long benchmark stopped and rerun)
+    # and runs only the tasks without one
+    measures = tmp_path / "run_1mb" / "bench_measures.jsonl"
+    lines = measures.read_text().splitlines()
+    assert [json.loads(line)["stage"] for line in lines] == list(result["stages"])
+    measures.write_text("\n".join(lines[:-1]) + "\n")  # questions: as if killed before its end
+    _bench_1mb(tmp_path, "--stages", "extract", "questions")
+    (again,) = json.loads((tmp_path / "results.json").read_text())
+    assert again["stages"]["extract"] == result["stages"]["extract"]
+    rerun = [json.loads(line) for line in measures.read_text().splitlines()]
+    assert [r["stage"] for r in rerun] == [*result["stages"]][:3] + ["questions"]
+    assert rerun[-1]["cpu"] != json.loads(lines[-1])["cpu"]
     # --sample-tasks reruns finished tasks: their work again, not a skip of their partition
     counters = tmp_path / "run_1mb" / "counters" / "questions" / "t00000.json"
     counters.write_text("{}")  # what the rerun must rewrite
