@@ -125,14 +125,15 @@ def _heldout_file(plan) -> str:
     """eval/heldout_questions.jsonl, the questions stage's per-partition files joined, while
     they hold at most `engine.final_single_file_mb` (one file for the evaluation); past that
     the partition files are the output (about 0.5 TB at 1 TB of input: not copied by this one
-    task, and an evaluation takes a sample of partitions). Returns where the questions are."""
+    task; `python -m data_synthesis.eval run --questions` takes the folder as one set, and
+    `--limit` a sample). Returns where the questions are."""
     parts = sorted((plan.root / "eval" / "heldout_questions").glob("p*.jsonl"))
     joined = plan.root / "eval" / "heldout_questions.jsonl"
     limit = plan.config.engine.final_single_file_mb << 20
     if limit and _size(parts) <= limit and _joined(parts, joined, limit):
         return "eval/heldout_questions.jsonl"
     joined.unlink(missing_ok=True)
-    return "eval/heldout_questions/p*.jsonl"
+    return "eval/heldout_questions/"
 
 
 def _optional(module: str, function: str, counts: dict):

@@ -5,7 +5,9 @@ One JSON object per line (or a JSON list in a .json file), layout detected per r
 - BrowseComp-style:             {"problem", "answer", ...}
 - GAIA-style:                   {"task_id"?, "Question", "Final answer", ...}
 A record with none of these pairs is an error naming file:line and the missing field, before
-anything runs. Ids default to "<file stem>:<line>".
+anything runs. Ids default to "<file stem>:<line>". A folder is one set of its .jsonl/.json
+files in name order: a large synthesis run's held-out questions, one file per partition
+(OUT/eval/heldout_questions/), are one set named after the folder, not one set per file.
 """
 
 from __future__ import annotations
@@ -63,31 +65,43 @@ def _records(path: Path):
             raise QuestionFileError(f"{path}:{number}: invalid JSON ({error.msg})") from None
 
 
+def question_files(path: Path) -> list[Path]:
+    """The files of a question set: `path` itself, or a folder's .jsonl/.json files by name."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise QuestionFileError(f"{path}: no such question file or folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".jsonl", ".json"))
+    if not files:
+        raise QuestionFileError(f"{path}: a folder with no .jsonl or .json question file")
+    return files
+
+
 def load_questions(path: str | Path, limit: int | None = None) -> list[dict]:
-    """{"id", "question", "answer", "layout", "source_docs"} per record of one file."""
+    """{"id", "question", "answer", "layout", "source_docs"} per record of one file, or of a
+    folder's files (question_files)."""
     path = Path(path)
-    if not path.is_file():
-        raise QuestionFileError(f"{path}: no such question file")
     out, ids = [], set()
-    for where, number, record in _records(path):
-        if not isinstance(record, dict):
-            raise QuestionFileError(f"{where}: expected a JSON object")
-        name, q_field, a_field, id_field = _layout(record, where)
-        qid = str(record.get(id_field) or f"{path.stem}:{number}")
-        if qid in ids:
-            raise QuestionFileError(f"{where}: duplicate id {qid!r}")
-        ids.add(qid)
-        out.append(
-            {
-                "id": qid,
-                "question": str(record[q_field]).strip(),
-                "answer": str(record[a_field]).strip(),
-                "layout": name,
-                "source_docs": record.get("source_docs", []),
-            }
-        )
-        if limit and len(out) >= limit:
-            break
+    for file in question_files(path):
+        for where, number, record in _records(file):
+            if not isinstance(record, dict):
+                raise QuestionFileError(f"{where}: expected a JSON object")
+            name, q_field, a_field, id_field = _layout(record, where)
+            qid = str(record.get(id_field) or f"{file.stem}:{number}")
+            if qid in ids:
+                raise QuestionFileError(f"{where}: duplicate id {qid!r}")
+            ids.add(qid)
+            out.append(
+                {
+                    "id": qid,
+                    "question": str(record[q_field]).strip(),
+                    "answer": str(record[a_field]).strip(),
+                    "layout": name,
+                    "source_docs": record.get("source_docs", []),
+                }
+            )
+            if limit and len(out) >= limit:
+                return out
     if not out:
         raise QuestionFileError(f"{path}: no questions")
     return out

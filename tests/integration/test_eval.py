@@ -69,6 +69,34 @@ def test_question_layouts_and_errors_name_file_and_line(tmp_path):
         load_questions(bad)
 
 
+def test_a_folder_of_partition_files_is_one_question_set(tmp_path, capsys):
+    """A large run's held-out questions stay one file per partition (eval/heldout_questions/):
+    the folder is one set named after it, read in file-name order (not one set per file, as
+    when the shell expanded p*.jsonl into many sets), --limit counts across its files, and an
+    id in two of its files is refused naming the second."""
+    folder = tmp_path / "heldout_questions"
+    folder.mkdir()
+    for p, answer in enumerate(["Vienna", "Lima", "forint"]):
+        row = {"id": f"q{p}", "question": f"Question {p}?", "answer": answer}
+        (folder / f"p{p:05d}.jsonl").write_text(json.dumps(row) + "\n")
+    (folder / "notes.txt").write_text("not a question file")
+    assert [q["answer"] for q in load_questions(folder)] == ["Vienna", "Lima", "forint"]
+    assert [q["id"] for q in load_questions(folder, limit=2)] == ["q0", "q1"]
+    out = tmp_path / "down"
+    args = ["run", "--model", "m", "--base-url", f"http://127.0.0.1:{free_port()}/v1"]
+    args += ["--request-retries", "0", "--output", str(out), "--questions", f"{folder}/"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["sets"]) == ["heldout_questions"]
+    assert summary["sets"]["heldout_questions"]["questions"] == 3
+    (folder / "p00003.jsonl").write_text(json.dumps({"id": "q1", "question": "a", "answer": "b"}))
+    with pytest.raises(QuestionFileError, match=r"p00003.jsonl:1: duplicate id 'q1'"):
+        load_questions(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QuestionFileError, match=r"no .jsonl or .json question file"):
+        load_questions(tmp_path / "empty")
+
+
 def test_the_command_refuses_a_bad_question_file_before_running(tmp_path, capsys):
     bad = tmp_path / "gaia.jsonl"
     bad.write_text('{"Question": "Capital of Spain?"}\n')

@@ -180,7 +180,7 @@ def test_finalize_reads_counts_not_documents_and_large_runs_keep_their_shards(
     assert summary.pop("outputs") == {
         "fas": "final/fas/*.jsonl.zst",
         "has": "final/has/*.jsonl.zst",
-        "heldout_questions": "eval/heldout_questions/p*.jsonl",
+        "heldout_questions": "eval/heldout_questions/",
     }
     assert not (shards / "eval/heldout_questions.jsonl").exists()
     held = b"".join(p.read_bytes() for p in sorted(shards.glob("eval/heldout_questions/p*.jsonl")))
