@@ -119,12 +119,13 @@ _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
 _ABBREV = re.compile(r"(?:\b[A-Z]\.|\b(?:Mr|Mrs|Dr|St|Mt|No|vs|etc|e\.g|i\.e|Inc|Ltd|Jr|Sr)\.)$")
 
 
-_LEADING_MARKS = re.compile(r"[^\S\n]*[`*_\[(\"']*")
+_LEADING_MARKS = re.compile(r"[^\S\n]*(?:>[^\S\n]*)*[`*_\[(\"']*")
 
 
 def _starts_lower(text: str, start: int) -> bool:
     """Whether the text at `start` goes on a sentence: it starts in lower case, maybe after a
-    mark ("`pyproject.toml` projects", "[docs](...)")."""
+    mark ("`pyproject.toml` projects", "[docs](...)") or a quote's "> " (a hard-wrapped
+    blockquote: "Chardet used our 477-file\\n> corpus when ...")."""
     at = _LEADING_MARKS.match(text, start).end()
     return at < len(text) and text[at].islower()
 
@@ -479,6 +480,8 @@ def _expletive(subject: str, after: list) -> bool:
     from lemminflect import getAllLemmas
 
     words = [token.group(0).lower() for token in after] + ["", "", "", ""]
+    if subject.lower() == "it" and words[:2] == ["up", "to"]:
+        return True  # "It is up to the developer to choose ..."
     if subject.lower() != "it" or "ADJ" not in getAllLemmas(words[0]):
         return False
     # "that", or "to" and a verb with an object of its own ("It is easy to use (with pip)" says
@@ -676,9 +679,13 @@ _INLINE_MARKS = (
     (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # italics
     (re.compile(r"(?<!\w)_(?=\S)([^_\n]+?)(?<=\S)_(?!\w)"), r"\1"),  # _italics_, not snake_case
     (re.compile(r"`+([^`]+?)`+"), r"\1"),  # inline code
+    (re.compile(r"\n[^\S\n]*(?:>[^\S\n]*)+"), "\n"),  # a quote's "> " on its next lines
 )  # (headings never get here: they are no prose, _NOT_PROSE)
-_ANY_MARK = re.compile(r"[<\[*_`]")  # what every pattern of _INLINE_MARKS starts with
+_ANY_MARK = re.compile(r"[<\[*_`]|\n[^\S\n]*>")  # what every pattern of _INLINE_MARKS starts with
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
+# an HTML heading (a README's centred title or tagline): a heading, no prose, like "# ..."
+_HTML_HEADING = re.compile(r"<h([1-6])\b[^>]*>.*?(?:</h\1\s*>|\Z)", re.I | re.S)
+_QUOTE_MARKS = re.compile(r"(?:>[^\S\n]*)+(?!>)")  # "> " of a blockquote, not ">>>" (a prompt)
 # a table row, a prompt, a heading, a rule, a list item that is only a link (a table of contents)
 _NOT_PROSE = re.compile(
     r"^(?:\||>>>|\$ |\s*#{1,6}\s|[-=*_]{3,}\s*$|\s*(?:[-*+]|\d+[.)])\s+\[[^\]]*\]\([^)]*\)\s*$)"
@@ -710,14 +717,25 @@ def prose_sentences(text: str) -> list[tuple[int, int]]:
     """`sentences(text)` outside fenced code blocks, table rows, prompts and rules, none cut
     inside a link's target or inline code ("[Trainer](https://x.io/a.Trainer.html)")."""
     code = [m.span() for m in _CODE_BLOCK.finditer(text)] if "``" in text or "~~" in text else []
+    if "<h" in text or "<H" in text:
+        code += [m.span() for m in _HTML_HEADING.finditer(text)]
     masked = _NO_SENTENCE_END.sub(
         lambda m: m.group(0).translate(_NEUTRAL), text
     )  # the same length: its spans are the text's
     return [
-        (start, end)
+        (_after_quote_marks(text, start, end), end)
         for start, end in sentences(masked)
         if not any(a <= start < b for a, b in code) and not _NOT_PROSE.match(text[start:end])
     ]
+
+
+def _after_quote_marks(text: str, start: int, end: int) -> int:
+    """Where a sentence starts past a blockquote's "> " ("> Chardet reports ..."): its first
+    word is its subject."""
+    if text[start] != ">":
+        return start
+    at = _QUOTE_MARKS.match(text, start, end)
+    return at.end() if at and at.end() < end else start
 
 
 def _shouted(sentence: str) -> bool:
@@ -858,6 +876,9 @@ def _without_leading_adverb(body: str) -> str:
     return body[lead.end() :]
 
 
+_DETERMINERS = ARTICLES | {"each", "every", "any", "all", "your", "this", "these", "those"}
+
+
 def _clause(sentence: str, topic: str | None, titled: bool = True):
     """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None.
     `titled`: the topic is the document's title, not its first subject - only then does "The
@@ -933,7 +954,8 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         or re.search(r"\b(?:it|that|there|he|she|what|who|here)['’]s\b", subject, re.I)  # a verb
         or subject.count("(") != subject.count(")")  # "a dict (": cut inside a parenthesis
         or subject.find(")") < subject.find("(")  # "Authentication) and RFC 2487 (Secure SMTP"
-        or (len(words) > 1 and _base_verb(first) and words[1] in ARTICLES)  # "make a UUID"
+        or (len(words) > 1 and _base_verb(first) and words[1] in _DETERMINERS)  # "make a UUID",
+        # "(In interactive mode,) end each input with ...": an instruction
         or len(subject.split()) > 8
         or not re.search(r"[A-Za-z]", subject)
         or set(subject.lower().split()) & INNER_STOP
@@ -991,10 +1013,22 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
     return subject, _relations(subject, group, value, time)
 
 
+# "as needed", "as required": with "as", a word that says how, not what
+_AS_IDIOMS = {"needed", "required", "necessary", "appropriate", "possible", "expected", "usual"}
+_AS_IDIOMS |= {"planned", "described", "shown", "follows", "well"}
+
+
 def _says_nothing(value: str, group: list[str]) -> bool:
-    """A value that only qualifies its verb: an adverb ("points to exactly"), "by default"."""
-    lower = value.lower()
-    return _only(lower, "ADV") or (lower == "default" and group[-1] == "by")
+    """A value that only qualifies its verb: an adverb ("points to exactly"), "by default",
+    "as needed" ("Releases are made as needed"), an aside ("will be respected (such as
+    retries)")."""
+    lower, last = value.lower(), group[-1].lower()
+    return (
+        _only(lower, "ADV")
+        or (lower == "default" and last == "by")
+        or (lower in _AS_IDIOMS and last == "as")
+        or lower.startswith("(")
+    )
 
 
 def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:

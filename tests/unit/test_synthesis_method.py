@@ -402,6 +402,46 @@ def test_markdown_gives_statements_without_marks_code_or_tables():
     assert all(MARKDOWN.index("```") > a or a > MARKDOWN.rindex("```") for a, _ in spans)
 
 
+def test_a_blockquote_and_an_html_heading_in_a_readme():
+    """A hard-wrapped blockquote is read as its sentences (before: "Chardet used our 477-file",
+    the line ending the sentence and "> corpus ..." a sentence of its own, and the quote's
+    first sentence none, its subject being "> Chardet"); a README's centred HTML title or
+    tagline is a heading, no statement (before: "What does State-of-the-art pretrained model
+    for?", from <h3><p>State-of-the-art pretrained models for inference</p></h3>)."""
+    text = (
+        "> Chardet reports higher accuracy on its own benchmark. Chardet used our 477-file\n"
+        "> corpus when developing its early model weights.\n\n"
+        '<h3 align="center">\n    <p>State-of-the-art pretrained models for inference</p>\n</h3>'
+        "\n\n>>> chardet.detect(data) returns a dict.\n"
+    )
+    doc = {"id": "readme-chardet", "title": "Chardet", "text": text}
+    assert _triples(doc) == {
+        ("Chardet", "reports", "higher accuracy on its own benchmark"),
+        ("Chardet", "used", "our 477-file corpus"),
+    }
+    for statement in heuristic_statements(doc):
+        assert statement["sentence"] == text[statement["span"][0] : statement["span"][1]]
+        assert statement["sentence"].startswith("Chardet")
+
+
+def test_idioms_and_instructions_give_no_statement():
+    """Sentences of package READMEs that gave "What do end each input with?", "What are
+    Releases made as? => needed", "What will Options on the client be respected? => (such as
+    retries)" and "What is Werkzeug up to?": an instruction after a leading phrase, "as
+    needed", an aside for a value and "it is up to" say nothing about an entity."""
+    text = (
+        "In interactive mode, end each input with Ctrl-D,\nor on Windows with Ctrl-Z.\n\n"
+        "Options on the client will be respected (such as retries) when making a request.\n\n"
+        "Releases are made as needed when features are ready.\n\n"
+        "It is up to the developer to\nchoose a template engine.\n\n"
+        "Werkzeug is a WSGI library. Releases are made as tags."
+    )
+    assert _triples({"id": "werkzeug", "title": "Werkzeug", "text": text}) == {
+        ("Werkzeug", "is", "a WSGI library"),
+        ("Releases", "are made as", "tags"),
+    }
+
+
 def test_heuristic_memory_on_pythons_own_docs():
     """Docstrings of the standard library: prose nobody wrote for this project."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
