@@ -3,11 +3,11 @@
     stage      tasks        reads                              writes
     extract    map tasks    input byte ranges                  memory/statements/tT.jsonl.zst (one
                                                                file per task, grouped by partition)
-    memory     partitions   partition P's range of each tT     memory/entities/pP.jsonl, and
+    memory     partitions   partition P's range of each tT     memory/entities/pP.jsonl.zst, and
                                                                memory/index_rows/pP.jsonl
     value_index index       ranges 2I, 2I + 1 of each          memory/lookup/ (a line per
                 partitions  memory/index_rows/pP.jsonl         key)
-    questions  partition tasks  memory/entities/pP.jsonl       questions/pP.jsonl.zst
+    questions  partition tasks  memory/entities/pP.jsonl.zst   questions/pP.jsonl.zst
     planning   partition tasks  questions/pP.jsonl.zst         docs/planning/pP.jsonl.zst
     reasoning  partition tasks  questions/pP.jsonl.zst         docs/reasoning/pP.jsonl.zst
     has        partition tasks  questions/pP.jsonl.zst (or --trajectories byte ranges)

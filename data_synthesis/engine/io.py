@@ -471,6 +471,71 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     return path
 
 
+# A framed file: a `.jsonl.zst` of independent frames of whole lines, FRAME_TEXT bytes of text
+# or a little more each, so one line is read back by decompressing its frame alone
+FRAME_TEXT = 16 << 10  # 12.8x on the benchmark's entity records (17.8x as one frame), ~7 us
+IN_FRAME_BITS = 20  # a place: (frame's byte offset << IN_FRAME_BITS) | line's offset in it
+FRAME_READ = 16 << 10  # compressed bytes read at a time to find a frame's end
+
+
+class FramedLines:
+    """Lines written to `handle` as a framed file: place() is where the next line starts (to
+    keep in a look-up table), write() takes whole lines or parts of one (a common value's
+    entity list is streamed, never held), close() ends the last frame. A frame ends at the
+    first line end past FRAME_TEXT bytes of text. read_frame() and framed_line() (through
+    engine/lookup.py's Tables.line) read a line back by its place. The file is an ordinary
+    zstd file of many frames too: iter_jsonl streams it, zstdcat prints it. Entity records and
+    look-up rows take about 5x less disk on real text (13x on the benchmark's), and a look-up
+    costs one frame's decompression (~10 us) on top of its read."""
+
+    def __init__(self, handle):
+        self._handle, self._compressor = handle, zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._frame, self._text = None, 0  # the open frame and its text's size
+        self._start = self._written = 0  # where the open (or next) frame starts; bytes written
+
+    def place(self) -> int:
+        return self._start << IN_FRAME_BITS | self._text  # a line starts before FRAME_TEXT
+
+    def write(self, data: bytes) -> None:
+        self._frame = self._frame or self._compressor.compressobj()
+        self._put(self._frame.compress(data))
+        self._text += len(data)
+        if self._text >= FRAME_TEXT and data.endswith(b"\n"):
+            self.close()
+
+    def close(self) -> None:
+        """End the open frame (the next write starts a new one)."""
+        if self._frame is not None:
+            self._put(self._frame.flush())
+            self._frame, self._text, self._start = None, 0, self._written
+
+    def _put(self, compressed: bytes) -> None:
+        self._handle.write(compressed)
+        self._written += len(compressed)
+
+
+def read_frame(pread, start: int, path) -> bytes:
+    """The text of the frame at byte `start` of a framed file; `pread(size, offset)` reads it."""
+    frame, text, offset = zstandard.ZstdDecompressor().decompressobj(), [], start
+    try:
+        while not frame.eof:
+            data = pread(FRAME_READ, offset)
+            if not data:
+                raise EOFError("the file ends inside a frame")
+            text.append(frame.decompress(data))
+            offset += len(data)
+    except DECOMPRESSION_ERRORS as error:
+        raise DamagedFileError(f"{path}: no zstd frame at byte {start:,} ({error})") from None
+    return b"".join(text)
+
+
+def framed_line(text: bytes, place: int) -> bytes:
+    """The line at `place` of the frame whose text is `text` (read_frame's), without its end."""
+    at = place & ((1 << IN_FRAME_BITS) - 1)
+    end = text.find(b"\n", at)
+    return text[at : end if end >= 0 else len(text)]
+
+
 def write_json(path: str | Path, obj) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

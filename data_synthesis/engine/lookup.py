@@ -23,11 +23,19 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from data_synthesis.engine.io import NpyWriter, stable_hash
+from data_synthesis.engine.io import (
+    IN_FRAME_BITS,
+    NpyWriter,
+    framed_line,
+    read_frame,
+    stable_hash,
+    zstd_named,
+)
 from data_synthesis.engine.sort import KEY, SortedRuns
 from megatron_agentic.data.checks import npy_header
 
@@ -117,6 +125,7 @@ class HashedTableWriter:
 BLOCK = 512  # hashes per block: one 4 KiB read finds a key once its block is known
 FILES_OPEN = 64  # files a Tables keeps open
 LINE_READ = 4096  # bytes read at a time for a line (doubling until its end)
+FRAMES_KEPT = 64  # decompressed frames of framed files a Tables keeps (~1 MiB)
 
 
 class Tables:
@@ -134,6 +143,7 @@ class Tables:
     def __init__(self, size: int = 4096, files: int = FILES_OPEN):
         self._open = SizedCache(size, lambda table: 1)
         self._files = SizedCache(files, lambda fd: 1, drop=os.close)
+        self._frames = SizedCache(FRAMES_KEPT, lambda text: 1)  # (path, start) -> frame text
         weakref.finalize(self, self._files.clear)
 
     def get(self, path: Path, key: str) -> list[int]:
@@ -162,7 +172,12 @@ class Tables:
         return self._open.get(path, lambda: _Table.open(path))
 
     def line(self, path: Path, offset: int) -> dict:
-        """The JSON line that starts at byte `offset` of `path`."""
+        """The JSON line that starts at byte `offset` of `path`, or at place `offset` of a
+        framed `.jsonl.zst` (engine/io.py's FramedLines; its most recent frames kept)."""
+        if zstd_named(path):
+            start = offset >> IN_FRAME_BITS
+            text = self._frames.get((str(path), start), lambda: self._frame(path, start))
+            return json.loads(framed_line(text, offset))
         fd, size, chunks = self._fd(path), LINE_READ, []
         while True:
             chunk = os.pread(fd, size, offset)
@@ -178,6 +193,9 @@ class Tables:
 
     def _fd(self, path: Path) -> int:
         return self._files.get(str(path), lambda: os.open(path, os.O_RDONLY))
+
+    def _frame(self, path: Path, start: int) -> bytes:
+        return read_frame(partial(os.pread, self._fd(path)), start, path)
 
 
 class SizedCache:

@@ -4,19 +4,23 @@
                                                 (a hash of the normalised entity), zstd frames
                                                 after a header of each partition's byte range
                                                 (engine/shuffle.py: one file per task)
-    OUT/memory/entities/pPPPPP.jsonl            reduce: entity records of partition P, by key
-    OUT/memory/entities/pPPPPP.offsets.json     entity key -> byte offset (keys(): small runs)
-    OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> byte offset, sorted
+    OUT/memory/entities/pPPPPP.jsonl.zst        reduce: entity records of partition P, by key,
+                                                in zstd frames of ~16 KiB of text (a framed
+                                                file, engine/io.py's FramedLines)
+    OUT/memory/entities/pPPPPP.offsets.json     entity key -> place (keys(): small runs)
+    OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> place, sorted
+                                                (a place: the frame's byte offset and the
+                                                line's offset in its text)
     OUT/memory/index_rows/pPPPPP.jsonl          reduce task P's rows of the two look-ups, a
                                                 shuffle file as the statements: for index
                                                 partition I, its (relation, value, entity) rows
                                                 (for find()) then its numeric statements by
                                                 relation (for comparison / numeric questions:
                                                 the peers of an entity), side by side
-    OUT/memory/lookup/{values,relations}/NNNNN.jsonl (+ .table.npy)   value_index stage, one
+    OUT/memory/lookup/{values,relations}/NNNNN.jsonl.zst (+ .table.npy)   value_index stage, one
                                                 task per index partition: the rows above
                                                 merged across reduce tasks, one line per key,
-                                                found through a hash table
+                                                found through a hash table (framed files)
     OUT/memory/lookup/values/NNNNN.members.table.npy   hash(relation|value) -> how many entities
                                                 have it; hash(relation|value|entity) -> 1
 
@@ -60,6 +64,7 @@ from itertools import chain, groupby
 from pathlib import Path
 
 from data_synthesis.engine.io import (
+    FramedLines,
     allow_open_files,
     dumps,
     partition_of,
@@ -78,8 +83,9 @@ from data_synthesis.engine.shuffle import (
 from data_synthesis.engine.sort import DistinctRows
 
 # the memory's shuffle files' layout (run fingerprint); 2: one index_rows file; 3: the
-# statements files also carry type hints, each in its value's partition
-FORMAT = 3
+# statements files also carry type hints, each in its value's partition; 4: the entity records
+# and look-up rows in framed zstd files
+FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,7 @@ def write_index_rows(out: Path, partition: int, values, relations: dict, index: 
 
 
 def entities_file(out: Path, partition: int) -> Path:
-    return Path(out) / "memory" / "entities" / f"p{partition:05d}.jsonl"
+    return Path(out) / "memory" / "entities" / f"p{partition:05d}.jsonl.zst"
 
 
 def build_entities(statements, cap: int = 0) -> tuple[Iterator[tuple], dict[str, str]]:
@@ -219,12 +225,13 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
     records, canonical = build_entities(_statements(out, partition), cap)
     target = entities_file(out, partition)
     target.parent.mkdir(parents=True, exist_ok=True)
-    offsets, position = {}, 0
+    offsets = {}
     counts = {"entities": 0, "statements": 0, "entities with 2+ sources": 0}
     tmp = target.with_name(target.name + ".tmp")
     peers: dict[int, PeerSample] = defaultdict(PeerSample)
     value_rows = DistinctRows()  # (index partition, relation, value, entity)
     with open(tmp, "wb") as handle:
+        lines = FramedLines(handle)
         for record, values, numeric in records:
             for key in values:
                 value_rows.add((partition_of("|".join(key), layout.index), *key, record["entity"]))
@@ -232,15 +239,14 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
                 peers[partition_of(rel, layout.index)].add(
                     {"relation": rel, "type": record.get("type"), "statement": s}
                 )
-            line = _line(record)
-            offsets[record["entity"]] = position
-            handle.write(line)
-            position += len(line)
+            offsets[record["entity"]] = lines.place()
+            lines.write(_line(record))
             counts["entities"] += 1
             counts["statements"] += record.get("counts", {}).get(
                 "statements", len(record["statements"])
             )
             counts["entities with 2+ sources"] += len(record.get("sources", [])) >= 2
+        lines.close()
     relations = {
         r: sorted(sample.rows(), key=lambda row: (row["relation"], row["statement"]["entity"]))
         for r, sample in peers.items()
@@ -261,11 +267,16 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
 
 
 def lookup_file(out: Path, kind: str, index: int) -> Path:
-    return Path(out) / "memory" / "lookup" / kind / f"{index:05d}.jsonl"
+    return Path(out) / "memory" / "lookup" / kind / f"{index:05d}.jsonl.zst"
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """A file beside a framed `.jsonl.zst`: its table (".table.npy"), its members."""
+    return path.with_name(path.name.removesuffix(".jsonl.zst") + suffix)
 
 
 def table_of(path: Path) -> Path:
-    return path.with_name(path.name.replace(".jsonl", ".table.npy"))
+    return _beside(path, ".table.npy")
 
 
 def build_lookups(out: Path, index: int) -> dict:
@@ -297,7 +308,7 @@ def build_lookups(out: Path, index: int) -> dict:
 
 
 def members_of(path: Path) -> Path:
-    return path.with_name(path.name.replace(".jsonl", ".members.table.npy"))
+    return _beside(path, ".members.table.npy")
 
 
 def _relation_rows(files: list[ShuffleFile], index: int, block: int) -> Iterator[dict]:
@@ -337,20 +348,22 @@ def _merge_values(out: Path, index: int, files: list[ShuffleFile], block: int) -
     table, members = HashedTableWriter(table_of(path)), HashedTableWriter(members_of(path))
     keys = 0
     with open(tmp, "wb") as handle:
+        lines = FramedLines(handle)
         rows = _value_rows(files, index, block)
         for (relation, value), group in groupby(rows, key=lambda r: r[:2]):
             key = f"{relation}|{value}"
-            table.add(stable_hash(key), handle.tell())
-            handle.write(b'{"entities": [')
+            table.add(stable_hash(key), lines.place())
+            lines.write(b'{"entities": [')
             count = 0
             for *_, entity in group:
-                handle.write((", " if count else "").encode() + _json(entity))
+                lines.write((", " if count else "").encode() + _json(entity))
                 members.add(stable_hash(f"{key}|{entity}"), 1)
                 count += 1
-            handle.write(b'], "relation": ' + _json(relation) + b', "value": ' + _json(value))
-            handle.write(b"}\n")
+            lines.write(b'], "relation": ' + _json(relation) + b', "value": ' + _json(value))
+            lines.write(b"}\n")
             members.add(stable_hash(key), count)
             keys += 1
+        lines.close()
     tmp.replace(path)
     table.close()
     members.close()
@@ -412,16 +425,18 @@ def _peer_sample(rows) -> list[dict]:
 
 
 def _write_lines(path: Path, rows: list[dict]) -> list[int]:
-    """Write rows as JSONL (atomically); returns each row's byte offset."""
+    """Write rows as a framed JSONL (atomically); returns each row's place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    offsets = []
+    places = []
     with open(tmp, "wb") as handle:
+        lines = FramedLines(handle)
         for row in rows:
-            offsets.append(handle.tell())
-            handle.write(_line(row))
+            places.append(lines.place())
+            lines.write(_line(row))
+        lines.close()
     tmp.replace(path)
-    return offsets
+    return places
 
 
 def _size(record: dict | None) -> int:

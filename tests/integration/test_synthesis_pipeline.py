@@ -212,11 +212,10 @@ def test_a_finished_run_reruns_after_its_intermediate_folders_are_deleted(run, c
 
 def test_memory_is_partitioned_and_links_resolve_without_a_scan(run):
     view = PartitionedMemory(run, Layout(2))
-    files = sorted((run / "memory/entities").glob("p*.jsonl"))
+    files = sorted((run / "memory/entities").glob("p*.jsonl.zst"))
     assert len(files) == 2 and all(f.stat().st_size for f in files)
     linked = None
-    for line in open(files[0]):
-        record = json.loads(line)
+    for record in iter_jsonl(files[0]):
         if any(view.get(k) for k in record["links"]):
             linked = record
             break

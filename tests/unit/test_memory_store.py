@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_synthesis.engine.io import stable_hash
+from data_synthesis.engine.io import iter_jsonl, stable_hash
 from data_synthesis.engine.memory_store import (
     PEER_SAMPLE,
     RELATION_ROWS,
@@ -274,8 +274,7 @@ def test_types_from_values_do_not_depend_on_the_partition_count(tmp_path):
         found = {}
         for p in range(partitions):
             reduce_partition(out, p, layout, cap=0)
-            for line in entities_file(out, p).read_text().splitlines():
-                record = json.loads(line)
+            for record in iter_jsonl(entities_file(out, p)):
                 found[record["entity"]] = record["type"]
         return found
 
@@ -388,7 +387,7 @@ def test_lookups_and_peers_from_partition_samples_equal_a_full_scan(tmp_path, in
         reduce_partition(tmp_path, p, layout, cap=512)
     for p in range(index_partitions):
         build_lookups(tmp_path, p)
-    assert len(list((tmp_path / "memory" / "lookup" / "values").glob("*.jsonl"))) == (
+    assert len(list((tmp_path / "memory" / "lookup" / "values").glob("*.jsonl.zst"))) == (
         index_partitions
     )
     kept = sum(

@@ -1,5 +1,6 @@
 """The partition stages' output files (data_synthesis/engine/io.py): `.jsonl.zst` written
-atomically and read back as records and lines, a cut one an error naming it, and finalize's
+atomically and read back as records and lines, a cut one an error naming it; the memory's
+framed files (FramedLines: a line read back by its place, one frame decompressed); finalize's
 join of the compressed shards into one plain file per kind (engine/summary.py) stopping at its
 limit on the text, not on the compressed bytes."""
 
@@ -12,12 +13,16 @@ import pytest
 
 from data_synthesis.config import PipelineConfig
 from data_synthesis.engine.io import (
+    FRAME_TEXT,
+    IN_FRAME_BITS,
+    FramedLines,
     TooLarge,
     count_lines,
     iter_jsonl,
     join_files,
     write_jsonl,
 )
+from data_synthesis.engine.lookup import Tables
 from data_synthesis.engine.summary import _heldout_file, _single_files
 from megatron_agentic.data.compression import DamagedFileError, codec_of
 
@@ -111,3 +116,36 @@ def test_held_out_questions_are_joined_only_under_the_limit(tmp_path):
     assert joined.read_bytes() == b"".join(p.read_bytes() for p in parts)
     config.engine.final_single_file_mb = 1
     assert _heldout_file(plan) == "eval/heldout_questions/" and not joined.exists()
+
+
+def test_a_framed_file_gives_each_line_back_by_its_place(tmp_path):
+    """The memory's entity records and look-up rows (engine/memory_store.py): every line comes
+    back by the place FramedLines gave it, through the look-up tables' reader, a line streamed
+    in parts (a common value's entity list, 1 MB here) among them; frames end at the first line
+    end past FRAME_TEXT, so their text stays near it and is decompressed alone; the file is an
+    ordinary zstd file of many frames (iter_jsonl streams it); a place that is no frame is
+    an error naming the file."""
+    path, places = tmp_path / "p00000.jsonl.zst", []
+    with open(path, "wb") as handle:
+        lines = FramedLines(handle)
+        for i, record in enumerate(RECORDS):
+            places.append(lines.place())
+            if i == 250:
+                lines.write(b'{"id": "common", "entities": [')
+                for _ in range(100_000):
+                    lines.write(b'"x", ')
+                lines.write(b'"y"]}\n')
+            else:
+                lines.write(_plain([record]))
+        lines.close()
+    expected = [*RECORDS[:250], {"id": "common", "entities": ["x"] * 100_000 + ["y"]}]
+    expected += RECORDS[251:]
+    tables = Tables()
+    assert [tables.line(path, place) for place in reversed(places)] == expected[::-1]
+    assert list(iter_jsonl(path)) == expected
+    starts = sorted({place >> IN_FRAME_BITS for place in places})
+    assert len(starts) >= len(_plain(RECORDS)) // FRAME_TEXT
+    assert all(place % (1 << IN_FRAME_BITS) < FRAME_TEXT for place in places)
+    assert path.stat().st_size < len(_plain(RECORDS)) / 10
+    with pytest.raises(DamagedFileError, match="p00000.jsonl.zst: no zstd frame at byte 1"):
+        Tables().line(path, 1 << IN_FRAME_BITS)
