@@ -7,7 +7,6 @@
     OUT/memory/entities/pPPPPP.jsonl.zst        reduce: entity records of partition P, by key,
                                                 in zstd frames of ~16 KiB of text (a framed
                                                 file, engine/io.py's FramedLines)
-    OUT/memory/entities/pPPPPP.offsets.json     entity key -> place (keys(): small runs)
     OUT/memory/entities/pPPPPP.table.npy        hash(entity key or alias) -> place, sorted
                                                 (a place: the frame's byte offset and the
                                                 line's offset in its text)
@@ -67,9 +66,9 @@ from data_synthesis.engine.io import (
     FramedLines,
     allow_open_files,
     dumps,
+    iter_jsonl,
     partition_of,
     stable_hash,
-    write_json,
 )
 from data_synthesis.engine.lookup import HashedTableWriter, SizedCache, Tables, write_table
 from data_synthesis.engine.shuffle import (
@@ -217,7 +216,7 @@ def build_entities(statements, cap: int = 0) -> tuple[Iterator[tuple], dict[str,
 
 
 def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) -> dict:
-    """Build partition `partition`'s entity records and offsets, and its entries of the
+    """Build partition `partition`'s entity records and their table, and its entries of the
     relation index (numeric statements, for peers) and the value index (for find), grouped by
     index partition; a hub's record keeps a sample of `cap` statements (0: all). Records are
     written as they are built, none held."""
@@ -225,7 +224,7 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
     records, canonical = build_entities(_statements(out, partition), cap)
     target = entities_file(out, partition)
     target.parent.mkdir(parents=True, exist_ok=True)
-    offsets = {}
+    places = {}
     counts = {"entities": 0, "statements": 0, "entities with 2+ sources": 0}
     tmp = target.with_name(target.name + ".tmp")
     peers: dict[int, PeerSample] = defaultdict(PeerSample)
@@ -239,7 +238,7 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
                 peers[partition_of(rel, layout.index)].add(
                     {"relation": rel, "type": record.get("type"), "statement": s}
                 )
-            offsets[record["entity"]] = lines.place()
+            places[record["entity"]] = lines.place()
             lines.write(_line(record))
             counts["entities"] += 1
             counts["statements"] += record.get("counts", {}).get(
@@ -256,11 +255,7 @@ def reduce_partition(out: Path, partition: int, layout: Layout, cap: int = 0) ->
     aliases = {k: v for k, v in canonical.items() if k != v}
     write_table(
         table_of(target),
-        [*offsets.items(), *((a, offsets[c]) for a, c in aliases.items() if c in offsets)],
-    )
-    write_json(
-        target.with_name(f"p{partition:05d}.offsets.json"),
-        {"offsets": offsets},
+        [*places.items(), *((a, places[c]) for a, c in aliases.items() if c in places)],
     )
     tmp.replace(target)
     return counts
@@ -490,12 +485,12 @@ class PartitionedMemory:
         return self.get(entity) is not None
 
     def keys(self) -> list[str]:
-        """Every entity key (reads every partition's offsets: small runs and tests only)."""
+        """Every entity key (reads every partition's records: small runs and tests only)."""
         keys = []
         for p in range(self.layout.partitions):
-            path = entities_file(self.out, p).with_name(f"p{p:05d}.offsets.json")
+            path = entities_file(self.out, p)
             if path.exists():
-                keys += json.loads(path.read_text(encoding="utf-8"))["offsets"]
+                keys += (record["entity"] for record in iter_jsonl(path))
         return sorted(keys)
 
     def _value(self, relation: str, value: dict | str) -> tuple[str, str, int]:
