@@ -125,7 +125,9 @@ class HashedTableWriter:
 BLOCK = 512  # hashes per block: one 4 KiB read finds a key once its block is known
 FILES_OPEN = 64  # files a Tables keeps open
 LINE_READ = 4096  # bytes read at a time for a line (doubling until its end)
-FRAMES_KEPT = 64  # decompressed frames of framed files a Tables keeps (~1 MiB)
+# text of the framed files' frames a Tables keeps: ~64 frames (a large one, a common value's
+# entity list, stays only until the next frame is read)
+FRAME_CACHE_BYTES = 1 << 20
 
 
 class Tables:
@@ -143,7 +145,7 @@ class Tables:
     def __init__(self, size: int = 4096, files: int = FILES_OPEN):
         self._open = SizedCache(size, lambda table: 1)
         self._files = SizedCache(files, lambda fd: 1, drop=os.close)
-        self._frames = SizedCache(FRAMES_KEPT, lambda text: 1)  # (path, start) -> frame text
+        self._frames = SizedCache(FRAME_CACHE_BYTES, len)  # (path, start) -> frame text
         weakref.finalize(self, self._files.clear)
 
     def get(self, path: Path, key: str) -> list[int]:
