@@ -941,6 +941,8 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         subject = topic
     elif (
         re.split(r"['’]", first)[0] in BAD_SUBJECT_START  # "We've yanked ..."
+        or first in ("its", "his", "her", "their")  # "Its predecessor function platform.dist":
+        # not one of the topic's words (above), and no name
         or first in PREPS
         or first in AUX
         or first in SUBORDINATORS

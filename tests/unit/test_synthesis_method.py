@@ -427,18 +427,22 @@ def test_a_blockquote_and_an_html_heading_in_a_readme():
 def test_idioms_and_instructions_give_no_statement():
     """Sentences of package READMEs that gave "What do end each input with?", "What are
     Releases made as? => needed", "What will Options on the client be respected? => (such as
-    retries)" and "What is Werkzeug up to?": an instruction after a leading phrase, "as
-    needed", an aside for a value and "it is up to" say nothing about an entity."""
+    retries)", "What is Werkzeug up to?" and "What was Its predecessor function platform.dist
+    deprecated since?": an instruction after a leading phrase, "as needed", an aside for a
+    value and "it is up to" say nothing about an entity, and an "Its ..." subject that is not
+    the topic's word or two names none."""
     text = (
         "In interactive mode, end each input with Ctrl-D,\nor on Windows with Ctrl-Z.\n\n"
         "Options on the client will be respected (such as retries) when making a request.\n\n"
         "Releases are made as needed when features are ready.\n\n"
         "It is up to the developer to\nchoose a template engine.\n\n"
-        "Werkzeug is a WSGI library. Releases are made as tags."
+        "Werkzeug is a WSGI library. Releases are made as tags. Its predecessor function\n"
+        "platform.dist was deprecated in Python 3.5. Its first release is 0.1."
     )
     assert _triples({"id": "werkzeug", "title": "Werkzeug", "text": text}) == {
         ("Werkzeug", "is", "a WSGI library"),
         ("Releases", "are made as", "tags"),
+        ("Werkzeug", "first release", "0.1"),
     }
 
 
