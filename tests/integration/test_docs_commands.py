@@ -232,6 +232,10 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: extract and memory at 1 GB in 19 partitions (the 1 TB plan's reduce "
         "shape), ~45 minutes on 2 cores with the corpus written"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 10 --jobs 1 --work DIR --stages extract "
+    "memory value_index questions": NotRun(
+        "benchmark: one side of an A/B of extract..questions at 10 MB, ~1 minute on 2 cores"
+    ),
     "python -m cProfile -m data_synthesis questions ... --rank 0": TEMPLATE,
     "python benchmarks/bench_synthesis.py --sizes-mb 100 --jobs 2 --work /tmp/bs": NotRun(
         "benchmark: every stage at 100 MB, ~30 minutes on 2 cores"
