@@ -130,6 +130,15 @@ def _starts_lower(text: str, start: int) -> bool:
     return at < len(text) and text[at].islower()
 
 
+# A line that cannot end a sentence: it ends in a comma, a conjunction, a preposition or an
+# article ("It serializes dataclass, datetime, numpy, and\\n[UUID](...) instances natively.")
+_RUNS_ON = re.compile(
+    r"(?:,|\b(?:and|or|but|nor|of|the|a|an|to|with|for|in|on|by|from|than))\n\Z", re.I
+)
+# a line that starts an item of its own: a bullet, a numbered item, a heading, a table row
+_ITEM_START = re.compile(r"[^\S\n]*(?:[-*+•]|\d+[.)]|#+|\|)\s")
+
+
 def sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) character spans of the sentences of a text (abbreviations kept whole)."""
     spans: list[list[int]] = []
@@ -141,6 +150,8 @@ def sentences(text: str) -> list[tuple[int, int]]:
             and (
                 _ABBREV.search(text[spans[-1][0] : spans[-1][1]])
                 or _starts_lower(text, start)
+                or _RUNS_ON.search(text, spans[-1][0], spans[-1][1])
+                and not _ITEM_START.match(text, start)
                 or re.search(r"\d\.$", text[spans[-1][0] : spans[-1][1]])
                 and text[start : start + 1].isdigit()
             )

@@ -97,7 +97,9 @@ def ask(subject: str, statement: dict) -> str | None:
             return f"What is its {relation}{suffix}?"
         return f"What is the {relation} of {subject}{suffix}?"
     aux, verbs, prep = _split_verb(relation)
-    if not verbs:
+    if not aux and verbs in (["is"], ["are"], ["was"], ["were"]):
+        aux, verbs = verbs, []  # "is via": "What is X via?", not "What does X be via?"
+    if not verbs and not aux:
         return None
     wh = (
         "When"
@@ -108,11 +110,10 @@ def ask(subject: str, statement: dict) -> str | None:
     )
     tail = "" if wh != "What" or not prep else f" {prep}"
     if aux:
-        rest = " ".join(aux[1:] + verbs)
         first = aux[0]
         if subject == "it" or subject.startswith("the one "):  # a singular description
             first = {"are": "is", "were": "was", "have": "has"}.get(first, first)
-        return f"{wh} {first} {subject} {rest}{tail}?"
+        return f"{wh} {' '.join([first, subject, *aux[1:], *verbs])}{tail}?"
     do, base = _base(verbs[0])
     rest = " ".join([base, *verbs[1:]])
     return f"{wh} {do} {subject} {rest}{tail}?"

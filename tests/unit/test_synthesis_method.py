@@ -31,6 +31,7 @@ from data_synthesis.memory import (
     count_multi_source,
     entity_key,
     heuristic_statements,
+    prose_sentences,
 )
 from data_synthesis.stage_api import Counters, StageContext
 
@@ -424,6 +425,28 @@ def test_a_blockquote_and_an_html_heading_in_a_readme():
         assert statement["sentence"].startswith("Chardet")
 
 
+def test_a_sentence_runs_on_past_a_line_that_cannot_end_it():
+    """A hard-wrapped list of links ("It serializes\\n[dataclass](...),\\n[datetime](...),
+    and\\n[UUID](...) instances natively.") is one sentence: before, its last line was a
+    sentence of its own ("[UUID] instances natively", so "What does UUID instance?"). A line
+    ending in a comma, a conjunction, a preposition or an article runs on unless the next
+    starts a bullet, a numbered item, a heading or a table row."""
+    text = (
+        "It serializes\n[dataclass](https://x.io/a#dc),\n[datetime](https://x.io/a#dt), and\n"
+        "[UUID](https://x.io/a#uuid) instances natively.\n\nSupported types are,\n- lists, and\n"
+        "- dicts\n\nWe thank the\nUniversity of Vienna for hosting."
+    )
+    spans = [text[a:b] for a, b in prose_sentences(text)]
+    assert spans[0].startswith("It serializes") and spans[0].endswith("natively.")
+    assert spans[1:] == [
+        "Supported types are,",
+        "- lists, and",
+        "- dicts",
+        "We thank the\nUniversity of Vienna for hosting.",
+    ]
+    assert ("UUID", "instances", "natively") not in _triples({"id": "o", "text": text})
+
+
 def test_idioms_and_instructions_give_no_statement():
     """Sentences of package READMEs that gave "What do end each input with?", "What are
     Releases made as? => needed", "What will Options on the client be respected? => (such as
@@ -747,6 +770,8 @@ def test_heuristic_questions_are_grammatical_and_pass_the_checks(memory):
     assert questions.ask("Vienna", rel["lies on"]) == "What does Vienna lie on?"
     assert questions.ask("Vienna", rel["was founded in"]) == "When was Vienna founded?"
     assert questions.ask("the Danube", rel["flows into"]) == "What does the Danube flow into?"
+    via = {"relation": "is via", "value": {"type": "text", "text": "make style"}}
+    assert questions.ask("the easiest way", via) == "What is the easiest way via?"  # not "be"
     austria = memory.get("austria")
     capital = next(s for s in austria["statements"] if s["relation"] == "capital")
     assert questions.ask("Austria", capital) == "What is the capital of Austria?"
