@@ -126,14 +126,18 @@ def _sample(tasks: int, sample: int) -> list[int]:
 
 
 def _forget(out: Path, stage: str, ranks: list[int]) -> None:
-    """Remove datatrove's completion markers of `ranks` and the counters their work wrote last
-    (a task skips a partition whose counters exist: here task r does partition r), so a
-    finished task runs again (and rewrites the same files) - how a sample of an earlier run is
-    measured. Without the counters, a rerun of finished tasks measured a task that skipped its
-    partition (0.2 ms)."""
+    """Remove datatrove's completion markers of `ranks`, the counters their work wrote last (a
+    task skips a partition whose counters exist: here task r does partition r) and what a
+    killed task left to resume from (its batch checkpoint, its LLM requests), so the task runs
+    again from its start (and rewrites the same files) - how a sample of an earlier run, or a
+    task killed when a long benchmark was stopped, is measured. Without the counters, a rerun
+    of finished tasks measured a task that skipped its partition (0.2 ms); without the
+    checkpoint, a killed task measured only the batches it had left."""
     for rank in ranks:
         (out / "logs" / stage / "completions" / f"{rank:05d}").unlink(missing_ok=True)
         (out / "counters" / stage / f"t{rank:05d}.json").unlink(missing_ok=True)
+        (out / "checkpoints" / stage / f"t{rank:05d}.partial").unlink(missing_ok=True)
+        (out / "requests" / stage / f"t{rank:05d}.jsonl").unlink(missing_ok=True)
 
 
 def _layout(overrides: list[str]) -> list[str]:
