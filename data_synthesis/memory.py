@@ -1027,8 +1027,20 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
 
 
 # "as needed", "as required": with "as", a word that says how, not what
-_AS_IDIOMS = {"needed", "required", "necessary", "appropriate", "possible", "expected", "usual"}
-_AS_IDIOMS |= {"planned", "described", "shown", "follows", "well"}
+_AS_IDIOMS = {
+    "needed",
+    "required",
+    "necessary",
+    "appropriate",
+    "possible",
+    "expected",
+    "usual",
+    "planned",
+    "described",
+    "shown",
+    "follows",
+    "well",
+}
 
 
 def _says_nothing(value: str, group: list[str]) -> bool:
