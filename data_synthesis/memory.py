@@ -696,7 +696,7 @@ _ANY_MARK = re.compile(r"[<\[*_`]|\n[^\S\n]*>")  # what every pattern of _INLINE
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
 # an HTML heading (a README's centred title or tagline): a heading, no prose, like "# ..."
 _HTML_HEADING = re.compile(r"<h([1-6])\b[^>]*>.*?(?:</h\1\s*>|\Z)", re.I | re.S)
-_QUOTE_MARKS = re.compile(r"(?:>[^\S\n]*)+(?!>)")  # "> " of a blockquote, not ">>>" (a prompt)
+_QUOTE_MARKS = re.compile(r"(?:>[^\S\n]*)+")  # "> " of a blockquote (">>>", a prompt, is no prose)
 # a table row, a prompt, a heading, a rule, a list item that is only a link (a table of contents)
 _NOT_PROSE = re.compile(
     r"^(?:\||>>>|\$ |\s*#{1,6}\s|[-=*_]{3,}\s*$|\s*(?:[-*+]|\d+[.)])\s+\[[^\]]*\]\([^)]*\)\s*$)"
@@ -745,8 +745,8 @@ def _after_quote_marks(text: str, start: int, end: int) -> int:
     word is its subject."""
     if text[start] != ">":
         return start
-    at = _QUOTE_MARKS.match(text, start, end)
-    return at.end() if at and at.end() < end else start
+    at = _QUOTE_MARKS.match(text, start, end).end()
+    return at if at < end else start
 
 
 def _shouted(sentence: str) -> bool:

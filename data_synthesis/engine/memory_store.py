@@ -370,8 +370,8 @@ def _json(text: str) -> bytes:
 
 
 def _write_lookup(path: Path, rows: list[dict], key) -> None:
-    offsets = _write_lines(path, rows)
-    write_table(table_of(path), [(key(row), offset) for row, offset in zip(rows, offsets)])
+    places = _write_lines(path, rows)
+    write_table(table_of(path), [(key(row), place) for row, place in zip(rows, places)])
 
 
 RECORD_CACHE_STATEMENTS = 20_000  # statements of the records get() keeps (hubs carry 512)
