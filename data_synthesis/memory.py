@@ -478,6 +478,48 @@ def _only(word: str, kind: str) -> bool:
     return set(getAllLemmas(word)) == {kind}
 
 
+def _participle_only(word: str) -> bool:
+    """A past participle that is no past tense or base form ("done", "written"; not "built",
+    "based", "run"): with no auxiliary before it, a headline's or a reduced clause's, no finite
+    verb ("Markdown parser done right", "EPFL, known as ...")."""
+    from lemminflect import getAllLemmas, getInflection
+
+    lemmas = getAllLemmas(word.lower()).get("VERB")
+    lower = word.lower()
+    return (
+        bool(lemmas)
+        and lower != lemmas[0]  # "run", "come"
+        and lower in getInflection(lemmas[0], "VBN")
+        and lower not in getInflection(lemmas[0], "VBD")
+    )
+
+
+def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
+    """Whether the -s word taken for the verb is a plural noun: it can be one, no object of its
+    own follows it (a preposition, an adverb, a participle, nothing), and the sentence is an
+    instruction (it opens with a base-form verb that is no name and not the topic: "Pass
+    strings to ...", "Express inclusive and/or exclusive bounds on ...") or a bold term's gloss
+    ("**dedup** blocks for deduplication"). "Search returns the top-k passages", "Ruff supports over 900 rules" and
+    "**Ruff** supports Python 3.7" keep their verbs."""
+    from lemminflect import getAllLemmas
+
+    first, word = tokens[0].group(0), tokens[verb_at].group(0)
+    if not word.endswith("s") or "NOUN" not in getAllLemmas(word):
+        return False
+    instruction = (
+        first[:1].isupper()
+        and _base_verb(first.lower())
+        and (verb_at == 1 or tokens[1].group(0)[:1].islower())  # not "Mount Kilimanjaro"
+        and first not in reading.names  # "Ruff supports over ...", "Shanghai lies on ..."
+        and first.lower() not in (reading.topic or "").lower().split()
+    )
+    if not reading.glossed and not instruction:
+        return False
+    after = tokens[verb_at + 1].group(0) if verb_at + 1 < len(tokens) else ""
+    lower = after.lower()
+    return not after[:1].isalnum() or lower in PREPS or _adverb(lower) or lower.endswith("ing")
+
+
 def _is_participle(word: str) -> bool:
     from lemminflect import getAllLemmas, getInflection
 
@@ -765,6 +807,10 @@ _POINTING = re.compile(
     r"the\s+(?:above|below|following|aforementioned)\b|(?:above|below|follows)$", re.I
 )
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# a list item's or a line's bold term, its gloss after it: "- **[dedup](...)** blocks for ..."
+_BOLD_TERM = re.compile(
+    r"^\s*(?:(?:[-*•]|\d+[.)])\s+)?(?:\*\*([^*\n]+)\*\*|__([^_\n]+)__)(?=\s*(?:[a-z(]|--|[-–—:]))"
+)
 # what follows an instruction's verb: "Check for ...", "Welcome to ...", "Run the ..."
 _INSTRUCTION_NEXT = PREPS | ARTICLES | {"your"}
 _SUMMARY_NEXT = ARTICLES | {"your", "its", "one", "each", "every", "all"}
@@ -820,11 +866,14 @@ def heuristic_statements(doc: dict) -> list[dict]:
         plain = unmarked(sentence)
         if _CHANGELOG_CREDIT.search(plain) or _shouted(sentence):
             continue
-        found = _clause(plain, topic, titled=bool(doc.get("title")))
-        if found is None:
-            continue
+        term = _BOLD_TERM.match(sentence)
+        found = _clause(plain, _Reading(topic, bool(doc.get("title")), names, bool(term)))
+        if found is None or (
+            term and _words(found[0]) != _words(unmarked(term.group(1) or term.group(2)))
+        ):
+            continue  # "**[filters](...)** filter out ...": the gloss's subject is the term
         subject, statements = found
-        bulleted = bool(_BULLET.match(plain))
+        bulleted = bool(_BULLET.match(plain)) and not term  # "- **Requests** is ...": a name
         if subject != topic and _context_bound(subject, names, topic, bulleted):
             continue
         topic = topic or subject
@@ -861,6 +910,10 @@ _DANGLING_END = re.compile(
 )
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
 def _items(value: str) -> list[str]:
     """ "Berlin, Hamburg and Munich" -> the three names; any other value -> [value]."""
     parts = re.split(r",\s+(?:and\s+)?|\s+and\s+", value)
@@ -890,11 +943,19 @@ def _without_leading_adverb(body: str) -> str:
 _DETERMINERS = ARTICLES | {"each", "every", "any", "all", "your", "this", "these", "those"}
 
 
-def _clause(sentence: str, topic: str | None, titled: bool = True):
-    """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None.
-    `titled`: the topic is the document's title, not its first subject - only then does "The
-    company" / "This module" stand for it (in a docstring, "This module" is not the first
-    sentence's subject)."""
+@dataclass
+class _Reading:
+    """What a sentence is read with."""
+
+    topic: str | None  # the document's title, else its first subject
+    titled: bool  # the topic is the title: only then does "The company" / "This module"
+    # stand for it (in a docstring, "This module" is not the first sentence's subject)
+    names: set[str]  # the words the document writes as names (capitalised mid-sentence)
+    glossed: bool = False  # the sentence is a bold term and its gloss
+
+
+def _clause(sentence: str, reading: _Reading):
+    """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None."""
     body = _BULLET.sub("", sentence)
     bulleted = body != sentence
     body = _without_leading_adverb(body)
@@ -921,7 +982,8 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
                 continue
             verb_at = i
             break
-    if verb_at is None:
+    topic = reading.topic
+    if verb_at is None or _noun_taken_for_verb(tokens, verb_at, reading):
         return None
     subject = " ".join(_clean(body[: tokens[verb_at].start()]).split())
     if any(_DENIED.search(word) for word in subject.split()):
@@ -947,7 +1009,7 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
             return None
         subject = topic
     elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."
-        if not topic or not titled:
+        if not topic or not reading.titled:
             return None
         subject = topic
     elif (
@@ -1002,6 +1064,10 @@ def _clause(sentence: str, topic: str | None, titled: bool = True):
         break
     if group and group[0].lower() in ("being", "been"):
         return None  # "HTTP/2 flag being passed down to ...": a participle, no finite verb
+    if group and _participle_only(group[0]):
+        if j >= len(tokens) or tokens[j].group(0).lower() not in PREPS:
+            return None  # "Markdown parser done right"
+        group.insert(0, "is")  # "EPFL, known as ...": its passive
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
         return None  # "systemd will cleanly ...": a modal alone is no relation
     if j < len(tokens) and tokens[j].group(0).lower() in PARTICLES:  # "is made up of"

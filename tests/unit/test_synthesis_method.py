@@ -403,6 +403,41 @@ def test_markdown_gives_statements_without_marks_code_or_tables():
     assert all(MARKDOWN.index("```") > a or a > MARKDOWN.rindex("```") for a, _ in spans)
 
 
+def test_instructions_bold_terms_and_bare_participles_in_readmes():
+    """The unseen READMEs asked "What does Pass string to?" ("Pass strings to bm25s.tokenize()":
+    an instruction, its plural object taken for the verb), "What does dedup block for?" ("-
+    **[dedup](...)** blocks for deduplication": a term and its gloss), "What does Markdown
+    parser do?" ("Markdown parser done right": a participle, no verb) and "What does the
+    request ... know as?" ("idna, known as ...": a participle read as a verb). A term's gloss
+    says nothing of another subject; a participle before a preposition is a passive; a name
+    that is also a verb ("Mount Kilimanjaro", "Ruff", "True") opens no instruction."""
+    doc = {
+        "id": "readmes",
+        "title": "ruff",
+        "text": "Pass strings to `bm25s.tokenize()`, then index them.\n\n"
+        "- **[dedup](src/datatrove/pipeline/dedup)** blocks for deduplication\n"
+        "- **[filters](src/filters)** filter out (remove) some `Document`s based on rules\n"
+        "- **[Platform details](https://x.io/p.html)** -- default paths for each system\n"
+        "- **Requests** is an elegant HTTP library.\n\n"
+        "Markdown parser done right.\n\n"
+        "The Swiss Federal Institute of Technology in Lausanne, known as EPFL, was founded in 1969."
+        "\n\n**Ruff supports over 900 lint rules**, many of which come from Flake8.\n\n"
+        "Mount Kilimanjaro stands in the north of Tanzania. "
+        "Express inclusive and/or exclusive bounds on orderable values. "
+        "It renders True color. True color / emoji works with new Windows Terminal. "
+        "Search returns the top-k passages.",
+    }
+    assert _triples(doc) == {
+        ("Requests", "is a", "HTTP library"),
+        ("the Swiss Federal Institute of Technology in Lausanne", "is known as", "EPFL"),
+        ("Ruff", "supports over", "900 lint rules"),
+        ("Mount Kilimanjaro", "stands in", "the north of Tanzania"),
+        ("ruff", "renders", "True color"),
+        ("True color / emoji", "works with", "new Windows Terminal"),
+        ("Search", "returns", "the top-k passages"),
+    }
+
+
 def test_a_blockquote_and_an_html_heading_in_a_readme():
     """A hard-wrapped blockquote is read as its sentences (before: "Chardet used our 477-file",
     the line ending the sentence and "> corpus ..." a sentence of its own, and the quote's
