@@ -451,6 +451,24 @@ def _after_owned(tokens: list, i: int) -> bool:
     )
 
 
+def _after_article(tokens: list, i: int) -> bool:
+    """Whether tokens[i] follows an article, directly or past up to three adjectives, adverbs or
+    participles that are no nouns ("the latest", "a more", "the weak scaled"): a noun's place
+    or its modifier's, never a verb's ("Pliny the Younger wrote": a name ends the phrase)."""
+    from lemminflect import getAllLemmas
+
+    for j in range(i - 1, max(i - 5, -1), -1):
+        word = tokens[j].group(0)
+        if word.lower() in ARTICLES:
+            return True
+        kinds = getAllLemmas(word)
+        if not word.islower() or "NOUN" in kinds or not {"ADJ", "ADV", "VERB"} & set(kinds):
+            return False
+        if "VERB" in kinds and not ({"ADJ", "ADV"} & set(kinds) or _is_participle(word)):
+            return False  # a verb of its own: "a tool that runs"
+    return False
+
+
 def _third_person(verb: str) -> str:
     """A base-form verb as relations are written, in the third person ("lie" -> "lies")."""
     from lemminflect import getInflection
@@ -977,6 +995,8 @@ def _clause(sentence: str, reading: _Reading):
             continue
         if tokens[i - 1].group(0).lower() in OWNERS:
             continue  # "His works include ...": an owned word is a noun, not the verb
+        if _after_article(tokens, i):
+            continue  # "a more formalized way", "the latest released version": an adjective
         if _verb_lemma(tok.group(0)) or _plural_verb(tokens, i) or _after_owned(tokens, i):
             if _noun_before_verb(tokens, i):  # "files are used": "files" is the subject's noun
                 continue

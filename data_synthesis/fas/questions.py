@@ -25,7 +25,7 @@ import re
 
 from data_synthesis.answers import answer_in_text, answers_match, name_in_text
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
-from data_synthesis.memory import AUX, PREPS, _verb_lemma, relation_key
+from data_synthesis.memory import AUX, PREPS, _adverb, _verb_lemma, relation_key
 
 STAGE = "questions"
 STYLES = ("factual", "numeric", "temporal", "comparison", "multi_hop", "obfuscated")
@@ -85,6 +85,20 @@ def _base(verb: str) -> tuple[str, str]:
     return ("did" if past else "does" if verb != lemma else "do"), lemma
 
 
+def _passive(aux: list[str], verbs: list[str]) -> bool:
+    """ "are identified", "can be supplied": a verb group with no object, whose value says how
+    or where."""
+    return bool(verbs) and not {"is", "are", "was", "were", "be", "been"}.isdisjoint(aux)
+
+
+def _manner(value: str) -> bool:
+    """A passive's value that says how, not what: "(are identified) separately from stable
+    releases", "(are generated) using 477 files", "(can be supplied) either as arguments or
+    through standard input"."""
+    first = (value.split() or [""])[0].lower()
+    return first in ("using", "either") or (first.endswith("ly") and _adverb(first))
+
+
 def ask(subject: str, statement: dict) -> str | None:
     """A wh-question asking for the statement's value about `subject` (a name or a
     description): "What is the capital of France?", "When was Google founded?", "What does
@@ -106,6 +120,8 @@ def ask(subject: str, statement: dict) -> str | None:
         if kind == "date"
         else "Where"
         if prep in ("in", "at") and kind == "entity"
+        else "How"
+        if not prep and _passive(aux, verbs) and _manner(statement["value"]["text"])
         else "What"
     )
     tail = "" if wh != "What" or not prep else f" {prep}"

@@ -410,7 +410,9 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
     parser do?" ("Markdown parser done right": a participle, no verb) and "What does the
     request ... know as?" ("idna, known as ...": a participle read as a verb). A term's gloss
     says nothing of another subject; a participle before a preposition is a passive; a name
-    that is also a verb ("Mount Kilimanjaro", "Ruff", "True") opens no instruction."""
+    that is also a verb ("Mount Kilimanjaro", "Ruff", "True") opens no instruction. A word
+    after an article, or after an article and an adjective, is no verb ("the latest released
+    version" gave "What did Installation of the latest release?")."""
     doc = {
         "id": "readmes",
         "title": "ruff",
@@ -425,7 +427,9 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         "Mount Kilimanjaro stands in the north of Tanzania. "
         "Express inclusive and/or exclusive bounds on orderable values. "
         "It renders True color. True color / emoji works with new Windows Terminal. "
-        "Search returns the top-k passages.",
+        "Search returns the top-k passages.\n\n"
+        "Installation of the latest released version from PyPI:\n\n"
+        "Pliny the Younger wrote a description of the eruption.",
     }
     assert _triples(doc) == {
         ("Requests", "is a", "HTTP library"),
@@ -435,6 +439,7 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         ("ruff", "renders", "True color"),
         ("True color / emoji", "works with", "new Windows Terminal"),
         ("Search", "returns", "the top-k passages"),
+        ("Pliny the Younger", "wrote", "a description of the eruption"),
     }
 
 
@@ -807,6 +812,15 @@ def test_heuristic_questions_are_grammatical_and_pass_the_checks(memory):
     assert questions.ask("the Danube", rel["flows into"]) == "What does the Danube flow into?"
     via = {"relation": "is via", "value": {"type": "text", "text": "make style"}}
     assert questions.ask("the easiest way", via) == "What is the easiest way via?"  # not "be"
+    # a passive's value that says how ("What are Prereleases identified?" before)
+    for relation, value, question in [
+        ("are identified", "separately from stable releases", "How are Prereleases identified?"),
+        ("can be supplied", "either as arguments", "How can Prereleases be supplied?"),
+        ("are", "fully optional", "What are Prereleases?"),  # no passive
+        ("supports", "only Python 3", "What does Prereleases support?"),
+    ]:
+        statement = {"relation": relation, "value": {"type": "text", "text": value}}
+        assert questions.ask("Prereleases", statement) == question
     austria = memory.get("austria")
     capital = next(s for s in austria["statements"] if s["relation"] == "capital")
     assert questions.ask("Austria", capital) == "What is the capital of Austria?"
