@@ -461,6 +461,8 @@ def _after_article(tokens: list, i: int) -> bool:
         word = tokens[j].group(0)
         if word.lower() in ARTICLES:
             return True
+        if word in ("more", "most", "less", "least", "very"):
+            continue  # "a more formalized way" ("more" can be a noun)
         kinds = getAllLemmas(word)
         if not word.islower() or "NOUN" in kinds or not {"ADJ", "ADV", "VERB"} & set(kinds):
             return False
@@ -527,7 +529,14 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
     instruction = (
         first[:1].isupper()
         and _base_verb(first.lower())
-        and (verb_at == 1 or tokens[1].group(0)[:1].islower())  # not "Mount Kilimanjaro"
+        and (
+            verb_at == 1
+            or tokens[1].group(0)[:1].islower()  # not "Mount Kilimanjaro"
+            or any(  # "Use W&B to build better models faster"
+                t.group(0) == "to" and _base_verb(n.group(0))
+                for t, n in zip(tokens[1:verb_at], tokens[2:verb_at])
+            )
+        )
         and first not in reading.names  # "Ruff supports over ...", "Shanghai lies on ..."
         and first.lower() not in (reading.topic or "").lower().split()
     )
@@ -536,6 +545,12 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
     after = tokens[verb_at + 1].group(0) if verb_at + 1 < len(tokens) else ""
     lower = after.lower()
     return not after[:1].isalnum() or lower in PREPS or _adverb(lower) or lower.endswith("ing")
+
+
+def _passive_before(participle: str, following: str) -> bool:
+    """A past form with no auxiliary that can only be a passive before `following`:
+    "maintained by", "based on" (nothing is based on without an object)."""
+    return following == "by" or (participle.lower(), following) == ("based", "on")
 
 
 def _is_participle(word: str) -> bool:
@@ -1008,7 +1023,11 @@ def _clause(sentence: str, reading: _Reading):
     subject = " ".join(_clean(body[: tokens[verb_at].start()]).split())
     if any(_DENIED.search(word) for word in subject.split()):
         return None  # "Its summit isn't reached by ...": the verb was taken for the subject's
-    subject = re.split(r",\s", subject, maxsplit=1)[0]  # "Mont Blanc, on the border ..., is"
+    first_part, _, rest = subject.partition(", ")
+    if rest and "," not in rest and re.search(r"\b(?:and|or)\b", rest) and rest.islower():
+        return None  # "Local, remote and other file systems are ...": a list, cut at its comma
+        # (not "Spanish, Quechua and Aymara", "Victoria Falls, on the border between Zambia and")
+    subject = first_part  # "Mont Blanc, on the border ..., is"
     words = subject.split()
     if len(words) > 1 and words[-1] in ("-", "–"):
         words.pop()  # a definition list's term: "* doublequote - controls the handling ..."
@@ -1054,7 +1073,8 @@ def _clause(sentence: str, reading: _Reading):
         or len(subject.split()) > 8
         or not re.search(r"[A-Za-z]", subject)
         or set(subject.lower().split()) & INNER_STOP
-        or subject.split()[-1].lower() in PREPS | ARTICLES
+        or subject.split()[-1].lower() in PREPS | ARTICLES | {"and", "or", "but"}  # "Batch
+        # operations release the GIL and (can run in ...)": the verb before "and" was missed
     ):
         return None
     # the verb group: auxiliaries, adverbs, the main verb, a particle/preposition
@@ -1084,10 +1104,15 @@ def _clause(sentence: str, reading: _Reading):
         break
     if group and group[0].lower() in ("being", "been"):
         return None  # "HTTP/2 flag being passed down to ...": a participle, no finite verb
+    following = tokens[j].group(0).lower() if j < len(tokens) else ""
     if group and _participle_only(group[0]):
-        if j >= len(tokens) or tokens[j].group(0).lower() not in PREPS:
+        if following not in PREPS:
             return None  # "Markdown parser done right"
         group.insert(0, "is")  # "EPFL, known as ...": its passive
+    elif len(group) == 1 and _is_participle(group[0]) and _passive_before(group[0], following):
+        group.insert(0, "is")  # "First release maintained by Pydantic"
+    elif len(group) == 1 and _is_participle(group[0]) and sentence.rstrip().endswith(":"):
+        return None  # a label: "Up-to-date package also provided through conda-forge:"
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
         return None  # "systemd will cleanly ...": a modal alone is no relation
     if j < len(tokens) and tokens[j].group(0).lower() in PARTICLES:  # "is made up of"

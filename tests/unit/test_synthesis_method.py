@@ -412,7 +412,9 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
     says nothing of another subject; a participle before a preposition is a passive; a name
     that is also a verb ("Mount Kilimanjaro", "Ruff", "True") opens no instruction. A word
     after an article, or after an article and an adjective, is no verb ("the latest released
-    version" gave "What did Installation of the latest release?")."""
+    version" gave "What did Installation of the latest release?"). A subject cut at a list's
+    first comma ("Local, remote and other file systems") or ending in "and" (its verb missed)
+    is none; a past form before "by" is a passive; a label's before its colon says nothing."""
     doc = {
         "id": "readmes",
         "title": "ruff",
@@ -429,7 +431,13 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         "It renders True color. True color / emoji works with new Windows Terminal. "
         "Search returns the top-k passages.\n\n"
         "Installation of the latest released version from PyPI:\n\n"
-        "Pliny the Younger wrote a description of the eruption.",
+        "Pliny the Younger wrote a description of the eruption.\n\n"
+        "Local, remote and other file systems are supported through fsspec. "
+        "Spanish, Quechua and Aymara are official languages of Peru. "
+        "Batch operations automatically release the GIL and can run in parallel. "
+        "Use W&B to build better models faster.\n\n"
+        "First release of httpcore2 maintained by Pydantic.\n\n"
+        "Up-to-date package also provided through conda-forge distribution:",
     }
     assert _triples(doc) == {
         ("Requests", "is a", "HTTP library"),
@@ -440,6 +448,8 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         ("True color / emoji", "works with", "new Windows Terminal"),
         ("Search", "returns", "the top-k passages"),
         ("Pliny the Younger", "wrote", "a description of the eruption"),
+        ("Spanish", "are", "official languages of Peru"),
+        ("First release of httpcore2", "is maintained by", "Pydantic"),
     }
 
 
