@@ -1053,6 +1053,8 @@ def _clause(sentence: str, reading: _Reading):
         subject = topic
     elif (
         re.split(r"['’]", first)[0] in BAD_SUBJECT_START  # "We've yanked ..."
+        or (first in ("it", "he", "she", "they") and len(words) > 1)  # "It supersedes the
+        # standard library's encodings.idna, which implements ...": its verb unknown to the lexicon
         or first in ("its", "his", "her", "their")  # "Its predecessor function platform.dist":
         # not one of the topic's words (above), and no name
         or first in PREPS

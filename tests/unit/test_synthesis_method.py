@@ -413,8 +413,8 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
     that is also a verb ("Mount Kilimanjaro", "Ruff", "True") opens no instruction. A word
     after an article, or after an article and an adjective, is no verb ("the latest released
     version" gave "What did Installation of the latest release?"). A subject cut at a list's
-    first comma ("Local, remote and other file systems") or ending in "and" (its verb missed)
-    is none; a past form before "by" is a passive; a label's before its colon says nothing."""
+    first comma ("Local, remote and other file systems"), ending in "and" or opening with a
+    pronoun ("It supersedes ...": verbs missed) is none; a past form before "by" is a passive; a label's before its colon says nothing."""
     doc = {
         "id": "readmes",
         "title": "ruff",
@@ -437,7 +437,9 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         "Batch operations automatically release the GIL and can run in parallel. "
         "Use W&B to build better models faster.\n\n"
         "First release of httpcore2 maintained by Pydantic.\n\n"
-        "Up-to-date package also provided through conda-forge distribution:",
+        "Up-to-date package also provided through conda-forge distribution:\n\n"
+        "It supersedes the standard library's `encodings.idna`, which implements the 2003 "
+        "specification.",
     }
     assert _triples(doc) == {
         ("Requests", "is a", "HTTP library"),
