@@ -33,7 +33,7 @@ import tempfile
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -540,10 +540,15 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
         and first not in reading.names  # "Ruff supports over ...", "Shanghai lies on ..."
         and first.lower() not in (reading.topic or "").lower().split()
     )
-    if not reading.glossed and not instruction:
+    named_noun = word in reading.nouns and not any(
+        t.group(0).lower() in _DETERMINERS | OWNERS for t in tokens[:verb_at]
+    )  # "Python wheels for ...", the text saying "the wheels": a bare subject, its noun
+    if not (reading.glossed or instruction or named_noun):
         return False
     after = tokens[verb_at + 1].group(0) if verb_at + 1 < len(tokens) else ""
     lower = after.lower()
+    if lower in ("more", "most", "less", "fewer"):
+        return False  # "Carbon forms more compounds": its object's determiner
     return not after[:1].isalnum() or lower in PREPS or _adverb(lower) or lower.endswith("ing")
 
 
@@ -831,6 +836,11 @@ def _shouted(sentence: str) -> bool:
     return len(sentence.split()) >= 4 and sum(c.isupper() for c in letters) > 0.6 * len(letters)
 
 
+# A word after a determiner or a number: a noun (or its adjective) wherever it stands in the text
+_AFTER_DETERMINER = re.compile(
+    r"\b(?:the|an?|these|those|its|their|our|your|each|every|many|some|all|\d+)\s+([a-z][\w-]*)",
+    re.IGNORECASE,
+)
 # A capitalised word after a lower-case word or a comma: a name wherever it stands in the text
 _NAME_MID_SENTENCE = re.compile(r"(?<=[a-z,;:] )[A-Z][\w-]*")
 # Words that point to the text around the sentence: "the above command", "the same logic"
@@ -891,6 +901,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
     """Statements of one document by the generic subject / verb group / object baseline."""
     text, topic = doc["text"], doc.get("title")
     names = set(_NAME_MID_SENTENCE.findall(text))
+    nouns = {word.lower() for word in _AFTER_DETERMINER.findall(text)}
     out = []
     for start, end in prose_sentences(text):
         sentence = text[start:end]
@@ -900,7 +911,8 @@ def heuristic_statements(doc: dict) -> list[dict]:
         if _CHANGELOG_CREDIT.search(plain) or _shouted(sentence):
             continue
         term = _BOLD_TERM.match(sentence)
-        found = _clause(plain, _Reading(topic, bool(doc.get("title")), names, bool(term)))
+        reading = _Reading(topic, bool(doc.get("title")), names, nouns, bool(term))
+        found = _clause(plain, reading)
         if found is None or (
             term and _words(found[0]) != _words(unmarked(term.group(1) or term.group(2)))
         ):
@@ -984,6 +996,7 @@ class _Reading:
     titled: bool  # the topic is the title: only then does "The company" / "This module"
     # stand for it (in a docstring, "This module" is not the first sentence's subject)
     names: set[str]  # the words the document writes as names (capitalised mid-sentence)
+    nouns: set[str] = field(default_factory=set)  # words the text writes after a determiner
     glossed: bool = False  # the sentence is a bold term and its gloss
 
 
@@ -1015,10 +1028,12 @@ def _clause(sentence: str, reading: _Reading):
         if _verb_lemma(tok.group(0)) or _plural_verb(tokens, i) or _after_owned(tokens, i):
             if _noun_before_verb(tokens, i):  # "files are used": "files" is the subject's noun
                 continue
+            if _noun_taken_for_verb(tokens, i, reading):
+                continue  # "Table Mountain, about 1,085 metres high, rises ...": a noun
             verb_at = i
             break
     topic = reading.topic
-    if verb_at is None or _noun_taken_for_verb(tokens, verb_at, reading):
+    if verb_at is None:
         return None
     subject = " ".join(_clean(body[: tokens[verb_at].start()]).split())
     if any(_DENIED.search(word) for word in subject.split()):

@@ -439,7 +439,9 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         "First release of httpcore2 maintained by Pydantic.\n\n"
         "Up-to-date package also provided through conda-forge distribution:\n\n"
         "It supersedes the standard library's `encodings.idna`, which implements the 2003 "
-        "specification.",
+        "specification.\n\n"
+        "Python wheels for the Jetson Nano. It builds the wheels in CI.\n\n"
+        "Table Mountain, about 1,085 metres high, rises above the city.",
     }
     assert _triples(doc) == {
         ("Requests", "is a", "HTTP library"),
@@ -452,6 +454,8 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         ("Pliny the Younger", "wrote", "a description of the eruption"),
         ("Spanish", "are", "official languages of Peru"),
         ("First release of httpcore2", "is maintained by", "Pydantic"),
+        ("Table Mountain", "rises", "above the city"),
+        ("ruff", "builds", "the wheels in CI"),
     }
 
 
@@ -522,7 +526,9 @@ def test_idioms_and_instructions_give_no_statement():
 
 
 def test_heuristic_memory_on_pythons_own_docs():
-    """Docstrings of the standard library: prose nobody wrote for this project."""
+    """Docstrings of the standard library: prose nobody wrote for this project. (Until
+    2026-12-06 a fifth statement came from shutil's label "Utility functions for copying and
+    archiving files and directory trees": (utility, functions for, ...).)"""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     docs = []
     for name in ("json/__init__.py", "argparse.py", "heapq.py", "textwrap.py", "shutil.py"):
@@ -530,7 +536,10 @@ def test_heuristic_memory_on_pythons_own_docs():
         docs.append({"id": name, "text": " ".join(text.split())})
     ctx = context("extract")
     found = HeuristicExtractor().run(docs, ctx)
-    assert len(found) >= 5 and len({s["source"] for s in found}) >= 3
+    assert len(found) >= 4 and len({s["source"] for s in found}) >= 2
+    assert ("heaps", "are", "arrays") in {
+        (s["entity"], s["relation"], s["value"]["text"]) for s in found
+    }
     for s in found:
         assert s["sentence"] in docs[[d["id"] for d in docs].index(s["source"])]["text"]
         assert s["value"]["text"] and s["relation"] and s["entity"]
