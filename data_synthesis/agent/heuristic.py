@@ -18,7 +18,7 @@ import functools
 import re
 import zlib
 
-from data_synthesis.memory import prose_sentences, unmarked, value_phrase
+from data_synthesis.memory import MODALS, prose_sentences, unmarked, value_phrase
 
 _WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
 _WORD_OR_BREAK = re.compile(r"[A-Za-z0-9][\w'-]*|[,;:()]")
@@ -30,11 +30,14 @@ _SEARCH_FRAME = re.compile(
 )
 # a number (its commas and points between digits: "1932, and the" is 1932) and its unit words
 _NUMBER = re.compile(r"\d+(?:[,.]\d+)*(?:\s+(?:million|billion|thousand))?(?:\s+[a-z]+){0,2}")
-STOP = set(
-    "a an the of in on at to for by with from and or is are was were be been what which who whom "
-    "whose when where why how many much does do did has have had this that these those it its "
-    "into than then as about also there their his her they he she name called known".split()
-)
+STOP = (
+    set(
+        "a an the of in on at to for by with from and or is are was were be been what which who whom "
+        "whose when where why how many much does do did has have had this that these those it its "
+        "into than then as about also there their his her they he she name called known".split()
+    )
+    | MODALS
+)  # "What may Len be used with?" searched for "may used"
 NUMERIC_CUES = ("how many", "how much", "how long", "how high", "how tall", "population", "area")
 NUMERIC_CUES += ("what year", "which year", "when ", "how old", "length", "height")
 

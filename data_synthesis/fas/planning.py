@@ -22,6 +22,7 @@ from data_synthesis import react
 from data_synthesis.answers import answer_in_text, name_in_text, sentence_in_text, tokens
 from data_synthesis.fas.questions import sub_questions
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
+from data_synthesis.memory import MODALS
 
 STAGE = "planning"
 STYLE_NAMES = {
@@ -32,10 +33,13 @@ STYLE_NAMES = {
     "multi_hop": "a multi-hop",
     "obfuscated": "an obfuscated",
 }
-STOP = set(
-    "what which who whom whose where when why how is are was were do does did the a an of in on at "
-    "to for by with and or than that this it its from as be been has have had lie lies between "
-    "many much entity one".split()
+STOP = (
+    set(
+        "what which who whom whose where when why how is are was were do does did the a an of in on at "
+        "to for by with and or than that this it its from as be been has have had lie lies between "
+        "many much entity one".split()
+    )
+    | MODALS
 )
 
 

@@ -376,3 +376,13 @@ def test_heuristic_reader_reads_the_page_as_rendered():
 
     for kept in ("at <https://github.com/org/x/issues>", "a List<String> of names"):
         assert unmarked(kept) == kept
+
+
+def test_queries_leave_modals_out():
+    """ "What may Len be used with?" made the scripted agent search for "may used" and the
+    baseline's plans query "may"; a modal is no keyword, as "does" and "is" were not."""
+    from data_synthesis.agent.heuristic import keywords
+    from data_synthesis.fas.planning import _terms
+
+    assert keywords("What may Len be used with?") == ["Len", "used"]
+    assert _terms("What can Ruff be configured through?") == ["ruff", "configured", "through"]
