@@ -135,6 +135,9 @@ def _starts_lower(text: str, start: int) -> bool:
 _RUNS_ON = re.compile(
     r"(?:,|\b(?:and|or|but|nor|of|the|a|an|to|with|for|in|on|by|from|than))\n\Z", re.I
 )
+# A hard-wrapped line: 60 characters or more and no full stop, colon or mark at its end (a
+# paragraph's line; a heading, a label or a short list line is shorter)
+_WRAPPED = re.compile(r"^[^\n]{59,}[\w,;)'\"`]\n\Z", re.M)
 # a line that starts an item of its own: a bullet, a numbered item, a heading, a table row
 _ITEM_START = re.compile(r"[^\S\n]*(?:[-*+•]|\d+[.)]|#+|\|)\s")
 
@@ -150,7 +153,10 @@ def sentences(text: str) -> list[tuple[int, int]]:
             and (
                 _ABBREV.search(text[spans[-1][0] : spans[-1][1]])
                 or _starts_lower(text, start)
-                or _RUNS_ON.search(text, spans[-1][0], spans[-1][1])
+                or (
+                    _RUNS_ON.search(text, spans[-1][0], spans[-1][1])
+                    or _WRAPPED.search(text, spans[-1][0], spans[-1][1])
+                )
                 and not _ITEM_START.match(text, start)
                 or re.search(r"\d\.$", text[spans[-1][0] : spans[-1][1]])
                 and text[start : start + 1].isdigit()

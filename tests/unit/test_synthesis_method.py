@@ -32,6 +32,7 @@ from data_synthesis.memory import (
     entity_key,
     heuristic_statements,
     prose_sentences,
+    sentences,
 )
 from data_synthesis.stage_api import Counters, StageContext
 
@@ -457,6 +458,36 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         ("Table Mountain", "rises", "above the city"),
         ("ruff", "builds", "the wheels in CI"),
     }
+
+
+def test_a_hard_wrapped_line_runs_on_into_the_next():
+    """ "In 2011, Ondřej Čertík stepped down as lead developer, with Aaron\nMeurer, ..." was cut
+    at the line's end (a name ends it), and so was a value ("available as part of the
+    [Tidelift"): a line of 60 characters or more that ends in no full stop or colon is a
+    paragraph's, wrapped; a short line (a heading, a label) still ends its sentence."""
+    text = (
+        "In 2011, Ondřej Čertík stepped down as lead developer, with Aaron\n"
+        "Meurer, who also started as a Google Summer of Code student, taking his place.\n"
+        "Installation\n"
+        "Run the installer from the release page.\n"
+        "Professional support for urllib3 is available as part of the [Tidelift\n"
+        "Subscription](https://tidelift.com/subscription/pkg/pypi-urllib3).\n"
+    )
+    found = [text[a:b] for a, b in sentences(text)]
+    assert found == [
+        "In 2011, Ondřej Čertík stepped down as lead developer, with Aaron\nMeurer, who also "
+        "started as a Google Summer of Code student, taking his place.",
+        "Installation",
+        "Run the installer from the release page.",
+        "Professional support for urllib3 is available as part of the [Tidelift\n"
+        "Subscription](https://tidelift.com/subscription/pkg/pypi-urllib3).",
+    ]
+    doc = {"id": "u", "title": "urllib3", "text": text}
+    assert (
+        "Professional support for urllib3",
+        "is",
+        "available as part of the Tidelift Subscription",
+    ) in _triples(doc)
 
 
 def test_a_blockquote_and_an_html_heading_in_a_readme():
