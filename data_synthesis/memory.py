@@ -546,9 +546,10 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
         and first not in reading.names  # "Ruff supports over ...", "Shanghai lies on ..."
         and first.lower() not in (reading.topic or "").lower().split()
     )
-    named_noun = word in reading.nouns and not any(
+    singular = getAllLemmas(word)["NOUN"][0]
+    named_noun = (word in reading.nouns or f"a {singular}" in reading.nouns) and not any(
         t.group(0).lower() in _DETERMINERS | OWNERS for t in tokens[:verb_at]
-    )  # "Python wheels for ...", the text saying "the wheels": a bare subject, its noun
+    )  # "Python wheels for ...", the text saying "the wheels" or "a wheel": a bare subject's noun
     if not (reading.glossed or instruction or named_noun):
         return False
     after = tokens[verb_at + 1].group(0) if verb_at + 1 < len(tokens) else ""
@@ -843,6 +844,7 @@ def _shouted(sentence: str) -> bool:
 
 
 # A word after a determiner or a number: a noun (or its adjective) wherever it stands in the text
+_AFTER_A = re.compile(r"\ban?\s+([a-z][\w-]*)", re.IGNORECASE)  # "a wheel", "a function"
 _AFTER_DETERMINER = re.compile(
     r"\b(?:the|an?|these|those|its|their|our|your|each|every|many|some|all|\d+)\s+([a-z][\w-]*)",
     re.IGNORECASE,
@@ -908,6 +910,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
     text, topic = doc["text"], doc.get("title")
     names = set(_NAME_MID_SENTENCE.findall(text))
     nouns = {word.lower() for word in _AFTER_DETERMINER.findall(text)}
+    nouns |= {f"a {word.lower()}" for word in _AFTER_A.findall(text)}
     out = []
     for start, end in prose_sentences(text):
         sentence = text[start:end]
@@ -1002,7 +1005,8 @@ class _Reading:
     titled: bool  # the topic is the title: only then does "The company" / "This module"
     # stand for it (in a docstring, "This module" is not the first sentence's subject)
     names: set[str]  # the words the document writes as names (capitalised mid-sentence)
-    nouns: set[str] = field(default_factory=set)  # words the text writes after a determiner
+    nouns: set[str] = field(default_factory=set)  # words the text writes after a determiner,
+    # and "a X" for those it writes after "a" or "an"
     glossed: bool = False  # the sentence is a bold term and its gloss
 
 

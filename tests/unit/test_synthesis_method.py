@@ -442,7 +442,9 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         "It supersedes the standard library's `encodings.idna`, which implements the 2003 "
         "specification.\n\n"
         "Python wheels for the Jetson Nano. It builds the wheels in CI.\n\n"
-        "Table Mountain, about 1,085 metres high, rises above the city.",
+        "Table Mountain, about 1,085 metres high, rises above the city.\n\n"
+        "Users with dict objects using non-str keys should specify an option. "
+        "Pass an object to dumps().",
     }
     assert _triples(doc) == {
         ("Requests", "is a", "HTTP library"),
@@ -457,6 +459,7 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         ("First release of httpcore2", "is maintained by", "Pydantic"),
         ("Table Mountain", "rises", "above the city"),
         ("ruff", "builds", "the wheels in CI"),
+        ("Users with dict objects using non-str keys", "should specify", "an option"),
     }
 
 
