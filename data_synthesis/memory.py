@@ -59,6 +59,24 @@ MAX_SENTENCE_CHARS = 400
 # --- entity keys ------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1 << 16)
+def _lemmas(word: str) -> dict[str, tuple[str, ...]]:
+    """lemminflect's lemmas of `word` by part of speech ({"VERB": ("lie",), ...}), cached and
+    not to be changed: lemminflect deep-copies every answer, which made its look-ups (and
+    _inflection's) half of the baseline's extraction time."""
+    from lemminflect import getAllLemmas
+
+    return getAllLemmas(word)
+
+
+@lru_cache(maxsize=1 << 16)
+def _inflection(lemma: str, tag: str) -> tuple[str, ...]:
+    """lemminflect's forms of `lemma` for a Penn tag ("VBD": ("lay",)), cached likewise."""
+    from lemminflect import getInflection
+
+    return getInflection(lemma, tag)
+
+
 def entity_key(name: str) -> str:
     """The normalised key of an entity name: "The Danube" / "danube" -> "danube";
     "Amazon (river)" -> "amazon"; "France's" -> "france"."""
@@ -379,14 +397,12 @@ _WORD = re.compile(r"[\w][\w'’.,&/-]*[\w%]|[\w%$€]|\S")
 @lru_cache(maxsize=100_000)
 def _verb_lemma(word: str) -> str | None:
     """The verb lemma of a finite verb form (3rd person present or past), else None."""
-    from lemminflect import getAllLemmas, getInflection
-
     lower = word.lower()
     if lower in AUX:
-        return getAllLemmas(lower).get("AUX", (lower,))[0]
+        return _lemmas(lower).get("AUX", (lower,))[0]
     if not word.islower() or len(word) < 3:
         return None
-    lemmas = getAllLemmas(lower)
+    lemmas = _lemmas(lower)
     if "VERB" not in lemmas:
         return None
     lemma = lemmas["VERB"][0]
@@ -397,7 +413,7 @@ def _verb_lemma(word: str) -> str | None:
         and lemma.endswith("y")
     ):
         return lemma
-    if lower in getInflection(lemma, "VBD") or lower in getInflection(lemma, "VBN"):
+    if lower in _inflection(lemma, "VBD") or lower in _inflection(lemma, "VBN"):
         return lemma
     return None
 
@@ -405,8 +421,6 @@ def _verb_lemma(word: str) -> str | None:
 def _noun_before_verb(tokens: list, i: int) -> bool:
     """A -s/-ed word that can be a noun, followed by a verb, or any word followed by a modal: the
     noun ends the subject."""
-    from lemminflect import getAllLemmas
-
     word = tokens[i].group(0).lower()
     if word in AUX or i + 1 >= len(tokens):
         return False
@@ -419,20 +433,18 @@ def _noun_before_verb(tokens: list, i: int) -> bool:
     if following.lower() in MODALS:
         return True  # "HTML templates can use ...": no verb is followed by a modal (and the
         # lexicon knows "templates" only as a verb)
-    return "NOUN" in getAllLemmas(word) and _verb_lemma(following) is not None
+    return "NOUN" in _lemmas(word) and _verb_lemma(following) is not None
 
 
 def _plural_verb(tokens: list, i: int) -> bool:
     """A base-form verb after a plural subject of names ("Avignon and Arles lie on ...")."""
-    from lemminflect import getAllLemmas
-
     word = tokens[i].group(0)
     before = [t.group(0) for t in tokens[:i]]
     while len(before) > 1 and before[-1].lower() in ADVERBS:
         before.pop()  # "Avignon and Arles also lie on ..."
     return (
         word.islower()
-        and getAllLemmas(word).get("VERB", ("",))[0] == word
+        and _lemmas(word).get("VERB", ("",))[0] == word
         and "and" in before
         and before[0][:1].isupper()
         and before[-1][:1].isupper()
@@ -445,15 +457,13 @@ OWNERS = {"its", "his", "her", "their", "our", "my", "your"}
 
 def _after_owned(tokens: list, i: int) -> bool:
     """A base-form verb after an owned plural ("His works include ...", "Its waters flow ...")."""
-    from lemminflect import getAllLemmas
-
     word = tokens[i].group(0)
     return (
         i >= 2
         and tokens[i - 2].group(0).lower() in OWNERS
         and tokens[i - 1].group(0).endswith("s")
         and word.islower()
-        and getAllLemmas(word).get("VERB", ("",))[0] == word
+        and _lemmas(word).get("VERB", ("",))[0] == word
     )
 
 
@@ -461,15 +471,13 @@ def _after_article(tokens: list, i: int) -> bool:
     """Whether tokens[i] follows an article, directly or past up to three adjectives, adverbs or
     participles that are no nouns ("the latest", "a more", "the weak scaled"): a noun's place
     or its modifier's, never a verb's ("Pliny the Younger wrote": a name ends the phrase)."""
-    from lemminflect import getAllLemmas
-
     for j in range(i - 1, max(i - 5, -1), -1):
         word = tokens[j].group(0)
         if word.lower() in ARTICLES:
             return True
         if word in ("more", "most", "less", "least", "very"):
             continue  # "a more formalized way" ("more" can be a noun)
-        kinds = getAllLemmas(word)
+        kinds = _lemmas(word)
         if not word.islower() or "NOUN" in kinds or not {"ADJ", "ADV", "VERB"} & set(kinds):
             return False
         if "VERB" in kinds and not ({"ADJ", "ADV"} & set(kinds) or _is_participle(word)):
@@ -479,44 +487,34 @@ def _after_article(tokens: list, i: int) -> bool:
 
 def _third_person(verb: str) -> str:
     """A base-form verb as relations are written, in the third person ("lie" -> "lies")."""
-    from lemminflect import getInflection
-
-    return (getInflection(verb, "VBZ") or (verb,))[0]
+    return (_inflection(verb, "VBZ") or (verb,))[0]
 
 
 def _adverb(word: str) -> bool:
-    from lemminflect import getAllLemmas
-
-    return word in ADVERBS or "ADV" in getAllLemmas(word)
+    return word in ADVERBS or "ADV" in _lemmas(word)
 
 
 def _base_verb(word: str) -> bool:
-    from lemminflect import getAllLemmas
-
-    return word.islower() and getAllLemmas(word).get("VERB", ("",))[0] == word
+    return word.islower() and _lemmas(word).get("VERB", ("",))[0] == word
 
 
 def _only(word: str, kind: str) -> bool:
     """A word of one kind and nothing else: a verb ("encode", "added", "located", not "use"),
     an adverb ("exactly")."""
-    from lemminflect import getAllLemmas
-
-    return set(getAllLemmas(word)) == {kind}
+    return set(_lemmas(word)) == {kind}
 
 
 def _participle_only(word: str) -> bool:
     """A past participle that is no past tense or base form ("done", "written"; not "built",
     "based", "run"): with no auxiliary before it, a headline's or a reduced clause's, no finite
     verb ("Markdown parser done right", "EPFL, known as ...")."""
-    from lemminflect import getAllLemmas, getInflection
-
-    lemmas = getAllLemmas(word.lower()).get("VERB")
+    lemmas = _lemmas(word.lower()).get("VERB")
     lower = word.lower()
     return (
         bool(lemmas)
         and lower != lemmas[0]  # "run", "come"
-        and lower in getInflection(lemmas[0], "VBN")
-        and lower not in getInflection(lemmas[0], "VBD")
+        and lower in _inflection(lemmas[0], "VBN")
+        and lower not in _inflection(lemmas[0], "VBD")
     )
 
 
@@ -527,10 +525,8 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
     strings to ...", "Express inclusive and/or exclusive bounds on ...") or a bold term's gloss
     ("**dedup** blocks for deduplication"). "Search returns the top-k passages", "Ruff supports over 900 rules" and
     "**Ruff** supports Python 3.7" keep their verbs."""
-    from lemminflect import getAllLemmas
-
     first, word = tokens[0].group(0), tokens[verb_at].group(0)
-    if not word.endswith("s") or "NOUN" not in getAllLemmas(word):
+    if not word.endswith("s") or "NOUN" not in _lemmas(word):
         return False
     instruction = (
         first[:1].isupper()
@@ -546,7 +542,7 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
         and first not in reading.names  # "Ruff supports over ...", "Shanghai lies on ..."
         and first.lower() not in (reading.topic or "").lower().split()
     )
-    singular = getAllLemmas(word)["NOUN"][0]
+    singular = _lemmas(word)["NOUN"][0]
     named_noun = (word in reading.nouns or f"a {singular}" in reading.nouns) and not any(
         t.group(0).lower() in _DETERMINERS | OWNERS for t in tokens[:verb_at]
     )  # "Python wheels for ...", the text saying "the wheels" or "a wheel": a bare subject's noun
@@ -566,21 +562,17 @@ def _passive_before(participle: str, following: str) -> bool:
 
 
 def _is_participle(word: str) -> bool:
-    from lemminflect import getAllLemmas, getInflection
-
-    lemmas = getAllLemmas(word.lower()).get("VERB")
-    return bool(lemmas) and word.lower() in getInflection(lemmas[0], "VBN")
+    lemmas = _lemmas(word.lower()).get("VERB")
+    return bool(lemmas) and word.lower() in _inflection(lemmas[0], "VBN")
 
 
 def _expletive(subject: str, after: list) -> bool:
     """ "It is possible to ...", "It is important that ...": an "it" that stands for the clause
     after it, not for the topic (`after`: up to four tokens after the verb)."""
-    from lemminflect import getAllLemmas
-
     words = [token.group(0).lower() for token in after] + ["", "", "", ""]
     if subject.lower() == "it" and words[:2] == ["up", "to"]:
         return True  # "It is up to the developer to choose ..."
-    if subject.lower() != "it" or "ADJ" not in getAllLemmas(words[0]):
+    if subject.lower() != "it" or "ADJ" not in _lemmas(words[0]):
         return False
     # "that", or "to" and a verb with an object of its own ("It is easy to use (with pip)" says
     # what the topic is; "It is home to ..." has no verb)
@@ -638,11 +630,9 @@ def _first_clause(rest: str) -> str:
 def _adjective(word: str) -> bool:
     """A lower-case adjective by the lexicon, or an unknown word shaped like one ("extensible",
     "framework-agnostic")."""
-    from lemminflect import getAllLemmas
-
     if not word.islower():
         return False  # "the Ill, close to ..." is a name
-    lemmas = getAllLemmas(word)
+    lemmas = _lemmas(word)
     if lemmas:
         return "ADJ" in lemmas
     return bool(re.search(r"(?:ive|ible|able|ful|ic|ous)$|\w-\w", word))
@@ -874,15 +864,13 @@ def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: b
     writes as a name and that is no noun ("Additional features", "Only", "Together with ...";
     "Greater London" has a name in it). "Python" written as a name elsewhere in the text, and
     the document's title, stay subjects."""
-    from lemminflect import getAllLemmas
-
     words = subject.split()
     if (CONTEXTUAL | {"this", "these", "those"}) & {w.lower() for w in words}:
         return True
     first = words[0]
     if not first[:1].isupper() or first in names or (topic and first in topic.split()):
         return False
-    kinds = getAllLemmas(first.lower())
+    kinds = _lemmas(first.lower())
     if bulleted and "VERB" in kinds:
         return True
     following = words[1].lower() if len(words) > 1 else ""
@@ -981,13 +969,11 @@ def _without_leading_adverb(body: str) -> str:
     """ "Instead, it uses ..." and "Typically actions are ..." without their adverb; not
     "Extremely fast ..." or "Correctly remove ...", whose adverb goes with an adjective or a
     verb."""
-    from lemminflect import getAllLemmas
-
     lead = re.match(r"([A-Z][a-z]+),\s+|([A-Z][a-z]+ly)\s+(\S+)", body)
     if not lead or not _adverb((lead.group(1) or lead.group(2)).lower()):
         return body
     if lead.group(2):
-        kinds = getAllLemmas(lead.group(3).lower())
+        kinds = _lemmas(lead.group(3).lower())
         if kinds and ("NOUN" not in kinds or "ADJ" in kinds):
             return body
         return body[lead.start(3) :]
@@ -1033,11 +1019,11 @@ def _clause(sentence: str, reading: _Reading):
             continue
         if tokens[i - 1].group(0).lower() in OWNERS:
             continue  # "His works include ...": an owned word is a noun, not the verb
-        if _after_article(tokens, i):
-            continue  # "a more formalized way", "the latest released version": an adjective
         if _verb_lemma(tok.group(0)) or _plural_verb(tokens, i) or _after_owned(tokens, i):
             if _noun_before_verb(tokens, i):  # "files are used": "files" is the subject's noun
                 continue
+            if _after_article(tokens, i):
+                continue  # "a more formalized way", "the latest released version": an adjective
             if _noun_taken_for_verb(tokens, i, reading):
                 continue  # "Table Mountain, about 1,085 metres high, rises ...": a noun
             verb_at = i

@@ -25,7 +25,15 @@ import re
 
 from data_synthesis.answers import answer_in_text, answers_match, name_in_text
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
-from data_synthesis.memory import AUX, PREPS, _adverb, _verb_lemma, relation_key
+from data_synthesis.memory import (
+    AUX,
+    PREPS,
+    _adverb,
+    _inflection,
+    _lemmas,
+    _verb_lemma,
+    relation_key,
+)
 
 STAGE = "questions"
 STYLES = ("factual", "numeric", "temporal", "comparison", "multi_hop", "obfuscated")
@@ -78,10 +86,8 @@ def _split_verb(relation: str) -> tuple[list[str], list[str], str | None]:
 
 def _base(verb: str) -> tuple[str, str]:
     """(do-form, base) of a finite verb: "lies" -> ("does", "lie"); "died" -> ("did", "die")."""
-    from lemminflect import getAllLemmas, getInflection
-
-    lemma = getAllLemmas(verb).get("VERB", (verb,))[0]
-    past = verb in getInflection(lemma, "VBD") and verb != lemma
+    lemma = _lemmas(verb).get("VERB", (verb,))[0]
+    past = verb in _inflection(lemma, "VBD") and verb != lemma
     return ("did" if past else "does" if verb != lemma else "do"), lemma
 
 
