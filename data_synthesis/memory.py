@@ -1118,12 +1118,14 @@ def _clause(sentence: str, reading: _Reading):
     if group and group[0].lower() in ("being", "been"):
         return None  # "HTTP/2 flag being passed down to ...": a participle, no finite verb
     following = tokens[j].group(0).lower() if j < len(tokens) else ""
+    dated = j + 1 < len(tokens) and re.fullmatch(r"\d{3,4}", tokens[j + 1].group(0))
+    be = "was" if dated else "is"  # "The Bologna Process, begun in 1999": past
     if group and _participle_only(group[0]):
         if following not in PREPS:
             return None  # "Markdown parser done right"
-        group.insert(0, "is")  # "EPFL, known as ...": its passive
+        group.insert(0, be)  # "EPFL, known as ...": its passive
     elif len(group) == 1 and _is_participle(group[0]) and _passive_before(group[0], following):
-        group.insert(0, "is")  # "First release maintained by Pydantic"
+        group.insert(0, be)  # "First release maintained by Pydantic"
     elif len(group) == 1 and _is_participle(group[0]) and sentence.rstrip().endswith(":"):
         return None  # a label: "Up-to-date package also provided through conda-forge:"
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:

@@ -444,7 +444,8 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         "Python wheels for the Jetson Nano. It builds the wheels in CI.\n\n"
         "Table Mountain, about 1,085 metres high, rises above the city.\n\n"
         "Users with dict objects using non-str keys should specify an option. "
-        "Pass an object to dumps().",
+        "Pass an object to dumps().\n\n"
+        "The Bologna Process, begun in 1999, reformed degrees.",
     }
     assert _triples(doc) == {
         ("Requests", "is a", "HTTP library"),
@@ -460,6 +461,7 @@ def test_instructions_bold_terms_and_bare_participles_in_readmes():
         ("Table Mountain", "rises", "above the city"),
         ("ruff", "builds", "the wheels in CI"),
         ("Users with dict objects using non-str keys", "should specify", "an option"),
+        ("the Bologna Process", "was begun in", "1999"),
     }
 
 
