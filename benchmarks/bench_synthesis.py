@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import re
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -140,6 +141,15 @@ def _forget(out: Path, stage: str, ranks: list[int]) -> None:
         (out / "requests" / stage / f"t{rank:05d}.jsonl").unlink(missing_ok=True)
 
 
+def _forget_job(out: Path, stage: str) -> None:
+    """Remove the completion markers of a whole-stage job (dedup's datatrove steps
+    `logs/dedup-*`, finalize's `logs/finalize`), so a job killed when a long benchmark was
+    stopped runs all its steps again when it is measured, not only those it had left."""
+    for folder in (out / "logs").glob(f"{stage}*"):
+        if folder.name == stage or folder.name.startswith(f"{stage}-"):
+            shutil.rmtree(folder / "completions", ignore_errors=True)
+
+
 def _layout(overrides: list[str]) -> list[str]:
     """The index build's flags for the layout that `environment.index_shards` and
     `environment.index_shard_mb` overrides ask for (an index is cached per layout)."""
@@ -218,6 +228,8 @@ def bench(
             elif sample:
                 raise SystemExit(f"--sample-tasks: {stage} runs all its tasks in one job")
             else:  # dedup, finalize: the engine runs their datatrove jobs, `jobs` at once
+                if not (measures and measures.get(stage, None)):
+                    _forget_job(out, stage)
                 command = [*_cli(stage, corpus, out, tasks, None, list(overrides))]
                 command += ["--workers", str(jobs)]
                 rows[stage] = _row(_run_tasks(pool, stage, {None: command}, measures))

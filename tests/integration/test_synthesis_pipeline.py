@@ -810,6 +810,23 @@ def test_the_scaling_benchmark_codes_each_copy_with_a_term_the_index_keeps():
     assert all(len(t) == 2 for t in terms) and len({t[1] for t in terms}) == 20_000
 
 
+def test_the_scaling_benchmark_reruns_a_killed_whole_stage_job_from_its_start(tmp_path):
+    """dedup is one measured job of several datatrove steps (about 77 minutes at 1 GB): killed
+    when a long benchmark is stopped, its rerun would resume and be measured only in part. Its
+    steps' completion markers are removed before it is measured again; other stages' stay."""
+    from benchmarks.bench_synthesis import _forget_job
+
+    logs = tmp_path / "logs"
+    for job in ("dedup-signatures", "dedup-filter", "dedupe", "extract", "finalize"):
+        (logs / job / "completions").mkdir(parents=True)
+        (logs / job / "completions" / "00000").touch()
+    _forget_job(tmp_path, "dedup")
+    left = sorted(p.parent.parent.name for p in logs.glob("*/completions/00000"))
+    assert left == ["dedupe", "extract", "finalize"]
+    _forget_job(tmp_path, "finalize")
+    assert not (logs / "finalize" / "completions").exists()
+
+
 def test_compressed_input_benchmark_reads_each_codec_to_the_same_text(tmp_path):
     """benchmarks/bench_compressed_input.py on 1 MB in 2 files: every codec's files decompress
     to the plain text, and its extract and index rows are measured."""
