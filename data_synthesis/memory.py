@@ -520,11 +520,14 @@ def _participle_only(word: str) -> bool:
 
 def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
     """Whether the -s word taken for the verb is a plural noun: it can be one, no object of its
-    own follows it (a preposition, an adverb, a participle, nothing), and the sentence is an
-    instruction (it opens with a base-form verb that is no name and not the topic: "Pass
-    strings to ...", "Express inclusive and/or exclusive bounds on ...") or a bold term's gloss
-    ("**dedup** blocks for deduplication"). "Search returns the top-k passages", "Ruff supports over 900 rules" and
-    "**Ruff** supports Python 3.7" keep their verbs."""
+    own follows it (a preposition, an adverb, a participle, nothing), and
+    - the sentence is an instruction: it opens with a base-form verb that is no name and not
+      the topic ("Pass strings to ...", "Express inclusive and/or exclusive bounds on ...");
+    - or it is a bold term's gloss ("**dedup** blocks for deduplication");
+    - or the subject is bare and the text writes the word after a determiner ("Table
+      Mountain, about 1,085 metres high, rises ...": "8,611 metres"; "an object").
+    "Search returns the top-k passages", "Ruff supports over 900 rules" and "**Ruff** supports
+    Python 3.7" keep their verbs."""
     first, word = tokens[0].group(0), tokens[verb_at].group(0)
     if not word.endswith("s") or "NOUN" not in _lemmas(word):
         return False
@@ -834,11 +837,11 @@ def _shouted(sentence: str) -> bool:
 
 
 # A word after a determiner or a number: a noun (or its adjective) wherever it stands in the text
-_AFTER_A = re.compile(r"\ban?\s+([a-z][\w-]*)", re.IGNORECASE)  # "a wheel", "a function"
 _AFTER_DETERMINER = re.compile(
     r"\b(?:the|an?|these|those|its|their|our|your|each|every|many|some|all|\d+)\s+([a-z][\w-]*)",
     re.IGNORECASE,
 )
+_AFTER_A = re.compile(r"\ban?\s+([a-z][\w-]*)", re.IGNORECASE)  # "a wheel", "a function"
 # A capitalised word after a lower-case word or a comma: a name wherever it stands in the text
 _NAME_MID_SENTENCE = re.compile(r"(?<=[a-z,;:] )[A-Z][\w-]*")
 # Words that point to the text around the sentence: "the above command", "the same logic"
