@@ -203,6 +203,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "benchmark: every stage at 10 MB, with the disk per folder, ~5 minutes on 2 cores (the "
         "1 MB form is run by test_scaling_benchmark_measures_every_task_of_each_stage)"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --work /tmp/g1": NotRun(
+        "benchmark: every task of every stage at 1 GB, about 5.5 hours of 2 cores, stopped and "
+        "rerun across sessions (the 1 MB form, with a rerun, is run by "
+        "test_scaling_benchmark_measures_every_task_of_each_stage)"
+    ),
     "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --work /tmp/bs --stages "
     "extract memory value_index": NotRun(
         "benchmark: every task of extract, memory and value_index at 1 GB, ~45 minutes on 2 cores"
