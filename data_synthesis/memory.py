@@ -48,6 +48,7 @@ from data_synthesis.answers import (
     parse_quantity,
 )
 from data_synthesis.answers import answer_in_text as value_in_text
+from data_synthesis.answers import tokens as folded_words
 from data_synthesis.engine.io import stable_hash
 from data_synthesis.engine.sort import DistinctRows
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
@@ -508,14 +509,11 @@ def _participle_only(word: str) -> bool:
     """A past participle that is no past tense or base form ("done", "written"; not "built",
     "based", "run"): with no auxiliary before it, a headline's or a reduced clause's, no finite
     verb ("Markdown parser done right", "EPFL, known as ...")."""
-    lemmas = _lemmas(word.lower()).get("VERB")
+    if not _is_participle(word):
+        return False
     lower = word.lower()
-    return (
-        bool(lemmas)
-        and lower != lemmas[0]  # "run", "come"
-        and lower in _inflection(lemmas[0], "VBN")
-        and lower not in _inflection(lemmas[0], "VBD")
-    )
+    lemma = _lemmas(lower)["VERB"][0]
+    return lower != lemma and lower not in _inflection(lemma, "VBD")  # not "run", "built"
 
 
 def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
@@ -914,7 +912,8 @@ def heuristic_statements(doc: dict) -> list[dict]:
         reading = _Reading(topic, bool(doc.get("title")), names, nouns, bool(term))
         found = _clause(plain, reading)
         if found is None or (
-            term and _words(found[0]) != _words(unmarked(term.group(1) or term.group(2)))
+            term
+            and folded_words(found[0]) != folded_words(unmarked(term.group(1) or term.group(2)))
         ):
             continue  # "**[filters](...)** filter out ...": the gloss's subject is the term
         subject, statements = found
@@ -953,10 +952,6 @@ _DANGLING_END = re.compile(
     r"|as follows))+$",
     re.IGNORECASE,
 )
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
 
 
 def _items(value: str) -> list[str]:
@@ -1123,13 +1118,14 @@ def _clause(sentence: str, reading: _Reading):
     following = tokens[j].group(0).lower() if j < len(tokens) else ""
     dated = j + 1 < len(tokens) and re.fullmatch(r"\d{3,4}", tokens[j + 1].group(0))
     be = "was" if dated else "is"  # "The Bologna Process, begun in 1999": past
+    bare_participle = len(group) == 1 and _is_participle(group[0])
     if group and _participle_only(group[0]):
         if following not in PREPS:
             return None  # "Markdown parser done right"
         group.insert(0, be)  # "EPFL, known as ...": its passive
-    elif len(group) == 1 and _is_participle(group[0]) and _passive_before(group[0], following):
+    elif bare_participle and _passive_before(group[0], following):
         group.insert(0, be)  # "First release maintained by Pydantic"
-    elif len(group) == 1 and _is_participle(group[0]) and sentence.rstrip().endswith(":"):
+    elif bare_participle and sentence.rstrip().endswith(":"):
         return None  # a label: "Up-to-date package also provided through conda-forge:"
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
         return None  # "systemd will cleanly ...": a modal alone is no relation
