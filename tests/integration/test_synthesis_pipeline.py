@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -825,6 +826,44 @@ def test_the_scaling_benchmark_reruns_a_killed_whole_stage_job_from_its_start(tm
     assert left == ["dedupe", "extract", "finalize"]
     _forget_job(tmp_path, "finalize")
     assert not (logs / "finalize" / "completions").exists()
+
+
+def test_dedup_benchmark_on_copies_moves_each_copy_to_the_codes_of_a_larger_corpus(tmp_path):
+    """benchmarks/bench_dedup_copies.py (dedup and finalize at 1 GB in docs/benchmarks.md) on
+    1 MB x 3: copy j of a document is the source document with each copy code moved j source
+    corpora on (the code `make_corpus` gives that copy of a corpus 3x as large) and its id
+    made unique; partition p + j of the copies' run is copy j of partition p; dedup and
+    finalize are measured on both runs and the copies' summary counts every copy."""
+    from benchmarks.bench_dedup_copies import code_index
+    from benchmarks.bench_synthesis import _code
+
+    assert [code_index(_code(k)) for k in range(30_000)] == list(range(30_000))
+    command = [sys.executable, "benchmarks/bench_dedup_copies.py", "--from-mb", "1"]
+    command += ["--mb-per-task", "1", "--copies", "3", "--jobs", "2", "--work", str(tmp_path)]
+    done = subprocess.run(
+        command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "results_copies.json").read_text())
+    assert result["partitions"] == [1, 3]
+    assert result["documents_in"]["copies"] == 3 * result["documents_in"]["source"] > 0
+    for row in [*result["source"].values(), *result["copied"].values()]:
+        assert row["seconds"] > 0 and 30 < row["max_task_rss_mb"] < 2000
+    assert result["near_duplicates"]["copies"] >= result["near_duplicates"]["source"]
+    assert "| dedup | " in done.stdout
+    source = tmp_path / "run_1mb" / "docs" / "has" / "p00000.jsonl.zst"
+    copies = tmp_path / "run_1mb_x3" / "docs" / "has"
+    assert sorted(p.name for p in copies.iterdir()) == [f"p0000{j}.jsonl.zst" for j in range(3)]
+    first = next(iter_jsonl(source))
+    second = next(iter_jsonl(copies / "p00002.jsonl.zst"))
+    source_copies = -(-count_lines(tmp_path / "corpus_1mb.jsonl") // count_lines(BUNDLED_CORPUS))
+    pairs = list(zip(re.split(r"(\W+)", first["text"]), re.split(r"(\W+)", second["text"])))
+    assert len(pairs) == len(re.split(r"(\W+)", second["text"]))
+    moved = [(a, b) for a, b in pairs if a != b]
+    assert moved and all(a[0] in "Qq" and b[0] in "Qq" for a, b in moved)
+    assert all(code_index(b) == code_index(a) + 2 * source_copies for a, b in moved)
+    ids = [d["id"] for j in range(3) for d in iter_jsonl(copies / f"p0000{j}.jsonl.zst")]
+    assert len(set(ids)) == len(ids) and second["id"].endswith("/copy2")
 
 
 def test_compressed_input_benchmark_reads_each_codec_to_the_same_text(tmp_path):
