@@ -49,6 +49,7 @@ from benchmarks.bench_synthesis import (  # noqa: E402
     _row,
     _run_tasks,
     bench,
+    run_paths,
 )
 from data_synthesis.__main__ import BUNDLED_CORPUS  # noqa: E402
 from data_synthesis.engine.io import count_lines, iter_jsonl, write_jsonl  # noqa: E402
@@ -162,10 +163,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_dedup"))
     args = parser.parse_args()
     small = bench(args.from_mb, args.work, args.mb_per_task, list(ALL_STAGES), args.jobs)
-    source = args.work / f"run_{args.from_mb}mb"
-    corpus = args.work / f"corpus_{args.from_mb}mb.jsonl"
-    source_copies = math.ceil(count_lines(corpus) / count_lines(BUNDLED_CORPUS))
-    target = args.work / f"run_{args.from_mb}mb_x{args.copies}"
+    corpus, source = run_paths(args.work, args.from_mb)
+    source_copies = math.ceil(small["documents"] / count_lines(BUNDLED_CORPUS))
+    target = source.with_name(f"{source.name}_x{args.copies}")
     copy_run(source, target, args.copies, source_copies, args.jobs)
     partitions = small["tasks"] * args.copies
     large = measure_jobs(target, corpus, partitions, args.jobs)

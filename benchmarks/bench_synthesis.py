@@ -198,6 +198,11 @@ def _run_tasks(pool, stage: str, commands: dict, measures: Measures | None) -> l
     return runs
 
 
+def run_paths(work: Path, megabytes: int) -> tuple[Path, Path]:
+    """The corpus and the run folder of a size in `work`."""
+    return work / f"corpus_{megabytes}mb.jsonl", work / f"run_{megabytes}mb"
+
+
 def bench(
     megabytes: int,
     work: Path,
@@ -207,10 +212,9 @@ def bench(
     sample: int = 0,
     overrides: tuple[str, ...] = (),
 ) -> dict:
-    corpus = work / f"corpus_{megabytes}mb.jsonl"
+    corpus, out = run_paths(work, megabytes)
     documents = make_corpus(corpus, megabytes)
     tasks = max(1, math.ceil(megabytes / mb_per_task))
-    out = work / f"run_{megabytes}mb"
     ranks = _sample(tasks, sample)
     measures = None if sample else Measures(out)
     rows = {}
