@@ -283,6 +283,17 @@ ADVERBS = {
 }
 PARTICLES = {"up", "out", "off", "down", "away", "back"}
 MODALS = {"can", "could", "will", "would", "may", "might", "must", "shall", "should"}
+# a question's words that no search looks for: the baseline planner's and agent's queries
+# ("What may Len be used with?" searched for "may used")
+QUERY_STOP = (
+    set(
+        "a an the of in on at to for by with from into about and or than then as is are was were "
+        "be been has have had do does did what which who whom whose when where why how many much "
+        "this that these those it its there their his her they he she one entity name called known "
+        "also lie lies between".split()
+    )
+    | MODALS
+)
 SUBORDINATORS = {
     "until",
     "unless",
@@ -328,8 +339,9 @@ NEGATIONS = {"not", "never"}
 _DENIED = re.compile(r"n['’]t$")  # "isn't", "doesn't": one token
 OBJECT_PRONOUNS = {"it", "him", "her", "them", "this", "that", "these", "those", "us", "me"}
 # subjects that stand for the document's topic; not "This" / "These", which point to what the
-# sentence before said ("This is bad class design"), rarely to the topic
-PRONOUNS = {"it", "he", "she", "they", "its"}
+# sentence before said ("This is bad class design"), rarely to the topic; nor "They", plural
+# where a topic is one ("Together, they run on ...": NumPy and SciPy)
+PRONOUNS = {"it", "he", "she", "its"}
 BAD_SUBJECT_START = {
     "there",
     "here",
@@ -353,6 +365,7 @@ BAD_SUBJECT_START = {
     "we",
     "you",
     "i",
+    "they",
     "one",
     "each",
     "all",
@@ -381,6 +394,11 @@ BAD_SUBJECT_START = {
     "nothing",
     "something",
     "anything",
+    "anyone",
+    "everyone",
+    "someone",
+    "nobody",
+    "none",
 }
 ADJECTIVE_NOUNS = {
     "long": "length",
@@ -434,22 +452,45 @@ def _noun_before_verb(tokens: list, i: int) -> bool:
     if following.lower() in MODALS:
         return True  # "HTML templates can use ...": no verb is followed by a modal (and the
         # lexicon knows "templates" only as a verb)
-    return "NOUN" in _lemmas(word) and _verb_lemma(following) is not None
+    if "NOUN" not in _lemmas(word):
+        return False
+    if word.endswith("s") and _only(following, "VERB") and _base_verb(following):
+        return _lemmas(word)["VERB"][0] not in _CATENATIVE  # "Hash values differ", "Major
+        # issues include": a plural noun and its verb; not "It helps prevent ..."
+    after = tokens[nxt + 1].group(0) if nxt + 1 < len(tokens) else ""
+    if "ADJ" in _lemmas(following) and after.islower() and _attributive(after):
+        return False  # "tokenizers ships dedicated wheels": the past form is its object's
+    return _verb_lemma(following) is not None
+
+
+# verbs followed by another verb's base form ("helps prevent", "lets you"), not by their object
+_CATENATIVE = {"help", "let", "make", "see", "hear", "dare"}
+
+
+def _attributive(word: str) -> bool:
+    """A noun an adjective or a participle before it modifies (not a preposition, article, or
+    auxiliary: "files used by", "the wheels shipped in")."""
+    return "NOUN" in _lemmas(word) and word not in PREPS | ARTICLES | AUX
 
 
 def _plural_verb(tokens: list, i: int) -> bool:
-    """A base-form verb after a plural subject of names ("Avignon and Arles lie on ...")."""
+    """A base-form verb after a plural subject of names ("Avignon and Arles lie on ...") or
+    after an article and a plural noun ("The attacks use ...")."""
     word = tokens[i].group(0)
     before = [t.group(0) for t in tokens[:i]]
     while len(before) > 1 and before[-1].lower() in ADVERBS:
         before.pop()  # "Avignon and Arles also lie on ..."
-    return (
-        word.islower()
-        and _lemmas(word).get("VERB", ("",))[0] == word
-        and "and" in before
-        and before[0][:1].isupper()
-        and before[-1][:1].isupper()
-    )
+    if not _base_verb(word):
+        return False
+    if len(before) == 2 and before[0].lower() in ARTICLES and _plural(before[1]):
+        return True
+    return "and" in before and before[0][:1].isupper() and before[-1][:1].isupper()
+
+
+def _plural(word: str) -> bool:
+    """A plural noun: "attacks", "files" (not "news", "series")."""
+    nouns = _lemmas(word).get("NOUN", ())
+    return word.islower() and word.endswith("s") and bool(nouns) and nouns[0] != word
 
 
 # possessive determiners: the word after one is owned, a noun
@@ -484,6 +525,33 @@ def _after_article(tokens: list, i: int) -> bool:
         if "VERB" in kinds and not ({"ADJ", "ADV"} & set(kinds) or _is_participle(word)):
             return False  # a verb of its own: "a tool that runs"
     return False
+
+
+def _reduced_relative(tokens: list, i: int) -> bool:
+    """A past participle right before a form of "be": it modifies the subject ("The oldest
+    distributed version supported is ...", "Files used are ...")."""
+    following = tokens[i + 1].group(0).lower() if i + 1 < len(tokens) else ""
+    word = tokens[i].group(0).lower()
+    return following in ("is", "are", "was", "were") and word not in AUX and _is_participle(word)
+
+
+def _headline_subject(words: list[str], reading: _Reading) -> bool:
+    """A subject of common words, no determiner and no name: a capitalised English noun or
+    adjective the text never writes as a name, then lower-case words ending with a noun
+    ("Performance", "Wheels"): a headline's or a changelog's, whose bare past form is a
+    participle ("Performance measured on 1GB of text", "Wheels published to PyPI"), not a
+    past tense ("Einstein moved to Berlin", "Twelve astronauts walked on the Moon", "Mark
+    Twain worked as", "Earthquakes and stone robbers destroyed")."""
+    first, rest = words[0], words[1:]
+    return (
+        first[:1].isupper()
+        and first not in reading.names
+        and first.lower() not in (reading.topic or "").lower().split()
+        and bool({"NOUN", "ADJ"} & set(_lemmas(first.lower())))
+        and all(w.islower() for w in rest)
+        and not {w.lower() for w in words} & (_DETERMINERS | OWNERS | {"and", "or"})
+        and "NOUN" in _lemmas(words[-1].lower())
+    )
 
 
 def _third_person(verb: str) -> str:
@@ -547,7 +615,16 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
     named_noun = (word in reading.nouns or f"a {singular}" in reading.nouns) and not any(
         t.group(0).lower() in _DETERMINERS | OWNERS for t in tokens[:verb_at]
     )  # "Python wheels for ...", the text saying "the wheels" or "a wheel": a bare subject's noun
-    if not (reading.glossed or instruction or named_noun):
+    label = (  # "Convenience functions for quick access:" (not "HTTPX builds on ... and gives you:")
+        tokens[-1].group(0) == ":"
+        and first not in reading.names
+        and first.lower() not in (reading.topic or "").lower().split()
+    )
+    gerund = any(  # "a test client for simulating HTTP requests during testing": its object
+        t.group(0).endswith("ing") and "VERB" in _lemmas(t.group(0).lower())
+        for t in tokens[1:verb_at]
+    )
+    if not (reading.glossed or instruction or named_noun or label or gerund):
         return False
     after = tokens[verb_at + 1].group(0) if verb_at + 1 < len(tokens) else ""
     lower = after.lower()
@@ -949,7 +1026,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
 # ("6.5 metres across" ends well)
 _DANGLING_END = re.compile(
     r"(?:(?:^|\s+)(?:and|or|but|nor|of|to|in|on|at|for|with|from|by|into|about|the|an?|like"
-    r"|as follows))+$",
+    r"|as follows|using|including))+$",
     re.IGNORECASE,
 )
 
@@ -1022,6 +1099,8 @@ def _clause(sentence: str, reading: _Reading):
                 continue
             if _after_article(tokens, i):
                 continue  # "a more formalized way", "the latest released version": an adjective
+            if _reduced_relative(tokens, i):
+                continue  # "The oldest version supported is 2022.8.1": the subject's participle
             if _noun_taken_for_verb(tokens, i, reading):
                 continue  # "Table Mountain, about 1,085 metres high, rises ...": a noun
             verb_at = i
@@ -1036,6 +1115,9 @@ def _clause(sentence: str, reading: _Reading):
     if rest and "," not in rest and re.search(r"\b(?:and|or)\b", rest) and rest.islower():
         return None  # "Local, remote and other file systems are ...": a list, cut at its comma
         # (not "Spanish, Quechua and Aymara", "Victoria Falls, on the border between Zambia and")
+    if re.search(r"\b(?:which|who|that)\b", rest) and rest.split()[0] not in ("which", "who"):
+        return None  # "Fixup some build errors, mostly README syntax which stopped ...": the
+        # verb is a relative clause's
     subject = first_part  # "Mont Blanc, on the border ..., is"
     words = subject.split()
     if len(words) > 1 and words[-1] in ("-", "–"):
@@ -1057,7 +1139,7 @@ def _clause(sentence: str, reading: _Reading):
             return None
         subject = topic
     elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."
-        if not topic or not reading.titled:
+        if not topic or not reading.titled or _plural(words[-1]):  # not "The attacks use"
             return None
         subject = topic
     elif (
@@ -1079,8 +1161,11 @@ def _clause(sentence: str, reading: _Reading):
         or re.search(r"\b(?:it|that|there|he|she|what|who|here)['’]s\b", subject, re.I)  # a verb
         or subject.count("(") != subject.count(")")  # "a dict (": cut inside a parenthesis
         or subject.find(")") < subject.find("(")  # "Authentication) and RFC 2487 (Secure SMTP"
-        or (len(words) > 1 and _base_verb(first) and words[1] in _DETERMINERS)  # "make a UUID",
-        # "(In interactive mode,) end each input with ...": an instruction
+        or (len(words) > 1 and _base_verb(first.rsplit("-", 1)[-1]) and words[1] in _DETERMINERS)
+        # "make a UUID", "De-duplicate any headers ...", "(In interactive mode,) end each input
+        # with ...": an instruction
+        or (len(words) > 1 and _only(first, "ADV") and _base_verb(words[1]))  # "Correctly
+        # remove SIG remnant in ...": a changelog's instruction
         or len(subject.split()) > 8
         or not re.search(r"[A-Za-z]", subject)
         or set(subject.lower().split()) & INNER_STOP
@@ -1125,6 +1210,8 @@ def _clause(sentence: str, reading: _Reading):
         group.insert(0, be)  # "EPFL, known as ...": its passive
     elif bare_participle and _passive_before(group[0], following):
         group.insert(0, be)  # "First release maintained by Pydantic"
+    elif bare_participle and following in PREPS and _headline_subject(subject.split(), reading):
+        return None  # "Performance measured on 1GB of text": a headline, no finite verb
     elif bare_participle and sentence.rstrip().endswith(":"):
         return None  # a label: "Up-to-date package also provided through conda-forge:"
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
@@ -1132,18 +1219,22 @@ def _clause(sentence: str, reading: _Reading):
     if j < len(tokens) and tokens[j].group(0).lower() in PARTICLES:  # "is made up of"
         group.append(tokens[j].group(0))
         j += 1
-    if j < len(tokens) and tokens[j].group(0).lower() in PREPS:
+    if j < len(tokens) and tokens[j].group(0).lower() in PREPS | {"like"}:  # "behaves like"
         group.append(tokens[j].group(0))
         j += 1
         if group[-1].lower() == "to" and j < len(tokens) and _base_verb(tokens[j].group(0)):
             return None  # "began to lose ...": an infinitive, not a value
+        if j < len(tokens) and tokens[j].group(0).lower() in ("with", "of", "to"):
+            group.append(tokens[j].group(0))  # "will blend in with", "is out of"
+            j += 1
     rest = body[tokens[j].start() :] if j < len(tokens) else ""
     value, time = value_phrase(rest)
     time = time or (lead_time.group(1) if lead_time else None)
     if (
         not value
         or len(value.split()) > 14
-        or value.split()[0].lower() in ("and", "or", "but", "not", "so")
+        or value.split()[0].lower() in ("and", "or", "but", "not", "so", "if", "unless", "because")
+        or value[0] in "/|="  # "billion laughs / exponential entity expansion": a heading
         or re.search(r"\s(?:is|are|was|were|has|have|will|can)\s", f" {value} ")  # a clause
         or _says_nothing(value, group)
     ):
@@ -1173,12 +1264,31 @@ def _says_nothing(value: str, group: list[str]) -> bool:
     "as needed" ("Releases are made as needed"), an aside ("will be respected (such as
     retries)")."""
     lower, last = value.lower(), group[-1].lower()
+    adverb = "ADV" in _lemmas(lower) and "NOUN" not in _lemmas(lower)
     return (
         _only(lower, "ADV")
+        or (adverb and _verb_lemma(last) not in ("be", "become"))  # "The unit tests alone"
         or (lower == "default" and last == "by")
         or (lower in _AS_IDIOMS and last == "as")
         or lower.startswith("(")
     )
+
+
+# "has a couple of changes", "a number of tools": an amount, no attribute of the subject
+_QUANTITY_NOUNS = {"couple", "lot", "lots", "number", "variety", "range", "host", "bunch", "set"}
+
+
+def _no_attribute(noun: str) -> bool:
+    """Whether "has a/an/the <noun> of" names no attribute: an amount ("a couple of"), or a
+    noun an adjective qualifies ("an extensive list of", "a unique way of"; "a total area of"
+    is the area)."""
+    words = noun.split()
+    return words[0] in _QUANTITY_NOUNS or (
+        len(words) > 1 and _only(words[0], "ADJ") and words[0] not in _MEASURE_ADJECTIVES
+    )
+
+
+_MEASURE_ADJECTIVES = {"total", "average", "maximum", "minimum", "estimated", "mean", "annual"}
 
 
 def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:
@@ -1198,7 +1308,7 @@ def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:
     if copula and of:  # "The capital of France is Paris"
         return [(of.group(2), of.group(1), value, time)]
     noun_of = re.match(r"^(the|a|an)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)\s+of\s+(.+)$", value)
-    if (copula or possess) and noun_of:
+    if (copula or possess) and noun_of and not (possess and _no_attribute(noun_of.group(2))):
         article, noun, rest = noun_of.groups()
         if possess:  # "has a population of about 68 million"
             return [(subject, noun, rest, time)]

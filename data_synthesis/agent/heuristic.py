@@ -18,7 +18,7 @@ import functools
 import re
 import zlib
 
-from data_synthesis.memory import MODALS, prose_sentences, unmarked, value_phrase
+from data_synthesis.memory import QUERY_STOP, prose_sentences, unmarked, value_phrase
 
 _WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
 _WORD_OR_BREAK = re.compile(r"[A-Za-z0-9][\w'-]*|[,;:()]")
@@ -30,21 +30,13 @@ _SEARCH_FRAME = re.compile(
 )
 # a number (its commas and points between digits: "1932, and the" is 1932) and its unit words
 _NUMBER = re.compile(r"\d+(?:[,.]\d+)*(?:\s+(?:million|billion|thousand))?(?:\s+[a-z]+){0,2}")
-STOP = (
-    set(
-        "a an the of in on at to for by with from and or is are was were be been what which who whom "
-        "whose when where why how many much does do did has have had this that these those it its "
-        "into than then as about also there their his her they he she name called known".split()
-    )
-    | MODALS
-)  # "What may Len be used with?" searched for "may used"
 NUMERIC_CUES = ("how many", "how much", "how long", "how high", "how tall", "population", "area")
 NUMERIC_CUES += ("what year", "which year", "when ", "how old", "length", "height")
 
 
 def keywords(question: str) -> list[str]:
     """Content words of a question, in order, without duplicates."""
-    words = [w for w in _WORD.findall(question) if w.lower() not in STOP]
+    words = [w for w in _WORD.findall(question) if w.lower() not in QUERY_STOP]
     return list(dict.fromkeys(words))
 
 
@@ -193,7 +185,7 @@ def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:
     words = _WORD.findall(sentence)
     runs, run = [], []
     for word in _WORD_OR_BREAK.findall(sentence):  # "Tokyo, Japan": two runs, not "Tokyo Japan"
-        new = word[0].isalnum() and word.lower() not in asked and word.lower() not in STOP
+        new = word[0].isalnum() and word.lower() not in asked and word.lower() not in QUERY_STOP
         if new and word[0].isupper():
             run.append(word)
             continue
@@ -204,7 +196,7 @@ def _candidate(sentence: str, asked: set[str], numeric: bool) -> str | None:
         runs.append(" ".join(run))
     if runs:
         return runs[0]
-    rest = [w for w in words if w.lower() not in asked and w.lower() not in STOP]
+    rest = [w for w in words if w.lower() not in asked and w.lower() not in QUERY_STOP]
     return " ".join(rest[:3]) or None
 
 

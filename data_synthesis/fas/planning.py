@@ -22,7 +22,7 @@ from data_synthesis import react
 from data_synthesis.answers import answer_in_text, name_in_text, sentence_in_text, tokens
 from data_synthesis.fas.questions import sub_questions
 from data_synthesis.llm.json_task import STRING, load_prompt, object_schema, require, run_json_task
-from data_synthesis.memory import MODALS
+from data_synthesis.memory import QUERY_STOP
 
 STAGE = "planning"
 STYLE_NAMES = {
@@ -33,14 +33,6 @@ STYLE_NAMES = {
     "multi_hop": "a multi-hop",
     "obfuscated": "an obfuscated",
 }
-STOP = (
-    set(
-        "what which who whom whose where when why how is are was were do does did the a an of in on at "
-        "to for by with and or than that this it its from as be been has have had lie lies between "
-        "many much entity one".split()
-    )
-    | MODALS
-)
 
 
 def call_text(call: dict) -> str:
@@ -139,7 +131,9 @@ def ground(plan: dict, question: dict, judge_kept: bool, ctx) -> None:
 
 def _terms(text: str) -> list[str]:
     return [
-        t for t in tokens(text) if t not in STOP and not t.isdigit() or re.fullmatch(r"\d{3,4}", t)
+        t
+        for t in tokens(text)
+        if t not in QUERY_STOP and not t.isdigit() or re.fullmatch(r"\d{3,4}", t)
     ]
 
 

@@ -385,6 +385,60 @@ def _triples(doc: dict) -> set[tuple[str, str, str]]:
     }
 
 
+def test_headlines_changelogs_and_plural_nouns_in_readmes():
+    """81 package READMEs of this machine (2026-12-07) asked "What does Hash value?" ("Hash
+    values differ from ...": a plural noun and its base-form verb), "What did tokenizers ships
+    dedicate?" (a past form before its object's noun is no verb), "What did the oldest
+    distributed version support is?" (a participle before "is" is the subject's), "What did
+    Performance measure on?" (a headline's bare participle), "What did Correctly remove SIG
+    remnant in utf-7 decode?" and "What did De-duplicate any headers contain in?" (changelog
+    instructions), "What did Fixup some build errors stop?" (a relative clause's verb), "What
+    does Convenience function for?" (a label), "What does a test client for simulating HTTP
+    request during?" (a gerund's object), "What does megatron-agentic test? => alone" and
+    "Where did Max Planck teach? => there" (an adverb is no value), "What do scipy run on?"
+    ("they" is no topic), "What does fullmatch behave? => like match", "How can Mpmath be
+    installed? => using", "What is ShellDetectionFailure raised? => if ...", "What is the
+    unique way of PyTorch?", "What is the couple of the Transport API?", "What does the attacks
+    use and abuse less common feature of?" (a plural noun's base-form verb), "What should
+    charset-normalizer remain?" ("The factors": a plural is no title's topic) and "What will
+    anyio blend in? => with the native libraries". Names keep their
+    past tenses: "Einstein moved to Berlin", "Twelve astronauts walked on the Moon"."""
+    doc = {
+        "id": "readmes",
+        "title": "widget",
+        "text": "Hash values differ from earlier versions. Major issues include:\n\n"
+        "`tokenizers` ships dedicated wheels for the free-threaded build of CPython.\n\n"
+        "The oldest distributed version supported is 2022.8.1.\n\n"
+        "Performance measured on 1GB of text using the GPT-2 tokeniser.\n\n"
+        "Wheels published to PyPI.\n\n"
+        "- Correctly remove SIG remnant in utf-7 decoded string.\n"
+        "- De-duplicate any headers also contained in proxy_headers.\n"
+        "- Fixup some build errors, mostly README syntax which stopped twine from uploading.\n\n"
+        "Convenience functions for quick access:\n\n"
+        "A test client for simulating HTTP requests during testing.\n\n"
+        "The unit tests alone (under a minute): `bash scripts/test.sh`. Max Planck and Albert Einstein taught there.\n\n"
+        "Together, they run on all popular operating systems.\n\n"
+        "``fullmatch`` behaves like ``match``. Mpmath can also be installed using\n\n"
+        "``ShellDetectionFailure`` is raised if ``detect_shell`` fails.\n\n"
+        "PyTorch has a unique way of building neural networks. The Transport API has a couple "
+        "of significant changes. Germany has a total area of 357,588 square kilometres.\n\n"
+        "In 1914 Einstein moved to Berlin. Twelve astronauts walked on the Moon.\n\n"
+        "The attacks use and abuse less common features of XML. The factors should remain the "
+        "same. It will blend in with the native libraries.",
+    }
+    assert _triples(doc) == {
+        ("tokenizers", "ships dedicated", "wheels for the free-threaded build of CPython"),
+        ("the oldest distributed version supported", "is", "2022.8.1"),
+        ("fullmatch", "behaves like", "match"),
+        ("PyTorch", "has", "a unique way of building neural networks"),
+        ("the Transport API", "has", "a couple of significant changes"),
+        ("Germany", "total area", "357,588 square kilometres"),
+        ("Einstein", "moved to", "Berlin"),
+        ("Twelve astronauts", "walked on", "the Moon"),
+        ("widget", "will blend in with", "the native libraries"),
+    }
+
+
 def test_markdown_gives_statements_without_marks_code_or_tables():
     """A README's links, inline code and emphasis stay out of names and values (before: 353 of
     887 statements of 51 package READMEs held them, e.g. "a [Runner](https"); fenced code and
