@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_environment import make_corpus as make_text_corpus  # noqa: E402
-from benchmarks.bench_synthesis import make_corpus  # noqa: E402
+from benchmarks.bench_synthesis import make_corpus, run_paths  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
@@ -87,7 +87,7 @@ def _corpora(args):
             if not corpus.exists():
                 make_text_corpus([str(root) for root in args.text_roots], mb, corpus)
         else:
-            corpus = args.work / f"corpus_{mb}mb.jsonl"
+            corpus = run_paths(args.work, mb)[0]
             make_corpus(corpus, mb)
         yield mb, corpus
 

@@ -849,6 +849,17 @@ _INLINE_MARKS = (
 )  # (headings never get here: they are no prose, _NOT_PROSE)
 _ANY_MARK = re.compile(r"[<\[*_`]|\n[^\S\n]*>")  # what every pattern of _INLINE_MARKS starts with
 _CODE_BLOCK = re.compile(r"^[^\S\n]*(```|~~~).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S)
+# reStructuredText's literal block (group 2): the lines indented under a line ending in "::" or
+# a ".. code-block::" directive ("   .. code-block:: bash\n\n       uv run pytest"; not under
+# another directive: ".. note::" holds prose)
+_RST_LITERAL = re.compile(
+    r"^([^\S\n]*)(?:\.\.[^\S\n]+(?:code-block|code|sourcecode)::.*|(?!\.\.[^\S\n]).*::)[^\S\n]*\n"
+    r"((?:(?:\1[^\S\n]+.*)?\n)+)",
+    re.M,
+)
+# a line of an interactive session, wherever a sentence in it starts ("    >>> p.rlimit(psutil.
+# RLIMIT_NOFILE, (5, 5))  # set resource limits")
+_PROMPT_LINE = re.compile(r"[^\S\n]*(?:>>>|\.\.\.[^\S\n]|\$[^\S\n])")
 # an HTML heading (a README's centred title or tagline): a heading, no prose, like "# ..."
 _HTML_HEADING = re.compile(r"<h([1-6])\b[^>]*>.*?(?:</h\1\s*>|\Z)", re.I | re.S)
 _QUOTE_MARKS = re.compile(r"(?:>[^\S\n]*)+")  # "> " of a blockquote (">>>", a prompt, is no prose)
@@ -880,9 +891,12 @@ _NEUTRAL = str.maketrans(".!?\n", "___ ")
 
 
 def prose_sentences(text: str) -> list[tuple[int, int]]:
-    """`sentences(text)` outside fenced code blocks, table rows, prompts and rules, none cut
+    """`sentences(text)` outside code blocks (fenced, or reStructuredText's literal blocks),
+    table rows, prompts and rules, none cut
     inside a link's target or inline code ("[Trainer](https://x.io/a.Trainer.html)")."""
     code = [m.span() for m in _CODE_BLOCK.finditer(text)] if "``" in text or "~~" in text else []
+    if "::" in text:
+        code += [m.span(2) for m in _RST_LITERAL.finditer(text)]
     if "<h" in text or "<H" in text:
         code += [m.span() for m in _HTML_HEADING.finditer(text)]
     masked = _NO_SENTENCE_END.sub(
@@ -891,7 +905,9 @@ def prose_sentences(text: str) -> list[tuple[int, int]]:
     return [
         (_after_quote_marks(text, start, end), end)
         for start, end in sentences(masked)
-        if not any(a <= start < b for a, b in code) and not _NOT_PROSE.match(text[start:end])
+        if not any(a <= start < b for a, b in code)
+        and not _NOT_PROSE.match(text[start:end])
+        and not _PROMPT_LINE.match(text, text.rfind("\n", 0, start) + 1)
     ]
 
 
@@ -912,11 +928,10 @@ def _shouted(sentence: str) -> bool:
 
 
 # A word after a determiner or a number: a noun (or its adjective) wherever it stands in the text
-_AFTER_DETERMINER = re.compile(
-    r"\b(?:the|an?|these|those|its|their|our|your|each|every|many|some|all|\d+)\s+([a-z][\w-]*)",
+_AFTER_DETERMINER = re.compile(  # "a wheel" also as "a" + the word: group 1
+    r"\b(?:(an?)|the|these|those|its|their|our|your|each|every|many|some|all|\d+)\s+([a-z][\w-]*)",
     re.IGNORECASE,
 )
-_AFTER_A = re.compile(r"\ban?\s+([a-z][\w-]*)", re.IGNORECASE)  # "a wheel", "a function"
 # A capitalised word after a lower-case word or a comma: a name wherever it stands in the text
 _NAME_MID_SENTENCE = re.compile(r"(?<=[a-z,;:] )[A-Z][\w-]*")
 # Words that point to the text around the sentence: "the above command", "the same logic"
@@ -975,8 +990,11 @@ def heuristic_statements(doc: dict) -> list[dict]:
     """Statements of one document by the generic subject / verb group / object baseline."""
     text, topic = doc["text"], doc.get("title")
     names = set(_NAME_MID_SENTENCE.findall(text))
-    nouns = {word.lower() for word in _AFTER_DETERMINER.findall(text)}
-    nouns |= {f"a {word.lower()}" for word in _AFTER_A.findall(text)}
+    nouns = set()
+    for article, word in _AFTER_DETERMINER.findall(text):
+        nouns.add(word.lower())
+        if article:
+            nouns.add(f"a {word.lower()}")
     out = []
     for start, end in prose_sentences(text):
         sentence = text[start:end]

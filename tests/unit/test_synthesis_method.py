@@ -439,6 +439,27 @@ def test_headlines_changelogs_and_plural_nouns_in_readmes():
     }
 
 
+def test_rst_literal_blocks_and_indented_prompts_are_no_prose():
+    """ "uv run pytest" under ".. code-block:: bash" asked "What do uv run?", and "    >>>
+    p.rlimit(psutil.RLIMIT_NOFILE, (5, 5))  # set resource limits" (a sentence starting after
+    "psutil.") "What do RLIMIT_NOFILE set?". A ".. note::" directive's body is prose; the line
+    ending in "::" is prose too."""
+    doc = {
+        "id": "rst",
+        "title": "widget",
+        "text": "Widget can be installed with pip::\n\n    pip install widget\n\n"
+        "4. **Verify installation**:\n\n   .. code-block:: bash\n\n"
+        "       uv run pytest\n\n"
+        ".. note::\n    **Version 2.0.0** changes the default scheme to affine32.\n\n"
+        "Example::\n\n    >>> p.nice(10)\n\n"
+        "Or at a prompt:\n\n    >>> p.rlimit(psutil.RLIMIT_NOFILE, (5, 5))  # set resource limits\n",
+    }
+    assert _triples(doc) == {
+        ("Widget", "can be installed with", "pip"),
+        ("Version 2.0.0", "changes", "the default scheme to affine32"),
+    }
+
+
 def test_markdown_gives_statements_without_marks_code_or_tables():
     """A README's links, inline code and emphasis stay out of names and values (before: 353 of
     887 statements of 51 package READMEs held them, e.g. "a [Runner](https"); fenced code and
