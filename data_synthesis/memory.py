@@ -624,7 +624,14 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
         t.group(0).endswith("ing") and "VERB" in _lemmas(t.group(0).lower())
         for t in tokens[1:verb_at]
     )
-    if not (reading.glossed or instruction or named_noun or label or gerund):
+    later = [t.group(0).lower() for t in tokens[verb_at + 1 :]]
+    plural_passive = (
+        any(  # "Python wheels for NVIDIA's Jetson Nano, ... are provided": its verb
+            a in ("are", "were") and _is_participle(b) for a, b in zip(later, later[1:])
+        )
+        and not {"which", "that", "who"} & set(later)
+    )
+    if not (reading.glossed or instruction or named_noun or label or gerund or plural_passive):
         return False
     after = tokens[verb_at + 1].group(0) if verb_at + 1 < len(tokens) else ""
     lower = after.lower()

@@ -401,7 +401,9 @@ def test_headlines_changelogs_and_plural_nouns_in_readmes():
     unique way of PyTorch?", "What is the couple of the Transport API?", "What does the attacks
     use and abuse less common feature of?" (a plural noun's base-form verb), "What should
     charset-normalizer remain?" ("The factors": a plural is no title's topic) and "What will
-    anyio blend in? => with the native libraries". Names keep their
+    anyio blend in? => with the native libraries"; "What does Python wheel for?" ("Python
+    wheels for ... are provided": a plural's passive later in the sentence is its verb, as in
+    "Its two moons, Phobos and Deimos, were discovered by ..."). Names keep their
     past tenses: "Einstein moved to Berlin", "Twelve astronauts walked on the Moon"."""
     doc = {
         "id": "readmes",
@@ -424,7 +426,9 @@ def test_headlines_changelogs_and_plural_nouns_in_readmes():
         "of significant changes. Germany has a total area of 357,588 square kilometres.\n\n"
         "In 1914 Einstein moved to Berlin. Twelve astronauts walked on the Moon.\n\n"
         "The attacks use and abuse less common features of XML. The factors should remain the "
-        "same. It will blend in with the native libraries.",
+        "same. It will blend in with the native libraries.\n\n"
+        "Python wheels for NVIDIA's Jetson Nano and Jetson AGX Orin are provided here. Its two "
+        "moons, Phobos and Deimos, were discovered by Asaph Hall.",
     }
     assert _triples(doc) == {
         ("tokenizers", "ships dedicated", "wheels for the free-threaded build of CPython"),
@@ -436,6 +440,7 @@ def test_headlines_changelogs_and_plural_nouns_in_readmes():
         ("Einstein", "moved to", "Berlin"),
         ("Twelve astronauts", "walked on", "the Moon"),
         ("widget", "will blend in with", "the native libraries"),
+        ("widget's two moons", "were discovered by", "Asaph Hall"),
     }
 
 
