@@ -535,6 +535,11 @@ def _reduced_relative(tokens: list, i: int) -> bool:
     return following in ("is", "are", "was", "were") and word not in AUX and _is_participle(word)
 
 
+def _unnamed(word: str, reading: _Reading) -> bool:
+    """A word the text never writes as a name (mid-sentence, capitalised) and not the topic's."""
+    return word not in reading.names and word.lower() not in (reading.topic or "").lower().split()
+
+
 def _headline_subject(words: list[str], reading: _Reading) -> bool:
     """A subject of common words, no determiner and no name: a capitalised English noun or
     adjective the text never writes as a name, then lower-case words ending with a noun
@@ -545,8 +550,7 @@ def _headline_subject(words: list[str], reading: _Reading) -> bool:
     first, rest = words[0], words[1:]
     return (
         first[:1].isupper()
-        and first not in reading.names
-        and first.lower() not in (reading.topic or "").lower().split()
+        and _unnamed(first, reading)
         and bool({"NOUN", "ADJ"} & set(_lemmas(first.lower())))
         and all(w.islower() for w in rest)
         and not {w.lower() for w in words} & (_DETERMINERS | OWNERS | {"and", "or"})
@@ -608,18 +612,14 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
                 for t, n in zip(tokens[1:verb_at], tokens[2:verb_at])
             )
         )
-        and first not in reading.names  # "Ruff supports over ...", "Shanghai lies on ..."
-        and first.lower() not in (reading.topic or "").lower().split()
+        and _unnamed(first, reading)  # "Ruff supports over ...", "Shanghai lies on ..."
     )
     singular = _lemmas(word)["NOUN"][0]
     named_noun = (word in reading.nouns or f"a {singular}" in reading.nouns) and not any(
         t.group(0).lower() in _DETERMINERS | OWNERS for t in tokens[:verb_at]
     )  # "Python wheels for ...", the text saying "the wheels" or "a wheel": a bare subject's noun
-    label = (  # "Convenience functions for quick access:" (not "HTTPX builds on ... and gives you:")
-        tokens[-1].group(0) == ":"
-        and first not in reading.names
-        and first.lower() not in (reading.topic or "").lower().split()
-    )
+    # "Convenience functions for quick access:" (not "HTTPX builds on ... and gives you:")
+    label = tokens[-1].group(0) == ":" and _unnamed(first, reading)
     gerund = any(  # "a test client for simulating HTTP requests during testing": its object
         t.group(0).endswith("ing") and "VERB" in _lemmas(t.group(0).lower())
         for t in tokens[1:verb_at]
@@ -899,8 +899,8 @@ _NEUTRAL = str.maketrans(".!?\n", "___ ")
 
 def prose_sentences(text: str) -> list[tuple[int, int]]:
     """`sentences(text)` outside code blocks (fenced, or reStructuredText's literal blocks),
-    table rows, prompts and rules, none cut
-    inside a link's target or inline code ("[Trainer](https://x.io/a.Trainer.html)")."""
+    table rows, prompts and rules, none cut inside a link's target or inline code
+    ("[Trainer](https://x.io/a.Trainer.html)")."""
     code = [m.span() for m in _CODE_BLOCK.finditer(text)] if "``" in text or "~~" in text else []
     if "::" in text:
         code += [m.span(2) for m in _RST_LITERAL.finditer(text)]
