@@ -208,6 +208,11 @@ COMMANDS: dict[str, Run | Covered | NotRun] = {
         "rerun across sessions (the 1 MB form, with a rerun, is run by "
         "test_scaling_benchmark_measures_every_task_of_each_stage)"
     ),
+    "python benchmarks/bench_synthesis.py --sizes-mb 1000 --jobs 2 --work /tmp/g2": NotRun(
+        "benchmark: every task of every stage at 1 GB, about 4.5 hours of 2 cores, continued "
+        "across sessions from the measures kept in the run folder (the 1 MB form, with a rerun, "
+        "is run by test_scaling_benchmark_measures_every_task_of_each_stage)"
+    ),
     "python benchmarks/bench_dedup_copies.py --from-mb 10 --copies 100 --jobs 2 --work /tmp/bd": NotRun(
         "benchmark: every stage at 10 MB, then dedup and finalize on 100 copies of its "
         "documents (1 GB), about an hour on 2 cores (its 1 MB x 3 form is run by "
