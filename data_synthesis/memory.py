@@ -1301,6 +1301,8 @@ def _says_nothing(value: str, group: list[str]) -> bool:
 
 # "has a couple of changes", "a number of tools": an amount, no attribute of the subject
 _QUANTITY_NOUNS = {"couple", "lot", "lots", "number", "variety", "range", "host", "bunch", "set"}
+# "a total area of", "an average depth of": still the attribute
+_MEASURE_ADJECTIVES = {"total", "average", "maximum", "minimum", "estimated", "mean", "annual"}
 
 
 def _no_attribute(noun: str) -> bool:
@@ -1311,9 +1313,6 @@ def _no_attribute(noun: str) -> bool:
     return words[0] in _QUANTITY_NOUNS or (
         len(words) > 1 and _only(words[0], "ADJ") and words[0] not in _MEASURE_ADJECTIVES
     )
-
-
-_MEASURE_ADJECTIVES = {"total", "average", "maximum", "minimum", "estimated", "mean", "annual"}
 
 
 def _relations(subject: str, group: list[str], value: str, time) -> list[tuple]:
