@@ -454,7 +454,7 @@ def _noun_before_verb(tokens: list, i: int) -> bool:
         # lexicon knows "templates" only as a verb)
     if "NOUN" not in _lemmas(word):
         return False
-    if word.endswith("s") and _only(following, "VERB") and _base_verb(following):
+    if _plural(word) and _only(following, "VERB") and _base_verb(following):
         return _lemmas(word)["VERB"][0] not in _CATENATIVE  # "Hash values differ", "Major
         # issues include": a plural noun and its verb; not "It helps prevent ..."
     after = tokens[nxt + 1].group(0) if nxt + 1 < len(tokens) else ""
@@ -527,6 +527,29 @@ def _after_article(tokens: list, i: int) -> bool:
     return False
 
 
+def _compound_adjective(tokens: list, i: int) -> bool:
+    """ "based" with no preposition after it ("BSD based distributions", "a Rust based
+    linter"): a noun and "based" modify the noun after them; a verb is "based on", "based in",
+    or has its object ("Gounod based his opera Faust on it")."""
+    following = tokens[i + 1].group(0).lower() if i + 1 < len(tokens) else ""
+    return tokens[i].group(0).lower() == "based" and following not in PREPS | _DETERMINERS | OWNERS
+
+
+def _unmarked_noun(tokens: list, i: int) -> bool:
+    """A noun whose past tense is spelled as its base ("output", "input", "set", "cost"), right
+    before a preposition: the subject's head noun ("CLI JSON output with --alt now uses ...",
+    "Pretty-print output with an indent"), where a verb of that form has its object first
+    ("The program output the result to ...")."""
+    word = tokens[i].group(0).lower()
+    following = tokens[i + 1].group(0).lower() if i + 1 < len(tokens) else ""
+    return (
+        following in PREPS
+        and "NOUN" in _lemmas(word)
+        and _lemmas(word).get("VERB", ("",))[0] == word
+        and word in _inflection(word, "VBD")
+    )
+
+
 def _reduced_relative(tokens: list, i: int) -> bool:
     """A past participle right before a form of "be": it modifies the subject ("The oldest
     distributed version supported is ...", "Files used are ...")."""
@@ -538,6 +561,13 @@ def _reduced_relative(tokens: list, i: int) -> bool:
 def _unnamed(word: str, reading: _Reading) -> bool:
     """A word the text never writes as a name (mid-sentence, capitalised) and not the topic's."""
     return word not in reading.names and word.lower() not in (reading.topic or "").lower().split()
+
+
+def _names_topic(noun: str, reading: _Reading) -> bool:
+    """Whether "This <noun>" stands for the topic: the noun is a word of the title, one the
+    text calls its topic ("Everest is a mountain in ..." ... "This mountain"), or a kind
+    of document ("This library")."""
+    return noun in reading.kinds | _DOCUMENT_KINDS or noun in (reading.topic or "").lower().split()
 
 
 def _headline_subject(words: list[str], reading: _Reading) -> bool:
@@ -957,7 +987,7 @@ _INSTRUCTION_NEXT = PREPS | ARTICLES | {"your"}
 _SUMMARY_NEXT = ARTICLES | {"your", "its", "one", "each", "every", "all"}
 
 
-def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: bool) -> bool:
+def _context_bound(subject: str, reading: _Reading, bulleted: bool) -> bool:
     """Whether a subject only makes sense beside its sentence: it points around it ("the above
     code", "These files", "This API", "Instances of this class"), a list item opens with a
     verb ("- Fix exception raised ...", "- Updated UNICODE_RANGES ..."), or it opens with a capitalised word the text never
@@ -968,7 +998,7 @@ def _context_bound(subject: str, names: set[str], topic: str | None, bulleted: b
     if (CONTEXTUAL | {"this", "these", "those"}) & {w.lower() for w in words}:
         return True
     first = words[0]
-    if not first[:1].isupper() or first in names or (topic and first in topic.split()):
+    if not first[:1].isupper() or not _unnamed(first, reading):
         return False
     kinds = _lemmas(first.lower())
     if bulleted and "VERB" in kinds:
@@ -997,7 +1027,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
     """Statements of one document by the generic subject / verb group / object baseline."""
     text, topic = doc["text"], doc.get("title")
     names = set(_NAME_MID_SENTENCE.findall(text))
-    nouns = set()
+    nouns, kinds = set(), set()
     for article, word in _AFTER_DETERMINER.findall(text):
         nouns.add(word.lower())
         if article:
@@ -1011,7 +1041,7 @@ def heuristic_statements(doc: dict) -> list[dict]:
         if _CHANGELOG_CREDIT.search(plain) or _shouted(sentence):
             continue
         term = _BOLD_TERM.match(sentence)
-        reading = _Reading(topic, bool(doc.get("title")), names, nouns, bool(term))
+        reading = _Reading(topic, bool(doc.get("title")), names, nouns, bool(term), kinds)
         found = _clause(plain, reading)
         if found is None or (
             term
@@ -1020,13 +1050,15 @@ def heuristic_statements(doc: dict) -> list[dict]:
             continue  # "**[filters](...)** filter out ...": the gloss's subject is the term
         subject, statements = found
         bulleted = bool(_BULLET.match(plain)) and not term  # "- **Requests** is ...": a name
-        if subject != topic and _context_bound(subject, names, topic, bulleted):
+        if subject != topic and _context_bound(subject, reading, bulleted):
             continue
         topic = topic or subject
         # the statement's sentence without its list mark ("- Async support becomes optional.")
         mark = _BULLET.match(sentence)
         said = (start + mark.end() if mark else start, end)
         for entity, relation, whole, time in statements:
+            if entity == topic and relation == "is a":
+                kinds.add(whole.split()[-1].lower())  # "a river": its "This river" is the topic
             # "X and, in 2021, Y" cut at the comma; "a model of the atom in" (cut at "which")
             whole = _DANGLING_END.sub("", " ".join(whole.split()))  # one line: text wraps
             if not whole:
@@ -1094,6 +1126,29 @@ class _Reading:
     nouns: set[str] = field(default_factory=set)  # words the text writes after a determiner,
     # and "a X" for those it writes after "a" or "an"
     glossed: bool = False  # the sentence is a bold term and its gloss
+    kinds: set[str] = field(default_factory=set)  # what the text calls its topic ("X is a
+    # library" -> "library"), besides _DOCUMENT_KINDS: only such a "This X" stands for it
+
+
+# what a document's "This X" names when X says what the document is about ("This library
+# supports ...", "This repository is tested on ..."; not "This option", "This change")
+_DOCUMENT_KINDS = {
+    "repository",
+    "library",
+    "package",
+    "project",
+    "module",
+    "plugin",
+    "tool",
+    "toolkit",
+    "framework",
+    "program",
+    "application",
+    "software",
+    "document",
+    "article",
+    "guide",
+}
 
 
 def _clause(sentence: str, reading: _Reading):
@@ -1124,6 +1179,9 @@ def _clause(sentence: str, reading: _Reading):
                 continue
             if _after_article(tokens, i):
                 continue  # "a more formalized way", "the latest released version": an adjective
+            if _compound_adjective(tokens, i) or _unmarked_noun(tokens, i):
+                continue  # "The uname command for BSD based distributions", "CLI JSON output
+                # with ..."
             if _reduced_relative(tokens, i):
                 continue  # "The oldest version supported is 2022.8.1": the subject's participle
             if _noun_taken_for_verb(tokens, i, reading):
@@ -1155,6 +1213,11 @@ def _clause(sentence: str, reading: _Reading):
     if len(words) > 2 and words[-2].lower() == "to" and _base_verb(words[-1]):
         return None  # "Ability to make requests ...": the verb taken is the infinitive's object
     subject = " ".join(words)
+    # the writers' own name or code is said without them: "Our heappop() method returns ..."
+    # ("Our issue tracker" names nothing: no subject, below)
+    ours = re.match(r"(?:Our|My)\s+(?:own\s+)?(\S*[A-Z_.(].*)$", subject)
+    if ours:
+        subject, words = ours.group(1), ours.group(1).split()
     first = subject.split()[0].lower().lstrip("_*") if subject.split() else ""  # "_While ..."
     owned = re.match(r"^(?:Its|His|Her|Their)\s+((?:[a-z][\w-]*\s+){0,3}[a-z][\w-]*)$", subject)
     if owned and topic:  # "Its deepest point is ..." -> (topic, deepest point, ...)
@@ -1166,13 +1229,15 @@ def _clause(sentence: str, reading: _Reading):
     elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."
         if not topic or not reading.titled or _plural(words[-1]):  # not "The attacks use"
             return None
+        if words[0].lower() == "this" and not _names_topic(words[-1], reading):
+            return None  # "This option is compatible with ...": what the sentence before said
         subject = topic
     elif (
         re.split(r"['’]", first)[0] in BAD_SUBJECT_START  # "We've yanked ..."
         or (first in ("it", "he", "she", "they") and len(words) > 1)  # "It supersedes the
         # standard library's encodings.idna, which implements ...": its verb unknown to the lexicon
-        or first in ("its", "his", "her", "their")  # "Its predecessor function platform.dist":
-        # not one of the topic's words (above), and no name
+        or first in OWNERS  # "Its predecessor function platform.dist": not one of the topic's
+        # words (above), and no name; "Our inspiration comes from ...": the writers', no entity
         or first in PREPS
         or first in AUX
         or first in SUBORDINATORS

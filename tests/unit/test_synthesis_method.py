@@ -465,6 +465,45 @@ def test_rst_literal_blocks_and_indented_prompts_are_no_prose():
     }
 
 
+def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
+    """81 package READMEs asked "What is orjson? => compatible with all other options" ("This
+    option is ..."), "What is idna known as? => a mapping" ("This functionality, known as ..."),
+    "What does pydantic drop?" ("This release drops ...") and "What does Our inspiration come
+    from?" (the writers' own: "Our dumps() method" is the name's), "What do Pretty-print
+    output with?" ("output" is a noun before a preposition); "The uname command for BSD based distributions" gave (.., based, distributions).
+    "This library", a word of the title ("This policy") and what the text called its topic
+    ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
+    verb."""
+    doc = {
+        "id": "readme",
+        "title": "orjson",
+        "text": "orjson is a fast library for JSON. This option is compatible with all other "
+        "options. This functionality, known as a mapping, is local. This release drops support "
+        "for Python 3.9. Our inspiration comes from several research papers. Our dumps() "
+        "method returns a bytes object. This library "
+        "supports Python 3.10 and higher.\n\nThe uname command for BSD based distributions.\n\n"
+        "Pretty-print output with an indent of two spaces.",
+    }
+    assert _triples(doc) == {
+        ("orjson", "is a", "fast library"),
+        ("dumps() method", "returns", "a bytes object"),
+        ("orjson", "supports", "Python 3.10 and higher"),
+    }
+    policy = {"id": "p", "title": "Travel policy", "text": "This policy applies to all staff."}
+    assert _triples(policy) == {("Travel policy", "applies to", "all staff")}
+    everest = {
+        "id": "e",
+        "title": "Mount Everest",
+        "text": "Mount Everest is a mountain in the Himalayas. This mountain attracts many "
+        "climbers. Charles Gounod based the opera on a play by Goethe.",
+    }
+    assert _triples(everest) == {
+        ("Mount Everest", "is a", "mountain"),
+        ("Mount Everest", "attracts", "many climbers"),
+        ("Charles Gounod", "based", "the opera on a play by Goethe"),
+    }
+
+
 def test_markdown_gives_statements_without_marks_code_or_tables():
     """A README's links, inline code and emphasis stay out of names and values (before: 353 of
     887 statements of 51 package READMEs held them, e.g. "a [Runner](https"); fenced code and
