@@ -528,11 +528,25 @@ def _after_article(tokens: list, i: int) -> bool:
 
 
 def _compound_adjective(tokens: list, i: int) -> bool:
-    """ "based" with no preposition after it ("BSD based distributions", "a Rust based
-    linter"): a noun and "based" modify the noun after them; a verb is "based on", "based in",
-    or has its object ("Gounod based his opera Faust on it")."""
-    following = tokens[i + 1].group(0).lower() if i + 1 < len(tokens) else ""
-    return tokens[i].group(0).lower() == "based" and following not in PREPS | _DETERMINERS | OWNERS
+    """A past form that is also an adjective, before a bare noun that ends the phrase, in a
+    line with no full stop (a list item's or a heading's): it modifies the noun ("FP8 mixed
+    precision with ...", where "Hawking studied physics at Oxford." has its verb). "based"
+    anywhere, unless a preposition ("based on") or its object's determiner ("Gounod based the
+    opera on ...") follows: "BSD based distributions", "a Rust based linter"."""
+    word = tokens[i].group(0).lower()
+    following = tokens[i + 1].group(0) if i + 1 < len(tokens) else ""
+    after = tokens[i + 2].group(0).lower() if i + 2 < len(tokens) else ""
+    if word == "based":  # "BSD based distributions"
+        return following.lower() not in PREPS | _DETERMINERS | OWNERS
+    return (
+        "ADJ" in _lemmas(word)
+        and _is_participle(word)
+        and following.islower()
+        and _attributive(following)
+        and not _plural(following)
+        and (not after[:1].isalnum() or after in PREPS)
+        and tokens[-1].group(0) not in (".", "!", "?")
+    )
 
 
 def _unmarked_noun(tokens: list, i: int) -> bool:

@@ -470,7 +470,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     option is ..."), "What is idna known as? => a mapping" ("This functionality, known as ..."),
     "What does pydantic drop?" ("This release drops ...") and "What does Our inspiration come
     from?" (the writers' own: "Our dumps() method" is the name's), "What do Pretty-print
-    output with?" ("output" is a noun before a preposition); "The uname command for BSD based distributions" gave (.., based, distributions).
+    output with?" ("output" is a noun before a preposition), "What does FP8 mix?" (a list
+    item's "mixed precision", where "Hawking studied physics at Oxford." has a verb); "The uname command for BSD based distributions" gave (.., based, distributions).
     "This library", a word of the title ("This policy") and what the text called its topic
     ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
     verb."""
@@ -482,7 +483,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "for Python 3.9. Our inspiration comes from several research papers. Our dumps() "
         "method returns a bytes object. This library "
         "supports Python 3.10 and higher.\n\nThe uname command for BSD based distributions.\n\n"
-        "Pretty-print output with an indent of two spaces.",
+        "Pretty-print output with an indent of two spaces.\n\n"
+        "- FP8 mixed precision with Transformer Engine\n",
     }
     assert _triples(doc) == {
         ("orjson", "is a", "fast library"),
@@ -495,12 +497,14 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "id": "e",
         "title": "Mount Everest",
         "text": "Mount Everest is a mountain in the Himalayas. This mountain attracts many "
-        "climbers. Charles Gounod based the opera on a play by Goethe.",
+        "climbers. Charles Gounod based the opera on a play by Goethe. Stephen Hawking studied "
+        "physics at Oxford.",
     }
     assert _triples(everest) == {
         ("Mount Everest", "is a", "mountain"),
         ("Mount Everest", "attracts", "many climbers"),
         ("Charles Gounod", "based", "the opera on a play by Goethe"),
+        ("Stephen Hawking", "studied", "physics at Oxford"),
     }
 
 
