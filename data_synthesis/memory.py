@@ -149,6 +149,16 @@ def _starts_lower(text: str, start: int) -> bool:
     return at < len(text) and text[at].islower()
 
 
+# words that open a sentence and never go on a name: after "C." a new sentence starts ("This
+# module is written in C. You need a C compiler"), where "John F. Kennedy" goes on
+_SENTENCE_OPENERS = {"you", "we", "i", "it", "this", "these", "there", "they", "the", "a", "an"}
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    word = re.match(r"\s*(\w+)", text[start : start + 40])
+    return bool(word) and word.group(1).lower() in _SENTENCE_OPENERS
+
+
 # A line that cannot end a sentence: it ends in a comma, a conjunction, a preposition or an
 # article ("It serializes dataclass, datetime, numpy, and\\n[UUID](...) instances natively.")
 _RUNS_ON = re.compile(
@@ -171,6 +181,7 @@ def sentences(text: str) -> list[tuple[int, int]]:
             and not _PARAGRAPH_BREAK.search(text, spans[-1][1] - 1, start)
             and (
                 _ABBREV.search(text[spans[-1][0] : spans[-1][1]])
+                and not _starts_sentence(text, start)
                 or _starts_lower(text, start)
                 or (
                     _RUNS_ON.search(text, spans[-1][0], spans[-1][1])
@@ -1209,6 +1220,8 @@ def _clause(sentence: str, reading: _Reading):
     if any(_DENIED.search(word) for word in subject.split()):
         return None  # "Its summit isn't reached by ...": the verb was taken for the subject's
     first_part, _, rest = subject.partition(", ")
+    if {"you", "we"} & set(rest.split()):
+        return None  # "(On Linux,) macOS, and Windows, you can install ...": the reader's
     if rest and "," not in rest and re.search(r"\b(?:and|or)\b", rest) and rest.islower():
         return None  # "Local, remote and other file systems are ...": a list, cut at its comma
         # (not "Spanish, Quechua and Aymara", "Victoria Falls, on the border between Zambia and")

@@ -336,6 +336,13 @@ def test_a_statement_stays_in_its_paragraph_and_drops_a_dangling_conjunction():
         "the tool reads a file\nand writes it back.",
         "Done.",
     ]
+    # an initial goes on a name, not on a sentence's first word (until 2026-12-07 "... by
+    # Queen Elizabeth I. The writer James Joyce was born ..." was one sentence)
+    text = "It was founded by Queen Elizabeth I. The writer John F. Kennedy was born there."
+    assert [text[a:b] for a, b in sentences(text)] == [
+        "It was founded by Queen Elizabeth I.",
+        "The writer John F. Kennedy was born there.",
+    ]
     docs = [
         {"id": "t", "text": "Tokyo hosted the 1964 Summer Olympics and, in 2021, the Games."},
         {"id": "c", "text": "The copy module copies objects\n\nshallow copies share children."},
@@ -471,7 +478,9 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     "What does pydantic drop?" ("This release drops ...") and "What does Our inspiration come
     from?" (the writers' own: "Our dumps() method" is the name's), "What do Pretty-print
     output with?" ("output" is a noun before a preposition), "What does FP8 mix?" (a list
-    item's "mixed precision", where "Hawking studied physics at Oxford." has a verb); "The uname command for BSD based distributions" gave (.., based, distributions).
+    item's "mixed precision", where "Hawking studied physics at Oxford." has a verb), "What can
+    macOS install?" ("On Linux, macOS, and Windows, you can install ..."), "What is pyahocorasick
+    written in? => C. You need a C compiler ..." (a sentence after "C." is one); "The uname command for BSD based distributions" gave (.., based, distributions).
     "This library", a word of the title ("This policy") and what the text called its topic
     ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
     verb."""
@@ -484,11 +493,14 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "method returns a bytes object. This library "
         "supports Python 3.10 and higher.\n\nThe uname command for BSD based distributions.\n\n"
         "Pretty-print output with an indent of two spaces.\n\n"
-        "- FP8 mixed precision with Transformer Engine\n",
+        "- FP8 mixed precision with Transformer Engine\n\n"
+        "This module is written in C. You need a C compiler. On Linux, macOS, and Windows, you "
+        "can also install binary wheels.",
     }
     assert _triples(doc) == {
         ("orjson", "is a", "fast library"),
         ("dumps() method", "returns", "a bytes object"),
+        ("orjson", "is written in", "C"),
         ("orjson", "supports", "Python 3.10 and higher"),
     }
     policy = {"id": "p", "title": "Travel policy", "text": "This policy applies to all staff."}
