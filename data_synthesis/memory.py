@@ -589,10 +589,33 @@ def _unnamed(word: str, reading: _Reading) -> bool:
 
 
 def _names_topic(noun: str, reading: _Reading) -> bool:
-    """Whether "This <noun>" stands for the topic: the noun is a word of the title, one the
-    text calls its topic ("Everest is a mountain in ..." ... "This mountain"), or a kind
-    of document ("This library")."""
-    return noun in reading.kinds | _DOCUMENT_KINDS or noun in (reading.topic or "").lower().split()
+    """Whether "The <noun>" or "This <noun>" stands for the topic: the noun is a word of the
+    title, what the text calls its topic ("Everest is a mountain in ..." ... "This mountain"),
+    a kind of document ("This library") or its name; not "The limit", "This option"."""
+    return (
+        noun in reading.kinds | _DOCUMENT_KINDS | {"name"}
+        or noun in (reading.topic or "").lower().split()
+    )
+
+
+# what a work is called besides what it is said to be ("Oliver Twist is a work by ..." ...
+# "The novel follows ...")
+_WORKS = {"work", "novel", "book", "play", "poem", "story", "opera", "ballet", "film", "song"}
+
+
+def _topic_key(name: str) -> str:
+    """A name's key up to its first comma ("Washington, D.C." is "Washington" cut at it)."""
+    return alias_key(entity_key(name.split(", ")[0]))
+
+
+def _kinds_said(relation: str, value: str) -> set[str]:
+    """The nouns a statement of the topic calls it ("is a" + "river", "is the capital of"),
+    each with its group of KINDS (a capital is a city) or the works."""
+    said = re.fullmatch(r"is (?:a|an|the) ([a-z-]+) of", relation)
+    noun = value.split()[-1].lower() if relation == "is a" else said and said.group(1)
+    if not noun:
+        return set()
+    return _KIND_OF.get(noun, {noun}) | (_WORKS if noun in _WORKS else set())
 
 
 def _headline_subject(words: list[str], reading: _Reading) -> bool:
@@ -1082,8 +1105,8 @@ def heuristic_statements(doc: dict) -> list[dict]:
         mark = _BULLET.match(sentence)
         said = (start + mark.end() if mark else start, end)
         for entity, relation, whole, time in statements:
-            if entity == topic and relation == "is a":
-                kinds.add(whole.split()[-1].lower())  # "a river": its "This river" is the topic
+            if topic and _topic_key(entity) == _topic_key(topic):
+                kinds |= _kinds_said(relation, whole)  # "is a river": "The river" is the topic
             # "X and, in 2021, Y" cut at the comma; "a model of the atom in" (cut at "which")
             whole = _DANGLING_END.sub("", " ".join(whole.split()))  # one line: text wraps
             if not whole:
@@ -1152,13 +1175,14 @@ class _Reading:
     # and "a X" for those it writes after "a" or "an"
     glossed: bool = False  # the sentence is a bold term and its gloss
     kinds: set[str] = field(default_factory=set)  # what the text calls its topic ("X is a
-    # library" -> "library"), besides _DOCUMENT_KINDS: only such a "This X" stands for it
+    # river" -> the river group), besides _DOCUMENT_KINDS: only such a "The X" stands for it
 
 
-# what a document's "This X" names when X says what the document is about ("This library
-# supports ...", "This repository is tested on ..."; not "This option", "This change")
+# what a document's "This X" or "The X" names when X says what the document is about ("This
+# library supports ...", "The codebase trains ..."; not "This option", "The limit")
 _DOCUMENT_KINDS = {
     "repository",
+    "codebase",
     "library",
     "package",
     "project",
@@ -1256,8 +1280,8 @@ def _clause(sentence: str, reading: _Reading):
     elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."
         if not topic or not reading.titled or _plural(words[-1]):  # not "The attacks use"
             return None
-        if words[0].lower() == "this" and not _names_topic(words[-1], reading):
-            return None  # "This option is compatible with ...": what the sentence before said
+        if not _names_topic(words[-1], reading):
+            return None  # "This option is ...", "The limit protects ...": not the topic
         subject = topic
     elif (
         re.split(r"['’]", first)[0] in BAD_SUBJECT_START  # "We've yanked ..."

@@ -474,7 +474,7 @@ def test_rst_literal_blocks_and_indented_prompts_are_no_prose():
 
 def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     """81 package READMEs asked "What is orjson? => compatible with all other options" ("This
-    option is ..."), "What is idna known as? => a mapping" ("This functionality, known as ..."),
+    option is ..."), "What does defusedxml protect?" ("The limit protects ..."), "What is idna known as? => a mapping" ("This functionality, known as ..."),
     "What does pydantic drop?" ("This release drops ...") and "What does Our inspiration come
     from?" (the writers' own: "Our dumps() method" is the name's), "What do Pretty-print
     output with?" ("output" is a noun before a preposition), "What does FP8 mix?" (a list
@@ -505,6 +505,14 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     }
     policy = {"id": "p", "title": "Travel policy", "text": "This policy applies to all staff."}
     assert _triples(policy) == {("Travel policy", "applies to", "all staff")}
+    city = {  # "is the capital of": a city; "The limit" is no kind of it
+        "id": "w",
+        "title": "Washington, D.C.",
+        "text": "Washington, D.C. is the capital of the United States. The city was founded in "
+        "1790. The limit protects the parser against attacks.",
+    }
+    assert ("Washington, D.C.", "was founded in", "1790") in _triples(city)
+    assert not [t for t in _triples(city) if t[1] == "protects"]
     everest = {
         "id": "e",
         "title": "Mount Everest",
