@@ -324,7 +324,22 @@ SUBORDINATORS = {
     "let",
     "note",
 }
-INNER_STOP = {"if", "you", "we", "i", "that", "which", "who", "when", "whether", "because", "your"}
+INNER_STOP = {
+    "if",
+    "you",
+    "we",
+    "i",
+    "he",
+    "she",
+    "they",
+    "that",
+    "which",
+    "who",
+    "when",
+    "whether",
+    "because",
+    "your",
+}
 ORDINALS = {"first", "second", "third", "last", "only", "next", "same", "other", "main"}
 DEICTIC = {
     "this",

@@ -480,7 +480,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     output with?" ("output" is a noun before a preposition), "What does FP8 mix?" (a list
     item's "mixed precision", where "Hawking studied physics at Oxford." has a verb), "What can
     macOS install?" ("On Linux, macOS, and Windows, you can install ..."), "What is pyahocorasick
-    written in? => C. You need a C compiler ..." (a sentence after "C." is one); "The uname command for BSD based distributions" gave (.., based, distributions).
+    written in? => C. You need a C compiler ..." (a sentence after "C." is one), "What did
+    Three days later he make?" (a pronoun inside a subject); "The uname command for BSD based distributions" gave (.., based, distributions).
     "This library", a word of the title ("This policy") and what the text called its topic
     ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
     verb."""
@@ -495,7 +496,7 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "Pretty-print output with an indent of two spaces.\n\n"
         "- FP8 mixed precision with Transformer Engine\n\n"
         "This module is written in C. You need a C compiler. On Linux, macOS, and Windows, you "
-        "can also install binary wheels.",
+        "can also install binary wheels. Three days later he made the first call.",
     }
     assert _triples(doc) == {
         ("orjson", "is a", "fast library"),
