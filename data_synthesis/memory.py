@@ -480,10 +480,15 @@ def _noun_before_verb(tokens: list, i: int) -> bool:
         # lexicon knows "templates" only as a verb)
     if "NOUN" not in _lemmas(word):
         return False
-    if _plural(word) and _only(following, "VERB") and _base_verb(following):
-        return _lemmas(word)["VERB"][0] not in _CATENATIVE  # "Hash values differ", "Major
-        # issues include": a plural noun and its verb; not "It helps prevent ..."
     after = tokens[nxt + 1].group(0) if nxt + 1 < len(tokens) else ""
+    if (
+        _plural(word)
+        and _base_verb(following)
+        and (_only(following, "VERB") or after in ARTICLES and following not in PREPS | PARTICLES)
+    ):
+        return _lemmas(word)["VERB"][0] not in _CATENATIVE  # "Hash values differ", "Major
+        # issues include", "filter blocks take a Document": a plural noun and its verb; not
+        # "It helps prevent ..."
     if "ADJ" in _lemmas(following) and after.islower() and _attributive(after):
         return False  # "tokenizers ships dedicated wheels": the past form is its object's
     return _verb_lemma(following) is not None
@@ -1308,6 +1313,8 @@ def _clause(sentence: str, reading: _Reading):
         or first in AUX
         or first in SUBORDINATORS
         or (first.endswith("ing") and first[:1].isalpha() and len(subject.split()) > 1)
+        or (first.endswith("ing") and "VERB" in _lemmas(first) and _unnamed(words[0], reading))
+        # "Reading uses the existing readers": a gerund ("Oxford, Reading and London": a name)
         or (len(words) > 1 and words[1][:1].islower() and _only(first, "VERB"))  # "Improved the
         # detection ...": a changelog's or a command's verb ("Mars", "Google" are verbs too)
         or (bulleted and len(words) == 1 and _only(first, "VERB"))  # "- Improve discriminated ..."

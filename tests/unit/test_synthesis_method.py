@@ -481,7 +481,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     item's "mixed precision", where "Hawking studied physics at Oxford." has a verb), "What can
     macOS install?" ("On Linux, macOS, and Windows, you can install ..."), "What is pyahocorasick
     written in? => C. You need a C compiler ..." (a sentence after "C." is one), "What did
-    Three days later he make?" (a pronoun inside a subject); "The uname command for BSD based distributions" gave (.., based, distributions).
+    Three days later he make?" (a pronoun inside a subject), "What does Reading use?" (a
+    gerund the text never writes as a name); "The uname command for BSD based distributions" gave (.., based, distributions).
     "This library", a word of the title ("This policy") and what the text called its topic
     ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
     verb."""
@@ -496,7 +497,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "Pretty-print output with an indent of two spaces.\n\n"
         "- FP8 mixed precision with Transformer Engine\n\n"
         "This module is written in C. You need a C compiler. On Linux, macOS, and Windows, you "
-        "can also install binary wheels. Three days later he made the first call.",
+        "can also install binary wheels. Three days later he made the first call. Reading uses "
+        "the existing readers.",
     }
     assert _triples(doc) == {
         ("orjson", "is a", "fast library"),
@@ -519,13 +521,14 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "title": "Mount Everest",
         "text": "Mount Everest is a mountain in the Himalayas. This mountain attracts many "
         "climbers. Charles Gounod based the opera on a play by Goethe. Stephen Hawking studied "
-        "physics at Oxford.",
+        "physics at Oxford. The Mid-Atlantic Ridge runs down the middle of the ocean floor.",
     }
     assert _triples(everest) == {
         ("Mount Everest", "is a", "mountain"),
         ("Mount Everest", "attracts", "many climbers"),
         ("Charles Gounod", "based", "the opera on a play by Goethe"),
         ("Stephen Hawking", "studied", "physics at Oxford"),
+        ("the Mid-Atlantic Ridge", "runs down", "the middle of the ocean floor"),
     }
 
 
