@@ -370,6 +370,7 @@ OBJECT_PRONOUNS = {"it", "him", "her", "them", "this", "that", "these", "those",
 PRONOUNS = {"it", "he", "she", "its"}
 BAD_SUBJECT_START = {
     "there",
+    "others",
     "here",
     "what",
     "which",
@@ -1260,7 +1261,13 @@ def _clause(sentence: str, reading: _Reading):
     topic = reading.topic
     if verb_at is None:
         return None
-    subject = " ".join(_clean(body[: tokens[verb_at].start()]).split())
+    before = body[: tokens[verb_at].start()].rstrip()
+    if before.endswith(" there"):
+        # "Behind the scenes there are ...": an expletive; "The museum there displays ...": a place
+        if tokens[verb_at].group(0).lower() in ("is", "are", "was", "were"):
+            return None
+        before = before.removesuffix(" there")
+    subject = " ".join(_clean(before).split())
     if any(_DENIED.search(word) for word in subject.split()):
         return None  # "Its summit isn't reached by ...": the verb was taken for the subject's
     first_part, _, rest = subject.partition(", ")

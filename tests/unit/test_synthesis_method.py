@@ -482,7 +482,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     macOS install?" ("On Linux, macOS, and Windows, you can install ..."), "What is pyahocorasick
     written in? => C. You need a C compiler ..." (a sentence after "C." is one), "What did
     Three days later he make?" (a pronoun inside a subject), "What does Reading use?" (a
-    gerund the text never writes as a name); "The uname command for BSD based distributions" gave (.., based, distributions).
+    gerund the text never writes as a name), "What are Behind the scenes there?" and "What are
+    others?" (an expletive "there", "Others"); "The uname command for BSD based distributions" gave (.., based, distributions).
     "This library", a word of the title ("This policy") and what the text called its topic
     ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
     verb."""
@@ -498,7 +499,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "- FP8 mixed precision with Transformer Engine\n\n"
         "This module is written in C. You need a C compiler. On Linux, macOS, and Windows, you "
         "can also install binary wheels. Three days later he made the first call. Reading uses "
-        "the existing readers.",
+        "the existing readers. Behind the scenes there are some features. Others are "
+        "conceivable.",
     }
     assert _triples(doc) == {
         ("orjson", "is a", "fast library"),
@@ -521,7 +523,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "title": "Mount Everest",
         "text": "Mount Everest is a mountain in the Himalayas. This mountain attracts many "
         "climbers. Charles Gounod based the opera on a play by Goethe. Stephen Hawking studied "
-        "physics at Oxford. The Mid-Atlantic Ridge runs down the middle of the ocean floor.",
+        "physics at Oxford. The Mid-Atlantic Ridge runs down the middle of the ocean floor. The "
+        "Air and Space Museum there displays the Wright Flyer.",
     }
     assert _triples(everest) == {
         ("Mount Everest", "is a", "mountain"),
@@ -529,6 +532,7 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         ("Charles Gounod", "based", "the opera on a play by Goethe"),
         ("Stephen Hawking", "studied", "physics at Oxford"),
         ("the Mid-Atlantic Ridge", "runs down", "the middle of the ocean floor"),
+        ("the Air and Space Museum", "displays", "the Wright Flyer"),
     }
 
 
