@@ -581,7 +581,7 @@ def _compound_adjective(tokens: list, i: int) -> bool:
     )
 
 
-def _unmarked_noun(tokens: list, i: int) -> bool:
+def _noun_before_preposition(tokens: list, i: int) -> bool:
     """A noun whose past tense is spelled as its base ("output", "input", "set", "cost"), right
     before a preposition: the subject's head noun ("CLI JSON output with --alt now uses ...",
     "Pretty-print output with an indent"), where a verb of that form has its object first
@@ -607,6 +607,28 @@ def _reduced_relative(tokens: list, i: int) -> bool:
 def _unnamed(word: str, reading: _Reading) -> bool:
     """A word the text never writes as a name (mid-sentence, capitalised) and not the topic's."""
     return word not in reading.names and word.lower() not in (reading.topic or "").lower().split()
+
+
+# what a document's "This X" or "The X" names when X says what the document is about ("This
+# library supports ...", "The codebase trains ..."; not "This option", "The limit")
+_DOCUMENT_KINDS = {
+    "repository",
+    "codebase",
+    "library",
+    "package",
+    "project",
+    "module",
+    "plugin",
+    "tool",
+    "toolkit",
+    "framework",
+    "program",
+    "application",
+    "software",
+    "document",
+    "article",
+    "guide",
+}
 
 
 def _names_topic(noun: str, reading: _Reading) -> bool:
@@ -1199,28 +1221,6 @@ class _Reading:
     # river" -> the river group), besides _DOCUMENT_KINDS: only such a "The X" stands for it
 
 
-# what a document's "This X" or "The X" names when X says what the document is about ("This
-# library supports ...", "The codebase trains ..."; not "This option", "The limit")
-_DOCUMENT_KINDS = {
-    "repository",
-    "codebase",
-    "library",
-    "package",
-    "project",
-    "module",
-    "plugin",
-    "tool",
-    "toolkit",
-    "framework",
-    "program",
-    "application",
-    "software",
-    "document",
-    "article",
-    "guide",
-}
-
-
 def _clause(sentence: str, reading: _Reading):
     """(subject name, [(entity, relation, value, time)]) of a sentence's main clause, or None."""
     body = _BULLET.sub("", sentence)
@@ -1249,7 +1249,7 @@ def _clause(sentence: str, reading: _Reading):
                 continue
             if _after_article(tokens, i):
                 continue  # "a more formalized way", "the latest released version": an adjective
-            if _compound_adjective(tokens, i) or _unmarked_noun(tokens, i):
+            if _compound_adjective(tokens, i) or _noun_before_preposition(tokens, i):
                 continue  # "The uname command for BSD based distributions", "CLI JSON output
                 # with ..."
             if _reduced_relative(tokens, i):
@@ -1319,9 +1319,11 @@ def _clause(sentence: str, reading: _Reading):
         or first in PREPS
         or first in AUX
         or first in SUBORDINATORS
-        or (first.endswith("ing") and first[:1].isalpha() and len(subject.split()) > 1)
-        or (first.endswith("ing") and "VERB" in _lemmas(first) and _unnamed(words[0], reading))
-        # "Reading uses the existing readers": a gerund ("Oxford, Reading and London": a name)
+        or (  # a gerund: "Reading uses the existing readers" ("Oxford, Reading and London": a name)
+            first.endswith("ing")
+            and first[:1].isalpha()
+            and (len(words) > 1 or "VERB" in _lemmas(first) and _unnamed(words[0], reading))
+        )
         or (len(words) > 1 and words[1][:1].islower() and _only(first, "VERB"))  # "Improved the
         # detection ...": a changelog's or a command's verb ("Mars", "Google" are verbs too)
         or (bulleted and len(words) == 1 and _only(first, "VERB"))  # "- Improve discriminated ..."
