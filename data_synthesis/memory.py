@@ -1388,6 +1388,12 @@ def _clause(sentence: str, reading: _Reading):
         return None  # a label: "Up-to-date package also provided through conda-forge:"
     if not group or all(w.lower() in AUX for w in group) and group[0].lower() in MODALS:
         return None  # "systemd will cleanly ...": a modal alone is no relation
+    idiom = _IDIOMS.get(_verb_lemma(group[-1]) or "", ())
+    if j < len(tokens) and tokens[j].group(0).lower() in idiom:  # "took place on the Seine"
+        if j + 1 == len(tokens) or tokens[j + 1].group(0).lower() not in PREPS:
+            return None  # "Thirteen teams took part": no value
+        group.append(tokens[j].group(0))
+        j += 1
     if j < len(tokens) and tokens[j].group(0).lower() in PARTICLES:  # "is made up of"
         group.append(tokens[j].group(0))
         j += 1
@@ -1412,6 +1418,16 @@ def _clause(sentence: str, reading: _Reading):
     ):
         return None
     return subject, _relations(subject, group, value, time)
+
+
+# a verb and a bare noun that say one thing with the preposition after them ("keeps track of",
+# "took place on", "took part in"): the noun is no value
+_IDIOMS = {
+    "take": {"part", "place", "care", "advantage", "note", "account", "charge", "hold", "root"},
+    "keep": {"track"},
+    "make": {"use", "sense"},
+    "pay": {"attention"},
+}
 
 
 # "as needed", "as required": with "as", a word that says how, not what

@@ -483,7 +483,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     written in? => C. You need a C compiler ..." (a sentence after "C." is one), "What did
     Three days later he make?" (a pronoun inside a subject), "What does Reading use?" (a
     gerund the text never writes as a name), "What are Behind the scenes there?" and "What are
-    others?" (an expletive "there", "Others"); "The uname command for BSD based distributions" gave (.., based, distributions).
+    others?" (an expletive "there", "Others"), "What does Datatrove keep? => track" ("keeps
+    track of", "took part in" are one verb); "The uname command for BSD based distributions" gave (.., based, distributions).
     "This library", a word of the title ("This policy") and what the text called its topic
     ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
     verb."""
@@ -524,7 +525,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "text": "Mount Everest is a mountain in the Himalayas. This mountain attracts many "
         "climbers. Charles Gounod based the opera on a play by Goethe. Stephen Hawking studied "
         "physics at Oxford. The Mid-Atlantic Ridge runs down the middle of the ocean floor. The "
-        "Air and Space Museum there displays the Wright Flyer.",
+        "Air and Space Museum there displays the Wright Flyer. Dante took part in the politics "
+        "of Florence. Thirteen teams took part, seven from South America.",
     }
     assert _triples(everest) == {
         ("Mount Everest", "is a", "mountain"),
@@ -533,6 +535,7 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         ("Stephen Hawking", "studied", "physics at Oxford"),
         ("the Mid-Atlantic Ridge", "runs down", "the middle of the ocean floor"),
         ("the Air and Space Museum", "displays", "the Wright Flyer"),
+        ("Dante", "took part in", "the politics of Florence"),
     }
 
 
