@@ -716,7 +716,9 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
       the topic ("Pass strings to ...", "Express inclusive and/or exclusive bounds on ...");
     - or it is a bold term's gloss ("**dedup** blocks for deduplication");
     - or the subject is bare and the text writes the word after a determiner ("Table
-      Mountain, about 1,085 metres high, rises ...": "8,611 metres"; "an object").
+      Mountain, about 1,085 metres high, rises ...": "8,611 metres"; "an object");
+    - or a line with no full stop has it before a preposition and a gerund ("Python scripts
+      for loading and parsing ...").
     "Search returns the top-k passages", "Ruff supports over 900 rules" and "**Ruff** supports
     Python 3.7" keep their verbs."""
     first, word = tokens[0].group(0), tokens[verb_at].group(0)
@@ -752,7 +754,17 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
         )
         and not {"which", "that", "who"} & set(later)
     )
-    if not (reading.glossed or instruction or named_noun or label or gerund or plural_passive):
+    # "Python scripts for loading and parsing ...": a list item's noun and what it is for (not
+    # "X stands for making ...", whose sentence ends with a full stop)
+    purpose = (
+        tokens[-1].group(0) not in (".", "!", "?")
+        and verb_at + 2 < len(tokens)
+        and tokens[verb_at + 1].group(0).lower() in PREPS
+        and tokens[verb_at + 2].group(0).lower().endswith("ing")
+    )
+    if not (
+        reading.glossed or instruction or named_noun or label or gerund or plural_passive or purpose
+    ):
         return False
     after = tokens[verb_at + 1].group(0) if verb_at + 1 < len(tokens) else ""
     lower = after.lower()

@@ -484,7 +484,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     Three days later he make?" (a pronoun inside a subject), "What does Reading use?" (a
     gerund the text never writes as a name), "What are Behind the scenes there?" and "What are
     others?" (an expletive "there", "Others"), "What does Datatrove keep? => track" ("keeps
-    track of", "took part in" are one verb); "The uname command for BSD based distributions" gave (.., based, distributions).
+    track of", "took part in" are one verb), "What does Python script for?" (a list item's
+    noun before "for loading"); "The uname command for BSD based distributions" gave (.., based, distributions).
     "This library", a word of the title ("This policy") and what the text called its topic
     ("Everest is a mountain ... This mountain") stand for it; "Gounod based the opera on" is a
     verb."""
@@ -497,7 +498,8 @@ def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
         "method returns a bytes object. This library "
         "supports Python 3.10 and higher.\n\nThe uname command for BSD based distributions.\n\n"
         "Pretty-print output with an indent of two spaces.\n\n"
-        "- FP8 mixed precision with Transformer Engine\n\n"
+        "- FP8 mixed precision with Transformer Engine\n"
+        "- Python scripts for loading and parsing the lexicon\n\n"
         "This module is written in C. You need a C compiler. On Linux, macOS, and Windows, you "
         "can also install binary wheels. Three days later he made the first call. Reading uses "
         "the existing readers. Behind the scenes there are some features. Others are "
