@@ -113,8 +113,12 @@ _LOOSE = " |#,;:!"
 _LEAD_IN = re.compile(r"^(?:\s*\b(?:is|are|was|were|by|of|in|on|at|to|under|from|as|for|with)\b)+")
 # a piece of a url, path, tag or number that a value cut inside it left: "/releases/",
 # ".9+" (of "3.9+"), ".core", 'badge.svg"> <img alt="Build', "TypeError >>> orjson.dumps(",
-# 'width="400"' (".NET" and "config.yaml" are answers)
-_MARKUP_PIECE = re.compile(r"^(?:\.(?![A-Z])|/)|[<>]|=\"|%[0-9A-Fa-f]{2}|\.(?:svg|png|gif|jpe?g)\b")
+# 'width="400"', "@gmail.com" of an e-mail address (".NET", "config.yaml" and "@pytest.fixture"
+# are answers)
+_MARKUP_PIECE = re.compile(
+    r"^(?:\.(?![A-Z])|/)|[<>]|=\"|%[0-9A-Fa-f]{2}|\.(?:svg|png|gif|jpe?g)\b"
+    r"|^@[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|edu|gov|io)$"
+)
 
 
 def _said_after(sentence: str, asked: set[str]) -> str | None:

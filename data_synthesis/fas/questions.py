@@ -105,6 +105,10 @@ def _manner(value: str) -> bool:
     return first in ("using", "either") or (first.endswith("ly") and _adverb(first))
 
 
+# verbs whose "in" names a language or a unit, not a place: "is written in C" asks "What"
+_MEDIUM = {"written", "implemented", "coded", "expressed", "measured", "encoded"}
+
+
 def ask(subject: str, statement: dict) -> str | None:
     """A wh-question asking for the statement's value about `subject` (a name or a
     description): "What is the capital of France?", "When was Google founded?", "What does
@@ -125,7 +129,7 @@ def ask(subject: str, statement: dict) -> str | None:
         "When"
         if kind == "date"
         else "Where"
-        if prep in ("in", "at") and kind == "entity"
+        if prep in ("in", "at") and kind == "entity" and not _MEDIUM & set(verbs)
         else "How"
         if not prep and _passive(aux, verbs) and _manner(statement["value"]["text"])
         else "What"

@@ -1034,6 +1034,13 @@ def test_heuristic_questions_are_grammatical_and_pass_the_checks(memory):
     ]:
         statement = {"relation": relation, "value": {"type": "text", "text": value}}
         assert questions.ask("Prereleases", statement) == question
+    # "in" after a medium's verb names a language, not a place ("Where is X written?" before)
+    for relation, question in [
+        ("is written in", "What is pyahocorasick written in?"),
+        ("is located in", "Where is pyahocorasick located?"),
+    ]:
+        statement = {"relation": relation, "value": {"type": "entity", "text": "C"}}
+        assert questions.ask("pyahocorasick", statement) == question
     austria = memory.get("austria")
     capital = next(s for s in austria["statements"] if s["relation"] == "capital")
     assert questions.ask("Austria", capital) == "What is the capital of Austria?"
