@@ -1238,7 +1238,13 @@ def _clause(sentence: str, reading: _Reading):
     body = _BULLET.sub("", sentence)
     bulleted = body != sentence
     body = _without_leading_adverb(body)
-    body = re.sub(r"^(?:In|On|Since|By|During|As of|After|Before)\s+[^,]{1,40},\s*", "", body)
+    body = re.sub(
+        r"^(?:In|On|Since|By|During|As of|After|Before|Together with|Along with|Unlike|Like)"
+        r"\s+[^,]{1,40},\s*",
+        "",
+        body,
+    )
+    body = re.sub(r"^(?:Today|Nowadays|Now|Currently)\s+(?=[A-Z])", "", body)  # "Today Siemens"
     # "In the semi-final Germany beat ..." (no comma): a lower-case phrase, then a name
     body = re.sub(
         r"^(?:In|On|At|During|After|Before)\s+the(?:\s+[a-z][\w-]*){1,3}\s+(?=[A-Z])", "", body
@@ -1291,6 +1297,11 @@ def _clause(sentence: str, reading: _Reading):
     if re.search(r"\b(?:which|who|that)\b", rest) and rest.split()[0] not in ("which", "who"):
         return None  # "Fixup some build errors, mostly README syntax which stopped ...": the
         # verb is a relative clause's
+    if rest.lower() in ("it", "he", "she") and not re.search(r"[_.(]", first_part):
+        # the pronoun after an opening phrase is the subject: "Known as the Waltz King, he wrote",
+        # "(Together with its longest tributary,) the Missouri, it forms ..." (a code name
+        # before it is what it stands for: "VERSION_TUPLE, it will be removed ...")
+        first_part = rest
     subject = first_part  # "Mont Blanc, on the border ..., is"
     words = subject.split()
     if len(words) > 1 and words[-1] in ("-", "–"):
@@ -1322,6 +1333,8 @@ def _clause(sentence: str, reading: _Reading):
         if not _names_topic(words[-1], reading):
             return None  # "This option is ...", "The limit protects ...": not the topic
         subject = topic
+    elif topic and subject == topic:
+        pass  # the title, whatever its first word: "One Hundred Years of Solitude is ..."
     elif (
         re.split(r"['’]", first)[0] in BAD_SUBJECT_START  # "We've yanked ..."
         or (first in ("it", "he", "she", "they") and len(words) > 1)  # "It supersedes the

@@ -472,6 +472,39 @@ def test_rst_literal_blocks_and_indented_prompts_are_no_prose():
     }
 
 
+def test_opening_phrases_and_titles_leave_the_subject_whole():
+    """ "Together with Airbus, Boeing makes ..." and "Today Siemens makes ..." kept their
+    opening words in the subject; a pronoun after an opening phrase ("Known as the Waltz King,
+    he wrote ...") is the subject (a code name before it is what it stands for); a title is a
+    subject whatever its first word ("One Hundred Years of Solitude is ...": no statement
+    before, its first word "One" opening no subject elsewhere)."""
+    river = {
+        "id": "m",
+        "title": "Mississippi River",
+        "text": "The Mississippi River is a river in North America. Together with its longest "
+        "tributary, the Missouri, it forms one of the longest river systems in the world. "
+        "Together with Airbus, Boeing makes most of the large passenger aircraft. Today Siemens "
+        "makes equipment for factories. VERSION_TUPLE, it will be removed in the next release.",
+    }
+    assert _triples(river) == {
+        ("the Mississippi River", "is a", "river"),
+        ("Mississippi River", "forms", "one of the longest river systems in the world"),
+        ("Boeing", "makes", "most of the large passenger aircraft"),
+        ("Siemens", "makes", "equipment for factories"),
+        ("VERSION_TUPLE", "will be removed in", "the next release"),
+    }
+    book = {
+        "id": "b",
+        "title": "One Hundred Years of Solitude",
+        "text": "One Hundred Years of Solitude is a work by Gabriel Garcia Marquez. The novel was "
+        "first published in Buenos Aires.",
+    }
+    assert _triples(book) == {
+        ("One Hundred Years of Solitude", "is a", "work"),
+        ("One Hundred Years of Solitude", "was published in", "Buenos Aires"),
+    }
+
+
 def test_this_x_is_the_topic_only_when_x_names_what_the_topic_is():
     """81 package READMEs asked "What is orjson? => compatible with all other options" ("This
     option is ..."), "What does defusedxml protect?" ("The limit protects ..."), "What is idna known as? => a mapping" ("This functionality, known as ..."),
