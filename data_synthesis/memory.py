@@ -506,8 +506,9 @@ def _attributive(word: str) -> bool:
 
 
 def _plural_verb(tokens: list, i: int) -> bool:
-    """A base-form verb after a plural subject of names ("Avignon and Arles lie on ...") or
-    after an article and a plural noun ("The attacks use ...")."""
+    """A base-form verb after a plural subject of names ("Avignon and Arles lie on ..."), after
+    an article and a plural noun ("The attacks use ...") or after bare plurals ("Readers and
+    writers support ...")."""
     word = tokens[i].group(0)
     before = [t.group(0) for t in tokens[:i]]
     while len(before) > 1 and before[-1].lower() in ADVERBS:
@@ -516,6 +517,15 @@ def _plural_verb(tokens: list, i: int) -> bool:
         return False
     if len(before) == 2 and before[0].lower() in ARTICLES and _plural(before[1]):
         return True
+    words = [w.lower() for w in before]
+    if (
+        all(_plural(w) or w in ("and", "or") for w in words)
+        and _plural(words[-1])
+        and word not in PREPS
+        and "ADJ" not in _lemmas(word)
+    ):
+        return True  # a bare plural subject: "Readers and writers support ..." (not "Bindings
+        # over the Rust implementation", "`tasks` total number of tasks")
     return "and" in before and before[0][:1].isupper() and before[-1][:1].isupper()
 
 

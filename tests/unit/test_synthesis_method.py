@@ -477,14 +477,18 @@ def test_opening_phrases_and_titles_leave_the_subject_whole():
     opening words in the subject; a pronoun after an opening phrase ("Known as the Waltz King,
     he wrote ...") is the subject (a code name before it is what it stands for); a title is a
     subject whatever its first word ("One Hundred Years of Solitude is ...": no statement
-    before, its first word "One" opening no subject elsewhere)."""
+    before, its first word "One" opening no subject elsewhere); a bare plural subject's
+    base-form verb is its verb ("Readers and writers support a dialect argument, which is ..."
+    took "is"; not "Bindings over the Rust implementation")."""
     river = {
         "id": "m",
         "title": "Mississippi River",
         "text": "The Mississippi River is a river in North America. Together with its longest "
         "tributary, the Missouri, it forms one of the longest river systems in the world. "
         "Together with Airbus, Boeing makes most of the large passenger aircraft. Today Siemens "
-        "makes equipment for factories. VERSION_TUPLE, it will be removed in the next release.",
+        "makes equipment for factories. VERSION_TUPLE, it will be removed in the next release. "
+        "Readers and writers support a dialect argument, which is a convenient handle. "
+        "Bindings over the Rust implementation.",
     }
     assert _triples(river) == {
         ("the Mississippi River", "is a", "river"),
@@ -492,6 +496,7 @@ def test_opening_phrases_and_titles_leave_the_subject_whole():
         ("Boeing", "makes", "most of the large passenger aircraft"),
         ("Siemens", "makes", "equipment for factories"),
         ("VERSION_TUPLE", "will be removed in", "the next release"),
+        ("Readers and writers", "supports", "a dialect argument"),
     }
     book = {
         "id": "b",
