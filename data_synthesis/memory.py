@@ -796,7 +796,7 @@ def _is_participle(word: str) -> bool:
 
 def _expletive(subject: str, after: list) -> bool:
     """ "It is possible to ...", "It is important that ...": an "it" that stands for the clause
-    after it, not for the topic (`after`: up to four tokens after the verb)."""
+    after it, not for the topic (`after`: up to five tokens after the verb)."""
     words = [token.group(0).lower() for token in after] + ["", "", "", ""]
     if subject.lower() == "it" and words[:2] == ["up", "to"]:
         return True  # "It is up to the developer to choose ..."
@@ -804,6 +804,8 @@ def _expletive(subject: str, after: list) -> bool:
         return False
     # "that", or "to" and a verb with an object of its own ("It is easy to use (with pip)" says
     # what the topic is; "It is home to ..." has no verb)
+    if words[1] == "to" and words[2] in ("first", "always", "only", "also", "never"):
+        words = [*words[:2], *words[3:], ""]  # "It is best to first set all parameters"
     return words[1] == "that" or (
         words[1] == "to"
         and _base_verb(words[2])
@@ -834,6 +836,7 @@ _NAME_LIST = re.compile(
 _BOUNDARY = re.compile(
     r",(?!\d)|;|:(?!//)|\s\((?!\d)|\s-\s|\s—\s"
     r"|\b(?:which|who|whom|whose|while|whereas|but|because|although|where|when)\b"
+    r"|\band\s+(?=(?:then|can|could|may|might|must|should|would)\b)"  # "and then inserts"
 )
 # an article and a run of comma-separated words: "a fast, expressive" (in "a fast, expressive,
 # extensible templating engine"), "a simple, yet elegant"
@@ -1334,7 +1337,7 @@ def _clause(sentence: str, reading: _Reading):
     if owned and topic:  # "Its deepest point is ..." -> (topic, deepest point, ...)
         subject = f"{topic}'s {owned.group(1)}"
     elif subject.lower() in PRONOUNS:
-        if not topic or _expletive(subject, tokens[verb_at + 1 : verb_at + 5]):
+        if not topic or _expletive(subject, tokens[verb_at + 1 : verb_at + 6]):
             return None
         subject = topic
     elif re.fullmatch(r"(?:[Tt]he|[Tt]his)\s+[a-z][\w-]*", subject):  # "The company ..."

@@ -479,7 +479,9 @@ def test_opening_phrases_and_titles_leave_the_subject_whole():
     subject whatever its first word ("One Hundred Years of Solitude is ...": no statement
     before, its first word "One" opening no subject elsewhere); a bare plural subject's
     base-form verb is its verb ("Readers and writers support a dialect argument, which is ..."
-    took "is"; not "Bindings over the Rust implementation")."""
+    took "is"; not "Bindings over the Rust implementation"); "and then" or "and" and a modal
+    end a value ("a new compound object and then" was one); "It is best to first set ..." is an
+    expletive "it"."""
     river = {
         "id": "m",
         "title": "Mississippi River",
@@ -488,7 +490,8 @@ def test_opening_phrases_and_titles_leave_the_subject_whole():
         "Together with Airbus, Boeing makes most of the large passenger aircraft. Today Siemens "
         "makes equipment for factories. VERSION_TUPLE, it will be removed in the next release. "
         "Readers and writers support a dialect argument, which is a convenient handle. "
-        "Bindings over the Rust implementation.",
+        "Bindings over the Rust implementation. A shallow copy constructs a new compound "
+        "object and then inserts references. It is best to first set all parameters.",
     }
     assert _triples(river) == {
         ("the Mississippi River", "is a", "river"),
@@ -497,6 +500,7 @@ def test_opening_phrases_and_titles_leave_the_subject_whole():
         ("Siemens", "makes", "equipment for factories"),
         ("VERSION_TUPLE", "will be removed in", "the next release"),
         ("Readers and writers", "supports", "a dialect argument"),
+        ("a shallow copy", "constructs", "a new compound object"),
     }
     book = {
         "id": "b",
