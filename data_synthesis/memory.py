@@ -151,7 +151,7 @@ def _starts_lower(text: str, start: int) -> bool:
 
 # words that open a sentence and never go on a name: after "C." a new sentence starts ("This
 # module is written in C. You need a C compiler"), where "John F. Kennedy" goes on
-_SENTENCE_OPENERS = {"you", "we", "i", "it", "this", "these", "there", "they", "the", "a", "an"}
+_SENTENCE_OPENERS = ARTICLES | {"you", "we", "i", "it", "this", "these", "there", "they"}
 
 
 def _starts_sentence(text: str, start: int) -> bool:
@@ -569,6 +569,12 @@ def _after_article(tokens: list, i: int) -> bool:
     return False
 
 
+def _unfinished(tokens: list) -> bool:
+    """A line with no full stop, question or exclamation mark at its end: a list item's or a
+    heading's, whose words may be a noun phrase ("FP8 mixed precision with ...")."""
+    return tokens[-1].group(0) not in (".", "!", "?")
+
+
 def _compound_adjective(tokens: list, i: int) -> bool:
     """A past form that is also an adjective, before a bare noun that ends the phrase, in a
     line with no full stop (a list item's or a heading's): it modifies the noun ("FP8 mixed
@@ -587,7 +593,7 @@ def _compound_adjective(tokens: list, i: int) -> bool:
         and _attributive(following)
         and not _plural(following)
         and (not after[:1].isalnum() or after in PREPS)
-        and tokens[-1].group(0) not in (".", "!", "?")
+        and _unfinished(tokens)
     )
 
 
@@ -616,7 +622,12 @@ def _reduced_relative(tokens: list, i: int) -> bool:
 
 def _unnamed(word: str, reading: _Reading) -> bool:
     """A word the text never writes as a name (mid-sentence, capitalised) and not the topic's."""
-    return word not in reading.names and word.lower() not in (reading.topic or "").lower().split()
+    return word not in reading.names and not _in_topic(word, reading)
+
+
+def _in_topic(word: str, reading: _Reading) -> bool:
+    """A word of the topic's name, in any case."""
+    return word.lower() in (reading.topic or "").lower().split()
 
 
 # what a document's "This X" or "The X" names when X says what the document is about ("This
@@ -645,10 +656,7 @@ def _names_topic(noun: str, reading: _Reading) -> bool:
     """Whether "The <noun>" or "This <noun>" stands for the topic: the noun is a word of the
     title, what the text calls its topic ("Everest is a mountain in ..." ... "This mountain"),
     a kind of document ("This library") or its name; not "The limit", "This option"."""
-    return (
-        noun in reading.kinds | _DOCUMENT_KINDS | {"name"}
-        or noun in (reading.topic or "").lower().split()
-    )
+    return noun in reading.kinds | _DOCUMENT_KINDS | {"name"} or _in_topic(noun, reading)
 
 
 # what a work is called besides what it is said to be ("Oliver Twist is a work by ..." ...
@@ -767,7 +775,7 @@ def _noun_taken_for_verb(tokens: list, verb_at: int, reading: _Reading) -> bool:
     # "Python scripts for loading and parsing ...": a list item's noun and what it is for (not
     # "X stands for making ...", whose sentence ends with a full stop)
     purpose = (
-        tokens[-1].group(0) not in (".", "!", "?")
+        _unfinished(tokens)
         and verb_at + 2 < len(tokens)
         and tokens[verb_at + 1].group(0).lower() in PREPS
         and tokens[verb_at + 2].group(0).lower().endswith("ing")
@@ -1169,11 +1177,12 @@ def heuristic_statements(doc: dict) -> list[dict]:
         if subject != topic and _context_bound(subject, reading, bulleted):
             continue
         topic = topic or subject
+        topic_key = _topic_key(topic)
         # the statement's sentence without its list mark ("- Async support becomes optional.")
         mark = _BULLET.match(sentence)
         said = (start + mark.end() if mark else start, end)
         for entity, relation, whole, time in statements:
-            if topic and _topic_key(entity) == _topic_key(topic):
+            if _topic_key(entity) == topic_key:
                 kinds |= _kinds_said(relation, whole)  # "is a river": "The river" is the topic
             # "X and, in 2021, Y" cut at the comma; "a model of the atom in" (cut at "which")
             whole = _DANGLING_END.sub("", " ".join(whole.split()))  # one line: text wraps
